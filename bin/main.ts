@@ -1,0 +1,14 @@
+/**
+ * The composition root: the engine's CLI with the built-in steps and the demo's sandboxes.
+ * The engine itself names no step and no connector.
+ */
+import { startDemoApi } from '../connectors/demo-api/sandbox.ts';
+import { runCli } from '../engine/cli/main.ts';
+import { createRegistry } from '../steps/index.ts';
+
+const code = await runCli(process.argv, {
+  registry: createRegistry(),
+  env: process.env,
+  demo: { startApi: () => startDemoApi() },
+});
+process.exit(code);

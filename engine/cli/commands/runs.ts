@@ -1,0 +1,107 @@
+import type { Command } from 'commander';
+import { formatDuration } from '../../duration.ts';
+import { RunStore } from '../../store.ts';
+import { table, when } from '../format.ts';
+import type { Project } from '../project.ts';
+import { UsageError } from '../project.ts';
+import type { Wrap } from './types.ts';
+
+export function runsCommand(program: Command, project: () => Project, wrap: Wrap): void {
+  program
+    .command('runs')
+    .description('List recent runs, newest first')
+    .option('--pipeline <name>', 'only runs of this pipeline')
+    .option('--limit <n>', 'how many', (v) => Number.parseInt(v, 10), 20)
+    .option('--json', 'print the runs as JSON on stdout')
+    .action(
+      wrap(async (opts: { pipeline?: string; limit: number; json?: boolean }) => {
+        const p = project();
+        const db = await p.openDb();
+        try {
+          const runs = await new RunStore(db).listRuns({ pipeline: opts.pipeline, limit: opts.limit });
+          if (opts.json) {
+            process.stdout.write(`${JSON.stringify(runs)}\n`);
+            return 0;
+          }
+          if (!runs.length) {
+            process.stdout.write('no runs yet (start one with: flows run <pipeline>)\n');
+            return 0;
+          }
+          process.stdout.write(
+            `${table(
+              ['run', 'pipeline', 'status', 'started', 'took'],
+              runs.map((r) => [
+                r.id,
+                r.pipeline,
+                `${r.status}${r.dry_run ? ' (dry run)' : ''}`,
+                when(r.started_at),
+                r.finished_at ? formatDuration(new Date(r.finished_at).getTime() - new Date(r.started_at).getTime()) : '',
+              ]),
+            )}\n`,
+          );
+          return 0;
+        } finally {
+          await db.close();
+        }
+      }),
+    );
+}
+
+export function showCommand(program: Command, project: () => Project, wrap: Wrap): void {
+  program
+    .command('show')
+    .description('Show one run: its steps, item counts, failures by reason and effects')
+    .argument('<run-id>', 'the run (see flows runs)')
+    .option('--json', 'print the run as JSON on stdout')
+    .action(
+      wrap(async (runId: string, opts: { json?: boolean }) => {
+        const p = project();
+        const db = await p.openDb();
+        try {
+          const store = new RunStore(db);
+          const run = await store.getRun(runId);
+          if (!run) throw new UsageError(`no run "${runId}" (see flows runs)`);
+          const steps = await store.getSteps(runId);
+          const failures = await store.failedItems(runId, 1000);
+          const effects = await store.effectCounts(runId);
+          if (opts.json) {
+            process.stdout.write(`${JSON.stringify({ run, steps, failures, effects })}\n`);
+            return 0;
+          }
+          const out: string[] = [];
+          out.push(`run       ${run.id}${run.dry_run ? ' (dry run)' : ''}`);
+          out.push(`pipeline  ${run.pipeline} (${run.pipeline_file})`);
+          out.push(`status    ${run.status}${run.error ? `: ${run.error}` : ''}`);
+          out.push(`started   ${when(run.started_at)}`);
+          if (run.finished_at) out.push(`finished  ${when(run.finished_at)} (${formatDuration(new Date(run.finished_at).getTime() - new Date(run.started_at).getTime())})`);
+          if (Object.keys(run.inputs ?? {}).length) out.push(`inputs    ${JSON.stringify(run.inputs)}`);
+          out.push('');
+          out.push(
+            table(
+              ['step', 'status', 'succeeded', 'failed', 'skipped', 'error'],
+              steps.map((s) => [s.step_id, s.status, s.items_succeeded, s.items_failed, s.items_skipped, s.error ?? '']),
+            ),
+          );
+          if (effects.length) {
+            out.push('', table(['effects of step', 'kind', 'status', 'count'], effects.map((e) => [e.step_id, e.kind, e.status, e.n])));
+          }
+          if (failures.length) {
+            const byReason = new Map<string, string[]>();
+            for (const f of failures) {
+              const k = `${f.step_id}: ${f.error ?? 'unknown error'}`;
+              byReason.set(k, [...(byReason.get(k) ?? []), f.item_key]);
+            }
+            out.push('', 'Failed items by reason:');
+            for (const [reason, keys] of byReason) out.push(`  ${keys.length} × ${reason}${keys.length <= 3 ? ` [${keys.join(', ')}]` : ''}`);
+          }
+          if (run.status === 'interrupted' || run.status === 'failed' || run.status === 'completed_with_errors') {
+            if (!run.dry_run) out.push('', `Resume with: flows run ${run.pipeline} --resume ${run.id}`);
+          }
+          process.stdout.write(`${out.join('\n')}\n`);
+          return 0;
+        } finally {
+          await db.close();
+        }
+      }),
+    );
+}

@@ -1,0 +1,68 @@
+import { Command, CommanderError, Option } from 'commander';
+import { formatDiagnostic, ValidationError } from '../errors.ts';
+import { InputError } from '../pipeline/inputs.ts';
+import type { StepRegistry } from '../registry.ts';
+import { demoCommand } from './commands/demo.ts';
+import { runCommand } from './commands/run.ts';
+import { runsCommand, showCommand } from './commands/runs.ts';
+import { schemasCommand } from './commands/schemas.ts';
+import { validateCommand } from './commands/validate.ts';
+import { Project, type ProjectOptions, UsageError } from './project.ts';
+
+export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const;
+
+export interface CliDeps {
+  registry: StepRegistry;
+  env: Record<string, string | undefined>;
+  /** Where the demo's sandboxes come from (kept out of the engine). */
+  demo?: import('./commands/demo.ts').DemoDeps;
+}
+
+export function createProgram(deps: CliDeps, setExit: (code: number) => void): Command {
+  const program = new Command('flows')
+    .description('Runs declarative YAML pipelines: typed steps, durable runs, quotas and dry runs.')
+    .addOption(new Option('--dir <folder>', 'folder of pipeline files and flows.config.yaml').env('FLOWS_DIR').default('pipelines'))
+    .addOption(new Option('--db <url-or-folder>', 'postgres:// URL, or a folder for the embedded database (default: DATABASE_URL, else .flows/db)'))
+    .addOption(new Option('--log-level <level>', 'log level on stderr').choices(['debug', 'info', 'warn', 'error', 'silent']))
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+
+  const project = (): Project => {
+    const o = program.opts<ProjectOptions>();
+    return new Project(deps.registry, { dir: o.dir, db: o.db, logLevel: o.logLevel }, deps.env);
+  };
+  const wrap =
+    <A extends unknown[]>(fn: (...args: A) => Promise<number>) =>
+    async (...args: A) =>
+      setExit(await fn(...args));
+
+  validateCommand(program, project, wrap);
+  runCommand(program, project, wrap);
+  runsCommand(program, project, wrap);
+  showCommand(program, project, wrap);
+  schemasCommand(program, project, wrap);
+  demoCommand(program, project, wrap, deps.demo);
+  return program;
+}
+
+/** Runs the CLI and returns the exit code; every error a user can cause becomes a clear line. */
+export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
+  let code: number = EXIT.ok;
+  const program = createProgram(deps, (c) => (code = c));
+  try {
+    await program.parseAsync(argv);
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    if (err instanceof ValidationError) {
+      for (const d of err.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
+      return EXIT.usage;
+    }
+    if (err instanceof UsageError || err instanceof InputError) {
+      process.stderr.write(`flows: ${err.message}\n`);
+      return EXIT.usage;
+    }
+    process.stderr.write(`flows: ${(err as Error).message ?? String(err)}\n`);
+    return EXIT.failed;
+  }
+}

@@ -1,0 +1,112 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, join, relative, resolve } from 'node:path';
+import { emptyConfig, type EngineConfig, loadConfig } from '../config.ts';
+import { type Database, openDatabase } from '../db/connect.ts';
+import { type Diagnostic, ValidationError } from '../errors.ts';
+import { createLogger, type Logger } from '../log.ts';
+import { loadPipeline } from '../pipeline/load.ts';
+import type { Pipeline } from '../pipeline/types.ts';
+import type { StepRegistry } from '../registry.ts';
+import { createScrubber, type Scrubber } from '../secrets.ts';
+
+export const CONFIG_FILE = 'flows.config.yaml';
+
+export interface ProjectOptions {
+  /** Folder of pipeline files and the config (default ./pipelines, or FLOWS_DIR). */
+  dir?: string;
+  /** A postgres:// URL or an embedded data directory (default DATABASE_URL, else .flows/db). */
+  db?: string;
+  logLevel?: string;
+}
+
+/**
+ * The user's project as the CLI sees it: the pipelines folder, its config, the database.
+ * Reads the environment once, here, and hands it on.
+ */
+export class Project {
+  readonly dir: string;
+  readonly env: Record<string, string | undefined>;
+  readonly scrub: Scrubber;
+  readonly log: Logger;
+  private loadedConfig?: EngineConfig;
+
+  constructor(
+    readonly registry: StepRegistry,
+    private readonly options: ProjectOptions,
+    env: Record<string, string | undefined>,
+  ) {
+    this.env = env;
+    this.dir = resolve(options.dir ?? env.FLOWS_DIR ?? 'pipelines');
+    this.scrub = createScrubber(env);
+    const level = options.logLevel ?? env.FLOWS_LOG_LEVEL ?? (process.stderr.isTTY ? 'warn' : 'info');
+    this.log = createLogger({ level, scrub: this.scrub });
+  }
+
+  get configFile(): string {
+    return join(this.dir, CONFIG_FILE);
+  }
+
+  /** Path as a user would type it, relative to where they stand. */
+  display(path: string): string {
+    const rel = relative(process.cwd(), path);
+    return rel.startsWith('..') ? path : rel;
+  }
+
+  /** The config, or the diagnostics that stop it from loading. */
+  checkConfig(): { config?: EngineConfig; diagnostics: Diagnostic[] } {
+    if (!existsSync(this.configFile)) return { config: emptyConfig, diagnostics: [] };
+    return loadConfig(readFileSync(this.configFile, 'utf8'), this.display(this.configFile), this.env);
+  }
+
+  get config(): EngineConfig {
+    if (!this.loadedConfig) {
+      const { config, diagnostics } = this.checkConfig();
+      if (!config) throw new ValidationError(diagnostics);
+      this.loadedConfig = config;
+    }
+    return this.loadedConfig;
+  }
+
+  /** Every pipeline file in the folder (the config excluded). */
+  pipelineFiles(): string[] {
+    if (!existsSync(this.dir)) return [];
+    return readdirSync(this.dir)
+      .filter((f) => /\.ya?ml$/.test(f) && f !== CONFIG_FILE)
+      .sort()
+      .map((f) => join(this.dir, f));
+  }
+
+  checkPipeline(file: string, config: EngineConfig = this.config) {
+    return loadPipeline(readFileSync(file, 'utf8'), this.display(file), { registry: this.registry, config });
+  }
+
+  /** A pipeline by file path or by name; throws ValidationError with every problem. */
+  pipeline(nameOrPath: string): Pipeline {
+    const file = this.findPipelineFile(nameOrPath);
+    const { pipeline, diagnostics } = this.checkPipeline(file);
+    if (!pipeline) throw new ValidationError(diagnostics);
+    return pipeline;
+  }
+
+  findPipelineFile(nameOrPath: string): string {
+    if (/\.ya?ml$/.test(nameOrPath) && existsSync(nameOrPath)) return resolve(nameOrPath);
+    for (const ext of ['.yaml', '.yml']) {
+      const candidate = join(this.dir, `${nameOrPath}${ext}`);
+      if (existsSync(candidate)) return candidate;
+    }
+    const names = this.pipelineFiles().map((f) => basename(f).replace(/\.ya?ml$/, ''));
+    throw new UsageError(`no pipeline "${nameOrPath}" in ${this.display(this.dir)}${names.length ? ` (pipelines: ${names.join(', ')})` : ''}`);
+  }
+
+  /** DATABASE_URL (or --db URL) means Postgres; otherwise the embedded database under .flows/. */
+  openDb(): Promise<Database> {
+    const target = this.options.db ?? this.env.DATABASE_URL;
+    if (target && /^postgres(ql)?:\/\//.test(target)) return openDatabase({ url: target });
+    return openDatabase({ dataDir: resolve(target ?? join('.flows', 'db')) });
+  }
+}
+
+/** A mistake in how a command was called: exit code 2. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}

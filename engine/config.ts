@@ -1,0 +1,164 @@
+import { type Static, Type } from '@sinclair/typebox';
+import { Cron } from 'croner';
+import { parseDuration, DURATION_HINT } from './duration.ts';
+import type { Diagnostic } from './errors.ts';
+import { findTemplates, renderDeep } from './expr/index.ts';
+import { checkSchema } from './schema-check.ts';
+import { parseYamlSource } from './yaml.ts';
+
+/**
+ * The engine config: connectors, named quotas and rate limits, sender identities and
+ * prices. One file (pipelines/flows.config.yaml), validated before anything runs; values
+ * may use ${{ env.NAME }} for secrets, resolved when the file is loaded.
+ */
+
+const StringEnum = <T extends string[]>(values: [...T], description?: string) =>
+  Type.Unsafe<T[number]>({ type: 'string', enum: values, description });
+
+export const WEEKDAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
+
+export const QuotaSchema = Type.Object(
+  {
+    cap: Type.Integer({ minimum: 1, description: 'How many effects may happen per period.' }),
+    per: StringEnum(['hour', 'day', 'week'], 'The period of the cap; "week" is a rolling 7 days.'),
+    days: Type.Optional(
+      Type.Array(StringEnum([...WEEKDAYS]), { minItems: 1, description: 'Days of the week on which effects may happen.' }),
+    ),
+    window: Type.Optional(
+      Type.String({
+        pattern: '^([01]\\d|2[0-3]):[0-5]\\d-([01]\\d|2[0-4]):[0-5]\\d$',
+        description: 'Local time of day when effects may happen, like "09:00-17:00".',
+        'x-hint': 'write window: "09:00-17:00"',
+      }),
+    ),
+    timezone: Type.Optional(Type.String({ description: 'IANA timezone of days and window; defaults to business.timezone.' })),
+    per_key: Type.Optional(Type.String({ description: 'Apply the cap separately for each value of this key (e.g. sender_domain).' })),
+    spacing: Type.Optional(
+      Type.String({ description: 'Minimum time between effects, with optional random jitter: "60s" or "60s..180s".' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const RateLimitSchema = Type.Object(
+  {
+    per_second: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'Requests per second.' })),
+    per_minute: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'Requests per minute.' })),
+    concurrency: Type.Optional(Type.Integer({ minimum: 1, description: 'Requests in flight at once.' })),
+  },
+  { additionalProperties: false },
+);
+
+export const SenderSchema = Type.Object(
+  {
+    id: Type.String({ minLength: 1 }),
+    domain: Type.String({ minLength: 1 }),
+    from_email: Type.String({ format: 'email' }),
+    from_name: Type.Optional(Type.String()),
+  },
+  { additionalProperties: false },
+);
+
+export const ConfigSchema = Type.Object(
+  {
+    business: Type.Optional(
+      Type.Object(
+        {
+          name: Type.String(),
+          timezone: Type.String({ description: 'IANA timezone used where a quota or schedule names none.' }),
+          address: Type.Optional(Type.String({ description: 'Physical address printed in every email.' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    connectors: Type.Optional(
+      Type.Record(Type.String(), Type.Record(Type.String(), Type.Unknown()), {
+        description: 'Settings of each connector by name (base URLs, keys through ${{ env.NAME }}).',
+      }),
+    ),
+    quotas: Type.Optional(Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), QuotaSchema)),
+    rate_limits: Type.Optional(Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), RateLimitSchema)),
+    senders: Type.Optional(Type.Array(SenderSchema)),
+    prices: Type.Optional(
+      Type.Record(Type.String(), Type.Number({ minimum: 0 }), {
+        description: 'Price in USD of one unit, by unit name (semrush_unit, claude_input_token ...).',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type EngineConfig = Static<typeof ConfigSchema>;
+export type QuotaConfig = Static<typeof QuotaSchema>;
+
+export const emptyConfig: EngineConfig = {};
+
+export function isValidTimezone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function checkCron(expression: string, timezone: string): string | undefined {
+  try {
+    new Cron(expression, { timezone, paused: true });
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+export interface LoadedConfig {
+  config?: EngineConfig;
+  diagnostics: Diagnostic[];
+}
+
+/** Parses and checks the config; ${{ env.X }} values are resolved against `env`. */
+export function loadConfig(text: string, file: string, env: Record<string, string | undefined>): LoadedConfig {
+  const doc = parseYamlSource(text, file);
+  if (doc.diagnostics.length) return { diagnostics: doc.diagnostics };
+  const raw = doc.value ?? {};
+  const diagnostics = checkSchema(ConfigSchema, raw, doc, []);
+  const cfg = raw as EngineConfig;
+  const defaultTz = cfg.business?.timezone;
+  if (defaultTz && !isValidTimezone(defaultTz)) {
+    diagnostics.push(doc.at(['business', 'timezone'], `unknown timezone "${defaultTz}" (write an IANA name like "Europe/London")`));
+  }
+  for (const [name, quota] of Object.entries(cfg.quotas ?? {})) {
+    if (!quota || typeof quota !== 'object') continue;
+    const tz = quota.timezone ?? defaultTz;
+    if (quota.timezone && !isValidTimezone(quota.timezone)) {
+      diagnostics.push(doc.at(['quotas', name, 'timezone'], `unknown timezone "${quota.timezone}" (write an IANA name like "Europe/London")`));
+    } else if ((quota.window || quota.days) && !tz) {
+      diagnostics.push(doc.at(['quotas', name], 'a quota with days or a window needs a timezone (set timezone here or business.timezone)'));
+    }
+    if (typeof quota.window === 'string') {
+      const [from, to] = quota.window.split('-');
+      if (from && to && from >= to) diagnostics.push(doc.at(['quotas', name, 'window'], `window "${quota.window}" ends before it starts`));
+    }
+    if (typeof quota.spacing === 'string' && !parseSpacing(quota.spacing)) {
+      diagnostics.push(doc.at(['quotas', name, 'spacing'], `"${quota.spacing}" is not a spacing (write "60s" or "60s..180s")`));
+    }
+  }
+  for (const t of findTemplates(raw)) {
+    if (!/^\s*\$\{\{\s*env\.[A-Za-z_][A-Za-z0-9_]*\s*\}\}\s*$/.test(t.text)) {
+      diagnostics.push(doc.at(t.path, 'config values may only use ${{ env.NAME }} (a whole value from the environment)'));
+    }
+  }
+  if (diagnostics.length) return { diagnostics };
+  const config = renderDeep(raw, { env: { ...env } }) as EngineConfig;
+  return { config, diagnostics };
+}
+
+export function parseSpacing(text: string): { minMs: number; maxMs: number } | undefined {
+  const [a, b] = text.split('..');
+  const min = parseDuration(a ?? '');
+  const max = b === undefined ? min : parseDuration(b);
+  if (min === undefined || max === undefined || max < min) return undefined;
+  return { minMs: min, maxMs: max };
+}
+
+export { DURATION_HINT };

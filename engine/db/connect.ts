@@ -1,0 +1,71 @@
+import { mkdirSync } from 'node:fs';
+import { CompiledQuery, Kysely, PostgresDialect } from 'kysely';
+import { migrateToLatest } from './migrations.ts';
+import type { Tables } from './tables.ts';
+
+export interface Database {
+  readonly kysely: Kysely<Tables>;
+  readonly kind: 'pglite' | 'postgres';
+  /** Where it is, fit to print: the password of a URL is masked. */
+  readonly description: string;
+  /** Runs one parameterised statement ($1, $2 ...) and returns its rows. */
+  query<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<R[]>;
+  close(): Promise<void>;
+}
+
+export interface OpenDatabaseOptions {
+  /** A postgres:// URL; without it the embedded database is used. */
+  url?: string;
+  /** The embedded database's data directory; `memory://` keeps it in memory. */
+  dataDir?: string;
+  /** Apply missing migrations (default true). */
+  migrate?: boolean;
+  /** Postgres pool size (default 10). */
+  poolSize?: number;
+}
+
+export function maskUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres (unparseable URL)';
+  }
+}
+
+export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
+  const kysely = options.url ? await postgres(options.url, options.poolSize ?? 10) : await pglite(options.dataDir ?? 'memory://');
+  const kind = options.url ? 'postgres' : 'pglite';
+  if (options.migrate !== false) await migrateToLatest(kysely);
+  return {
+    kysely,
+    kind,
+    description: options.url ? maskUrl(options.url) : `embedded database at ${options.dataDir ?? 'memory://'}`,
+    async query<R>(text: string, params: readonly unknown[] = []) {
+      const result = await kysely.executeQuery<R>(CompiledQuery.raw(text, [...params]));
+      return result.rows as R[];
+    },
+    close: () => kysely.destroy(),
+  };
+}
+
+async function postgres(url: string, max: number): Promise<Kysely<Tables>> {
+  const { default: pg } = await import('pg');
+  // Bigint counts come back as numbers: our counts stay far below 2^53.
+  pg.types.setTypeParser(20, (v: string) => Number(v));
+  const pool = new pg.Pool({ connectionString: url, max });
+  return new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
+}
+
+async function pglite(dataDir: string): Promise<Kysely<Tables>> {
+  const [{ PGlite }, { PGliteDialect }] = await Promise.all([
+    import('@electric-sql/pglite'),
+    import('kysely-pglite-dialect'),
+  ]);
+  if (!dataDir.startsWith('memory://')) mkdirSync(dataDir, { recursive: true });
+  const client = await PGlite.create(dataDir, {
+    parsers: { 20: (v: string) => Number(v) },
+  });
+  return new Kysely<Tables>({ dialect: new PGliteDialect(client) });
+}

@@ -1,0 +1,156 @@
+import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
+
+/**
+ * Migrations live in code, in order; the Migrator applies the missing ones at start-up
+ * (it takes a lock, so several processes starting at once on Postgres are safe).
+ * Never edit a migration that has shipped: add the next one.
+ */
+const migrations: Record<string, Migration> = {
+  '0001_engine': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('flow_runs')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('pipeline', 'text', (c) => c.notNull())
+        .addColumn('pipeline_file', 'text', (c) => c.notNull())
+        .addColumn('pipeline_hash', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('dry_run', 'boolean', (c) => c.notNull().defaultTo(false))
+        .addColumn('inputs', 'jsonb', (c) => c.notNull())
+        .addColumn('error', 'text')
+        .addColumn('started_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('finished_at', 'timestamptz')
+        .addColumn('updated_at', 'timestamptz', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex('flow_runs_pipeline_started')
+        .on('flow_runs')
+        .columns(['pipeline', 'started_at'])
+        .execute();
+
+      await db.schema
+        .createTable('flow_steps')
+        .addColumn('run_id', 'text', (c) => c.notNull().references('flow_runs.id').onDelete('cascade'))
+        .addColumn('step_id', 'text', (c) => c.notNull())
+        .addColumn('position', 'integer', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('output', 'jsonb')
+        .addColumn('error', 'text')
+        .addColumn('items_total', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('items_succeeded', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('items_failed', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('items_skipped', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('started_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('finished_at', 'timestamptz')
+        .addPrimaryKeyConstraint('flow_steps_pk', ['run_id', 'step_id'])
+        .execute();
+
+      await db.schema
+        .createTable('flow_items')
+        .addColumn('run_id', 'text', (c) => c.notNull())
+        .addColumn('step_id', 'text', (c) => c.notNull())
+        .addColumn('item_key', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('attempts', 'integer', (c) => c.notNull())
+        .addColumn('output', 'jsonb')
+        .addColumn('error', 'text')
+        .addColumn('finished_at', 'timestamptz', (c) => c.notNull())
+        .addPrimaryKeyConstraint('flow_items_pk', ['run_id', 'step_id', 'item_key'])
+        .addForeignKeyConstraint('flow_items_step_fk', ['run_id', 'step_id'], 'flow_steps', ['run_id', 'step_id'], (c) =>
+          c.onDelete('cascade'),
+        )
+        .execute();
+
+      await db.schema
+        .createTable('flow_effects')
+        .addColumn('key', 'text', (c) => c.primaryKey())
+        .addColumn('run_id', 'text', (c) => c.notNull())
+        .addColumn('step_id', 'text', (c) => c.notNull())
+        .addColumn('item_key', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('summary', 'text', (c) => c.notNull())
+        .addColumn('output', 'jsonb')
+        .addColumn('reserved_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('done_at', 'timestamptz')
+        .execute();
+      await db.schema.createIndex('flow_effects_run').on('flow_effects').columns(['run_id', 'step_id']).execute();
+
+      await db.schema
+        .createTable('events')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('type', 'text', (c) => c.notNull())
+        .addColumn('key', 'text')
+        .addColumn('payload', 'jsonb', (c) => c.notNull())
+        .addColumn('run_id', 'text')
+        .addColumn('occurred_at', 'timestamptz', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('events_type_time').on('events').columns(['type', 'occurred_at']).execute();
+    },
+  },
+  '0002_business': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('prospects')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('domain', 'text', (c) => c.notNull().unique())
+        .addColumn('company_name', 'text')
+        .addColumn('contact_name', 'text')
+        .addColumn('email', 'text')
+        .addColumn('linkedin_url', 'text')
+        .addColumn('category', 'text')
+        .addColumn('category_reason', 'text')
+        .addColumn('source', 'text')
+        .addColumn('status', 'text', (c) => c.notNull().defaultTo('new'))
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('updated_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+
+      await db.schema
+        .createTable('prospect_intelligence')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('prospect_id', 'uuid', (c) => c.references('prospects.id').onDelete('cascade'))
+        .addColumn('domain', 'text', (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('data', 'jsonb', (c) => c.notNull())
+        .addColumn('fetched_at', 'timestamptz', (c) => c.notNull())
+        .addUniqueConstraint('prospect_intelligence_domain_source', ['domain', 'source'])
+        .execute();
+
+      await db.schema
+        .createTable('generated_reports')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('prospect_id', 'uuid', (c) => c.references('prospects.id').onDelete('set null'))
+        .addColumn('domain', 'text', (c) => c.notNull())
+        .addColumn('token', 'text', (c) => c.notNull().unique())
+        .addColumn('html_path', 'text')
+        .addColumn('pdf_path', 'text')
+        .addColumn('cost', 'jsonb', (c) => c.notNull().defaultTo(sql`'{}'::jsonb`))
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+
+      await db.schema
+        .createTable('report_requests')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('prospect_id', 'uuid', (c) => c.references('prospects.id').onDelete('set null'))
+        .addColumn('domain', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull().defaultTo('pending'))
+        .addColumn('report_id', 'uuid', (c) => c.references('generated_reports.id').onDelete('set null'))
+        .addColumn('requested_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('fulfilled_at', 'timestamptz')
+        .execute();
+    },
+  },
+};
+
+const provider: MigrationProvider = { getMigrations: async () => migrations };
+
+export async function migrateToLatest(db: Kysely<any>): Promise<void> {
+  const migrator = new Migrator({ db, provider });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === 'Error');
+    throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String(error)}`, { cause: error });
+  }
+}

@@ -1,0 +1,138 @@
+import type { ColumnType, Generated } from 'kysely';
+
+/** JSON columns: written as a JSON string, read back parsed. */
+export type Json<T = unknown> = ColumnType<T, string, string>;
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+
+export type RunStatus =
+  | 'running'
+  | 'completed'
+  | 'completed_with_errors'
+  | 'failed'
+  | 'interrupted';
+
+export type StepStatus = 'running' | 'completed' | 'completed_with_errors' | 'failed' | 'skipped';
+export type ItemStatus = 'succeeded' | 'failed' | 'skipped';
+export type EffectStatus = 'reserved' | 'done';
+
+export interface FlowRunsTable {
+  id: string;
+  pipeline: string;
+  pipeline_file: string;
+  pipeline_hash: string;
+  status: RunStatus;
+  dry_run: boolean;
+  inputs: Json<Record<string, unknown>>;
+  error: string | null;
+  started_at: Timestamp;
+  finished_at: Timestamp | null;
+  updated_at: Timestamp;
+}
+
+export interface FlowStepsTable {
+  run_id: string;
+  step_id: string;
+  position: number;
+  status: StepStatus;
+  output: Json | null;
+  error: string | null;
+  items_total: number;
+  items_succeeded: number;
+  items_failed: number;
+  items_skipped: number;
+  started_at: Timestamp;
+  finished_at: Timestamp | null;
+}
+
+export interface FlowItemsTable {
+  run_id: string;
+  step_id: string;
+  item_key: string;
+  status: ItemStatus;
+  attempts: number;
+  output: Json | null;
+  error: string | null;
+  finished_at: Timestamp;
+}
+
+export interface FlowEffectsTable {
+  /** The idempotency key: unique across all runs. */
+  key: string;
+  run_id: string;
+  step_id: string;
+  item_key: string;
+  kind: string;
+  status: EffectStatus;
+  summary: string;
+  output: Json | null;
+  reserved_at: Timestamp;
+  done_at: Timestamp | null;
+}
+
+export interface EventsTable {
+  id: Generated<string>;
+  type: string;
+  key: string | null;
+  payload: Json<Record<string, unknown>>;
+  run_id: string | null;
+  occurred_at: Timestamp;
+}
+
+/** The business tables of the report company (see DESIGN.md). */
+export interface ProspectsTable {
+  id: Generated<string>;
+  domain: string;
+  company_name: string | null;
+  contact_name: string | null;
+  email: string | null;
+  linkedin_url: string | null;
+  category: string | null;
+  category_reason: string | null;
+  source: string | null;
+  status: Generated<string>;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export interface ProspectIntelligenceTable {
+  id: Generated<string>;
+  prospect_id: string | null;
+  domain: string;
+  source: string;
+  data: Json<Record<string, unknown>>;
+  fetched_at: Timestamp;
+}
+
+export interface GeneratedReportsTable {
+  id: Generated<string>;
+  prospect_id: string | null;
+  domain: string;
+  token: string;
+  html_path: string | null;
+  pdf_path: string | null;
+  cost: Json<Record<string, number>>;
+  created_at: Generated<Date>;
+}
+
+export interface ReportRequestsTable {
+  id: Generated<string>;
+  prospect_id: string | null;
+  domain: string;
+  reason: string;
+  status: Generated<string>;
+  report_id: string | null;
+  requested_at: Generated<Date>;
+  fulfilled_at: Timestamp | null;
+}
+
+export interface Tables {
+  flow_runs: FlowRunsTable;
+  flow_steps: FlowStepsTable;
+  flow_items: FlowItemsTable;
+  flow_effects: FlowEffectsTable;
+  events: EventsTable;
+  prospects: ProspectsTable;
+  prospect_intelligence: ProspectIntelligenceTable;
+  generated_reports: GeneratedReportsTable;
+  report_requests: ReportRequestsTable;
+}

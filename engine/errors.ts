@@ -1,0 +1,57 @@
+/**
+ * Errors that carry their own retry behaviour: steps throw them, the executor alone
+ * decides what to do (retry, wait, give up).
+ */
+
+/** The attempt failed and another attempt cannot succeed (bad input, 4xx, spent budget). */
+export class NonRetriableError extends Error {
+  override readonly name = 'NonRetriableError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** The attempt failed; try again, but not before `afterMs` (a 429 with Retry-After). */
+export class RetryAfterError extends Error {
+  override readonly name = 'RetryAfterError';
+  constructor(
+    message: string,
+    readonly afterMs: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** A step ran past its `timeout`. Retriable: the next attempt gets a fresh timer. */
+export class StepTimeoutError extends Error {
+  override readonly name = 'StepTimeoutError';
+}
+
+/** A problem in a user's file, with the place to fix it. */
+export interface Diagnostic {
+  file: string;
+  line: number;
+  col: number;
+  /** Where in the document, as the user would write it: `steps[2].with.limit`. */
+  path: string;
+  message: string;
+}
+
+export function formatDiagnostic(d: Diagnostic): string {
+  const where = d.path ? `${d.path}: ` : '';
+  return `${d.file}:${d.line}:${d.col}: ${where}${d.message}`;
+}
+
+/** Thrown when a file the engine needs does not validate; carries every problem found. */
+export class ValidationError extends Error {
+  override readonly name = 'ValidationError';
+  constructor(readonly diagnostics: Diagnostic[]) {
+    super(diagnostics.map(formatDiagnostic).join('\n'));
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

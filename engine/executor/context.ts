@@ -1,0 +1,51 @@
+import { CompiledQuery } from 'kysely';
+import type { Clock } from '../clock.ts';
+import type { EngineConfig } from '../config.ts';
+import type { Cost } from '../cost.ts';
+import type { Database } from '../db/connect.ts';
+import type { DryRunSink } from '../dry-run.ts';
+import type { RunEvents } from '../events.ts';
+import type { Logger } from '../log.ts';
+import type { SlotPlanner } from '../quota/slots.ts';
+import type { Scrubber } from '../secrets.ts';
+import type { RunStore } from '../store.ts';
+import type { Queryable } from '../types.ts';
+
+/** Everything one run's steps share. Built once per run by the executor. */
+export interface RunContext {
+  readonly runId: string;
+  readonly pipeline: string;
+  readonly dryRun: boolean;
+  readonly config: EngineConfig;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly events: RunEvents;
+  readonly store: RunStore;
+  readonly scrub: Scrubber;
+  /** Graceful stop: take no new items, let in-flight ones finish. */
+  readonly stop: AbortSignal;
+  /** Hard stop: abort in-flight attempts. */
+  readonly abort: AbortSignal;
+  /** Expression scope shared by every step: inputs, steps, config, env, run. */
+  readonly scope: Record<string, unknown> & { steps: Record<string, { output: unknown }> };
+  readonly db: Queryable;
+  readonly sink?: DryRunSink;
+  readonly slots: Map<string, SlotPlanner>;
+  readonly costByStep: Map<string, Cost>;
+}
+
+export function writableQueryable(db: Database): Queryable {
+  return { writable: true, query: (text, params) => db.query(text, params) };
+}
+
+/** Every statement in its own READ ONLY transaction: the database itself refuses writes. */
+export function readOnlyQueryable(db: Database): Queryable {
+  return {
+    writable: false,
+    query: <R>(text: string, params: readonly unknown[] = []) =>
+      db.kysely
+        .transaction()
+        .setAccessMode('read only')
+        .execute(async (trx) => (await trx.executeQuery<R>(CompiledQuery.raw(text, [...params]))).rows as R[]),
+  };
+}

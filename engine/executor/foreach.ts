@@ -1,0 +1,180 @@
+import PQueue from 'p-queue';
+import { errorMessage } from '../errors.ts';
+import { renderDeep } from '../expr/index.ts';
+import type { PipelineStep } from '../pipeline/types.ts';
+import { FOREACH_RESULTS_LIMIT, isCallStep } from '../pipeline/types.ts';
+import type { RunContext } from './context.ts';
+import { invokeStep } from './invoke.ts';
+import { ItemRecorder } from './recorder.ts';
+import { isTruthy, whenHolds } from './when.ts';
+
+export interface ForeachOutcome {
+  output: { total: number; succeeded: number; failed: number; skipped: number; results: unknown[]; results_truncated: boolean };
+  /** False when a stop request left items untouched. */
+  finished: boolean;
+}
+
+interface Item {
+  key: string;
+  value: unknown;
+}
+
+/**
+ * Runs a step once per item with bounded concurrency. Items come from a list or from a
+ * query paged by key, and are fed to the queue only as it drains, so memory holds a few
+ * pages, never the whole set. Finished items (from an earlier attempt of this run) are
+ * skipped; one failing item never stops the others.
+ */
+export async function runForeach(rc: RunContext, step: PipelineStep): Promise<ForeachOutcome> {
+  const queue = new PQueue({ concurrency: step.concurrency });
+  const recorder = new ItemRecorder(rc.store);
+  const highWater = Math.max(step.concurrency * 2, 16);
+  let finished = true;
+
+  const total = await countItems(rc, step);
+  rc.events.emit('step:start', { runId: rc.runId, stepId: step.id, total });
+
+  const record = (key: string, status: 'succeeded' | 'failed' | 'skipped', attempts: number, output: unknown, error: string | null) => {
+    recorder.add({ runId: rc.runId, stepId: step.id, itemKey: key, status, attempts, output, error, finishedAt: rc.clock.now() });
+    rc.events.emit('item:done', { runId: rc.runId, stepId: step.id, itemKey: key, status, error: error ?? undefined });
+  };
+
+  const processItem = async (item: Item) => {
+    const scope = { ...rc.scope, item: item.value };
+    try {
+      if (!whenHolds(step.when, scope, rc.clock)) return record(item.key, 'skipped', 0, null, null);
+      const { output, attempts } = isCallStep(step) ? await invokeStep(rc, step, scope, item.key) : await runGroupItem(rc, step, scope, item.key);
+      record(item.key, 'succeeded', attempts, output, null);
+    } catch (err) {
+      const attempts = (err as { attempts?: number }).attempts ?? 1;
+      rc.log.warn({ step: step.id, item: item.key, err: errorMessage(err) }, 'item failed');
+      record(item.key, 'failed', attempts, null, errorMessage(err));
+    }
+  };
+
+  for await (const page of pages(rc, step)) {
+    const done = await rc.store.finishedItemKeys(rc.runId, step.id, page.map((i) => i.key));
+    for (const item of page) {
+      if (rc.stop.aborted) break;
+      if (done.has(item.key)) {
+        rc.events.emit('item:done', { runId: rc.runId, stepId: step.id, itemKey: item.key, status: 'succeeded' });
+        continue;
+      }
+      if (queue.size + queue.pending >= highWater) await queue.onSizeLessThan(step.concurrency);
+      void queue.add(() => processItem(item));
+    }
+    if (rc.stop.aborted) {
+      finished = false;
+      break;
+    }
+  }
+  await queue.onIdle();
+  await recorder.flush();
+
+  const counts = await rc.store.itemCounts(rc.runId, step.id);
+  const results = await rc.store.itemOutputs(rc.runId, step.id, FOREACH_RESULTS_LIMIT);
+  return {
+    output: {
+      total: counts.succeeded + counts.failed + counts.skipped,
+      ...counts,
+      results,
+      results_truncated: counts.succeeded > results.length,
+    },
+    finished,
+  };
+}
+
+/**
+ * One item of a foreach group: its steps in order, each seeing the outputs of the ones
+ * before it (for this item) as steps.<id>.output. The item's output holds every step's.
+ */
+async function runGroupItem(rc: RunContext, group: PipelineStep, scope: Record<string, unknown>, itemKey: string): Promise<{ output: unknown; attempts: number }> {
+  const outputs: Record<string, unknown> = {};
+  const steps: Record<string, { output: unknown }> = { ...rc.scope.steps };
+  const itemScope = { ...scope, steps };
+  let attempts = 0;
+  for (const sub of group.steps!) {
+    if (!isCallStep(sub)) continue;
+    if (!whenHolds(sub.when, itemScope, rc.clock)) {
+      outputs[sub.id] = null;
+      steps[sub.id] = { output: null };
+      continue;
+    }
+    try {
+      const result = await invokeStep(rc, sub, itemScope, itemKey);
+      attempts += result.attempts;
+      outputs[sub.id] = result.output;
+      steps[sub.id] = { output: result.output };
+    } catch (err) {
+      throw Object.assign(new Error(`${sub.id}: ${errorMessage(err)}`, { cause: err }), { attempts: attempts + ((err as { attempts?: number }).attempts ?? 1) });
+    }
+  }
+  return { output: outputs, attempts };
+}
+
+async function countItems(rc: RunContext, step: PipelineStep): Promise<number | undefined> {
+  const source = step.foreach!;
+  if (source.kind === 'expression') {
+    const list = renderDeep(source.template, rc.scope, { now: () => rc.clock.now() });
+    return Array.isArray(list) ? list.length : undefined;
+  }
+  const rows = await rc.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM (${source.query}) AS q`, queryParams(rc, source.params));
+  return Number(rows[0]?.n ?? 0);
+}
+
+/** Items in pages: a list is sliced, a query is paged by its key column. */
+async function* pages(rc: RunContext, step: PipelineStep): AsyncGenerator<Item[]> {
+  const source = step.foreach!;
+  if (source.kind === 'expression') {
+    const list = renderDeep(source.template, rc.scope, { now: () => rc.clock.now() });
+    if (!Array.isArray(list)) throw new Error(`foreach of step "${step.id}" gave ${list === null ? 'null' : typeof list}, not a list`);
+    const seen = new Set<string>();
+    for (let start = 0; start < list.length; start += 500) {
+      const page: Item[] = [];
+      list.slice(start, start + 500).forEach((value, i) => {
+        let key = itemKeyOf(rc, step, value, start + i);
+        if (seen.has(key)) key = `${key}#${start + i}`;
+        seen.add(key);
+        page.push({ key, value });
+      });
+      yield page;
+    }
+    return;
+  }
+  const keyColumn = quoteIdent(source.key);
+  const params = queryParams(rc, source.params);
+  const last = params.length + 1;
+  let after: unknown;
+  for (;;) {
+    const text =
+      after === undefined
+        ? `SELECT * FROM (${source.query}) AS q ORDER BY ${keyColumn} LIMIT ${source.pageSize}`
+        : `SELECT * FROM (${source.query}) AS q WHERE ${keyColumn} > $${last} ORDER BY ${keyColumn} LIMIT ${source.pageSize}`;
+    const rows = await rc.db.query<Record<string, unknown>>(text, after === undefined ? params : [...params, after]);
+    if (!rows.length) return;
+    if (!(source.key in rows[0]!)) throw new Error(`foreach query of step "${step.id}" has no column "${source.key}" to page by (set foreach.key)`);
+    yield rows.map((row) => ({ key: String(row[source.key]), value: row }));
+    if (rows.length < source.pageSize) return;
+    after = rows.at(-1)![source.key];
+  }
+}
+
+function itemKeyOf(rc: RunContext, step: PipelineStep, value: unknown, index: number): string {
+  if (step.itemKey !== undefined) {
+    const key = renderDeep(step.itemKey, { ...rc.scope, item: value }, { now: () => rc.clock.now() });
+    if (isTruthy(key) || key === 0) return String(key);
+  }
+  if (value && typeof value === 'object' && 'id' in value) {
+    const id = (value as { id: unknown }).id;
+    if (typeof id === 'string' || typeof id === 'number') return String(id);
+  }
+  return String(index);
+}
+
+function queryParams(rc: RunContext, params: unknown[]): unknown[] {
+  return renderDeep(params, rc.scope, { now: () => rc.clock.now() }) as unknown[];
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}

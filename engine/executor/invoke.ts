@@ -1,0 +1,160 @@
+import { CompiledQuery } from 'kysely';
+import { addCost, priceOf, zeroCost } from '../cost.ts';
+import { NonRetriableError } from '../errors.ts';
+import { evaluate, parseExpression, renderDeep } from '../expr/index.ts';
+import type { CallStep } from '../pipeline/types.ts';
+import { SlotPlanner } from '../quota/slots.ts';
+import { runtimeValidatorFor, schemaErrors } from '../schema-check.ts';
+import type { Queryable, StepContext } from '../types.ts';
+import { withRetries } from './attempt.ts';
+import type { RunContext } from './context.ts';
+
+export interface InvokeResult {
+  output: unknown;
+  attempts: number;
+}
+
+/**
+ * One execution of a step for one item (or for the step itself): render its inputs, check
+ * them, then run it with retries. An effect goes through its idempotency key: reserved
+ * first, never performed twice; in a dry run it is planned and never performed.
+ */
+export async function invokeStep(rc: RunContext, step: CallStep, scope: Record<string, unknown>, itemKey?: string): Promise<InvokeResult> {
+  const now = () => rc.clock.now();
+  const input = renderDeep(step.with, scope, { now }) as Record<string, unknown>;
+  const validate = runtimeValidatorFor(step.type.input);
+  if (!validate(input)) {
+    throw new NonRetriableError(`invalid input for ${step.uses}: ${schemaErrors(validate, input).join('; ')}`);
+  }
+  const kind = step.type.effect?.kind(input) ?? null;
+  const effectKey = kind ? effectKeyOf(rc, step, scope, itemKey) : undefined;
+  const log = rc.log.child(itemKey === undefined ? { step: step.id } : { step: step.id, item: itemKey });
+
+  const context = (signal: AbortSignal, attempt: number, db: Queryable): StepContext => ({
+    run: { id: rc.runId, pipeline: rc.pipeline, dryRun: rc.dryRun },
+    step: { id: step.id },
+    itemKey,
+    effectKey,
+    attempt,
+    signal,
+    log,
+    db,
+    clock: rc.clock,
+    config: rc.config,
+    evaluate: (source, extra = {}) => evaluate(parseExpression(source), { ...scope, ...extra }, { now }),
+  });
+
+  const result = await withRetries(
+    async (signal, attempt) => {
+      if (!kind) return step.type.run(context(signal, attempt, rc.db), input);
+      if (rc.dryRun) return plan(rc, step, kind, effectKey!, itemKey, context(signal, attempt, rc.db), input);
+      return perform(rc, step, kind, effectKey!, itemKey ?? '', input, (db) => context(signal, attempt, db));
+    },
+    {
+      policy: step.retry,
+      timeoutMs: step.timeoutMs,
+      abort: rc.abort,
+      clock: rc.clock,
+      onRetry: (err, attempt, delayMs) => log.warn({ err, attempt, delayMs: Math.round(delayMs) }, 'attempt failed, retrying'),
+    },
+  );
+  return { output: result.value, attempts: result.attempts };
+}
+
+function effectKeyOf(rc: RunContext, step: CallStep, scope: Record<string, unknown>, itemKey?: string): string {
+  if (step.key === undefined) return `${rc.runId}:${step.id}:${itemKey ?? '-'}`;
+  const key = renderDeep(step.key, scope, { now: () => rc.clock.now() });
+  if (key === undefined || key === null || key === '') throw new NonRetriableError(`the idempotency key expression gave an empty value`);
+  return `${step.id}:${String(key)}`;
+}
+
+async function plan(
+  rc: RunContext,
+  step: CallStep,
+  kind: string,
+  key: string,
+  itemKey: string | undefined,
+  ctx: StepContext,
+  input: Record<string, unknown>,
+): Promise<unknown> {
+  const planned = await step.type.effect!.plan(ctx, input);
+  const earlier = await rc.store.findEffect(key);
+  if (earlier?.status === 'done') {
+    rc.sink!.add({ step: step.id, item: itemKey, kind, key, summary: `${planned.summary} (already done by run ${earlier.run_id}: would be skipped)`, skipped: true, cost: {}, usd: 0 });
+    return earlier.output;
+  }
+  let slot;
+  if (step.quota) {
+    let planner = rc.slots.get(step.quota);
+    if (!planner) {
+      const quota = rc.config.quotas![step.quota]!;
+      planner = new SlotPlanner(quota, rc.config.business?.timezone ?? 'UTC', rc.clock.now());
+      rc.slots.set(step.quota, planner);
+    }
+    slot = planner.next();
+  }
+  const cost = planned.cost ?? {};
+  const stepCost = rc.costByStep.get(step.id) ?? zeroCost();
+  addCost(stepCost, cost, rc.config.prices);
+  rc.costByStep.set(step.id, stepCost);
+  rc.sink!.add(
+    { step: step.id, item: itemKey, kind, key, summary: planned.summary, quota: step.quota, slot, cost, usd: priceOf(cost, rc.config.prices) },
+    planned.artifacts,
+  );
+  return planned.output;
+}
+
+async function perform(
+  rc: RunContext,
+  step: CallStep,
+  kind: string,
+  key: string,
+  itemKey: string,
+  input: Record<string, unknown>,
+  context: (db: Queryable) => StepContext,
+): Promise<unknown> {
+  const { store } = rc;
+  const effect = { key, runId: rc.runId, stepId: step.id, itemKey, kind, summary: `${step.uses} ${kind}`, now: rc.clock.now() };
+  const spec = step.type.effect!;
+
+  if (spec.transactional) {
+    // The write and its idempotency record commit together: exactly once.
+    return store.kysely.transaction().execute(async (trx) => {
+      const reservation = await store.reserveEffect(trx, effect);
+      if (reservation.state !== 'reserved') return repeated(rc, step, kind, key, reservation.row.output);
+      const trxDb: Queryable = {
+        writable: true,
+        query: async <R>(text: string, params: readonly unknown[] = []) => (await trx.executeQuery<R>(CompiledQuery.raw(text, [...params]))).rows as R[],
+      };
+      const output = await step.type.run(context(trxDb), input);
+      await store.completeEffect(trx, key, output, rc.clock.now());
+      rc.events.emit('effect:done', { runId: rc.runId, stepId: step.id, key, kind, repeated: false });
+      return output;
+    });
+  }
+
+  const reservation = await store.reserveEffect(store.kysely, effect);
+  if (reservation.state === 'done') return repeated(rc, step, kind, key, reservation.row.output);
+  if (reservation.state === 'in-doubt' && !spec.providerIdempotent?.(input)) {
+    throw new NonRetriableError(
+      `effect ${key} was started by run ${reservation.row.run_id} but never confirmed (the process stopped in the middle); ` +
+        `it may have happened, so it is not repeated. Check the outside system, then delete the reservation to allow it again`,
+    );
+  }
+  let output: unknown;
+  try {
+    output = await step.type.run(context(rc.db), input);
+  } catch (err) {
+    await store.releaseEffect(key);
+    throw err;
+  }
+  await store.completeEffect(store.kysely, key, output, rc.clock.now());
+  rc.events.emit('effect:done', { runId: rc.runId, stepId: step.id, key, kind, repeated: false });
+  return output;
+}
+
+function repeated(rc: RunContext, step: CallStep, kind: string, key: string, output: unknown): unknown {
+  rc.log.info({ step: step.id, key }, 'effect already done; not repeating it');
+  rc.events.emit('effect:done', { runId: rc.runId, stepId: step.id, key, kind, repeated: true });
+  return output;
+}

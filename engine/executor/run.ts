@@ -1,0 +1,231 @@
+import { systemClock, type Clock } from '../clock.ts';
+import type { EngineConfig } from '../config.ts';
+import { addCost, type Cost, zeroCost } from '../cost.ts';
+import type { RunStatus, StepStatus } from '../db/tables.ts';
+import { DryRunSink, type PlannedEffectRecord } from '../dry-run.ts';
+import { errorMessage } from '../errors.ts';
+import { RunEvents } from '../events.ts';
+import { newRunId } from '../ids.ts';
+import { type Logger, silentLogger } from '../log.ts';
+import { isCallStep, type Pipeline } from '../pipeline/types.ts';
+import type { Scrubber } from '../secrets.ts';
+import type { RunStore } from '../store.ts';
+import { type RunContext, readOnlyQueryable, writableQueryable } from './context.ts';
+import { runForeach } from './foreach.ts';
+import { invokeStep } from './invoke.ts';
+import { whenHolds } from './when.ts';
+import { renderRunSummary } from '../summary.ts';
+
+export interface ExecuteOptions {
+  pipeline: Pipeline;
+  config: EngineConfig;
+  store: RunStore;
+  /** Already checked against the pipeline's inputs (see resolveInputs). */
+  inputs?: Record<string, unknown>;
+  dryRun?: boolean;
+  /** Folder for a dry run's artifacts (default .flows/dry-runs/<run id>). */
+  outDir?: string;
+  /** Continue this run: finished steps and items are not executed again. */
+  resume?: string;
+  env?: Record<string, string | undefined>;
+  clock?: Clock;
+  log?: Logger;
+  events?: RunEvents;
+  scrub?: Scrubber;
+  /** Graceful stop: no new items; in-flight items finish; the run ends "interrupted". */
+  stop?: AbortSignal;
+  /** Hard stop: in-flight attempts are aborted too. */
+  abort?: AbortSignal;
+}
+
+export interface StepSummary {
+  id: string;
+  uses: string;
+  status: StepStatus | 'not_run';
+  items?: { total: number; succeeded: number; failed: number; skipped: number };
+  effects: number;
+  cost: Cost;
+  error?: string;
+}
+
+export interface RunResult {
+  run_id: string;
+  pipeline: string;
+  dry_run: boolean;
+  status: RunStatus;
+  error?: string;
+  steps: StepSummary[];
+  failures: { step: string; item: string; error: string | null }[];
+  /** Planned effects of a dry run (empty for a real run). */
+  effects: PlannedEffectRecord[];
+  cost: Cost;
+  artifacts?: string;
+}
+
+const never = new AbortController().signal;
+
+/** Runs (or resumes, or dry-runs) a pipeline to its end, recording every step and item. */
+export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
+  const { pipeline, store } = options;
+  const clock = options.clock ?? systemClock;
+  const events = options.events ?? new RunEvents();
+  const scrub = options.scrub ?? ((v) => v);
+  const env = options.env ?? {};
+
+  let runId: string;
+  let inputs = options.inputs ?? {};
+  let dryRun = options.dryRun ?? false;
+  const completed = new Map<string, unknown>();
+  if (options.resume) {
+    const run = await store.getRun(options.resume);
+    if (!run) throw new Error(`no run "${options.resume}" (see flows runs)`);
+    if (run.pipeline !== pipeline.name) throw new Error(`run ${run.id} belongs to pipeline "${run.pipeline}", not "${pipeline.name}"`);
+    if (run.dry_run) throw new Error(`run ${run.id} was a dry run; start a new one instead of resuming it`);
+    if (run.status === 'completed') throw new Error(`run ${run.id} already completed; nothing to resume`);
+    runId = run.id;
+    inputs = run.inputs;
+    dryRun = false;
+    for (const s of await store.getSteps(runId)) if (s.status === 'completed' || s.status === 'skipped') completed.set(s.step_id, s.output);
+    await store.setRunStatus(runId, 'running', clock.now());
+  } else {
+    runId = newRunId(clock.now());
+    await store.createRun({ id: runId, pipeline: pipeline.name, file: pipeline.file, hash: pipeline.hash, dryRun, inputs, now: clock.now() });
+  }
+  const log = (options.log ?? silentLogger).child({ run: runId, pipeline: pipeline.name });
+  if (options.resume) {
+    const run = await store.getRun(runId);
+    if (run && run.pipeline_hash !== pipeline.hash) log.warn('the pipeline file changed since this run started; resuming with the current file');
+  }
+
+  const sink = dryRun ? new DryRunSink(options.outDir ?? `.flows/dry-runs/${runId}`, scrub) : undefined;
+  const rc: RunContext = {
+    runId,
+    pipeline: pipeline.name,
+    dryRun,
+    config: options.config,
+    clock,
+    log,
+    events,
+    store,
+    scrub,
+    stop: options.stop ?? never,
+    abort: options.abort ?? never,
+    scope: {
+      inputs,
+      steps: {},
+      config: options.config,
+      env,
+      run: { id: runId, pipeline: pipeline.name, dry_run: dryRun, started_at: clock.now().toISOString() },
+    },
+    db: dryRun ? readOnlyQueryable(store.db) : writableQueryable(store.db),
+    sink,
+    slots: new Map(),
+    costByStep: new Map(),
+  };
+
+  events.emit('run:start', { runId, pipeline: pipeline.name, dryRun, resumed: Boolean(options.resume) });
+  log.info({ dryRun, resumed: Boolean(options.resume) }, 'run started');
+
+  const summaries: StepSummary[] = [];
+  let status: RunStatus = 'completed';
+  let runError: string | undefined;
+  for (const step of pipeline.steps) {
+    const summary: StepSummary = { id: step.id, uses: step.uses, status: 'not_run', effects: 0, cost: zeroCost() };
+    summaries.push(summary);
+    if (status === 'failed' || status === 'interrupted') continue;
+    if (completed.has(step.id)) {
+      rc.scope.steps[step.id] = { output: completed.get(step.id) };
+      summary.status = 'completed';
+      continue;
+    }
+    if (rc.stop.aborted) {
+      status = 'interrupted';
+      continue;
+    }
+    await store.startStep(runId, step.id, step.position, clock.now());
+    let stepStatus: StepStatus;
+    let output: unknown = null;
+    let error: string | undefined;
+    try {
+      if (step.foreach) {
+        const outcome = await runForeach(rc, step);
+        output = outcome.output;
+        summary.items = { total: outcome.output.total, succeeded: outcome.output.succeeded, failed: outcome.output.failed, skipped: outcome.output.skipped };
+        stepStatus = !outcome.finished ? 'running' : outcome.output.failed > 0 ? 'completed_with_errors' : 'completed';
+      } else {
+        events.emit('step:start', { runId, stepId: step.id });
+        if (!whenHolds(step.when, rc.scope, clock)) stepStatus = 'skipped';
+        else {
+          if (!isCallStep(step)) throw new Error(`step ${step.id} is a group without foreach`);
+          output = (await invokeStep(rc, step, rc.scope)).output;
+          stepStatus = 'completed';
+        }
+      }
+    } catch (err) {
+      stepStatus = 'failed';
+      error = errorMessage(err);
+      log.error({ step: step.id, err: error }, 'step failed');
+    }
+    summary.status = stepStatus;
+    summary.error = error && scrub(error);
+    summary.cost = rc.costByStep.get(step.id) ?? zeroCost();
+    if (stepStatus === 'running') {
+      status = 'interrupted';
+      continue;
+    }
+    await store.finishStep(runId, step.id, { status: stepStatus, output, error, counts: summary.items, now: clock.now() });
+    events.emit('step:finish', { runId, stepId: step.id, status: stepStatus });
+    rc.scope.steps[step.id] = { output };
+    if (stepStatus === 'failed') {
+      status = 'failed';
+      runError = `step ${step.id} failed: ${error}`;
+    } else if (stepStatus === 'completed_with_errors') status = 'completed_with_errors';
+  }
+
+  // Effects and costs of a group's steps count for the group.
+  const owner = new Map<string, StepSummary>();
+  for (const step of pipeline.steps) {
+    const summary = summaries.find((s) => s.id === step.id)!;
+    owner.set(step.id, summary);
+    for (const sub of step.steps ?? []) owner.set(sub.id, summary);
+  }
+  for (const [stepId, cost] of rc.costByStep) {
+    const s = owner.get(stepId);
+    if (s && s.id !== stepId) addCost(s.cost, cost.units, options.config.prices);
+  }
+  if (!dryRun) {
+    for (const c of await store.effectCounts(runId)) {
+      const s = owner.get(c.step_id);
+      if (s && c.status === 'done') s.effects += c.n;
+    }
+  } else {
+    for (const e of sink!.effects) {
+      const s = owner.get(e.step);
+      if (s && !e.skipped) s.effects += 1;
+    }
+  }
+  const failures = (await store.failedItems(runId)).map((f) => ({ step: f.step_id, item: f.item_key, error: f.error }));
+  await store.setRunStatus(runId, status, clock.now(), runError ?? null);
+  events.emit('run:finish', { runId, status });
+  log.info({ status }, 'run finished');
+
+  const cost = zeroCost();
+  for (const s of summaries) {
+    cost.usd += s.cost.usd;
+    for (const [unit, n] of Object.entries(s.cost.units)) cost.units[unit] = (cost.units[unit] ?? 0) + n;
+  }
+  const result: RunResult = {
+    run_id: runId,
+    pipeline: pipeline.name,
+    dry_run: dryRun,
+    status,
+    error: runError && scrub(runError),
+    steps: summaries,
+    failures,
+    effects: sink?.effects ?? [],
+    cost,
+    artifacts: sink?.dir,
+  };
+  sink?.finish(renderRunSummary(result));
+  return result;
+}

@@ -1,0 +1,298 @@
+import { createHash } from 'node:crypto';
+import { checkCron, ConfigSchema, type EngineConfig, isValidTimezone } from '../config.ts';
+import { parseDuration } from '../duration.ts';
+import type { Diagnostic } from '../errors.ts';
+import { ExpressionError, findTemplates, isTemplate, parseExpression, parseTemplate, references, templateExpressions } from '../expr/index.ts';
+import type { StepRegistry } from '../registry.ts';
+import { checkSchema } from '../schema-check.ts';
+import { didYouMean } from '../suggest.ts';
+import { formatPath, type Path, parseYamlSource, type SourceDoc } from '../yaml.ts';
+import { Type } from '@sinclair/typebox';
+import { PipelineSchema } from './schema.ts';
+import {
+  DEFAULT_PAGE_SIZE,
+  DEFAULT_RETRY,
+  type ForeachSource,
+  foreachOutputSchema,
+  type Pipeline,
+  type PipelineStep,
+  type Trigger,
+} from './types.ts';
+import { checkReferences, type ReferenceScope } from './references.ts';
+
+export interface LoadOptions {
+  registry: StepRegistry;
+  config: EngineConfig;
+}
+
+export interface LoadedPipeline {
+  pipeline?: Pipeline;
+  diagnostics: Diagnostic[];
+}
+
+type RawStep = Record<string, unknown> & { id: string; uses: string; with?: Record<string, unknown>; steps?: unknown[] };
+type RawPipeline = {
+  name: string;
+  description?: string;
+  trigger: Record<string, any>;
+  inputs?: Record<string, Record<string, unknown>>;
+  steps: RawStep[];
+};
+
+/**
+ * Parses a pipeline file and checks everything that can be checked before a run: shape,
+ * step types and their inputs, expressions and what they refer to, durations, quota names,
+ * cron and timezone. Pure: no I/O. Returns every problem, each placed at file:line:col.
+ */
+export function loadPipeline(text: string, file: string, options: LoadOptions): LoadedPipeline {
+  const doc = parseYamlSource(text, file);
+  if (doc.diagnostics.length) return { diagnostics: doc.diagnostics };
+  if (doc.value === null || typeof doc.value !== 'object' || Array.isArray(doc.value)) {
+    return { diagnostics: [doc.at([], 'a pipeline is a mapping with name, trigger and steps')] };
+  }
+  const diagnostics = checkSchema(PipelineSchema, doc.value, doc, []);
+  const raw = doc.value as RawPipeline;
+  if (!Array.isArray(raw.steps)) return { diagnostics };
+
+  const trigger = checkTrigger(raw.trigger, doc, diagnostics);
+  const ids = new Map<string, string>();
+  const steps: PipelineStep[] = [];
+  const all: PipelineStep[] = [];
+  const placed: { raw: RawStep; base: Path; step?: PipelineStep; inForeach: boolean }[] = [];
+  let order = 0;
+  raw.steps.forEach((rawStep, position) => {
+    if (!rawStep || typeof rawStep !== 'object') return;
+    const base: Path = ['steps', position];
+    const groupOrder = order++;
+    const subs: PipelineStep[] = [];
+    const subPlaced: typeof placed = [];
+    if (Array.isArray(rawStep.steps)) {
+      rawStep.steps.forEach((rawSub, j) => {
+        if (!rawSub || typeof rawSub !== 'object') return;
+        const subBase: Path = [...base, 'steps', j];
+        const sub = checkStep(rawSub as RawStep, { position, order: order++, group: rawStep.id, base: subBase }, doc, options, ids, diagnostics);
+        if (sub) subs.push(sub);
+        subPlaced.push({ raw: rawSub as RawStep, base: subBase, step: sub, inForeach: true });
+      });
+    }
+    const step = checkStep(rawStep, { position, order: groupOrder, base, subs }, doc, options, ids, diagnostics);
+    placed.push({ raw: rawStep, base, step, inForeach: rawStep.foreach !== undefined }, ...subPlaced);
+    if (step) {
+      steps.push(step);
+      all.push(step, ...subs);
+    }
+  });
+
+  const scope: ReferenceScope = {
+    inputs: new Set(Object.keys(raw.inputs ?? {})),
+    steps: new Map(all.map((s) => [s.id, s])),
+    configKeys: new Set(Object.keys(ConfigSchema.properties)),
+  };
+  for (const { raw: rawStep, base, step, inForeach } of placed) {
+    if (step) checkStepExpressions(rawStep, base, step, doc, scope, inForeach, diagnostics);
+  }
+
+  if (diagnostics.length || !trigger) return { diagnostics };
+  const pipeline = {
+    name: raw.name,
+    description: raw.description,
+    trigger,
+    inputs: raw.inputs ?? {},
+    steps,
+    file,
+    hash: createHash('sha256').update(text).digest('hex'),
+  } as unknown as Pipeline;
+  return { pipeline, diagnostics };
+}
+
+function checkTrigger(raw: Record<string, any> | undefined, doc: SourceDoc, out: Diagnostic[]): Trigger | undefined {
+  if (!raw || typeof raw !== 'object') return undefined;
+  const kinds = Object.keys(raw);
+  if (kinds.length !== 1) return undefined; // the schema already said so
+  const kind = kinds[0]!;
+  const body = raw[kind] ?? {};
+  switch (kind) {
+    case 'schedule': {
+      const { cron, timezone } = body;
+      if (typeof timezone === 'string' && !isValidTimezone(timezone)) {
+        out.push(doc.at(['trigger', 'schedule', 'timezone'], `unknown timezone "${timezone}" (write an IANA name like "Europe/London")`));
+      }
+      if (typeof cron === 'string') {
+        const problem = checkCron(cron, typeof timezone === 'string' && isValidTimezone(timezone) ? timezone : 'UTC');
+        if (problem) out.push(doc.at(['trigger', 'schedule', 'cron'], `invalid cron "${cron}": ${problem} (write 5 fields like "0 22 * * 0")`));
+      }
+      return { kind: 'schedule', cron, timezone };
+    }
+    case 'webhook':
+      return { kind: 'webhook', path: body.path, verify: body.verify };
+    case 'event':
+      return { kind: 'event', name: body.name };
+    case 'manual':
+      return { kind: 'manual' };
+    default:
+      return undefined;
+  }
+}
+
+interface Placement {
+  position: number;
+  order: number;
+  base: Path;
+  /** Set for a sub-step: the id of its foreach group. */
+  group?: string;
+  /** Set for a group: its checked sub-steps. */
+  subs?: PipelineStep[];
+}
+
+function checkStep(
+  raw: RawStep,
+  place: Placement,
+  doc: SourceDoc,
+  { registry, config }: LoadOptions,
+  ids: Map<string, string>,
+  out: Diagnostic[],
+): PipelineStep | undefined {
+  const at = (path: Path, message: string, key = false) => out.push(doc.at([...place.base, ...path], message, { key }));
+  const here = formatPath(place.base);
+  if (typeof raw.id === 'string') {
+    if (ids.has(raw.id)) at(['id'], `duplicate step id "${raw.id}" (${ids.get(raw.id)} has it already; step ids must be unique)`);
+    else ids.set(raw.id, here);
+  }
+  const isGroup = Array.isArray(raw.steps);
+  if (isGroup) {
+    if (raw.foreach === undefined) at(['steps'], 'a step with its own steps is a foreach group: add foreach (the items to run them for)', true);
+    for (const field of ['uses', 'with', 'key', 'quota', 'retry', 'timeout'] as const) {
+      if (raw[field] !== undefined) at([field], `a foreach group has no ${field}: put it on the steps inside the group`, true);
+    }
+  } else if (raw.uses === undefined && raw.id !== undefined) {
+    at([], 'missing required key "uses" (the step type), or "steps" for a foreach group');
+  }
+  const type = !isGroup && typeof raw.uses === 'string' ? registry.get(raw.uses) : undefined;
+  if (!isGroup && typeof raw.uses === 'string' && !type) {
+    at(['uses'], `unknown step type "${raw.uses}"${didYouMean(raw.uses, registry.types()) || `; known types: ${registry.types().join(', ')}`}`);
+  }
+  const withValue = raw.with ?? {};
+  if (type && withValue && typeof withValue === 'object' && !Array.isArray(withValue)) {
+    const dynamic = (path: Path) => isDynamic(withValue, path);
+    out.push(...checkSchema(type.input, withValue, doc, [...place.base, 'with'], dynamic));
+  }
+
+  if (typeof raw.timeout === 'string' && parseDuration(raw.timeout) === undefined) at(['timeout'], `"${raw.timeout}" is not a duration (write "30s", "5m" or "1h")`);
+  const retry = raw.retry as { attempts?: number; backoff?: string; max_backoff?: string } | undefined;
+  for (const field of ['backoff', 'max_backoff'] as const) {
+    const v = retry?.[field];
+    if (typeof v === 'string' && parseDuration(v) === undefined) at(['retry', field], `"${v}" is not a duration (write "1s" or "30s")`);
+  }
+  if (typeof raw.quota === 'string' && !config.quotas?.[raw.quota]) {
+    const names = Object.keys(config.quotas ?? {});
+    at(['quota'], `unknown quota "${raw.quota}"${didYouMean(raw.quota, names) || (names.length ? `; quotas in the config: ${names.join(', ')}` : '; the config declares no quotas')}`);
+  }
+  if (raw.concurrency !== undefined && raw.foreach === undefined) at(['concurrency'], 'concurrency applies to a foreach step (add foreach, or remove concurrency)', true);
+  if (raw.item_key !== undefined && raw.foreach === undefined) at(['item_key'], 'item_key applies to a foreach step', true);
+
+  let foreach: ForeachSource | undefined;
+  if (typeof raw.foreach === 'string') {
+    if (!isTemplate(raw.foreach)) at(['foreach'], 'foreach takes an expression giving a list, like "${{ steps.load.output.rows }}", or a query');
+    foreach = { kind: 'expression', template: raw.foreach };
+  } else if (raw.foreach && typeof raw.foreach === 'object' && !Array.isArray(raw.foreach)) {
+    const q = raw.foreach as { query?: string; params?: unknown[]; key?: string; page_size?: number };
+    if (typeof q.query === 'string' && !/^\s*(select|with)\b/i.test(q.query)) at(['foreach', 'query'], 'a foreach query must be a SELECT (or WITH ... SELECT)');
+    if (typeof q.query === 'string' && /;\s*$/.test(q.query)) at(['foreach', 'query'], 'remove the trailing ";" (the query is paged inside another one)');
+    foreach = { kind: 'query', query: q.query ?? '', params: q.params ?? [], key: q.key ?? 'id', pageSize: q.page_size ?? DEFAULT_PAGE_SIZE };
+  } else if (raw.foreach !== undefined) {
+    at(['foreach'], 'foreach takes an expression giving a list, like "${{ steps.load.output.rows }}", or { query: "SELECT ..." }');
+  }
+
+  if (typeof raw.id !== 'string' || (!type && !isGroup)) return undefined;
+  const subs = place.subs ?? [];
+  const itemOutput = isGroup ? Type.Object(Object.fromEntries(subs.map((s) => [s.id, s.outputSchema])), { additionalProperties: false }) : type!.output;
+  return {
+    id: raw.id,
+    name: raw.name as string | undefined,
+    position: place.position,
+    order: place.order,
+    group: place.group,
+    uses: isGroup ? 'group' : raw.uses,
+    type,
+    steps: isGroup ? subs : undefined,
+    with: withValue,
+    foreach,
+    itemKey: raw.item_key as string | undefined,
+    concurrency: (raw.concurrency as number | undefined) ?? 1,
+    when: raw.when as string | boolean | undefined,
+    retry: {
+      attempts: retry?.attempts ?? DEFAULT_RETRY.attempts,
+      backoffMs: parseDuration(retry?.backoff ?? '') ?? DEFAULT_RETRY.backoffMs,
+      maxBackoffMs: parseDuration(retry?.max_backoff ?? '') ?? DEFAULT_RETRY.maxBackoffMs,
+    },
+    timeoutMs: typeof raw.timeout === 'string' ? parseDuration(raw.timeout) : undefined,
+    quota: raw.quota as string | undefined,
+    key: raw.key as string | undefined,
+    outputSchema: foreach ? foreachOutputSchema(itemOutput) : itemOutput,
+  };
+}
+
+/** True when the value at `path` (or a parent of it) is a ${{ }} expression. */
+function isDynamic(root: unknown, path: Path): boolean {
+  let v = root;
+  for (let i = 0; i <= path.length; i++) {
+    if (typeof v === 'string') return isTemplate(v);
+    if (i === path.length || v == null || typeof v !== 'object') return false;
+    v = (v as Record<string | number, unknown>)[path[i]!];
+  }
+  return false;
+}
+
+/** Every expression of a step: syntax, then what it refers to. */
+function checkStepExpressions(
+  raw: RawStep,
+  base: Path,
+  step: PipelineStep,
+  doc: SourceDoc,
+  scope: ReferenceScope,
+  inForeach: boolean,
+  out: Diagnostic[],
+): void {
+  const fields: { path: Path; value: unknown; item: boolean; from: PipelineStep | { order: number; group?: string; id: string } }[] = [
+    { path: ['with'], value: raw.with, item: inForeach, from: step },
+    { path: ['when'], value: raw.when, item: inForeach, from: step },
+    { path: ['key'], value: raw.key, item: inForeach, from: step },
+    { path: ['item_key'], value: raw.item_key, item: true, from: outside(step) },
+    { path: ['foreach'], value: raw.foreach, item: false, from: outside(step) },
+  ];
+  for (const field of fields) {
+    for (const found of findTemplates(field.value)) {
+      const path = [...base, ...field.path, ...found.path];
+      let parsedExpressions;
+      try {
+        parsedExpressions = templateExpressions(parseTemplate(found.text));
+      } catch (err) {
+        const offset = err instanceof ExpressionError ? err.offset : undefined;
+        out.push(doc.at(path, `invalid expression: ${(err as Error).message}`, { offset }));
+        continue;
+      }
+      for (const { expr, offset } of parsedExpressions) {
+        for (const problem of checkReferences(references(expr), { ...scope, from: field.from, itemAllowed: field.item })) {
+          out.push(doc.at(path, problem.message, { offset: offset + problem.offset }));
+        }
+      }
+    }
+  }
+  // `when` may be a bare expression too: `when: item.score > 5`.
+  if (typeof raw.when === 'string' && !isTemplate(raw.when)) {
+    const path = [...base, 'when'];
+    try {
+      const expr = parseExpression(raw.when);
+      for (const problem of checkReferences(references(expr), { ...scope, from: step, itemAllowed: inForeach })) {
+        out.push(doc.at(path, problem.message, { offset: problem.offset }));
+      }
+    } catch (err) {
+      out.push(doc.at(path, `invalid expression: ${(err as Error).message}`, { offset: (err as ExpressionError).offset }));
+    }
+  }
+}
+
+/** `foreach` and `item_key` of a group are evaluated before its steps, outside the group. */
+function outside(step: PipelineStep): { order: number; id: string; group?: string } {
+  return { order: step.order, id: step.id, group: step.group };
+}

@@ -1,0 +1,148 @@
+import { type TSchema, Type } from '@sinclair/typebox';
+import type { StepRegistry } from '../registry.ts';
+
+/**
+ * The shape of a pipeline file. The loader validates against the base schema (where `with`
+ * is any mapping) and then each step's `with` against its own step type; the editor schema
+ * in schemas/ is generated from the registry so `uses` and `with` autocomplete.
+ */
+
+const id = (description: string) =>
+  Type.String({ pattern: '^[a-z][a-z0-9_-]*$', description, 'x-hint': 'use lower-case letters, digits, "-" and "_", starting with a letter' });
+const duration = (description: string) => Type.String({ description, 'x-hint': 'write a duration like "30s", "5m" or "1d"' });
+
+export const ScheduleSchema = Type.Object(
+  {
+    cron: Type.String({ description: 'Cron expression (5 or 6 fields), e.g. "0 22 * * 0" for Sundays at 22:00.' }),
+    timezone: Type.String({ description: 'IANA timezone the cron is read in, e.g. "Europe/London".' }),
+  },
+  { additionalProperties: false },
+);
+
+export const TriggerSchema = Type.Object(
+  {
+    schedule: Type.Optional(ScheduleSchema),
+    webhook: Type.Optional(
+      Type.Object(
+        {
+          path: Type.Optional(Type.String({ pattern: '^/', description: 'Route path, e.g. /hooks/stripe.' })),
+          verify: Type.Optional(Type.String({ description: 'Signature verifier: stripe or hmac-sha256.' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    event: Type.Optional(
+      Type.Object({ name: Type.String({ description: 'The event that starts a run, e.g. email.clicked.' }) }, { additionalProperties: false }),
+    ),
+    manual: Type.Optional(Type.Object({}, { additionalProperties: false })),
+  },
+  {
+    additionalProperties: false,
+    minProperties: 1,
+    maxProperties: 1,
+    description: 'What starts a run: exactly one of schedule, webhook, event, manual.',
+    'x-hint': 'write exactly one of schedule, webhook, event or manual',
+  },
+);
+
+export const ForeachQuerySchema = Type.Object(
+  {
+    query: Type.String({ description: 'A SELECT whose rows are the items; paged, never loaded whole.' }),
+    params: Type.Optional(Type.Array(Type.Unknown(), { description: 'Values for $1, $2 ... in the query.' })),
+    key: Type.Optional(Type.String({ description: 'Unique, sortable column used for paging and as the item key (default id).' })),
+    page_size: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, description: 'Rows per page (default 500).' })),
+  },
+  { additionalProperties: false },
+);
+
+export const RetrySchema = Type.Object(
+  {
+    attempts: Type.Integer({ minimum: 1, maximum: 100, description: 'Attempts in all, the first included (default 3).' }),
+    backoff: Type.Optional(duration('First wait between attempts; doubles each time, with jitter (default "1s").')),
+    max_backoff: Type.Optional(duration('Longest wait between attempts (default "5m").')),
+  },
+  { additionalProperties: false },
+);
+
+const stepProperties = {
+  id: Type.String({
+    pattern: '^[a-z][a-z0-9_]*$',
+    description: 'Stable id of the step, used in expressions (steps.<id>.output) and to resume runs.',
+    'x-hint': 'use lower-case letters, digits and "_" (not "-": ids are used in expressions), starting with a letter',
+  }),
+  name: Type.Optional(Type.String({ description: 'A human title for logs and tables.' })),
+  uses: Type.String({ description: 'The step type.' }),
+  with: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: "The step type's inputs; strings may hold ${{ }} expressions." })),
+  foreach: Type.Optional(
+    Type.Unsafe({
+      description: 'Run the step once per item: an expression giving a list, or a database query paged through.',
+      anyOf: [Type.String(), ForeachQuerySchema],
+    }),
+  ),
+  item_key: Type.Optional(Type.String({ description: 'Expression giving each item a stable key (default item.id, or its position).' })),
+  concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'Items in flight at once (default 1).' })),
+  when: Type.Optional(Type.Unsafe({ anyOf: [Type.String(), Type.Boolean()], description: 'Run only when this expression is true (per item in a foreach).' })),
+  retry: Type.Optional(RetrySchema),
+  timeout: Type.Optional(duration('Time limit of one attempt, e.g. "30s".')),
+  quota: Type.Optional(Type.String({ description: 'Name of a quota in the config that caps this step\'s effects.' })),
+  key: Type.Optional(
+    Type.String({ description: "Expression for the effect's idempotency key (default: run, step and item). Make it span runs to never repeat an effect." }),
+  ),
+};
+
+const { foreach: _f, item_key: _k, concurrency: _c, ...subStepProperties } = stepProperties;
+
+/** A step inside a foreach group: runs once per item, after the group's earlier steps. */
+export const SubStepSchema = Type.Object(subStepProperties, { additionalProperties: false });
+
+export const StepSchema = Type.Object(
+  {
+    ...stepProperties,
+    uses: Type.Optional(stepProperties.uses),
+    steps: Type.Optional(
+      Type.Array(SubStepSchema, {
+        minItems: 1,
+        description: 'A foreach group: these steps run in order for each item (instead of uses/with).',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const PipelineSchema = Type.Object(
+  {
+    $schema: Type.Optional(Type.String()),
+    name: id('The pipeline name, used by `flows run <name>`.'),
+    description: Type.Optional(Type.String()),
+    trigger: TriggerSchema,
+    inputs: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_]*$' }), Type.Record(Type.String(), Type.Unknown()), {
+        description: 'Run inputs by name, each a JSON Schema; an input without a default is required.',
+      }),
+    ),
+    steps: Type.Array(StepSchema, { minItems: 1 }),
+  },
+  { additionalProperties: false },
+);
+
+/** The editor schema: the base schema with `uses` and `with` specialised per step type. */
+export function editorPipelineSchema(registry: StepRegistry): TSchema {
+  const steps = registry.all();
+  const uses = { type: 'string', enum: steps.map((s) => s.type), description: 'The step type.' };
+  const allOf = steps.map((s) => ({
+    if: { properties: { uses: { const: s.type } }, required: ['uses'] },
+    then: { properties: { with: { ...s.input, description: s.description } } },
+  }));
+  const sub = { ...SubStepSchema, properties: { ...SubStepSchema.properties, uses }, allOf };
+  const step = {
+    ...StepSchema,
+    properties: { ...StepSchema.properties, uses, steps: { ...StepSchema.properties.steps, items: sub } },
+    allOf,
+  };
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    title: 'flows pipeline',
+    ...PipelineSchema,
+    properties: { ...PipelineSchema.properties, steps: { type: 'array', minItems: 1, items: step } },
+  } as TSchema;
+}

@@ -1,0 +1,191 @@
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import type { Diagnostic } from './errors.ts';
+import { didYouMean } from './suggest.ts';
+import type { Path, SourceDoc } from './yaml.ts';
+
+const addFormats = addFormatsModule as unknown as { default: (ajv: Ajv) => Ajv };
+
+/** One Ajv for the process: schemas compile once and are cached by identity. */
+export const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: false });
+addFormats.default(ajv);
+
+const compiled = new WeakMap<object, ValidateFunction>();
+export function validatorFor(schema: object): ValidateFunction {
+  let fn = compiled.get(schema);
+  if (!fn) {
+    fn = ajv.compile(schema);
+    compiled.set(schema, fn);
+  }
+  return fn;
+}
+
+/** Ajv with type coercion, for values typed on a command line. */
+export const coercingAjv = new Ajv({ allErrors: true, strict: false, coerceTypes: true, useDefaults: true });
+addFormats.default(coercingAjv);
+
+/**
+ * Validates `value` (found at `base` in `doc`) against `schema` and turns every error into a
+ * placed, readable diagnostic. `ignore` drops errors at paths the caller knows are dynamic
+ * (a `${{ }}` expression standing where a number is expected is checked when it runs).
+ */
+export function checkSchema(
+  schema: object,
+  value: unknown,
+  doc: SourceDoc,
+  base: Path,
+  ignore: (path: Path) => boolean = () => false,
+): Diagnostic[] {
+  const validate = validatorFor(schema);
+  if (validate(value)) return [];
+  const out: Diagnostic[] = [];
+  const seen = new Set<string>();
+  for (const err of collapse(validate.errors ?? [])) {
+    const rel = pointerToPath(err.instancePath);
+    if (ignore(rel)) continue;
+    const described = describeError(err, value, rel);
+    if (!described) continue;
+    const path = [...base, ...described.path];
+    const diag = doc.at(path, described.message, { key: described.key });
+    const id = `${diag.path}|${diag.message}`;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    out.push(diag);
+  }
+  return out;
+}
+
+/** Messages only, for values that do not come from a file (CLI inputs). */
+export function schemaErrors(validate: ValidateFunction, value: unknown): string[] {
+  return collapse(validate.errors ?? []).flatMap((err) => {
+    const rel = pointerToPath(err.instancePath);
+    const d = describeError(err, value, rel);
+    return d ? [`${rel.join('.') || '(value)'}${d.path.length > rel.length ? `.${d.path.at(-1)}` : ''}: ${d.message}`] : [];
+  });
+}
+
+/** Drops the noise Ajv adds around anyOf/oneOf: when a branch explains it, keep that branch. */
+function collapse(errors: ErrorObject[]): ErrorObject[] {
+  const unions = errors.filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf');
+  if (!unions.length) return errors;
+  return errors.filter((e) => {
+    if (e.keyword === 'anyOf' || e.keyword === 'oneOf') return false;
+    return true;
+  });
+}
+
+function pointerToPath(pointer: string): (string | number)[] {
+  if (!pointer) return [];
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+}
+
+function valueAt(root: unknown, path: Path): unknown {
+  let v = root;
+  for (const p of path) v = v == null ? undefined : (v as Record<string | number, unknown>)[p];
+  return v;
+}
+
+export function describeValue(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  const json = JSON.stringify(v);
+  return json.length > 60 ? `${json.slice(0, 57)}..."` : json;
+}
+
+const ARTICLE: Record<string, string> = {
+  string: 'a string',
+  integer: 'an integer',
+  number: 'a number',
+  boolean: 'true or false',
+  object: 'a mapping (key: value)',
+  array: 'a list',
+  null: 'null',
+};
+
+function describeError(
+  err: ErrorObject,
+  root: unknown,
+  rel: (string | number)[],
+): { path: (string | number)[]; message: string; key?: boolean } | undefined {
+  const value = valueAt(root, rel);
+  const params = err.params as Record<string, any>;
+  const hint = (err.parentSchema as { 'x-hint'?: string } | undefined)?.['x-hint'];
+  const withHint = (m: string) => (hint ? `${m} (${hint})` : m);
+  const lastKey = rel.at(-1);
+  switch (err.keyword) {
+    case 'additionalProperties': {
+      const extra = String(params.additionalProperty);
+      const allowed = Object.keys((err.schema === false ? err.parentSchema?.properties : err.parentSchema?.properties) ?? {});
+      const known = allowed.length ? `; allowed keys: ${allowed.join(', ')}` : '';
+      const mean = didYouMean(extra, allowed);
+      return { path: [...rel, extra], key: true, message: `unknown key "${extra}"${mean || known}` };
+    }
+    case 'required':
+      return { path: rel, message: `missing required key "${params.missingProperty}"` };
+    case 'type': {
+      const expected = String(params.type)
+        .split(',')
+        .map((t) => ARTICLE[t] ?? t)
+        .join(' or ');
+      let message = `expected ${expected}, got ${describeValue(value)}`;
+      if ((params.type === 'integer' || params.type === 'number') && typeof value === 'string') {
+        const n = /^\s*(-?\d+(?:\.\d+)?)/.exec(value);
+        if (n && typeof lastKey === 'string') message += ` (write ${lastKey}: ${n[1]})`;
+      }
+      return { path: rel, message: withHint(message) };
+    }
+    case 'enum':
+      return {
+        path: rel,
+        message: `expected one of ${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}, got ${describeValue(value)}${
+          typeof value === 'string' ? didYouMean(value, (params.allowedValues as unknown[]).map(String)) : ''
+        }`,
+      };
+    case 'const':
+      return { path: rel, message: `expected ${JSON.stringify(params.allowedValue)}, got ${describeValue(value)}` };
+    case 'minimum':
+    case 'exclusiveMinimum':
+    case 'maximum':
+    case 'exclusiveMaximum': {
+      const isPositive = err.keyword === 'minimum' && params.limit === 1;
+      const what = isPositive ? 'a positive number' : `a number ${params.comparison} ${params.limit}`;
+      return { path: rel, message: withHint(`expected ${what}, got ${describeValue(value)}`) };
+    }
+    case 'minItems':
+      return { path: rel, message: `expected at least ${params.limit} entr${params.limit === 1 ? 'y' : 'ies'}` };
+    case 'maxItems':
+      return { path: rel, message: `expected at most ${params.limit} entries` };
+    case 'minLength':
+      return { path: rel, message: params.limit === 1 ? 'must not be empty' : `expected at least ${params.limit} characters` };
+    case 'maxLength':
+      return { path: rel, message: `expected at most ${params.limit} characters` };
+    case 'pattern':
+      return { path: rel, message: withHint(`${describeValue(value)} does not have the expected form (${params.pattern})`) };
+    case 'format':
+      return { path: rel, message: `expected ${params.format === 'uri' ? 'a URL' : `a ${params.format}`}, got ${describeValue(value)}` };
+    case 'minProperties':
+      return { path: rel, message: withHint(`expected at least ${params.limit} key${params.limit === 1 ? '' : 's'}`) };
+    case 'maxProperties':
+      return { path: rel, message: withHint(`expected at most ${params.limit} key${params.limit === 1 ? '' : 's'}`) };
+    default:
+      return { path: rel, message: err.message ?? 'invalid value' };
+  }
+}
+
+/** Ajv for step inputs at run time: fills in declared defaults. */
+const runtimeAjv = new Ajv({ allErrors: true, strict: false, useDefaults: true });
+addFormats.default(runtimeAjv);
+const runtimeCompiled = new WeakMap<object, ValidateFunction>();
+export function runtimeValidatorFor(schema: object): ValidateFunction {
+  let fn = runtimeCompiled.get(schema);
+  if (!fn) {
+    fn = runtimeAjv.compile(schema);
+    runtimeCompiled.set(schema, fn);
+  }
+  return fn;
+}

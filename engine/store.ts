@@ -1,0 +1,282 @@
+import { type Kysely, sql, type Transaction } from 'kysely';
+import type { Database } from './db/connect.ts';
+import type { FlowEffectsTable, ItemStatus, RunStatus, StepStatus, Tables } from './db/tables.ts';
+import type { Selectable } from 'kysely';
+
+export type RunRow = Selectable<Tables['flow_runs']>;
+export type StepRow = Selectable<Tables['flow_steps']>;
+export type EffectRow = Selectable<FlowEffectsTable>;
+type Db = Kysely<Tables> | Transaction<Tables>;
+
+export interface ItemRecord {
+  runId: string;
+  stepId: string;
+  itemKey: string;
+  status: ItemStatus;
+  attempts: number;
+  output: unknown;
+  error: string | null;
+  finishedAt: Date;
+}
+
+export type Reservation =
+  | { state: 'reserved' }
+  | { state: 'done'; row: EffectRow }
+  /** Reserved by an attempt that never reported back (a crash in the middle of the effect). */
+  | { state: 'in-doubt'; row: EffectRow };
+
+const json = (v: unknown) => JSON.stringify(v ?? null);
+
+/**
+ * Everything the engine records about runs, steps, items and effects. Writes pass through
+ * `scrub` so secret values never reach the database.
+ */
+export class RunStore {
+  constructor(
+    readonly db: Database,
+    private readonly scrub: <T>(value: T) => T = (v) => v,
+  ) {}
+
+  get kysely(): Kysely<Tables> {
+    return this.db.kysely;
+  }
+
+  async createRun(run: {
+    id: string;
+    pipeline: string;
+    file: string;
+    hash: string;
+    dryRun: boolean;
+    inputs: Record<string, unknown>;
+    now: Date;
+  }): Promise<void> {
+    await this.kysely
+      .insertInto('flow_runs')
+      .values({
+        id: run.id,
+        pipeline: run.pipeline,
+        pipeline_file: run.file,
+        pipeline_hash: run.hash,
+        status: 'running',
+        dry_run: run.dryRun,
+        inputs: json(this.scrub(run.inputs)),
+        started_at: run.now,
+        updated_at: run.now,
+      })
+      .execute();
+  }
+
+  async setRunStatus(id: string, status: RunStatus, now: Date, error: string | null = null): Promise<void> {
+    const finished = status === 'running' ? null : now;
+    await this.kysely
+      .updateTable('flow_runs')
+      .set({ status, error: error && this.scrub(error), finished_at: finished, updated_at: now })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  getRun(id: string): Promise<RunRow | undefined> {
+    return this.kysely.selectFrom('flow_runs').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  listRuns(filter: { pipeline?: string; limit?: number } = {}): Promise<RunRow[]> {
+    let q = this.kysely.selectFrom('flow_runs').selectAll().orderBy('started_at', 'desc').orderBy('id', 'desc').limit(filter.limit ?? 50);
+    if (filter.pipeline) q = q.where('pipeline', '=', filter.pipeline);
+    return q.execute();
+  }
+
+  getSteps(runId: string): Promise<StepRow[]> {
+    return this.kysely.selectFrom('flow_steps').selectAll().where('run_id', '=', runId).orderBy('position').execute();
+  }
+
+  async startStep(runId: string, stepId: string, position: number, now: Date): Promise<void> {
+    await this.kysely
+      .insertInto('flow_steps')
+      .values({
+        run_id: runId,
+        step_id: stepId,
+        position,
+        status: 'running',
+        output: json(null),
+        error: null,
+        items_total: 0,
+        items_succeeded: 0,
+        items_failed: 0,
+        items_skipped: 0,
+        started_at: now,
+        finished_at: null,
+      })
+      .onConflict((oc) => oc.columns(['run_id', 'step_id']).doUpdateSet({ status: 'running', finished_at: null, error: null }))
+      .execute();
+  }
+
+  async finishStep(
+    runId: string,
+    stepId: string,
+    result: {
+      status: StepStatus;
+      output: unknown;
+      error?: string | null;
+      counts?: { total: number; succeeded: number; failed: number; skipped: number };
+      now: Date;
+    },
+  ): Promise<void> {
+    await this.kysely
+      .updateTable('flow_steps')
+      .set({
+        status: result.status,
+        output: json(this.scrub(result.output)),
+        error: result.error ? this.scrub(result.error) : null,
+        items_total: result.counts?.total ?? 0,
+        items_succeeded: result.counts?.succeeded ?? 0,
+        items_failed: result.counts?.failed ?? 0,
+        items_skipped: result.counts?.skipped ?? 0,
+        finished_at: result.now,
+      })
+      .where('run_id', '=', runId)
+      .where('step_id', '=', stepId)
+      .execute();
+  }
+
+  /** Writes finished items in one statement; a later record of the same item wins. */
+  async recordItems(items: ItemRecord[]): Promise<void> {
+    if (!items.length) return;
+    await this.kysely
+      .insertInto('flow_items')
+      .values(
+        items.map((i) => ({
+          run_id: i.runId,
+          step_id: i.stepId,
+          item_key: i.itemKey,
+          status: i.status,
+          attempts: i.attempts,
+          output: json(this.scrub(i.output)),
+          error: i.error && this.scrub(i.error),
+          finished_at: i.finishedAt,
+        })),
+      )
+      .onConflict((oc) =>
+        oc.columns(['run_id', 'step_id', 'item_key']).doUpdateSet({
+          status: sql`excluded.status`,
+          attempts: sql`excluded.attempts`,
+          output: sql`excluded.output`,
+          error: sql`excluded.error`,
+          finished_at: sql`excluded.finished_at`,
+        }),
+      )
+      .execute();
+  }
+
+  /** Of `keys`, those already finished (succeeded or skipped) in this run's step. */
+  async finishedItemKeys(runId: string, stepId: string, keys: string[]): Promise<Set<string>> {
+    if (!keys.length) return new Set();
+    const rows = await this.kysely
+      .selectFrom('flow_items')
+      .select('item_key')
+      .where('run_id', '=', runId)
+      .where('step_id', '=', stepId)
+      .where('status', 'in', ['succeeded', 'skipped'])
+      .where('item_key', 'in', keys)
+      .execute();
+    return new Set(rows.map((r) => r.item_key));
+  }
+
+  async itemCounts(runId: string, stepId: string): Promise<Record<ItemStatus, number>> {
+    const rows = await this.kysely
+      .selectFrom('flow_items')
+      .select(['status', (eb) => eb.fn.countAll<number>().as('n')])
+      .where('run_id', '=', runId)
+      .where('step_id', '=', stepId)
+      .groupBy('status')
+      .execute();
+    const counts: Record<ItemStatus, number> = { succeeded: 0, failed: 0, skipped: 0 };
+    for (const r of rows) counts[r.status as ItemStatus] = Number(r.n);
+    return counts;
+  }
+
+  failedItems(runId: string, limit = 100) {
+    return this.kysely
+      .selectFrom('flow_items')
+      .select(['step_id', 'item_key', 'error', 'attempts'])
+      .where('run_id', '=', runId)
+      .where('status', '=', 'failed')
+      .orderBy('finished_at')
+      .limit(limit)
+      .execute();
+  }
+
+  /** Succeeded item outputs of a step, for `results` when a step is resumed. */
+  async itemOutputs(runId: string, stepId: string, limit: number): Promise<unknown[]> {
+    const rows = await this.kysely
+      .selectFrom('flow_items')
+      .select('output')
+      .where('run_id', '=', runId)
+      .where('step_id', '=', stepId)
+      .where('status', '=', 'succeeded')
+      .orderBy('finished_at')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => r.output);
+  }
+
+  /**
+   * Reserves an effect's idempotency key. Called inside the transaction that also reserves
+   * its quota (and, for a database write, performs the write), so either all of it is
+   * recorded or none.
+   */
+  async reserveEffect(
+    db: Db,
+    effect: { key: string; runId: string; stepId: string; itemKey: string; kind: string; summary: string; now: Date },
+  ): Promise<Reservation> {
+    const inserted = await db
+      .insertInto('flow_effects')
+      .values({
+        key: effect.key,
+        run_id: effect.runId,
+        step_id: effect.stepId,
+        item_key: effect.itemKey,
+        kind: effect.kind,
+        status: 'reserved',
+        summary: this.scrub(effect.summary),
+        output: json(null),
+        reserved_at: effect.now,
+      })
+      .onConflict((oc) => oc.column('key').doNothing())
+      .returning('key')
+      .executeTakeFirst();
+    if (inserted) return { state: 'reserved' };
+    const row = await db.selectFrom('flow_effects').selectAll().where('key', '=', effect.key).executeTakeFirstOrThrow();
+    return row.status === 'done' ? { state: 'done', row } : { state: 'in-doubt', row };
+  }
+
+  async completeEffect(db: Db, key: string, output: unknown, now: Date): Promise<void> {
+    await db
+      .updateTable('flow_effects')
+      .set({ status: 'done', output: json(this.scrub(output)), done_at: now })
+      .where('key', '=', key)
+      .execute();
+  }
+
+  /** The effect did not happen (the attempt failed before it): free the key for a retry. */
+  async releaseEffect(key: string): Promise<void> {
+    await this.kysely.deleteFrom('flow_effects').where('key', '=', key).where('status', '=', 'reserved').execute();
+  }
+
+  findEffect(key: string): Promise<EffectRow | undefined> {
+    return this.kysely.selectFrom('flow_effects').selectAll().where('key', '=', key).executeTakeFirst();
+  }
+
+  effectsOfRun(runId: string): Promise<EffectRow[]> {
+    return this.kysely.selectFrom('flow_effects').selectAll().where('run_id', '=', runId).orderBy('reserved_at').execute();
+  }
+
+  async effectCounts(runId: string): Promise<{ step_id: string; kind: string; status: string; n: number }[]> {
+    const rows = await this.kysely
+      .selectFrom('flow_effects')
+      .select(['step_id', 'kind', 'status', (eb) => eb.fn.countAll<number>().as('n')])
+      .where('run_id', '=', runId)
+      .groupBy(['step_id', 'kind', 'status'])
+      .execute();
+    return rows.map((r) => ({ ...r, n: Number(r.n) }));
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Glossary
+ *
+ * - pipeline:  a YAML file users edit: a trigger, inputs and ordered steps.
+ * - step:      one entry of a pipeline; `uses` names a step type, `with` gives its inputs
+ *              (with ${{ }} expressions over inputs, earlier outputs, the item, config, env).
+ * - step type: code with a typed input and output (JSON Schema, one source for validation,
+ *              static types, docs and editor schemas) and a `run` function.
+ * - connector: the client of an outside system (plus a sandbox speaking its protocol);
+ *              steps use connectors, the engine never does.
+ * - run:       one execution of a pipeline, recorded in the database and resumable.
+ * - item:      one element of a step's `foreach`; items run concurrently and are recorded
+ *              so a resumed run skips the finished ones.
+ * - effect:    an outside effect of a step (a send, a launch, a charge, a write). It gets an
+ *              idempotency key, reserved in the database before it happens, so it is never
+ *              repeated; in a dry run it is planned, never performed.
+ * - quota:     a named cap on effects (per day/hour/week, days, window) declared in config.
+ */
+import type { Static, TSchema } from '@sinclair/typebox';
+import type { Logger } from 'pino';
+import type { Clock } from './clock.ts';
+import type { EngineConfig } from './config.ts';
+
+/** What a step sees of the database: parameterised SQL, nothing else. */
+export interface Queryable {
+  /** `text` uses $1, $2 ... placeholders; values are never spliced into SQL. */
+  query<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<R[]>;
+  /** False in a dry run: every statement then runs in a READ ONLY transaction. */
+  readonly writable: boolean;
+}
+
+export interface StepContext {
+  readonly run: { readonly id: string; readonly pipeline: string; readonly dryRun: boolean };
+  readonly step: { readonly id: string };
+  /** The foreach item's key, when the step runs per item. */
+  readonly itemKey?: string;
+  /** The idempotency key of this effect; send it to outside systems that deduplicate by key. */
+  readonly effectKey?: string;
+  readonly attempt: number;
+  /** Aborts on timeout or a hard stop; pass it to every outside call. */
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+  readonly db: Queryable;
+  readonly clock: Clock;
+  readonly config: EngineConfig;
+  /** Evaluates a bare expression (no ${{ }}) against the step's scope plus `extra`. */
+  evaluate(expression: string, extra?: Record<string, unknown>): unknown;
+}
+
+/** A file a person can open, written to the dry-run folder. */
+export interface Artifact {
+  /** File name suffix, like "email.html" or "request.json". */
+  name: string;
+  content: string;
+}
+
+/** What an effectful step would do, computed without doing it. */
+export interface PlannedEffect<O = unknown> {
+  /** One line for the dry-run table: "email to ana@example.com: Your report". */
+  summary: string;
+  /** The output later steps see in the dry run (a plausible stand-in). */
+  output: O;
+  /** Rendered content (emails, messages, documents, requests). */
+  artifacts?: Artifact[];
+  /** Estimated usage by unit name (priced by config `prices`), e.g. { semrush_units: 10 }. */
+  cost?: Record<string, number>;
+}
+
+export interface EffectSpec<I> {
+  /** The kind of effect ("email", "db.write", "http"); null when this input has none (a GET). */
+  kind(input: I): string | null;
+  /** Computes what would happen. Gets a read-only context: it cannot cause the effect. */
+  plan(ctx: StepContext, input: I): Promise<PlannedEffect> | PlannedEffect;
+  /**
+   * The effect writes only to our database: the executor runs it in the same transaction
+   * that records its idempotency key, so it happens exactly once.
+   */
+  transactional?: boolean;
+  /**
+   * The outside system deduplicates by our idempotency key, so after a crash in the middle
+   * of the effect it is safe to perform it again with the same key.
+   */
+  providerIdempotent?(input: I): boolean;
+}
+
+export interface StepType<I extends TSchema = TSchema, O extends TSchema = TSchema> {
+  /** The name pipelines write in `uses`, like "http.request". */
+  readonly type: string;
+  /** One line for docs and editor hovers. */
+  readonly description: string;
+  readonly input: I;
+  readonly output: O;
+  readonly effect?: EffectSpec<Static<I>>;
+  run(ctx: StepContext, input: Static<I>): Promise<Static<O>>;
+}
+
+/** Gives the step's input and output their static types from the same schemas. */
+export function defineStep<I extends TSchema, O extends TSchema>(spec: StepType<I, O>): StepType<I, O> {
+  return spec;
+}
+
+export type AnyStepType = StepType<TSchema, TSchema>;
