@@ -37,8 +37,8 @@ function start(): void {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
-  // The parent closing our stdin means it is gone: do not outlive it.
-  process.stdin.on('end', stop).resume();
+  // Spawned by the bench with a stdin pipe: the pipe closing means the parent is gone.
+  if (process.argv.includes('--exit-with-stdin')) process.stdin.on('end', stop).resume();
 }
 
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/'))) start();

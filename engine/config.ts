@@ -135,7 +135,7 @@ export function loadConfig(text: string, file: string, env: Record<string, strin
     } else if ((quota.window || quota.days) && !tz) {
       diagnostics.push(doc.at(['quotas', name], 'a quota with days or a window needs a timezone (set timezone here or business.timezone)'));
     }
-    if (typeof quota.window === 'string') {
+    if (typeof quota.window === 'string' && /^\d\d:\d\d-\d\d:\d\d$/.test(quota.window)) {
       const [from, to] = quota.window.split('-');
       if (from && to && from >= to) diagnostics.push(doc.at(['quotas', name, 'window'], `window "${quota.window}" ends before it starts`));
     }

@@ -7,7 +7,7 @@ import type { Path, SourceDoc } from './yaml.ts';
 const addFormats = addFormatsModule as unknown as { default: (ajv: Ajv) => Ajv };
 
 /** One Ajv for the process: schemas compile once and are cached by identity. */
-export const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: false });
+export const ajv = new Ajv({ allErrors: true, verbose: true, strict: false, useDefaults: false });
 addFormats.default(ajv);
 
 const compiled = new WeakMap<object, ValidateFunction>();
@@ -21,7 +21,7 @@ export function validatorFor(schema: object): ValidateFunction {
 }
 
 /** Ajv with type coercion, for values typed on a command line. */
-export const coercingAjv = new Ajv({ allErrors: true, strict: false, coerceTypes: true, useDefaults: true });
+export const coercingAjv = new Ajv({ allErrors: true, verbose: true, strict: false, coerceTypes: true, useDefaults: true });
 addFormats.default(coercingAjv);
 
 /**
@@ -152,8 +152,9 @@ function describeError(
     case 'exclusiveMinimum':
     case 'maximum':
     case 'exclusiveMaximum': {
+      const integer = (err.parentSchema as { type?: string } | undefined)?.type === 'integer';
       const isPositive = err.keyword === 'minimum' && params.limit === 1;
-      const what = isPositive ? 'a positive number' : `a number ${params.comparison} ${params.limit}`;
+      const what = isPositive ? `a positive ${integer ? 'integer' : 'number'}` : `${integer ? 'an integer' : 'a number'} ${params.comparison} ${params.limit}`;
       return { path: rel, message: withHint(`expected ${what}, got ${describeValue(value)}`) };
     }
     case 'minItems':
@@ -178,7 +179,7 @@ function describeError(
 }
 
 /** Ajv for step inputs at run time: fills in declared defaults. */
-const runtimeAjv = new Ajv({ allErrors: true, strict: false, useDefaults: true });
+const runtimeAjv = new Ajv({ allErrors: true, verbose: true, strict: false, useDefaults: true });
 addFormats.default(runtimeAjv);
 const runtimeCompiled = new WeakMap<object, ValidateFunction>();
 export function runtimeValidatorFor(schema: object): ValidateFunction {

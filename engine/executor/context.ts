@@ -43,9 +43,10 @@ export function readOnlyQueryable(db: Database): Queryable {
   return {
     writable: false,
     query: <R>(text: string, params: readonly unknown[] = []) =>
-      db.kysely
-        .transaction()
-        .setAccessMode('read only')
-        .execute(async (trx) => (await trx.executeQuery<R>(CompiledQuery.raw(text, [...params]))).rows as R[]),
+      db.kysely.transaction().execute(async (trx) => {
+        // Stated inside the transaction: not every dialect passes an access mode to BEGIN.
+        await trx.executeQuery(CompiledQuery.raw('SET TRANSACTION READ ONLY'));
+        return (await trx.executeQuery<R>(CompiledQuery.raw(text, [...params]))).rows as R[];
+      }),
   };
 }

@@ -8,6 +8,7 @@ import { RunEvents } from '../events.ts';
 import { newRunId } from '../ids.ts';
 import { type Logger, silentLogger } from '../log.ts';
 import { isCallStep, type Pipeline } from '../pipeline/types.ts';
+import { resolveInputs } from '../pipeline/inputs.ts';
 import type { Scrubber } from '../secrets.ts';
 import type { RunStore } from '../store.ts';
 import { type RunContext, readOnlyQueryable, writableQueryable } from './context.ts';
@@ -20,7 +21,7 @@ export interface ExecuteOptions {
   pipeline: Pipeline;
   config: EngineConfig;
   store: RunStore;
-  /** Already checked against the pipeline's inputs (see resolveInputs). */
+  /** Checked against the pipeline's declared inputs; defaults are filled in. */
   inputs?: Record<string, unknown>;
   dryRun?: boolean;
   /** Folder for a dry run's artifacts (default .flows/dry-runs/<run id>). */
@@ -73,7 +74,7 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
   const env = options.env ?? {};
 
   let runId: string;
-  let inputs = options.inputs ?? {};
+  let inputs = options.resume ? {} : resolveInputs(pipeline, options.inputs ?? {});
   let dryRun = options.dryRun ?? false;
   const completed = new Map<string, unknown>();
   if (options.resume) {

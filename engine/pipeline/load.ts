@@ -58,6 +58,8 @@ export function loadPipeline(text: string, file: string, options: LoadOptions): 
   const ids = new Map<string, string>();
   const steps: PipelineStep[] = [];
   const all: PipelineStep[] = [];
+  // Steps with errors of their own still exist for what refers to them: no cascade of "unknown step".
+  const placeholders: PipelineStep[] = [];
   const placed: { raw: RawStep; base: Path; step?: PipelineStep; inForeach: boolean }[] = [];
   let order = 0;
   raw.steps.forEach((rawStep, position) => {
@@ -72,6 +74,7 @@ export function loadPipeline(text: string, file: string, options: LoadOptions): 
         const subBase: Path = [...base, 'steps', j];
         const sub = checkStep(rawSub as RawStep, { position, order: order++, group: rawStep.id, base: subBase }, doc, options, ids, diagnostics);
         if (sub) subs.push(sub);
+        else if (typeof (rawSub as RawStep).id === 'string') placeholders.push(placeholder(rawSub as RawStep, order - 1, rawStep.id));
         subPlaced.push({ raw: rawSub as RawStep, base: subBase, step: sub, inForeach: true });
       });
     }
@@ -80,18 +83,19 @@ export function loadPipeline(text: string, file: string, options: LoadOptions): 
     if (step) {
       steps.push(step);
       all.push(step, ...subs);
-    }
+    } else if (typeof rawStep.id === 'string') placeholders.push(placeholder(rawStep, groupOrder), ...subs);
   });
 
   const scope: ReferenceScope = {
     inputs: new Set(Object.keys(raw.inputs ?? {})),
-    steps: new Map(all.map((s) => [s.id, s])),
+    steps: new Map([...placeholders, ...all].map((s) => [s.id, s])),
     configKeys: new Set(Object.keys(ConfigSchema.properties)),
   };
   for (const { raw: rawStep, base, step, inForeach } of placed) {
     if (step) checkStepExpressions(rawStep, base, step, doc, scope, inForeach, diagnostics);
   }
 
+  diagnostics.sort((a, b) => a.line - b.line || a.col - b.col);
   if (diagnostics.length || !trigger) return { diagnostics };
   const pipeline = {
     name: raw.name,
@@ -132,6 +136,10 @@ function checkTrigger(raw: Record<string, any> | undefined, doc: SourceDoc, out:
     default:
       return undefined;
   }
+}
+
+function placeholder(raw: RawStep, order: number, group?: string): PipelineStep {
+  return { id: raw.id, order, group, position: -1, uses: String(raw.uses), with: {}, concurrency: 1, retry: DEFAULT_RETRY, outputSchema: Type.Any() };
 }
 
 interface Placement {

@@ -1,0 +1,50 @@
+import pg from 'pg';
+import { randomBytes } from 'node:crypto';
+import { type Database, openDatabase } from '../../engine/db/connect.ts';
+
+/** Every database test runs on the embedded database and, when TEST_DATABASE_URL is set, on Postgres. */
+export interface TestDatabase {
+  name: 'pglite' | 'postgres';
+  open(): Promise<Database>;
+}
+
+const pglite: TestDatabase = { name: 'pglite', open: () => openDatabase({ dataDir: 'memory://' }) };
+
+/** A fresh database on the server per call, dropped on close: tests never see each other's rows. */
+export async function createPostgresDatabase(adminUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `flows_test_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const c = new pg.Client({ connectionString: adminUrl });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+const postgres = (adminUrl: string): TestDatabase => ({
+  name: 'postgres',
+  async open() {
+    const created = await createPostgresDatabase(adminUrl);
+    const db = await openDatabase({ url: created.url });
+    return {
+      ...db,
+      kysely: db.kysely,
+      query: db.query,
+      async close() {
+        await db.close();
+        await created.drop();
+      },
+    };
+  },
+});
+
+export const testDatabases: TestDatabase[] = process.env.TEST_DATABASE_URL ? [pglite, postgres(process.env.TEST_DATABASE_URL)] : [pglite];

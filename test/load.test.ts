@@ -1,0 +1,211 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../engine/config.ts';
+import { formatDiagnostic } from '../engine/errors.ts';
+import { diagnosticsOf, pipelineFrom } from './helpers/pipeline.ts';
+
+const ok = `name: fine
+trigger:
+  schedule: { cron: "0 22 * * 0", timezone: Europe/London }
+inputs:
+  limit: { type: integer, default: 10 }
+steps:
+  - id: load
+    uses: sql.query
+    with: { sql: "SELECT 1 AS n", params: [] }
+  - id: each
+    foreach: "\${{ steps.load.output.rows }}"
+    concurrency: 3
+    steps:
+      - id: call
+        uses: http.request
+        with: { url: "https://api.example/\${{ item.n }}" }
+      - id: keep
+        uses: transform
+        with: { value: "\${{ steps.call.output.body }}" }
+  - id: summary
+    uses: log
+    with: { message: "\${{ steps.each.output.succeeded }} of \${{ inputs.limit }}" }
+`;
+
+describe('loadPipeline', () => {
+  it('accepts a valid pipeline and returns its parsed form', () => {
+    const p = pipelineFrom(ok);
+    expect(p.name).toBe('fine');
+    expect(p.trigger).toEqual({ kind: 'schedule', cron: '0 22 * * 0', timezone: 'Europe/London' });
+    expect(p.steps.map((s) => [s.id, s.uses, s.concurrency])).toEqual([
+      ['load', 'sql.query', 1],
+      ['each', 'group', 3],
+      ['summary', 'log', 1],
+    ]);
+    expect(p.steps[1]!.steps!.map((s) => s.id)).toEqual(['call', 'keep']);
+    expect(p.hash).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('reports a YAML syntax error at its line and column', () => {
+    expect(diagnosticsOf('name: x\nsteps:\n  - id: a\n   uses: log\n')).toMatchInlineSnapshot(`
+      [
+        "p.yaml:4:1: Sequence item without - indicator",
+      ]
+    `);
+  });
+
+  it('reports every problem at once, each at file:line:col', () => {
+    const bad = `name: Bad Name
+trigger:
+  schedule: { cron: "61 25 * * *", timezone: Europe/Londn }
+colour: blue
+steps:
+  - id: load
+    uses: sql.qery
+    with: { sql: "SELECT 1" }
+  - id: send
+    uses: http.request
+    timeout: 30 seconds
+    retry: { attempts: 0 }
+    quota: linkedin
+    with:
+      url: "https://x.example/\${{ steps.later.output.body }}"
+      method: FETCH
+      headers: { a: "\${{ steps.load.output.rowz }}" }
+      extra: 1
+  - id: later
+    uses: log
+    concurrency: 4
+    with: { message: "\${{ item.x }} \${{ inputs.nope }} \${{ stepz.a }}" }
+  - id: later
+    uses: log
+    with: { message: 42, level: loud }
+`;
+    expect(diagnosticsOf(bad)).toMatchInlineSnapshot(`
+      [
+        "p.yaml:1:7: name: "Bad Name" does not have the expected form (^[a-z][a-z0-9_-]*$) (use lower-case letters, digits, "-" and "_", starting with a letter)",
+        "p.yaml:3:21: trigger.schedule.cron: invalid cron "61 25 * * *": CronPattern: Invalid value for minute: 61 (write 5 fields like "0 22 * * 0")",
+        "p.yaml:3:46: trigger.schedule.timezone: unknown timezone "Europe/Londn" (write an IANA name like "Europe/London")",
+        "p.yaml:4:1: colour: unknown key "colour"; allowed keys: $schema, name, description, trigger, inputs, steps",
+        "p.yaml:7:11: steps[0].uses: unknown step type "sql.qery" (did you mean "sql.query"?)",
+        "p.yaml:11:14: steps[1].timeout: "30 seconds" is not a duration (write "30s", "5m" or "1h")",
+        "p.yaml:12:24: steps[1].retry.attempts: expected a positive integer, got 0",
+        "p.yaml:13:12: steps[1].quota: unknown quota "linkedin"; quotas in the config: daily",
+        "p.yaml:15:35: steps[1].with.url: step "later" runs later; a step can only use outputs of the steps before it",
+        "p.yaml:16:15: steps[1].with.method: expected one of "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", got "FETCH" (did you mean "PATCH"?)",
+        "p.yaml:18:7: steps[1].with.extra: unknown key "extra"; allowed keys: url, method, headers, query, body, effect, idempotency_header",
+        "p.yaml:21:5: steps[2].concurrency: concurrency applies to a foreach step (add foreach, or remove concurrency)",
+        "p.yaml:22:27: steps[2].with.message: "item" exists only in a step with foreach (and not in foreach itself)",
+        "p.yaml:22:41: steps[2].with.message: unknown input "nope"; the pipeline declares no inputs",
+        "p.yaml:22:60: steps[2].with.message: unknown name "stepz" (did you mean "steps"?)",
+        "p.yaml:23:9: steps[3].id: duplicate step id "later" (steps[2] has it already; step ids must be unique)",
+        "p.yaml:25:22: steps[3].with.message: expected a string, got 42",
+        "p.yaml:25:33: steps[3].with.level: expected one of "debug", "info", "warn", "error", got "loud"",
+      ]
+    `);
+  });
+
+  it('suggests the fix for a volume written with its unit', () => {
+    const yaml = `name: x
+trigger: { manual: {} }
+steps:
+  - id: pick
+    uses: filter
+    with: { items: [], where: "true", limit: "833/day" }
+`;
+    expect(diagnosticsOf(yaml)).toEqual(['p.yaml:6:46: steps[0].with.limit: expected an integer, got "833/day" (write limit: 833)']);
+  });
+
+  it('checks the steps of a foreach group and what may refer to them', () => {
+    const yaml = `name: g
+trigger: { manual: {} }
+steps:
+  - id: each
+    foreach: "\${{ [1, 2] }}"
+    uses: log
+    steps:
+      - id: inner
+        uses: transform
+        with: { value: "\${{ steps.each.output.total }}" }
+  - id: after
+    uses: log
+    with: { message: "\${{ steps.inner.output.value }}" }
+  - id: nogroup
+    steps:
+      - { id: x, uses: log, with: { message: hi } }
+`;
+    expect(diagnosticsOf(yaml)).toEqual([
+      'p.yaml:6:5: steps[0].uses: a foreach group has no uses: put it on the steps inside the group',
+      'p.yaml:10:29: steps[0].steps[0].with.value: a step cannot use its own output (steps.each)',
+      'p.yaml:13:27: steps[1].with.message: step "inner" runs inside the foreach group "each"; outside it, use steps.each.output.results',
+      'p.yaml:15:5: steps[2].steps: a step with its own steps is a foreach group: add foreach (the items to run them for)',
+    ]);
+  });
+
+  it('knows the outputs each step type declares', () => {
+    const yaml = `name: o
+trigger: { manual: {} }
+steps:
+  - id: load
+    uses: sql.query
+    with: { sql: "SELECT 1" }
+  - id: each
+    foreach: "\${{ steps.load.output.rows }}"
+    steps:
+      - { id: call, uses: http.request, with: { url: "https://x.example" } }
+  - id: use
+    uses: log
+    with: { message: "\${{ steps.load.output.rowz }} \${{ steps.each.output.results[0].call.status }} \${{ steps.each.output.done }} \${{ steps.load.rows }}" }
+`;
+    expect(diagnosticsOf(yaml)).toEqual([
+      'p.yaml:13:27: steps[2].with.message: step "load" (sql.query) has no output "rowz" (did you mean "rows"?)',
+      'p.yaml:13:105: steps[2].with.message: step "each" (group) has no output "done" (it has: total, succeeded, failed, skipped, results, results_truncated)',
+      'p.yaml:13:135: steps[2].with.message: write steps.load.output.<field> (a step exposes its output as "output")',
+    ]);
+  });
+
+  it('places expression syntax errors inside the string', () => {
+    const yaml = `name: e
+trigger: { manual: {} }
+steps:
+  - id: a
+    uses: log
+    with: { message: "total: \${{ 1 + }}" }
+`;
+    const [d] = diagnosticsOf(yaml);
+    expect(d).toMatch(/^p\.yaml:6:\d+: steps\[0\]\.with\.message: invalid expression: /);
+  });
+
+  it('rejects a pipeline that is not a mapping, or has no steps', () => {
+    expect(diagnosticsOf('- a\n- b\n')).toEqual(['p.yaml:1:1: a pipeline is a mapping with name, trigger and steps']);
+    expect(diagnosticsOf('name: x\ntrigger: { manual: {} }\nsteps: []\n')).toEqual(['p.yaml:3:8: steps: expected at least 1 entry']);
+    expect(diagnosticsOf('name: x\ntrigger: {}\nsteps:\n  - { id: a, uses: log, with: { message: m } }\n')).toEqual([
+      'p.yaml:2:10: trigger: expected at least 1 key (write exactly one of schedule, webhook, event or manual)',
+    ]);
+  });
+});
+
+describe('loadConfig', () => {
+  it('checks quotas, windows, timezones and secret references', () => {
+    const text = `business: { name: B, timezone: Europe/London }
+quotas:
+  a: { cap: 0, per: day }
+  b: { cap: 5, per: fortnight, window: "9-5" }
+  c: { cap: 5, per: day, window: "17:00-09:00", timezone: Mars/Base, spacing: "soon" }
+connectors:
+  semrush: { key: "\${{ env.SEMRUSH_KEY }}", other: "\${{ inputs.x }}" }
+`;
+    const { diagnostics } = loadConfig(text, 'flows.config.yaml', {});
+    expect(diagnostics.map(formatDiagnostic)).toMatchInlineSnapshot(`
+      [
+        "flows.config.yaml:3:13: quotas.a.cap: expected a positive integer, got 0",
+        "flows.config.yaml:4:21: quotas.b.per: expected one of "hour", "day", "week", got "fortnight"",
+        "flows.config.yaml:4:40: quotas.b.window: "9-5" does not have the expected form (^([01]\\d|2[0-3]):[0-5]\\d-([01]\\d|2[0-4]):[0-5]\\d$) (write window: "09:00-17:00")",
+        "flows.config.yaml:5:59: quotas.c.timezone: unknown timezone "Mars/Base" (write an IANA name like "Europe/London")",
+        "flows.config.yaml:5:34: quotas.c.window: window "17:00-09:00" ends before it starts",
+        "flows.config.yaml:5:79: quotas.c.spacing: "soon" is not a spacing (write "60s" or "60s..180s")",
+        "flows.config.yaml:7:52: connectors.semrush.other: config values may only use \${{ env.NAME }} (a whole value from the environment)",
+      ]
+    `);
+  });
+
+  it('resolves secrets from the environment', () => {
+    const { config } = loadConfig('connectors:\n  semrush: { key: "${{ env.SEMRUSH_KEY }}" }\n', 'c.yaml', { SEMRUSH_KEY: 'k-123' });
+    expect(config!.connectors!.semrush!.key).toBe('k-123');
+  });
+});
