@@ -1,22 +1,33 @@
 /**
- * Summarises a V8 .cpuprofile (node --cpu-prof): self time by function, inclusive time by
- * function, and self time by area (engine/, steps/, a package, node internals, GC, idle).
+ * Summarises a V8 .cpuprofile (node --cpu-prof): self time by area (engine/..., steps,
+ * a package, node internals, PGlite's wasm, GC, idle), self time by function and inclusive
+ * time by function.
  *
  *   node --import tsx bench/cpu-top.ts <file.cpuprofile> [--top 25]
+ *
+ * Under tsx every module is one minified line, so bench/engine.ts --profile runs the
+ * profiled case from an esbuild bundle with a source map (<bundle>.map next to it); frames
+ * of that bundle are mapped back to engine/foo.ts:line when source-map-js can be loaded,
+ * else named by the module comment esbuild writes at the start of each module.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
+interface CallFrame {
+  functionName: string;
+  url: string;
+  lineNumber: number;
+  columnNumber: number;
+}
 interface CpuNode {
   id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
+  callFrame: CallFrame;
   children?: number[];
 }
-interface CpuProfile {
+export interface CpuProfile {
   nodes: CpuNode[];
   samples: number[];
   timeDeltas: number[];
-  startTime: number;
-  endTime: number;
 }
 
 export interface ProfileSummary {
@@ -26,8 +37,46 @@ export interface ProfileSummary {
   areas: { area: string; ms: number; pct: number }[];
 }
 
+type Locate = (frame: CallFrame) => { file: string; line: number } | undefined;
+
+/** Maps frames of an esbuild bundle back to their sources (file relative to the project). */
+async function bundleLocator(profile: CpuProfile): Promise<Locate> {
+  const bundles = new Map<string, Locate>();
+  for (const n of profile.nodes) {
+    const url = n.callFrame.url;
+    if (!url.endsWith('.bundle.mjs') || bundles.has(url)) continue;
+    const path = fileURLToPath(url);
+    let locate: Locate = () => undefined;
+    try {
+      const { SourceMapConsumer } = (await import('source-map-js' as string)) as typeof import('source-map-js');
+      if (existsSync(`${path}.map`)) {
+        const consumer = new SourceMapConsumer(JSON.parse(readFileSync(`${path}.map`, 'utf8')));
+        locate = (f) => {
+          const pos = consumer.originalPositionFor({ line: f.lineNumber + 1, column: f.columnNumber });
+          return pos.source ? { file: pos.source.replace(/^(\.\.\/)+/, ''), line: pos.line ?? 0 } : undefined;
+        };
+      }
+    } catch {
+      // No source-map-js: fall back to the `// path/to/module.ts` comments of the bundle.
+      const starts: { line: number; file: string }[] = [];
+      readFileSync(path, 'utf8')
+        .split('\n')
+        .forEach((text, line) => {
+          const m = /^\/\/ (\S+\.[cm]?[jt]s)$/.exec(text);
+          if (m) starts.push({ line, file: m[1]! });
+        });
+      locate = (f) => {
+        let found: { line: number; file: string } | undefined;
+        for (const s of starts) if (s.line <= f.lineNumber) found = s;
+        return found && { file: found.file.replace(/^(\.\.\/)+/, ''), line: f.lineNumber - found.line };
+      };
+    }
+    bundles.set(url, locate);
+  }
+  return (f) => bundles.get(f.url)?.(f);
+}
+
 function shortUrl(url: string): string {
-  if (!url) return '';
   const u = url.replace(/^file:\/\//, '');
   const nm = u.lastIndexOf('/node_modules/');
   if (nm >= 0) return u.slice(nm + '/node_modules/'.length);
@@ -35,30 +84,41 @@ function shortUrl(url: string): string {
   return root >= 0 ? u.slice(root + 1) : u;
 }
 
-function label(n: CpuNode): string {
-  const { functionName, url, lineNumber } = n.callFrame;
-  const name = functionName || '(anonymous)';
-  return url ? `${name} ${shortUrl(url)}:${lineNumber + 1}` : name;
-}
-
-function areaOf(n: CpuNode): string {
-  const { url, functionName } = n.callFrame;
-  if (!url) return functionName.startsWith('(') ? functionName : '(native)';
-  if (url.startsWith('node:')) return 'node internals';
-  const u = url.replace(/^file:\/\//, '');
-  const nm = u.lastIndexOf('/node_modules/');
+function areaOfFile(file: string): string {
+  const nm = file.lastIndexOf('node_modules/');
   if (nm >= 0) {
-    const rest = u.slice(nm + '/node_modules/'.length).split('/');
+    const rest = file.slice(nm + 'node_modules/'.length).split('/');
     return `pkg ${rest[0]!.startsWith('@') ? `${rest[0]}/${rest[1]}` : rest[0]}`;
   }
-  const m = /\/(engine\/[^/]+|steps|bench|connectors)\//.exec(u);
-  if (m) return m[1]!.startsWith('engine/') ? m[1]! : m[1]!;
-  if (/\/engine\/[^/]+\.ts/.test(u)) return 'engine';
-  return 'other';
+  const m = /(?:^|\/)(engine\/[a-z-]+\/|engine\/|steps\/|bench\/|connectors\/)/.exec(file);
+  return m ? m[1]!.replace(/\/$/, '') : 'other';
 }
 
-export function summarise(profile: CpuProfile, top = 25): ProfileSummary {
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+export async function summarise(profile: CpuProfile, top = 25): Promise<ProfileSummary> {
+  const locate = await bundleLocator(profile);
+  const info = new Map<number, { label: string; area: string }>();
+  for (const n of profile.nodes) {
+    const f = n.callFrame;
+    const name = f.functionName || '(anonymous)';
+    let label: string;
+    let area: string;
+    if (!f.url) {
+      label = name;
+      area = name.startsWith('(') ? name : '(native)';
+    } else if (f.url.startsWith('node:')) {
+      label = `${name} ${f.url}:${f.lineNumber + 1}`;
+      area = 'node internals';
+    } else if (f.url.startsWith('wasm://')) {
+      label = `${name} (wasm)`;
+      area = 'wasm (PGlite)';
+    } else {
+      const loc = locate(f);
+      const file = loc ? loc.file : shortUrl(f.url);
+      label = `${name} ${file}:${loc ? loc.line : f.lineNumber + 1}`;
+      area = areaOfFile(loc ? loc.file : f.url.replace(/^file:\/\//, ''));
+    }
+    info.set(n.id, { label, area });
+  }
   const parent = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const selfUs = new Map<number, number>();
@@ -72,26 +132,27 @@ export function summarise(profile: CpuProfile, top = 25): ProfileSummary {
   const selfByFn = new Map<string, number>();
   const inclByFn = new Map<string, number>();
   const byArea = new Map<string, number>();
+  const add = (m: Map<string, number>, k: string, us: number) => m.set(k, (m.get(k) ?? 0) + us);
   for (const [id, us] of selfUs) {
-    const node = byId.get(id)!;
-    selfByFn.set(label(node), (selfByFn.get(label(node)) ?? 0) + us);
-    byArea.set(areaOf(node), (byArea.get(areaOf(node)) ?? 0) + us);
+    const { label, area } = info.get(id)!;
+    add(selfByFn, label, us);
+    add(byArea, area, us);
     // Inclusive: every distinct function on the stack gets the sample once.
     const seen = new Set<string>();
     for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
-      const l = label(byId.get(cur)!);
+      const l = info.get(cur)!.label;
       if (seen.has(l)) continue;
       seen.add(l);
-      inclByFn.set(l, (inclByFn.get(l) ?? 0) + us);
+      add(inclByFn, l, us);
     }
   }
   const rows = (m: Map<string, number>) =>
-    [...m.entries()]
-      .sort((a, b) => b[1] - a[1])
-      .map(([k, us]) => ({ k, ms: us / 1000, pct: totalUs ? (100 * us) / totalUs : 0 }));
+    [...m.entries()].sort((a, b) => b[1] - a[1]).map(([k, us]) => ({ k, ms: us / 1000, pct: totalUs ? (100 * us) / totalUs : 0 }));
   return {
     totalMs: totalUs / 1000,
-    self: rows(selfByFn).slice(0, top).map(({ k, ms, pct }) => ({ fn: k, ms, pct })),
+    self: rows(selfByFn)
+      .slice(0, top)
+      .map(({ k, ms, pct }) => ({ fn: k, ms, pct })),
     inclusive: rows(inclByFn)
       .filter((r) => !/^\((root|program)\)/.test(r.k))
       .slice(0, top)
@@ -113,7 +174,7 @@ export function formatSummary(s: ProfileSummary): string {
   ].join('\n');
 }
 
-if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/'))) {
+if (/cpu-top\.ts$/.test(process.argv[1] ?? '')) {
   const file = process.argv[2];
   if (!file) {
     process.stderr.write('usage: node --import tsx bench/cpu-top.ts <file.cpuprofile> [--top 25]\n');
@@ -121,5 +182,5 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '
   }
   const i = process.argv.indexOf('--top');
   const top = i > 0 ? Number(process.argv[i + 1]) : 25;
-  process.stdout.write(`${formatSummary(summarise(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, top))}\n`);
+  process.stdout.write(`${formatSummary(await summarise(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, top))}\n`);
 }

@@ -8,11 +8,7 @@
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-
-/** Deterministic, so a pipeline expression or a checker can recompute it from the id. */
-export function scoreOf(id: number): number {
-  return (id * 7919) % 1000;
-}
+import { scoreOf } from './score.ts';
 
 const PATH = /^\/item\/(\d+)$/;
 
@@ -41,4 +37,4 @@ function start(): void {
   if (process.argv.includes('--exit-with-stdin')) process.stdin.on('end', stop).resume();
 }
 
-if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/'))) start();
+if (/server\.ts$/.test(process.argv[1] ?? '')) start();

@@ -9,7 +9,7 @@ export function closest(word: string, candidates: Iterable<string>): string | un
       best = candidate;
     }
   }
-  const allowed = Math.max(2, Math.floor(word.length / 3));
+  const allowed = Math.max(1, Math.floor(word.length / 3));
   return bestDistance <= allowed ? best : undefined;
 }
 

@@ -87,7 +87,7 @@ steps:
         "p.yaml:12:24: steps[1].retry.attempts: expected a positive integer, got 0",
         "p.yaml:13:12: steps[1].quota: unknown quota "linkedin"; quotas in the config: daily",
         "p.yaml:15:35: steps[1].with.url: step "later" runs later; a step can only use outputs of the steps before it",
-        "p.yaml:16:15: steps[1].with.method: expected one of "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", got "FETCH" (did you mean "PATCH"?)",
+        "p.yaml:16:15: steps[1].with.method: expected one of "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", got "FETCH"",
         "p.yaml:18:7: steps[1].with.extra: unknown key "extra"; allowed keys: url, method, headers, query, body, effect, idempotency_header",
         "p.yaml:21:5: steps[2].concurrency: concurrency applies to a foreach step (add foreach, or remove concurrency)",
         "p.yaml:22:27: steps[2].with.message: "item" exists only in a step with foreach (and not in foreach itself)",

@@ -1,0 +1,134 @@
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli } from './helpers/cli.ts';
+
+const repo = resolve(import.meta.dirname, '..');
+
+describe('flows CLI', () => {
+  let dir: string;
+  let db: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'flows-cli-'));
+    mkdirSync(join(dir, 'pipelines'));
+    cpSync(join(repo, 'pipelines', 'flows.config.yaml'), join(dir, 'pipelines', 'flows.config.yaml'));
+    writeFileSync(
+      join(dir, 'pipelines', 'greet.yaml'),
+      `name: greet
+trigger: { manual: {} }
+inputs:
+  who: { type: string }
+  times: { type: integer, default: 2 }
+steps:
+  - id: people
+    uses: transform
+    with: { value: "\${{ range(0, inputs.times) }}" }
+  - id: note
+    uses: event.emit
+    foreach: "\${{ steps.people.output.value }}"
+    quota: linkedin-connect
+    with: { type: greeted, key: "\${{ inputs.who }}-\${{ item }}", payload: { n: "\${{ item }}" } }
+`,
+    );
+    db = join(dir, 'db');
+  });
+  afterAll(() => {});
+
+  const flows = (...args: string[]) => cli(['--db', db, ...args], { cwd: dir });
+
+  it('prints help for the program and every command', async () => {
+    const top = await flows('--help');
+    expect(top.code).toBe(0);
+    for (const command of ['validate', 'run', 'runs', 'show', 'demo', 'schemas']) expect(top.stdout).toContain(command);
+    const results = await Promise.all(['validate', 'run', 'runs', 'show', 'demo', 'schemas'].map((c) => flows(c, '--help')));
+    for (const r of results) {
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^Usage: flows /);
+    }
+    expect(results[1]!.stdout).toContain('--dry-run');
+    expect(results[1]!.stdout).toContain('Exit codes');
+  });
+
+  it('validates: one summary line and exit 0, or every problem at file:line:col and exit 2', async () => {
+    const good = await flows('validate');
+    expect(good).toMatchObject({ code: 0, stderr: '' });
+    expect(good.stdout).toBe('ok: 1 pipeline (2 steps) and the config are valid\n');
+
+    writeFileSync(join(dir, 'broken.yaml'), 'name: broken\ntrigger: { manual: {} }\nsteps:\n  - id: a\n    uses: sql.qery\n    with: {}\n  - id: b\n    uses: log\n    with: { message: "${{ steps.zz.output }}" }\n');
+    const bad = await flows('validate', 'broken.yaml');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.split('\n').filter(Boolean)).toEqual([
+      'broken.yaml:5:11: steps[0].uses: unknown step type "sql.qery" (did you mean "sql.query"?)',
+      'broken.yaml:9:27: steps[1].with.message: unknown step "zz"',
+      '2 problems in 1 file(s)',
+    ]);
+    const json = await flows('validate', 'broken.yaml', '--json');
+    expect(json.code).toBe(2);
+    expect(JSON.parse(json.stdout).diagnostics).toHaveLength(2);
+  });
+
+  it('refuses bad usage with exit 2 and a clear line', async () => {
+    const missing = await flows('run', 'nope');
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toBe('flows: no pipeline "nope" in pipelines (pipelines: greet)\n');
+    const noInput = await flows('run', 'greet');
+    expect(noInput.code).toBe(2);
+    expect(noInput.stderr).toContain('missing input "who" (pass --input who=...)');
+    const badInput = await flows('run', 'greet', '-i', 'who=x', '-i', 'times=lots');
+    expect(badInput.code).toBe(2);
+    expect(badInput.stderr).toContain('times: expected an integer, got "lots"');
+    const unknown = await flows('run', 'greet', '-i', 'whom=x');
+    expect(unknown.stderr).toContain('has no input "whom" (did you mean "who"?)');
+    const flag = await flows('run', 'greet', '--frobnicate');
+    expect(flag.code).toBe(2);
+  });
+
+  it('dry-runs with --json: planned effects with quota slots, cost, and artifacts on disk', async () => {
+    const out = join(dir, 'dry-out');
+    const r = await flows('run', 'greet', '--dry-run', '--json', '-i', 'who=ann', '-i', 'times=3', '--out', out);
+    expect(r.code).toBe(0);
+    const result = JSON.parse(r.stdout);
+    expect(result).toMatchObject({ pipeline: 'greet', dry_run: true, status: 'completed', cost: { usd: 0 } });
+    expect(result.run_id).toMatch(/^r-\d{8}T\d{6}-[0-9a-f]{6}$/);
+    expect(result.effects).toHaveLength(3);
+    for (const e of result.effects) {
+      expect(e).toMatchObject({ step: 'note', kind: 'event', quota: 'linkedin-connect' });
+      expect(typeof e.key).toBe('string');
+      expect(e.summary).toMatch(/^event greeted for ann-\d$/);
+      expect(e.slot.label).toMatch(/ 09:00-17:00 Europe\/London$/);
+    }
+    expect(JSON.parse(readFileSync(join(out, 'effects.json'), 'utf8'))).toHaveLength(3);
+    expect(readFileSync(join(out, 'summary.txt'), 'utf8')).toContain('Dry run');
+  });
+
+  it('runs for real, then lists and shows the run, as text and as JSON', async () => {
+    const r = await flows('run', 'greet', '-i', 'who=bo');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Run r-\S+ of greet: completed/);
+    expect(r.stdout).toMatch(/note\s+event\.emit\s+completed\s+2 ok \/ 2\s+2/);
+
+    const runs = JSON.parse((await flows('runs', '--json')).stdout);
+    expect(runs[0]).toMatchObject({ pipeline: 'greet', status: 'completed', dry_run: false });
+    const runId = runs[0].id;
+
+    const shown = await flows('show', runId);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toContain(`run       ${runId}`);
+    expect(shown.stdout).toMatch(/note\s+completed\s+2\s+0\s+0/);
+    const json = JSON.parse((await flows('show', runId, '--json')).stdout);
+    expect(json.steps.map((s: { step_id: string }) => s.step_id)).toEqual(['people', 'note']);
+    expect(json.effects).toEqual([{ step_id: 'note', kind: 'event', status: 'done', n: 2 }]);
+
+    const text = await flows('runs');
+    expect(text.stdout).toContain(runId);
+    const unknown = await flows('show', 'r-nope');
+    expect(unknown.code).toBe(2);
+  });
+
+  it('reports stale generated files', async () => {
+    const r = await cli(['schemas', '--check'], { cwd: repo });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+  });
+});
