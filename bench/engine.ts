@@ -102,6 +102,8 @@ interface CaseResult {
   peakRssMb: number;
   baseRssMb: number;
   heapUsedEndMb: number;
+  /** Statements sent to the database while the case ran, per item. */
+  statementsPerItem: number;
   passes?: Record<string, { ms: number; items?: number }>;
   status?: string;
   rows: number;
@@ -201,6 +203,28 @@ async function runEngine(db: Database, url: string, file: string): Promise<{ sta
   return { status: result.status, passes };
 }
 
+/**
+ * Counts statements sent to the database (BEGIN and COMMIT included) by wrapping the client
+ * query method of pg and of PGlite in this process; every engine and kysely query ends there.
+ */
+const statements = { count: 0 };
+async function countStatements(dbKind: DbKind): Promise<void> {
+  let target: object | null = pg.Client.prototype;
+  if (dbKind === 'pglite') {
+    // Imported only here, so a Postgres case does not carry PGlite's module in its RSS.
+    const { PGlite } = await import('@electric-sql/pglite');
+    target = PGlite.prototype;
+    while (target && !Object.prototype.hasOwnProperty.call(target, 'query')) target = Object.getPrototypeOf(target);
+  }
+  if (!target) throw new Error('cannot find the query method to count statements');
+  const t = target as { query: (...a: unknown[]) => unknown };
+  const original = t.query;
+  t.query = function (this: unknown, ...a: unknown[]) {
+    statements.count++;
+    return original.apply(this, a);
+  };
+}
+
 function rssSampler(): { stop(): number } {
   let peak = process.memoryUsage.rss();
   const timer = setInterval(() => {
@@ -225,6 +249,7 @@ async function childMain(args: Map<string, string>): Promise<void> {
   const dsn = args.get('dsn')!;
   const variant = args.get('variant') ?? (kind === 'engine' ? 'chain' : 'full');
 
+  await countStatements(dbKind);
   const db = await openDatabase(dbKind === 'postgres' ? { url: dsn } : { dataDir: dsn });
   await prepare(db, n);
   if (kind === 'prepare') {
@@ -237,12 +262,14 @@ async function childMain(args: Map<string, string>): Promise<void> {
   (globalThis as { gc?: () => void }).gc?.();
   const base = process.memoryUsage.rss();
   const sampler = rssSampler();
+  statements.count = 0;
   const t0 = performance.now();
   let status: string | undefined;
   let passes: CaseResult['passes'];
   if (kind === 'engine') ({ status, passes } = await runEngine(db, url, args.get('pipeline') ?? PIPELINES[variant]!));
   else await runLoop(db, url, variant as LoopMode);
   const ms = performance.now() - t0;
+  const sent = statements.count;
   const peak = sampler.stop();
   const heapUsed = process.memoryUsage().heapUsed;
 
@@ -268,6 +295,7 @@ async function childMain(args: Map<string, string>): Promise<void> {
     peakRssMb: mb(peak),
     baseRssMb: mb(base),
     heapUsedEndMb: mb(heapUsed),
+    statementsPerItem: Math.round((sent / n) * 1000) / 1000,
     passes,
     status,
     rows: Number(agg?.c ?? 0),
@@ -480,6 +508,8 @@ async function parentMain(args: Map<string, string>): Promise<void> {
           engine_base_rss_mb: r.baseRssMb,
           loop_peak_rss_mb: loop.peakRssMb,
           loop_base_rss_mb: loop.baseRssMb,
+          engine_statements_per_item: r.statementsPerItem,
+          loop_statements_per_item: loop.statementsPerItem,
           passes: r.passes,
           engine_status: r.status,
           engine_checked: r.checked,
@@ -500,6 +530,7 @@ async function parentMain(args: Map<string, string>): Promise<void> {
           Object.entries(r.passes ?? {})
             .map(([k, v]) => `${k} ${v.ms}`)
             .join(' + '),
+          `${fmt(r.statementsPerItem, 2)} | ${fmt(loop.statementsPerItem, 2)}`,
           r.checked && loop.checked && r.status === 'completed' ? 'ok' : `ENGINE ${r.status} rows=${r.rows}; LOOP rows=${loop.rows}`,
         ]);
       }
@@ -508,7 +539,7 @@ async function parentMain(args: Map<string, string>): Promise<void> {
   const out: string[] = [''];
   out.push(
     table(
-      ['db', 'N', 'variant', 'engine ms', 'loop ms', 'overhead ms/item', 'engine/loop', 'engine peak RSS MB (base)', 'loop peak RSS MB (base)', 'engine passes ms', 'check'],
+      ['db', 'N', 'variant', 'engine ms', 'loop ms', 'overhead ms/item', 'engine/loop', 'engine peak RSS MB (base)', 'loop peak RSS MB (base)', 'engine passes ms', 'SQL stmts/item engine|loop', 'check'],
       rows,
     ),
   );
@@ -532,6 +563,7 @@ async function parentMain(args: Map<string, string>): Promise<void> {
           loop_fetch_ms: d.fetch.ms,
           loop_insert_ms: d.insert?.ms,
           loop_insert_effect_ms: d['insert-effect']?.ms,
+          loop_insert_effect_statements_per_item: d['insert-effect']?.statementsPerItem,
           engine_fetch_pass_ms: pass('fetch'),
           engine_store_pass_ms: pass('store'),
         });

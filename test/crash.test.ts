@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../engine/db/connect.ts';
 import { cli, startCli } from './helpers/cli.ts';
-import { createPostgresDatabase } from './helpers/db.ts';
+import { createPostgresDatabase, first } from './helpers/db.ts';
 
 const ITEMS = 240;
 
@@ -121,8 +121,8 @@ describe.each(targets)('a run killed mid-way on $name', ({ name }) => {
       expect(receiver.byKey.size).toBe(ITEMS);
 
       const after = await open();
-      const [{ n, receipts }] = await after.query<{ n: number; receipts: number }>("SELECT count(*)::int AS n, count(*) FILTER (WHERE receipt LIKE 'rcpt-%')::int AS receipts FROM delivered");
-      const [{ effects }] = await after.query<{ effects: number }>("SELECT count(*)::int AS effects FROM flow_effects WHERE status = 'done'");
+      const { n, receipts } = await first(after.query<{ n: number; receipts: number }>("SELECT count(*)::int AS n, count(*) FILTER (WHERE receipt LIKE 'rcpt-%')::int AS receipts FROM delivered"));
+      const { effects } = await first(after.query<{ effects: number }>("SELECT count(*)::int AS effects FROM flow_effects WHERE status = 'done'"));
       await after.close();
       expect(n).toBe(ITEMS);
       expect(receipts).toBe(ITEMS);
@@ -159,7 +159,7 @@ describe.each(targets)('a run killed mid-way on $name', ({ name }) => {
       expect(JSON.parse(shown.stdout).run.status).toBe('interrupted');
       // Graceful: what was in flight finished and was recorded, so nothing is in doubt.
       const check = await open();
-      const [{ doubt }] = await check.query<{ doubt: number }>("SELECT count(*)::int AS doubt FROM flow_effects WHERE status = 'reserved'");
+      const { doubt } = await first(check.query<{ doubt: number }>("SELECT count(*)::int AS doubt FROM flow_effects WHERE status = 'reserved'"));
       await check.close();
       expect(doubt).toBe(0);
 

@@ -8,7 +8,7 @@ import { RunEvents } from '../engine/events.ts';
 import { executeRun, type ExecuteOptions } from '../engine/executor/run.ts';
 import { createScrubber } from '../engine/secrets.ts';
 import { RunStore } from '../engine/store.ts';
-import { testDatabases } from './helpers/db.ts';
+import { first, testDatabases } from './helpers/db.ts';
 import { calls, pipelineFrom, testConfig } from './helpers/pipeline.ts';
 
 describe.each(testDatabases)('executor on $name', ({ open }) => {
@@ -93,7 +93,7 @@ steps:
     } finally {
       (pipeline.steps[0]!.steps![0]!.type as { run: typeof original }).run = original;
     }
-    const [{ n, labels }] = await db.query<{ n: number; labels: number }>("SELECT count(*)::int AS n, count(*) FILTER (WHERE label = 'item-' || id)::int AS labels FROM written");
+    const { n, labels } = await first(db.query<{ n: number; labels: number }>("SELECT count(*)::int AS n, count(*) FILTER (WHERE label = 'item-' || id)::int AS labels FROM written"));
     expect(n).toBe(1234);
     expect(labels).toBe(1234);
     expect(peak).toBeLessThanOrEqual(7);
@@ -253,7 +253,7 @@ steps:
     expect(result.dry_run).toBe(true);
     expect(result.status).toBe('failed');
     expect(result.steps.find((s) => s.id === 'sneaky')!.error).toMatch(/read-only transaction/);
-    const [{ n }] = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM written');
+    const { n } = await first(db.query<{ n: number }>('SELECT count(*)::int AS n FROM written'));
     expect(n).toBe(0);
     expect(result.effects.map((e) => [e.step, e.kind, e.summary, e.slot?.position, e.slot?.label])).toEqual([
       ['send', 'message', 'message to item-1', 1, 'Mon 23 Nov 09:00-17:00 Europe/London'],

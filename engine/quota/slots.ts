@@ -15,6 +15,7 @@ export interface Slot {
 const DAY_NUMBER: Record<string, number> = { sun: 0, mon: 1, tue: 2, wed: 3, thu: 4, fri: 5, sat: 6 };
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
+const min = (a: Date, b: Date) => (a < b ? a : b);
 
 /**
  * Plans slots for effects under one quota, purely: from `now`, fill the current window up to
@@ -25,7 +26,7 @@ export class SlotPlanner {
   private readonly windowStart: Cron;
   private readonly windowMs: number;
   private readonly tz: string;
-  private current: { start: Date; end: Date; count: number } | undefined;
+  private current: { start: Date; end: Date; windowEnd: Date; count: number } | undefined;
   private readonly recent: number[] = [];
 
   constructor(
@@ -41,8 +42,9 @@ export class SlotPlanner {
     this.windowMs = (th * 60 + tm - (fh * 60 + fm)) * 60_000;
     const days = quota.days?.length ? quota.days.map((d) => DAY_NUMBER[d]).join(',') : '*';
     this.windowStart = new Cron(`${fm} ${fh} * * ${days}`, { timezone: this.tz, paused: true });
-    const first = this.windowContaining(now) ?? this.nextWindowAfter(now);
-    this.current = { ...first, count: 0 };
+    const inside = this.windowContaining(now);
+    const first = inside ?? this.nextWindowAfter(now);
+    this.current = this.periodIn(first.start, first.end, inside ? now : first.start);
     if (used > 0) this.advanceBy(used);
   }
 
@@ -65,39 +67,41 @@ export class SlotPlanner {
 
   /** The period with room left, moving forward as caps fill. */
   private period(): { start: Date; end: Date; count: number } {
-    for (let guard = 0; guard < 10_000; guard++) {
+    for (let guard = 0; guard < 100_000; guard++) {
       const p = this.current!;
       if (this.hasRoom(p)) return p;
-      const next = this.nextWindowAfter(new Date(p.end.getTime() - 1));
-      this.current = { ...next, count: 0 };
+      // An hourly cap moves to the next hour of the same window while there is one.
+      const nextHour = new Date(Math.floor(p.start.getTime() / HOUR) * HOUR + HOUR);
+      if (this.quota.per === 'hour' && nextHour < p.windowEnd) {
+        this.current = { start: nextHour, end: min(new Date(nextHour.getTime() + HOUR), p.windowEnd), windowEnd: p.windowEnd, count: 0 };
+        continue;
+      }
+      const next = this.nextWindowAfter(new Date(p.windowEnd.getTime() - 1));
+      this.current = this.periodIn(next.start, next.end, next.start);
     }
-    throw new Error('quota planning did not find a window in 10,000 tries (is the window empty?)');
+    throw new Error('quota planning found no window with room (is the window empty?)');
   }
 
-  private hasRoom(p: { start: Date; end: Date; count: number }): boolean {
+  private hasRoom(p: { start: Date; count: number }): boolean {
     if (this.quota.per === 'week') {
       const since = p.start.getTime() - 7 * DAY + 1;
-      const inWeek = this.recent.filter((t) => t >= since).length;
-      return inWeek < this.quota.cap;
-    }
-    if (this.quota.per === 'hour') {
-      // Each hour of the window is its own period: split the window on the hour.
-      if (p.count < this.quota.cap) return true;
-      const nextHour = new Date(p.start.getTime() + HOUR);
-      if (nextHour.getTime() + 1 <= p.end.getTime()) {
-        this.current = { start: nextHour, end: p.end, count: 0 };
-        return true;
-      }
-      return false;
+      return this.recent.filter((t) => t >= since).length < this.quota.cap;
     }
     return p.count < this.quota.cap;
+  }
+
+  /** The period of a window that holds `at`: the window itself, or its clock hour for an hourly cap. */
+  private periodIn(start: Date, end: Date, at: Date): { start: Date; end: Date; windowEnd: Date; count: number } {
+    if (this.quota.per !== 'hour') return { start, end, windowEnd: end, count: 0 };
+    const hour = new Date(Math.max(start.getTime(), Math.floor(at.getTime() / HOUR) * HOUR));
+    return { start: hour, end: min(new Date(Math.floor(hour.getTime() / HOUR) * HOUR + HOUR), end), windowEnd: end, count: 0 };
   }
 
   private windowContaining(t: Date): { start: Date; end: Date } | undefined {
     const probe = this.nextWindowAfter(new Date(t.getTime() - DAY - 1));
     for (let start = probe.start; start.getTime() <= t.getTime(); ) {
       const end = new Date(start.getTime() + this.windowMs);
-      if (t < end) return { start: this.quota.per === 'hour' ? t : start, end };
+      if (t < end) return { start, end };
       const n = this.windowStart.nextRun(start);
       if (!n) break;
       start = n;

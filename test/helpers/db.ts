@@ -48,3 +48,10 @@ const postgres = (adminUrl: string): TestDatabase => ({
 });
 
 export const testDatabases: TestDatabase[] = process.env.TEST_DATABASE_URL ? [pglite, postgres(process.env.TEST_DATABASE_URL)] : [pglite];
+
+/** The first row of a query that returns one. */
+export async function first<T>(rows: Promise<T[]>): Promise<T> {
+  const [row] = await rows;
+  if (row === undefined) throw new Error('the query returned no row');
+  return row;
+}

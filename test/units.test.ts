@@ -1,0 +1,120 @@
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { parseSpacing } from '../engine/config.ts';
+import { formatDuration, parseDuration } from '../engine/duration.ts';
+import { createLogger } from '../engine/log.ts';
+import { SlotPlanner } from '../engine/quota/slots.ts';
+import { createScrubber, secretValues } from '../engine/secrets.ts';
+import { closest } from '../engine/suggest.ts';
+import { backoffMs } from '../engine/executor/attempt.ts';
+import { retryAfterMs } from '../steps/http-request.ts';
+
+describe('durations', () => {
+  it('parses the forms users write', () => {
+    expect(parseDuration('250ms')).toBe(250);
+    expect(parseDuration('30s')).toBe(30_000);
+    expect(parseDuration('1h30m')).toBe(5_400_000);
+    expect(parseDuration('1.5d')).toBe(129_600_000);
+    for (const bad of ['', '30', '30 s', 'soon', '5x', '-1s']) expect(parseDuration(bad)).toBeUndefined();
+    expect(parseSpacing('60s..180s')).toEqual({ minMs: 60_000, maxMs: 180_000 });
+    expect(parseSpacing('3m..1m')).toBeUndefined();
+    expect(formatDuration(65_000)).toBe('1m5s');
+  });
+});
+
+describe('backoff', () => {
+  it('doubles from the base with equal jitter and stops at the cap', () => {
+    const policy = { attempts: 10, backoffMs: 1000, maxBackoffMs: 10_000 };
+    expect([1, 2, 3, 4, 5].map((a) => backoffMs(policy, a, () => 0))).toEqual([500, 1000, 2000, 4000, 5000]);
+    expect([1, 2, 3, 4, 5].map((a) => backoffMs(policy, a, () => 1))).toEqual([1000, 2000, 4000, 8000, 10000]);
+  });
+  it('reads Retry-After as seconds or as a date', () => {
+    const now = new Date('2026-11-25T10:00:00Z');
+    expect(retryAfterMs('3', now)).toBe(3000);
+    expect(retryAfterMs('Wed, 25 Nov 2026 10:00:10 GMT', now)).toBe(10_000);
+    expect(retryAfterMs(null, now)).toBe(1000);
+  });
+});
+
+describe('quota slots', () => {
+  const quota = { cap: 17, per: 'day' as const, days: ['mon', 'tue', 'wed', 'thu', 'fri'] as ('mon' | 'tue' | 'wed' | 'thu' | 'fri')[], window: '09:00-17:00' };
+
+  it('fills the current window, then the next weekday windows', () => {
+    const planner = new SlotPlanner(quota, 'Europe/London', new Date('2026-11-27T16:00:00Z')); // Friday 16:00 London
+    const slots = Array.from({ length: 40 }, () => planner.next());
+    expect(slots[0]).toEqual({ window_start: '2026-11-27T09:00:00.000Z', window_end: '2026-11-27T17:00:00.000Z', position: 1, label: 'Fri 27 Nov 09:00-17:00 Europe/London' });
+    expect(slots[16]!.position).toBe(17);
+    expect(slots[17]!.label).toBe('Mon 30 Nov 09:00-17:00 Europe/London'); // the weekend is skipped
+    expect(slots[34]!.label).toBe('Tue 01 Dec 09:00-17:00 Europe/London');
+    expect(slots[39]!.position).toBe(6);
+  });
+
+  it('after the window closes, starts with the next one', () => {
+    const planner = new SlotPlanner(quota, 'Europe/London', new Date('2026-11-23T18:30:00Z'));
+    expect(planner.next().label).toBe('Tue 24 Nov 09:00-17:00 Europe/London');
+  });
+
+  it('keeps local hours across a daylight-saving change', () => {
+    // London moves from GMT to BST on Sunday 29 March 2026.
+    const planner = new SlotPlanner({ ...quota, cap: 1 }, 'Europe/London', new Date('2026-03-27T12:00:00Z'));
+    const [fri, mon] = [planner.next(), planner.next()];
+    expect(fri.window_start).toBe('2026-03-27T09:00:00.000Z');
+    expect(mon.window_start).toBe('2026-03-30T08:00:00.000Z'); // 09:00 BST
+    expect(mon.label).toBe('Mon 30 Mar 09:00-17:00 Europe/London');
+  });
+
+  it('counts already used effects and honours hourly and weekly caps', () => {
+    const used = new SlotPlanner(quota, 'Europe/London', new Date('2026-11-23T10:00:00Z'), 16);
+    expect(used.next().position).toBe(17);
+    expect(used.next().label).toBe('Tue 24 Nov 09:00-17:00 Europe/London');
+    const hourly = new SlotPlanner({ cap: 2, per: 'hour', window: '09:00-17:00' }, 'UTC', new Date('2026-11-23T09:30:00Z'));
+    const h = Array.from({ length: 5 }, () => hourly.next().window_start);
+    expect(h).toEqual(['2026-11-23T09:00:00.000Z', '2026-11-23T09:00:00.000Z', '2026-11-23T10:00:00.000Z', '2026-11-23T10:00:00.000Z', '2026-11-23T11:00:00.000Z']);
+    const weekly = new SlotPlanner({ cap: 3, per: 'week' }, 'UTC', new Date('2026-11-23T10:00:00Z'));
+    const w = Array.from({ length: 4 }, () => weekly.next().window_start.slice(0, 10));
+    expect(w).toEqual(['2026-11-23', '2026-11-23', '2026-11-23', '2026-11-30']);
+  });
+});
+
+describe('secrets', () => {
+  const env = {
+    SEMRUSH_KEY: 'semrush-secret-0001',
+    STRIPE_WEBHOOK_SECRET: 'whsec_abc123',
+    SMTP_PASSWORD: 'p@ss-word',
+    DATABASE_URL: 'postgres://app:db%2Fpass@host/db',
+    REDIS_URL: 'redis://:redispw@127.0.0.1:6379',
+    HOME: '/root',
+    SHORT_KEY: 'abc',
+  };
+
+  it('finds secrets by variable name and inside URLs', () => {
+    expect(secretValues(env).sort()).toEqual(['db%2Fpass', 'db/pass', 'p@ss-word', 'redispw', 'semrush-secret-0001', 'whsec_abc123'].sort());
+  });
+
+  it('scrubs them from nested values, error messages and any URL with a password', () => {
+    const scrub = createScrubber(env);
+    const value = scrub({ url: 'https://x/?key=semrush-secret-0001', nested: [{ e: new Error('auth whsec_abc123 failed') }], other: 'mysql://u:pw123@h/db', home: '/root' });
+    expect(value.url).toBe('https://x/?key=[redacted]');
+    expect((value.nested[0]!.e as Error).message).toBe('auth [redacted] failed');
+    expect(value.other).toBe('mysql://u:[redacted]@h/db');
+    expect(value.home).toBe('/root');
+  });
+
+  it('keeps them out of logs', () => {
+    let written = '';
+    const sink = new Writable({ write: (chunk, _enc, done) => ((written += chunk), done()) });
+    const log = createLogger({ level: 'info', scrub: createScrubber(env), destination: sink });
+    log.child({ run: 'r-1' }).info({ headers: { authorization: 'Bearer semrush-secret-0001' }, db: env.DATABASE_URL }, 'calling with p@ss-word');
+    const line = JSON.parse(written);
+    expect(line).toMatchObject({ run: 'r-1', level: 'info', msg: 'calling with [redacted]' });
+    expect(written).not.toMatch(/semrush-secret|p@ss-word|db%2Fpass/);
+  });
+});
+
+describe('did you mean', () => {
+  it('suggests close names only', () => {
+    expect(closest('sql.qery', ['sql.query', 'sql.insert'])).toBe('sql.query');
+    expect(closest('zz', ['a', 'log'])).toBeUndefined();
+    expect(closest('lenght', ['length', 'lower'])).toBe('length');
+  });
+});
