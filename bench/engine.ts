@@ -2,7 +2,7 @@
  * Engine overhead benchmark: the same job run by the engine and by a hand-written loop.
  *
  *   node --import tsx bench/engine.ts [--n 5000,50000] [--db pglite,postgres]
- *        [--variants chain[,expr]] [--repeat 1] [--diag] [--profile]
+ *        [--repeat 1] [--diag] [--profile]
  *        [--pg-url postgres://postgres@127.0.0.1:5432/test]
  *   npm run bench:engine -- --n 5000 --db postgres
  *
@@ -10,15 +10,9 @@
  * zero-latency HTTP server (bench/server.ts, in its own process) and one row inserted into
  * bench_results; 10 items in flight.
  *
- * - engine: a pipeline run through the engine API (loadPipeline, resolveInputs, RunStore,
- *   executeRun). A foreach runs ONE step type per item and there is no per-item sequence
- *   of steps, so the job is two foreach passes, fetch (http.request) then store
- *   (sql.insert), each 10 in flight:
- *     chain (default, bench/engine-pipeline.yaml): store pages over the fetch step's item
- *       records (flow_items of this run), so each row is built from its HTTP response;
- *     expr (bench/engine-pipeline-expr.yaml): store pages over bench_items again and
- *       recomputes the row with an expression (not from the response).
- *   The first variant listed is the one the goal checks use.
+ * - engine: bench/engine-pipeline.yaml run through the engine API (loadPipeline,
+ *   resolveInputs, RunStore, executeRun): one foreach group over bench_items, 10 in flight,
+ *   whose steps per item are fetch (http.request) then store (sql.insert, exactly once).
  * - loop: fetch + insert per item, 10 workers, ids paged 1000 at a time (like the engine's
  *   foreach), through the same Database (db.query) as the engine.
  * - --diag adds loops that split the job, to attribute the engine's time: fetch only,
@@ -27,6 +21,8 @@
  *   costs inside the engine.
  * - --profile runs the engine case (first variant) under node --cpu-prof, from an esbuild
  *   bundle with a source map so frames map back to engine/*.ts lines, and prints hotspots.
+ * - BENCH_SQL_TIMING=1 (environment) makes each case print, on stderr, its statements by
+ *   text with count and client-side time. Every case reports statements sent per item.
  *
  * Every case runs in a fresh child process (this file with --case ...) so its wall time and
  * peak RSS (sampled every 50 ms) are its own. Engine and loop of one (db, N) share one
@@ -61,8 +57,7 @@ const CONCURRENCY = 10;
 const PAGE = 1000;
 const RESULT_MARK = 'BENCH_RESULT ';
 const PIPELINES: Record<string, string> = {
-  chain: join(BENCH_DIR, 'engine-pipeline.yaml'),
-  expr: join(BENCH_DIR, 'engine-pipeline-expr.yaml'),
+  group: join(BENCH_DIR, 'engine-pipeline.yaml'),
 };
 type DbKind = 'pglite' | 'postgres';
 type LoopMode = 'full' | 'fetch' | 'insert' | 'insert-effect';
@@ -101,7 +96,9 @@ interface CaseResult {
   /** Peak RSS while the case ran (sampled every 50 ms), and RSS just before it started. */
   peakRssMb: number;
   baseRssMb: number;
-  heapUsedEndMb: number;
+  /** Peak V8 heap used while the case ran, and heap used after a full GC at its end (what it retains). */
+  peakHeapUsedMb: number;
+  heapAfterGcMb: number;
   /** Statements sent to the database while the case ran, per item. */
   statementsPerItem: number;
   passes?: Record<string, { ms: number; items?: number }>;
@@ -207,7 +204,7 @@ async function runEngine(db: Database, url: string, file: string): Promise<{ sta
  * Counts statements sent to the database (BEGIN and COMMIT included) by wrapping the client
  * query method of pg and of PGlite in this process; every engine and kysely query ends there.
  */
-const statements = { count: 0 };
+const statements = { count: 0, byText: new Map<string, { n: number; ms: number }>() };
 async function countStatements(dbKind: DbKind): Promise<void> {
   let target: object | null = pg.Client.prototype;
   if (dbKind === 'pglite') {
@@ -219,22 +216,46 @@ async function countStatements(dbKind: DbKind): Promise<void> {
   if (!target) throw new Error('cannot find the query method to count statements');
   const t = target as { query: (...a: unknown[]) => unknown };
   const original = t.query;
+  const timing = process.env.BENCH_SQL_TIMING === '1';
   t.query = function (this: unknown, ...a: unknown[]) {
     statements.count++;
-    return original.apply(this, a);
+    if (!timing) return original.apply(this, a);
+    const text = typeof a[0] === 'string' ? a[0] : ((a[0] as { text?: string })?.text ?? '?');
+    const key = text.replace(/\s+/g, ' ').replace(/\(\$\d+(, \$\d+)*\)(, \(\$\d+(, \$\d+)*\))+/g, '(...), ...').replace(/\$\d+(, \$\d+){3,}/g, '$.., ..').slice(0, 110);
+    const start = performance.now();
+    const done = () => {
+      const e = statements.byText.get(key) ?? { n: 0, ms: 0 };
+      e.n++;
+      e.ms += performance.now() - start;
+      statements.byText.set(key, e);
+    };
+    const r = original.apply(this, a) as Promise<unknown>;
+    return r && typeof r.then === 'function' ? r.finally(done) : (done(), r);
   };
 }
 
-function rssSampler(): { stop(): number } {
-  let peak = process.memoryUsage.rss();
-  const timer = setInterval(() => {
-    const r = process.memoryUsage.rss();
-    if (r > peak) peak = r;
-  }, 50);
+/** With BENCH_SQL_TIMING=1: time per statement text (client side, queueing included) on stderr. */
+function printSqlTiming(): void {
+  if (!statements.byText.size) return;
+  const rows = [...statements.byText.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, 15);
+  process.stderr.write(`SQL time by statement (count, total ms incl. waiting, text):\n`);
+  for (const [k, v] of rows) process.stderr.write(`  ${String(v.n).padStart(7)} ${v.ms.toFixed(0).padStart(8)}  ${k}\n`);
+}
+
+function memorySampler(): { stop(): { rss: number; heapUsed: number } } {
+  let rss = process.memoryUsage.rss();
+  let heapUsed = process.memoryUsage().heapUsed;
+  const sample = () => {
+    const m = process.memoryUsage();
+    if (m.rss > rss) rss = m.rss;
+    if (m.heapUsed > heapUsed) heapUsed = m.heapUsed;
+  };
+  const timer = setInterval(sample, 50);
   return {
     stop() {
       clearInterval(timer);
-      return Math.max(peak, process.memoryUsage.rss());
+      sample();
+      return { rss, heapUsed };
     },
   };
 }
@@ -247,7 +268,7 @@ async function childMain(args: Map<string, string>): Promise<void> {
   const n = Number(args.get('n'));
   const url = args.get('url')!;
   const dsn = args.get('dsn')!;
-  const variant = args.get('variant') ?? (kind === 'engine' ? 'chain' : 'full');
+  const variant = args.get('variant') ?? (kind === 'engine' ? 'group' : 'full');
 
   await countStatements(dbKind);
   const db = await openDatabase(dbKind === 'postgres' ? { url: dsn } : { dataDir: dsn });
@@ -261,8 +282,9 @@ async function childMain(args: Map<string, string>): Promise<void> {
   }
   (globalThis as { gc?: () => void }).gc?.();
   const base = process.memoryUsage.rss();
-  const sampler = rssSampler();
+  const sampler = memorySampler();
   statements.count = 0;
+  statements.byText.clear();
   const t0 = performance.now();
   let status: string | undefined;
   let passes: CaseResult['passes'];
@@ -271,7 +293,9 @@ async function childMain(args: Map<string, string>): Promise<void> {
   const ms = performance.now() - t0;
   const sent = statements.count;
   const peak = sampler.stop();
-  const heapUsed = process.memoryUsage().heapUsed;
+  printSqlTiming();
+  (globalThis as { gc?: () => void }).gc?.();
+  const heapAfterGc = process.memoryUsage().heapUsed;
 
   // Untimed: the job was really done (N rows, each with the server's score).
   const [agg] = await db.query<{ c: number; s: number }>('SELECT count(*)::int AS c, coalesce(sum(score), 0)::bigint AS s FROM bench_results');
@@ -292,9 +316,10 @@ async function childMain(args: Map<string, string>): Promise<void> {
     db: dbKind,
     n,
     ms: Math.round(ms),
-    peakRssMb: mb(peak),
+    peakRssMb: mb(peak.rss),
     baseRssMb: mb(base),
-    heapUsedEndMb: mb(heapUsed),
+    peakHeapUsedMb: mb(peak.heapUsed),
+    heapAfterGcMb: mb(heapAfterGc),
     statementsPerItem: Math.round((sent / n) * 1000) / 1000,
     passes,
     status,
@@ -395,7 +420,7 @@ async function parentMain(args: Map<string, string>): Promise<void> {
     .map(Number)
     .sort((a, b) => a - b);
   const dbs = list(args.get('db'), 'pglite,postgres') as DbKind[];
-  const variants = list(args.get('variants'), 'chain');
+  const variants = list(args.get('variants'), 'group');
   const primary = variants[0]!;
   const repeat = Number(args.get('repeat') ?? 1);
   const diag = args.has('diag');
@@ -403,7 +428,7 @@ async function parentMain(args: Map<string, string>): Promise<void> {
   const profile = args.has('profile');
   for (const n of ns) if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--n takes positive integers, got ${args.get('n')}`);
   for (const d of dbs) if (d !== 'pglite' && d !== 'postgres') throw new Error(`--db takes pglite and/or postgres, got ${d}`);
-  for (const v of variants) if (!PIPELINES[v]) throw new Error(`--variants takes chain and/or expr, got ${v}`);
+  for (const v of variants) if (!PIPELINES[v]) throw new Error(`--variants takes group, got ${v}`);
   if (!Number.isSafeInteger(repeat) || repeat < 1) throw new Error(`--repeat takes a positive integer`);
 
   const cleanups: (() => Promise<void> | void)[] = [];
@@ -506,8 +531,11 @@ async function parentMain(args: Map<string, string>): Promise<void> {
           ratio: Math.round(ratio * 100) / 100,
           engine_peak_rss_mb: r.peakRssMb,
           engine_base_rss_mb: r.baseRssMb,
+          engine_peak_heap_mb: r.peakHeapUsedMb,
+          engine_heap_after_gc_mb: r.heapAfterGcMb,
           loop_peak_rss_mb: loop.peakRssMb,
           loop_base_rss_mb: loop.baseRssMb,
+          loop_peak_heap_mb: loop.peakHeapUsedMb,
           engine_statements_per_item: r.statementsPerItem,
           loop_statements_per_item: loop.statementsPerItem,
           passes: r.passes,
@@ -620,6 +648,7 @@ async function parentMain(args: Map<string, string>): Promise<void> {
   }
   out.push('', `goal checks (engine variant ${primary}):`);
   for (const g of goals) out.push(`${g.pass ? 'PASS' : 'FAIL'}  ${g.goal}  [${g.detail}]`);
+  if (!goals.length) out.push('(nothing measured, no goal checked)');
   for (const p of profiles) out.push('', `CPU profile of the engine (${primary}) on ${p.db}, N=${p.n}: ${p.file}`, p.summary);
   out.push('', `bench took ${((performance.now() - t0) / 1000).toFixed(0)} s`, '');
   out.push(

@@ -1,4 +1,4 @@
-import { type Kysely, sql, type Transaction } from 'kysely';
+import { CompiledQuery, type Kysely, sql, type Transaction } from 'kysely';
 import type { Database } from './db/connect.ts';
 import type { FlowEffectsTable, ItemStatus, RunStatus, StepStatus, Tables } from './db/tables.ts';
 import type { Selectable } from 'kysely';
@@ -247,6 +247,85 @@ export class RunStore {
     if (inserted) return { state: 'reserved' };
     const row = await db.selectFrom('flow_effects').selectAll().where('key', '=', effect.key).executeTakeFirstOrThrow();
     return row.status === 'done' ? { state: 'done', row } : { state: 'in-doubt', row };
+  }
+
+  /**
+   * Reserves many keys of database writes at once, recorded as done: the caller performs the
+   * writes in the same transaction. Returns the keys that were free (the others exist already).
+   */
+  async reserveDone(
+    db: Db,
+    effects: { key: string; runId: string; stepId: string; itemKey: string; kind: string; summary: string; now: Date }[],
+  ): Promise<Set<string>> {
+    if (!effects.length) return new Set();
+    const rows = await db
+      .insertInto('flow_effects')
+      .values(
+        effects.map((e) => ({
+          key: e.key,
+          run_id: e.runId,
+          step_id: e.stepId,
+          item_key: e.itemKey,
+          kind: e.kind,
+          status: 'done' as const,
+          summary: this.scrub(e.summary),
+          output: json(null),
+          reserved_at: e.now,
+          done_at: e.now,
+        })),
+      )
+      .onConflict((oc) => oc.column('key').doNothing())
+      .returning('key')
+      .execute();
+    return new Set(rows.map((r) => r.key));
+  }
+
+  effectsByKeys(db: Db, keys: string[]): Promise<EffectRow[]> {
+    return db.selectFrom('flow_effects').selectAll().where('key', 'in', keys).execute();
+  }
+
+  /** Records the outputs of writes reserved with reserveDone, in one statement. */
+  async setEffectOutputs(db: Db, outputs: { key: string; output: unknown }[]): Promise<void> {
+    if (!outputs.length) return;
+    const params: unknown[] = [];
+    const values = outputs.map((o) => {
+      params.push(o.key, json(this.scrub(o.output)));
+      return `($${params.length - 1}, $${params.length}::jsonb)`;
+    });
+    await db.executeQuery(
+      CompiledQuery.raw(`UPDATE flow_effects AS e SET output = v.output FROM (VALUES ${values.join(', ')}) AS v(key, output) WHERE e.key = v.key`, params),
+    );
+  }
+
+  /**
+   * Runs a data-modifying statement (with RETURNING) and records its idempotency key in the
+   * same statement. When the key exists already, nothing is written (the statement fails on
+   * the key as a whole) and the rows recorded the first time are returned instead.
+   */
+  async performStatement(
+    effect: { key: string; runId: string; stepId: string; itemKey: string; kind: string; summary: string; now: Date },
+    statement: { sql: string; params: readonly unknown[] },
+  ): Promise<{ repeated: boolean; rows: Record<string, unknown>[] }> {
+    const n = statement.params.length;
+    const text = `WITH w AS (${statement.sql}),
+      e AS (
+        INSERT INTO flow_effects (key, run_id, step_id, item_key, kind, status, summary, output, reserved_at, done_at)
+        SELECT $${n + 1}, $${n + 2}, $${n + 3}, $${n + 4}, $${n + 5}, 'done', $${n + 6},
+               jsonb_build_object('rows', coalesce((SELECT jsonb_agg(to_jsonb(w)) FROM w), '[]'::jsonb)), $${n + 7}, $${n + 7}
+        RETURNING output)
+      SELECT output FROM e`;
+    const params = [...statement.params, effect.key, effect.runId, effect.stepId, effect.itemKey, effect.kind, this.scrub(effect.summary), effect.now];
+    try {
+      const [row] = await this.db.query<{ output: { rows: Record<string, unknown>[] } }>(text, params);
+      return { repeated: false, rows: row?.output.rows ?? [] };
+    } catch (err) {
+      const pgError = err as { code?: string; constraint?: string; message?: string };
+      const onKey = pgError.code === '23505' && (pgError.constraint === 'flow_effects_pkey' || /flow_effects_pkey/.test(pgError.message ?? ''));
+      if (!onKey) throw err;
+      const earlier = await this.findEffect(effect.key);
+      const output = earlier?.output as { rows?: Record<string, unknown>[] } | null;
+      return { repeated: true, rows: output?.rows ?? [] };
+    }
   }
 
   async completeEffect(db: Db, key: string, output: unknown, now: Date): Promise<void> {

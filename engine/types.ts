@@ -66,6 +66,12 @@ export interface PlannedEffect<O = unknown> {
   cost?: Record<string, number>;
 }
 
+export interface DatabaseStatement {
+  sql: string;
+  params: readonly unknown[];
+  output(rows: Record<string, unknown>[]): unknown;
+}
+
 export interface EffectSpec<I> {
   /** The kind of effect ("email", "db.write", "http"); null when this input has none (a GET). */
   kind(input: I): string | null;
@@ -76,6 +82,13 @@ export interface EffectSpec<I> {
    * that records its idempotency key, so it happens exactly once.
    */
   transactional?: boolean;
+  /**
+   * The effect is one SQL statement that returns rows (INSERT, UPDATE or DELETE with
+   * RETURNING). The engine runs it inside a single statement together with its idempotency
+   * record: exactly once, in one round trip, with no transaction to hold open. `output`
+   * turns the returned rows into the step's output (also when a repeat is skipped).
+   */
+  statement?(input: I, ctx: StepContext): DatabaseStatement;
   /**
    * The outside system deduplicates by our idempotency key, so after a crash in the middle
    * of the effect it is safe to perform it again with the same key.

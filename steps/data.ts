@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import { NonRetriableError } from '../engine/errors.ts';
-import { defineStep } from '../engine/types.ts';
+import { type DatabaseStatement, defineStep } from '../engine/types.ts';
 
 export const transform = defineStep({
   type: 'transform',
@@ -73,6 +73,7 @@ export const eventEmit = defineStep({
   effect: {
     kind: () => 'event',
     transactional: true,
+    statement: (input, ctx) => eventStatement(input, ctx.run.id, ctx.clock.now()),
     plan: (_ctx, input) => ({
       summary: `event ${input.type}${input.key ? ` for ${input.key}` : ''}`,
       output: { id: '(dry run)', type: input.type },
@@ -80,10 +81,15 @@ export const eventEmit = defineStep({
     }),
   },
   async run(ctx, input) {
-    const rows = await ctx.db.query<{ id: string }>(
-      'INSERT INTO events (type, key, payload, run_id, occurred_at) VALUES ($1, $2, $3, $4, $5) RETURNING id',
-      [input.type, input.key ?? null, JSON.stringify(input.payload ?? {}), ctx.run.id, ctx.clock.now()],
-    );
-    return { id: rows[0]!.id, type: input.type };
+    const statement = eventStatement(input, ctx.run.id, ctx.clock.now());
+    return statement.output(await ctx.db.query(statement.sql, statement.params)) as { id: string; type: string };
   },
 });
+
+function eventStatement(input: { type: string; key?: string; payload?: Record<string, unknown> }, runId: string, now: Date): DatabaseStatement {
+  return {
+    sql: 'INSERT INTO events (type, key, payload, run_id, occurred_at) VALUES ($1, $2, $3, $4, $5) RETURNING id',
+    params: [input.type, input.key ?? null, JSON.stringify(input.payload ?? {}), runId, now],
+    output: (rows) => ({ id: String(rows[0]?.id ?? ''), type: input.type }),
+  };
+}

@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { NonRetriableError } from '../engine/errors.ts';
-import { defineStep } from '../engine/types.ts';
-import { checkColumns, checkTable, compiler, sql, toRow } from './sql-compile.ts';
+import { type DatabaseStatement, defineStep } from '../engine/types.ts';
+import { checkColumns, checkTable, toRow } from './sql-names.ts';
 
 const Rows = Type.Array(Type.Record(Type.String(), Type.Unknown()), { description: 'Result rows as objects.' });
 const Params = Type.Optional(Type.Array(Type.Unknown(), { description: 'Values for $1, $2 ... (never spliced into the SQL).' }));
@@ -60,51 +60,84 @@ function planWrite(verb: string, input: { table: string; rows?: Record<string, u
   };
 }
 
+/**
+ * An insert or upsert as one statement, returning the requested columns (or a marker per
+ * row). Built as text from checked identifiers, cached by shape: a foreach writes the same
+ * shape thousands of times and only the values change.
+ */
+function writeStatement(
+  input: { table: string; rows?: Record<string, unknown>[]; row?: Record<string, unknown>; returning?: string[]; conflict?: string[]; update?: string[] },
+  upsert: boolean,
+): DatabaseStatement {
+  const rows = rowsOf(input);
+  const columns = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+  const returning = input.returning?.length ? input.returning : undefined;
+  const shape = JSON.stringify([input.table, columns, rows.length, returning, upsert && input.conflict, upsert && input.update]);
+  let text = shapes.get(shape);
+  if (!text) {
+    text = insertText(input.table, columns, rows.length, returning, upsert ? { conflict: input.conflict ?? [], update: input.update } : undefined);
+    if (shapes.size > 1000) shapes.clear();
+    shapes.set(shape, text);
+  }
+  const params = rows.flatMap((r) => columns.map((c) => (c in r ? r[c] : null)));
+  return { sql: text, params, output: (out) => ({ count: out.length, rows: returning ? out : [] }) };
+}
+
+const shapes = new Map<string, string>();
+const ident = (name: string) => name.split('.').map((p) => `"${p}"`).join('.');
+
+function insertText(table: string, columns: string[], rowCount: number, returning: string[] | undefined, upsert?: { conflict: string[]; update?: string[] }): string {
+  checkTable(table);
+  checkColumns(columns);
+  if (!columns.length) throw new NonRetriableError('a row to write has no columns');
+  let n = 0;
+  const values = Array.from({ length: rowCount }, () => `(${columns.map(() => `$${++n}`).join(', ')})`).join(', ');
+  let text = `INSERT INTO ${ident(table)} (${columns.map(ident).join(', ')}) VALUES ${values}`;
+  if (upsert) {
+    const conflict = checkColumns(upsert.conflict);
+    const update = checkColumns(upsert.update ?? columns.filter((c) => !conflict.includes(c)));
+    text += ` ON CONFLICT (${conflict.map(ident).join(', ')}) ${update.length ? `DO UPDATE SET ${update.map((c) => `${ident(c)} = excluded.${ident(c)}`).join(', ')}` : 'DO NOTHING'}`;
+  }
+  return `${text} RETURNING ${returning ? checkColumns(returning).map(ident).join(', ') : '1 AS written'}`;
+}
+
+async function runStatement(db: { query(text: string, params: readonly unknown[]): Promise<Record<string, unknown>[]> }, statement: DatabaseStatement) {
+  return statement.output(await db.query(statement.sql, statement.params));
+}
+
 export const sqlInsert = defineStep({
   type: 'sql.insert',
-  description: 'Inserts rows into a table, exactly once (the write commits with its idempotency record).',
+  description: 'Inserts rows into a table, exactly once (the write and its idempotency record are one statement).',
   input: Type.Object(WriteBase, { additionalProperties: false }),
   output: WriteOutput,
-  effect: { kind: () => 'db.write', transactional: true, plan: (_ctx, input) => planWrite('insert', input) },
-  async run(ctx, input) {
-    const rows = rowsOf(input);
-    if (!rows.length) return { count: 0, rows: [] };
-    const q = compiler.insertInto(checkTable(input.table)).values(rows);
-    const q2 = input.returning?.length ? q.returning(checkColumns(input.returning)) : q;
-    const compiled = q2.compile();
-    const out = await ctx.db.query(compiled.sql, compiled.parameters);
-    return { count: rows.length, rows: out };
+  effect: {
+    kind: () => 'db.write',
+    transactional: true,
+    statement: (input) => writeStatement(input, false),
+    plan: (_ctx, input) => planWrite('insert', input),
   },
+  run: (ctx, input) => runStatement(ctx.db, writeStatement(input, false)) as Promise<{ count: number; rows: Record<string, unknown>[] }>,
 });
+
+const UpsertInput = Type.Object(
+  {
+    ...WriteBase,
+    conflict: Type.Array(Type.String(), { minItems: 1, description: 'Columns of the unique constraint that decides "same row".' }),
+    update: Type.Optional(Type.Array(Type.String(), { description: 'Columns to update on conflict (default: every written column but the conflict ones).' })),
+  },
+  { additionalProperties: false },
+);
 
 export const sqlUpsert = defineStep({
   type: 'sql.upsert',
-  description: 'Inserts rows, or updates them when the conflict columns match an existing row.',
-  input: Type.Object(
-    {
-      ...WriteBase,
-      conflict: Type.Array(Type.String(), { minItems: 1, description: 'Columns of the unique constraint that decides "same row".' }),
-      update: Type.Optional(Type.Array(Type.String(), { description: 'Columns to update on conflict (default: every written column but the conflict ones).' })),
-    },
-    { additionalProperties: false },
-  ),
+  description: 'Inserts rows, or updates them when the conflict columns match an existing row; exactly once.',
+  input: UpsertInput,
   output: WriteOutput,
-  effect: { kind: () => 'db.write', transactional: true, plan: (_ctx, input) => planWrite('upsert', input) },
-  async run(ctx, input) {
-    const rows = rowsOf(input);
-    if (!rows.length) return { count: 0, rows: [] };
-    const conflict = checkColumns(input.conflict);
-    const update = checkColumns(input.update ?? Object.keys(rows[0]!).filter((c) => !conflict.includes(c)));
-    const q = compiler
-      .insertInto(checkTable(input.table))
-      .values(rows)
-      .onConflict((oc) => {
-        const target = oc.columns(conflict);
-        if (!update.length) return target.doNothing();
-        return target.doUpdateSet(Object.fromEntries(update.map((c) => [c, sql.ref(`excluded.${c}`)])));
-      });
-    const compiled = (input.returning?.length ? q.returning(checkColumns(input.returning)) : q).compile();
-    const out = await ctx.db.query(compiled.sql, compiled.parameters);
-    return { count: rows.length, rows: out };
+  effect: {
+    kind: () => 'db.write',
+    transactional: true,
+    statement: (input) => writeStatement(input, true),
+    plan: (_ctx, input) => planWrite('upsert', input),
   },
+  run: (ctx, input) => runStatement(ctx.db, writeStatement(input, true)) as Promise<{ count: number; rows: Record<string, unknown>[] }>,
 });

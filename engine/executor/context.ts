@@ -10,6 +10,7 @@ import type { SlotPlanner } from '../quota/slots.ts';
 import type { Scrubber } from '../secrets.ts';
 import type { RunStore } from '../store.ts';
 import type { Queryable } from '../types.ts';
+import type { DatabaseEffects } from './write-batch.ts';
 
 /** Everything one run's steps share. Built once per run by the executor. */
 export interface RunContext {
@@ -32,6 +33,8 @@ export interface RunContext {
   readonly sink?: DryRunSink;
   readonly slots: Map<string, SlotPlanner>;
   readonly costByStep: Map<string, Cost>;
+  /** Database writes with their idempotency keys, committed together in small groups. */
+  readonly writes: DatabaseEffects;
 }
 
 export function writableQueryable(db: Database): Queryable {

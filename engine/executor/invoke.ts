@@ -1,4 +1,3 @@
-import { CompiledQuery } from 'kysely';
 import { addCost, priceOf, zeroCost } from '../cost.ts';
 import { NonRetriableError } from '../errors.ts';
 import { evaluate, parseExpression, renderDeep } from '../expr/index.ts';
@@ -28,7 +27,8 @@ export async function invokeStep(rc: RunContext, step: CallStep, scope: Record<s
   }
   const kind = step.type.effect?.kind(input) ?? null;
   const effectKey = kind ? effectKeyOf(rc, step, scope, itemKey) : undefined;
-  const log = rc.log.child(itemKey === undefined ? { step: step.id } : { step: step.id, item: itemKey });
+  let log: RunContext['log'] | undefined;
+  const logger = () => (log ??= rc.log.child(itemKey === undefined ? { step: step.id } : { step: step.id, item: itemKey }));
 
   const context = (signal: AbortSignal, attempt: number, db: Queryable): StepContext => ({
     run: { id: rc.runId, pipeline: rc.pipeline, dryRun: rc.dryRun },
@@ -37,7 +37,9 @@ export async function invokeStep(rc: RunContext, step: CallStep, scope: Record<s
     effectKey,
     attempt,
     signal,
-    log,
+    get log() {
+      return logger();
+    },
     db,
     clock: rc.clock,
     config: rc.config,
@@ -55,7 +57,7 @@ export async function invokeStep(rc: RunContext, step: CallStep, scope: Record<s
       timeoutMs: step.timeoutMs,
       abort: rc.abort,
       clock: rc.clock,
-      onRetry: (err, attempt, delayMs) => log.warn({ err, attempt, delayMs: Math.round(delayMs) }, 'attempt failed, retrying'),
+      onRetry: (err, attempt, delayMs) => logger().warn({ err, attempt, delayMs: Math.round(delayMs) }, 'attempt failed, retrying'),
     },
   );
   return { output: result.value, attempts: result.attempts };
@@ -117,20 +119,22 @@ async function perform(
   const effect = { key, runId: rc.runId, stepId: step.id, itemKey, kind, summary: `${step.uses} ${kind}`, now: rc.clock.now() };
   const spec = step.type.effect!;
 
+  if (spec.statement) {
+    // One statement performs the write and records its key: exactly once, one round trip.
+    const statement = spec.statement(input, context(rc.db));
+    const result = await store.performStatement(effect, statement);
+    const output = statement.output(result.rows);
+    if (result.repeated) return repeated(rc, step, kind, key, output);
+    rc.events.emit('effect:done', { runId: rc.runId, stepId: step.id, key, kind, repeated: false });
+    return output;
+  }
+
   if (spec.transactional) {
-    // The write and its idempotency record commit together: exactly once.
-    return store.kysely.transaction().execute(async (trx) => {
-      const reservation = await store.reserveEffect(trx, effect);
-      if (reservation.state !== 'reserved') return repeated(rc, step, kind, key, reservation.row.output);
-      const trxDb: Queryable = {
-        writable: true,
-        query: async <R>(text: string, params: readonly unknown[] = []) => (await trx.executeQuery<R>(CompiledQuery.raw(text, [...params]))).rows as R[],
-      };
-      const output = await step.type.run(context(trxDb), input);
-      await store.completeEffect(trx, key, output, rc.clock.now());
-      rc.events.emit('effect:done', { runId: rc.runId, stepId: step.id, key, kind, repeated: false });
-      return output;
-    });
+    // The write and its idempotency record commit together (shared with other ready writes).
+    const result = await rc.writes.perform({ ...effect, write: (db) => step.type.run(context(db), input) });
+    if (result.repeated) return repeated(rc, step, kind, key, result.output);
+    rc.events.emit('effect:done', { runId: rc.runId, stepId: step.id, key, kind, repeated: false });
+    return result.output;
   }
 
   const reservation = await store.reserveEffect(store.kysely, effect);

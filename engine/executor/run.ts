@@ -13,6 +13,7 @@ import type { Scrubber } from '../secrets.ts';
 import type { RunStore } from '../store.ts';
 import { type RunContext, readOnlyQueryable, writableQueryable } from './context.ts';
 import { runForeach } from './foreach.ts';
+import { DatabaseEffects } from './write-batch.ts';
 import { invokeStep } from './invoke.ts';
 import { whenHolds } from './when.ts';
 import { renderRunSummary } from '../summary.ts';
@@ -122,6 +123,7 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
     sink,
     slots: new Map(),
     costByStep: new Map(),
+    writes: new DatabaseEffects(store, () => clock.now()),
   };
 
   events.emit('run:start', { runId, pipeline: pipeline.name, dryRun, resumed: Boolean(options.resume) });

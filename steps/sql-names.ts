@@ -1,15 +1,4 @@
-import { DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, sql } from 'kysely';
 import { NonRetriableError } from '../engine/errors.ts';
-
-/** Kysely that only compiles: SQL steps build statements with it and run them through ctx.db. */
-export const compiler = new Kysely<any>({
-  dialect: {
-    createAdapter: () => new PostgresAdapter(),
-    createDriver: () => new DummyDriver(),
-    createIntrospector: (db) => new PostgresIntrospector(db),
-    createQueryCompiler: () => new PostgresQueryCompiler(),
-  },
-});
 
 const IDENT = /^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/;
 
@@ -34,5 +23,3 @@ export function toRow(row: Record<string, unknown>): Record<string, unknown> {
   }
   return out;
 }
-
-export { sql };

@@ -1,0 +1,123 @@
+import { CompiledQuery, type Transaction } from 'kysely';
+import type { Tables } from '../db/tables.ts';
+import type { EffectRow, RunStore } from '../store.ts';
+import type { Queryable } from '../types.ts';
+
+export interface DatabaseEffect {
+  key: string;
+  runId: string;
+  stepId: string;
+  itemKey: string;
+  kind: string;
+  summary: string;
+  /** Performs the write through the transaction it is given. */
+  write(db: Queryable): Promise<unknown>;
+}
+
+export type DatabaseEffectResult = { repeated: false; output: unknown } | { repeated: true; output: unknown; row: EffectRow };
+
+interface Pending {
+  effect: DatabaseEffect;
+  resolve(result: DatabaseEffectResult): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Database writes and their idempotency keys commit together, so each happens exactly once.
+ * Writes that become ready while a transaction is running wait and then share the next one
+ * (group commit): one statement reserves all their keys, each write runs, one statement
+ * records all their outputs. A transaction that fails is replayed one write per
+ * transaction, so one bad write fails alone.
+ */
+export class DatabaseEffects {
+  private queue: Pending[] = [];
+  private running = 0;
+
+  /**
+   * `parallel` transactions at once: one on the embedded database (it has one connection),
+   * a few on Postgres so the writes of one do not wait for another's round trips.
+   */
+  constructor(
+    private readonly store: RunStore,
+    private readonly now: () => Date,
+    private readonly parallel = store.db.kind === 'pglite' ? 1 : 3,
+    private readonly maxBatch = 100,
+  ) {}
+
+  perform(effect: DatabaseEffect): Promise<DatabaseEffectResult> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ effect, resolve, reject });
+      if (this.running < this.parallel) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.running += 1;
+    try {
+      while (this.queue.length) {
+        // Let pending I/O callbacks run first: writes that are about to be ready join this batch.
+        await new Promise((resolve) => setImmediate(resolve));
+        const batch = this.take();
+        try {
+          const results = await this.commit(batch);
+          batch.forEach((p, i) => p.resolve(results[i]!));
+        } catch (err) {
+          if (batch.length === 1) batch[0]!.reject(err);
+          else for (const p of batch) await this.commit([p]).then(([r]) => p.resolve(r!), p.reject);
+        }
+      }
+    } finally {
+      this.running -= 1;
+    }
+  }
+
+  /** Up to maxBatch pending writes with distinct keys; a repeated key waits for the next batch. */
+  private take(): Pending[] {
+    const batch: Pending[] = [];
+    const keys = new Set<string>();
+    const rest: Pending[] = [];
+    for (const p of this.queue) {
+      if (batch.length < this.maxBatch && !keys.has(p.effect.key)) {
+        keys.add(p.effect.key);
+        batch.push(p);
+      } else rest.push(p);
+    }
+    this.queue = rest;
+    return batch;
+  }
+
+  private commit(batch: Pending[]): Promise<DatabaseEffectResult[]> {
+    return this.store.kysely.transaction().execute(async (trx) => {
+      const now = this.now();
+      const reserved = await this.store.reserveDone(
+        trx,
+        batch.map((p) => ({ ...p.effect, now })),
+      );
+      const earlier = batch.some((p) => !reserved.has(p.effect.key))
+        ? new Map((await this.store.effectsByKeys(trx, batch.filter((p) => !reserved.has(p.effect.key)).map((p) => p.effect.key))).map((r) => [r.key, r]))
+        : new Map<string, EffectRow>();
+      const db = queryable(trx);
+      const results: DatabaseEffectResult[] = [];
+      const outputs: { key: string; output: unknown }[] = [];
+      for (const { effect } of batch) {
+        if (!reserved.has(effect.key)) {
+          const row = earlier.get(effect.key)!;
+          results.push({ repeated: true, output: row.output, row });
+          continue;
+        }
+        const output = await effect.write(db);
+        outputs.push({ key: effect.key, output });
+        results.push({ repeated: false, output });
+      }
+      await this.store.setEffectOutputs(trx, outputs);
+      return results;
+    });
+  }
+}
+
+function queryable(trx: Transaction<Tables>): Queryable {
+  return {
+    writable: true,
+    query: async <R>(text: string, params: readonly unknown[] = []) => (await trx.executeQuery<R>(CompiledQuery.raw(text, [...params]))).rows as R[],
+  };
+}
