@@ -1,4 +1,4 @@
-import { CompiledQuery, type Kysely, sql, type Transaction } from 'kysely';
+import { type Kysely, sql, type Transaction } from 'kysely';
 import type { Database } from './db/connect.ts';
 import type { FlowEffectsTable, ItemStatus, RunStatus, StepStatus, Tables } from './db/tables.ts';
 import type { Selectable } from 'kysely';
@@ -213,6 +213,8 @@ export class RunStore {
       .where('run_id', '=', runId)
       .where('step_id', '=', stepId)
       .where('status', '=', 'succeeded')
+      .where('output', 'is not', null)
+      .where(sql`output`, '!=', sql`'null'::jsonb`)
       .orderBy('finished_at')
       .limit(limit)
       .execute();
@@ -249,16 +251,14 @@ export class RunStore {
     return row.status === 'done' ? { state: 'done', row } : { state: 'in-doubt', row };
   }
 
-  /**
-   * Reserves many keys of database writes at once, recorded as done: the caller performs the
-   * writes in the same transaction. Returns the keys that were free (the others exist already).
-   */
-  async reserveDone(
+  /** Records database writes performed in this transaction, with their outputs, as done. */
+  async insertDone(
     db: Db,
-    effects: { key: string; runId: string; stepId: string; itemKey: string; kind: string; summary: string; now: Date }[],
-  ): Promise<Set<string>> {
-    if (!effects.length) return new Set();
-    const rows = await db
+    effects: { key: string; runId: string; stepId: string; itemKey: string; kind: string; summary: string; output: unknown }[],
+    now: Date,
+  ): Promise<void> {
+    if (!effects.length) return;
+    await db
       .insertInto('flow_effects')
       .values(
         effects.map((e) => ({
@@ -269,32 +269,16 @@ export class RunStore {
           kind: e.kind,
           status: 'done' as const,
           summary: this.scrub(e.summary),
-          output: json(null),
-          reserved_at: e.now,
-          done_at: e.now,
+          output: json(this.scrub(e.output)),
+          reserved_at: now,
+          done_at: now,
         })),
       )
-      .onConflict((oc) => oc.column('key').doNothing())
-      .returning('key')
       .execute();
-    return new Set(rows.map((r) => r.key));
   }
 
   effectsByKeys(db: Db, keys: string[]): Promise<EffectRow[]> {
     return db.selectFrom('flow_effects').selectAll().where('key', 'in', keys).execute();
-  }
-
-  /** Records the outputs of writes reserved with reserveDone, in one statement. */
-  async setEffectOutputs(db: Db, outputs: { key: string; output: unknown }[]): Promise<void> {
-    if (!outputs.length) return;
-    const params: unknown[] = [];
-    const values = outputs.map((o) => {
-      params.push(o.key, json(this.scrub(o.output)));
-      return `($${params.length - 1}, $${params.length}::jsonb)`;
-    });
-    await db.executeQuery(
-      CompiledQuery.raw(`UPDATE flow_effects AS e SET output = v.output FROM (VALUES ${values.join(', ')}) AS v(key, output) WHERE e.key = v.key`, params),
-    );
   }
 
   /**
@@ -316,7 +300,7 @@ export class RunStore {
       SELECT output FROM e`;
     const params = [...statement.params, effect.key, effect.runId, effect.stepId, effect.itemKey, effect.kind, this.scrub(effect.summary), effect.now];
     try {
-      const [row] = await this.db.query<{ output: { rows: Record<string, unknown>[] } }>(text, params);
+      const [row] = await this.db.queryHot<{ output: { rows: Record<string, unknown>[] } }>(text, params);
       return { repeated: false, rows: row?.output.rows ?? [] };
     } catch (err) {
       const pgError = err as { code?: string; constraint?: string; message?: string };

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { CompiledQuery, Kysely, PostgresDialect } from 'kysely';
 import { migrateToLatest } from './migrations.ts';
@@ -10,6 +11,11 @@ export interface Database {
   readonly description: string;
   /** Runs one parameterised statement ($1, $2 ...) and returns its rows. */
   query<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<R[]>;
+  /**
+   * Like query, for a statement the engine runs over and over (once per item): on Postgres
+   * it is prepared once per connection, so each run sends only its values.
+   */
+  queryHot<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<R[]>;
   close(): Promise<void>;
 }
 
@@ -35,27 +41,35 @@ export function maskUrl(url: string): string {
 }
 
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
-  const kysely = options.url ? await postgres(options.url, options.poolSize ?? 10) : await pglite(options.dataDir ?? 'memory://');
-  const kind = options.url ? 'postgres' : 'pglite';
+  const pool = options.url ? await postgresPool(options.url, options.poolSize ?? 10) : undefined;
+  const kysely = pool ? new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) }) : await pglite(options.dataDir ?? 'memory://');
   if (options.migrate !== false) await migrateToLatest(kysely);
+  const query = async <R>(text: string, params: readonly unknown[] = []) => (await kysely.executeQuery<R>(CompiledQuery.raw(text, [...params]))).rows as R[];
+  const names = new Map<string, string>();
   return {
     kysely,
-    kind,
+    kind: pool ? 'postgres' : 'pglite',
     description: options.url ? maskUrl(options.url) : `embedded database at ${options.dataDir ?? 'memory://'}`,
-    async query<R>(text: string, params: readonly unknown[] = []) {
-      const result = await kysely.executeQuery<R>(CompiledQuery.raw(text, [...params]));
-      return result.rows as R[];
-    },
+    query,
+    queryHot: pool
+      ? async <R>(text: string, params: readonly unknown[] = []) => {
+          let name = names.get(text);
+          if (!name) {
+            name = `flows_${createHash('sha1').update(text).digest('hex').slice(0, 16)}`;
+            names.set(text, name);
+          }
+          return (await pool.query({ name, text, values: [...params] })).rows as R[];
+        }
+      : query,
     close: () => kysely.destroy(),
   };
 }
 
-async function postgres(url: string, max: number): Promise<Kysely<Tables>> {
+async function postgresPool(url: string, max: number): Promise<import('pg').Pool> {
   const { default: pg } = await import('pg');
   // Bigint counts come back as numbers: our counts stay far below 2^53.
   pg.types.setTypeParser(20, (v: string) => Number(v));
-  const pool = new pg.Pool({ connectionString: url, max });
-  return new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
+  return new pg.Pool({ connectionString: url, max });
 }
 
 async function pglite(dataDir: string): Promise<Kysely<Tables>> {

@@ -34,8 +34,13 @@ export async function runForeach(rc: RunContext, step: PipelineStep): Promise<Fo
   const total = await countItems(rc, step);
   rc.events.emit('step:start', { runId: rc.runId, stepId: step.id, total });
 
+  // Outputs are kept for the step's `results` only (the first FOREACH_RESULTS_LIMIT):
+  // 50,000 item outputs would be megabytes of JSON written for nobody.
+  let outputsKept = 0;
   const record = (key: string, status: 'succeeded' | 'failed' | 'skipped', attempts: number, output: unknown, error: string | null) => {
-    recorder.add({ runId: rc.runId, stepId: step.id, itemKey: key, status, attempts, output, error, finishedAt: rc.clock.now() });
+    const keep = status === 'succeeded' && outputsKept < FOREACH_RESULTS_LIMIT;
+    if (keep) outputsKept++;
+    recorder.add({ runId: rc.runId, stepId: step.id, itemKey: key, status, attempts, output: keep ? output : null, error, finishedAt: rc.clock.now() });
     rc.events.emit('item:done', { runId: rc.runId, stepId: step.id, itemKey: key, status, error: error ?? undefined });
   };
 

@@ -119,8 +119,10 @@ async function perform(
   const effect = { key, runId: rc.runId, stepId: step.id, itemKey, kind, summary: `${step.uses} ${kind}`, now: rc.clock.now() };
   const spec = step.type.effect!;
 
-  if (spec.statement) {
-    // One statement performs the write and records its key: exactly once, one round trip.
+  if (spec.statement && store.db.kind === 'postgres') {
+    // One statement performs the write and records its key: exactly once, one round trip,
+    // and writes of concurrent items run in parallel on the pool's connections. (The
+    // embedded database has one connection: there, grouped transactions below cost less.)
     const statement = spec.statement(input, context(rc.db));
     const result = await store.performStatement(effect, statement);
     const output = statement.output(result.rows);

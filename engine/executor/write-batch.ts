@@ -86,30 +86,28 @@ export class DatabaseEffects {
     return batch;
   }
 
+  /**
+   * One transaction: look up which keys exist, perform the other writes, record their keys
+   * with their outputs. A key recorded meanwhile by another process makes the final insert
+   * fail, the transaction roll back, and each write be replayed alone (then seen as done).
+   */
   private commit(batch: Pending[]): Promise<DatabaseEffectResult[]> {
     return this.store.kysely.transaction().execute(async (trx) => {
-      const now = this.now();
-      const reserved = await this.store.reserveDone(
-        trx,
-        batch.map((p) => ({ ...p.effect, now })),
-      );
-      const earlier = batch.some((p) => !reserved.has(p.effect.key))
-        ? new Map((await this.store.effectsByKeys(trx, batch.filter((p) => !reserved.has(p.effect.key)).map((p) => p.effect.key))).map((r) => [r.key, r]))
-        : new Map<string, EffectRow>();
+      const earlier = new Map((await this.store.effectsByKeys(trx, batch.map((p) => p.effect.key))).map((r) => [r.key, r]));
       const db = queryable(trx);
       const results: DatabaseEffectResult[] = [];
-      const outputs: { key: string; output: unknown }[] = [];
+      const done: { key: string; runId: string; stepId: string; itemKey: string; kind: string; summary: string; output: unknown }[] = [];
       for (const { effect } of batch) {
-        if (!reserved.has(effect.key)) {
-          const row = earlier.get(effect.key)!;
+        const row = earlier.get(effect.key);
+        if (row) {
           results.push({ repeated: true, output: row.output, row });
           continue;
         }
         const output = await effect.write(db);
-        outputs.push({ key: effect.key, output });
+        done.push({ ...effect, output });
         results.push({ repeated: false, output });
       }
-      await this.store.setEffectOutputs(trx, outputs);
+      await this.store.insertDone(trx, done, this.now());
       return results;
     });
   }

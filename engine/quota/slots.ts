@@ -32,7 +32,7 @@ export class SlotPlanner {
   constructor(
     private readonly quota: QuotaConfig,
     defaultTimezone: string,
-    private readonly now: Date,
+    now: Date,
     used = 0,
   ) {
     this.tz = quota.timezone ?? defaultTimezone;
