@@ -6,23 +6,33 @@ import type { Path, SourceDoc } from './yaml.ts';
 
 const addFormats = addFormatsModule as unknown as { default: (ajv: Ajv) => Ajv };
 
-/** One Ajv for the process: schemas compile once and are cached by identity. */
-export const ajv = new Ajv({ allErrors: true, verbose: true, strict: false, useDefaults: false });
-addFormats.default(ajv);
-
-const compiled = new WeakMap<object, ValidateFunction>();
-export function validatorFor(schema: object): ValidateFunction {
-  let fn = compiled.get(schema);
-  if (!fn) {
-    fn = ajv.compile(schema);
-    compiled.set(schema, fn);
-  }
-  return fn;
+function createAjv(options: { coerceTypes?: boolean; useDefaults?: boolean }): Ajv {
+  const instance = new Ajv({ allErrors: true, verbose: true, strict: false, ...options });
+  addFormats.default(instance);
+  return instance;
 }
 
-/** Ajv with type coercion, for values typed on a command line. */
-export const coercingAjv = new Ajv({ allErrors: true, verbose: true, strict: false, coerceTypes: true, useDefaults: true });
-addFormats.default(coercingAjv);
+/** Compiles each schema once per Ajv, cached by the schema object's identity. */
+function cachedCompiler(instance: Ajv): (schema: object) => ValidateFunction {
+  const compiled = new WeakMap<object, ValidateFunction>();
+  return (schema) => {
+    let fn = compiled.get(schema);
+    if (!fn) {
+      fn = instance.compile(schema);
+      compiled.set(schema, fn);
+    }
+    return fn;
+  };
+}
+
+/** For files: reports, never changes the value. */
+export const validatorFor = cachedCompiler(createAjv({}));
+
+/** Step inputs at run time: fills in declared defaults. */
+export const runtimeValidatorFor = cachedCompiler(createAjv({ useDefaults: true }));
+
+/** Values typed on a command line: coerced to the declared types, defaults filled in. */
+export const coercingAjv = createAjv({ coerceTypes: true, useDefaults: true });
 
 /**
  * Validates `value` (found at `base` in `doc`) against `schema` and turns every error into a
@@ -64,14 +74,9 @@ export function schemaErrors(validate: ValidateFunction, value: unknown): string
   });
 }
 
-/** Drops the noise Ajv adds around anyOf/oneOf: when a branch explains it, keep that branch. */
+/** Drops Ajv's summary errors of anyOf/oneOf: the branch errors say what is wrong. */
 function collapse(errors: ErrorObject[]): ErrorObject[] {
-  const unions = errors.filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf');
-  if (!unions.length) return errors;
-  return errors.filter((e) => {
-    if (e.keyword === 'anyOf' || e.keyword === 'oneOf') return false;
-    return true;
-  });
+  return errors.filter((e) => e.keyword !== 'anyOf' && e.keyword !== 'oneOf');
 }
 
 function pointerToPath(pointer: string): (string | number)[] {
@@ -176,17 +181,4 @@ function describeError(
     default:
       return { path: rel, message: err.message ?? 'invalid value' };
   }
-}
-
-/** Ajv for step inputs at run time: fills in declared defaults. */
-const runtimeAjv = new Ajv({ allErrors: true, verbose: true, strict: false, useDefaults: true });
-addFormats.default(runtimeAjv);
-const runtimeCompiled = new WeakMap<object, ValidateFunction>();
-export function runtimeValidatorFor(schema: object): ValidateFunction {
-  let fn = runtimeCompiled.get(schema);
-  if (!fn) {
-    fn = runtimeAjv.compile(schema);
-    runtimeCompiled.set(schema, fn);
-  }
-  return fn;
 }

@@ -20,6 +20,7 @@ import type { Static, TSchema } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import type { Clock } from './clock.ts';
 import type { EngineConfig } from './config.ts';
+import type { InsertShape } from './sql-insert.ts';
 
 /** What a step sees of the database: parameterised SQL, nothing else. */
 export interface Queryable {
@@ -70,6 +71,11 @@ export interface DatabaseStatement {
   sql: string;
   params: readonly unknown[];
   output(rows: Record<string, unknown>[]): unknown;
+  /**
+   * Set when the statement is a plain INSERT built by insertSql (one returned row per row
+   * written): the engine may merge several of the same shape into one multi-row insert.
+   */
+  insert?: { shape: InsertShape; rowCount: number };
 }
 
 export interface EffectSpec<I> {

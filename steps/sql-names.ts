@@ -1,4 +1,5 @@
 import { NonRetriableError } from '../engine/errors.ts';
+import { checkIdentifier } from '../engine/sql-insert.ts';
 
 const IDENT = /^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/;
 
@@ -9,16 +10,11 @@ export function checkTable(table: string): string {
   return table;
 }
 
-export function checkColumns(columns: string[]): string[] {
-  for (const c of columns) if (!/^[a-z_][a-z0-9_]*$/.test(c)) throw new NonRetriableError(`"${c}" is not a column name`);
-  return columns;
-}
-
 /** Objects and lists go to json/jsonb columns as JSON (node-postgres would make lists Postgres arrays). */
 export function toRow(row: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(row)) {
-    checkColumns([k]);
+    checkIdentifier(k, 'column');
     out[k] = v !== null && typeof v === 'object' && !(v instanceof Date) ? JSON.stringify(v) : v;
   }
   return out;

@@ -1,7 +1,8 @@
 import { Type } from '@sinclair/typebox';
 import { NonRetriableError } from '../engine/errors.ts';
 import { type DatabaseStatement, defineStep } from '../engine/types.ts';
-import { checkColumns, checkTable, toRow } from './sql-names.ts';
+import { insertSql, type InsertShape } from '../engine/sql-insert.ts';
+import { checkTable, toRow } from './sql-names.ts';
 
 const Rows = Type.Array(Type.Record(Type.String(), Type.Unknown()), { description: 'Result rows as objects.' });
 const Params = Type.Optional(Type.Array(Type.Unknown(), { description: 'Values for $1, $2 ... (never spliced into the SQL).' }));
@@ -62,43 +63,28 @@ function planWrite(verb: string, input: { table: string; rows?: Record<string, u
 
 /**
  * An insert or upsert as one statement, returning the requested columns (or a marker per
- * row). Built as text from checked identifiers, cached by shape: a foreach writes the same
- * shape thousands of times and only the values change.
+ * row, so rows can be counted). A plain insert is marked mergeable: the engine may send
+ * several of the same shape as one multi-row insert.
  */
 function writeStatement(
   input: { table: string; rows?: Record<string, unknown>[]; row?: Record<string, unknown>; returning?: string[]; conflict?: string[]; update?: string[] },
   upsert: boolean,
 ): DatabaseStatement {
   const rows = rowsOf(input);
-  const columns = [...new Set(rows.flatMap((r) => Object.keys(r)))];
-  const returning = input.returning?.length ? input.returning : undefined;
-  const shape = JSON.stringify([input.table, columns, rows.length, returning, upsert && input.conflict, upsert && input.update]);
-  let text = shapes.get(shape);
-  if (!text) {
-    text = insertText(input.table, columns, rows.length, returning, upsert ? { conflict: input.conflict ?? [], update: input.update } : undefined);
-    if (shapes.size > 1000) shapes.clear();
-    shapes.set(shape, text);
-  }
-  const params = rows.flatMap((r) => columns.map((c) => (c in r ? r[c] : null)));
-  return { sql: text, params, output: (out) => ({ count: out.length, rows: returning ? out : [] }) };
-}
-
-const shapes = new Map<string, string>();
-const ident = (name: string) => name.split('.').map((p) => `"${p}"`).join('.');
-
-function insertText(table: string, columns: string[], rowCount: number, returning: string[] | undefined, upsert?: { conflict: string[]; update?: string[] }): string {
-  checkTable(table);
-  checkColumns(columns);
-  if (!columns.length) throw new NonRetriableError('a row to write has no columns');
-  let n = 0;
-  const values = Array.from({ length: rowCount }, () => `(${columns.map(() => `$${++n}`).join(', ')})`).join(', ');
-  let text = `INSERT INTO ${ident(table)} (${columns.map(ident).join(', ')}) VALUES ${values}`;
-  if (upsert) {
-    const conflict = checkColumns(upsert.conflict);
-    const update = checkColumns(upsert.update ?? columns.filter((c) => !conflict.includes(c)));
-    text += ` ON CONFLICT (${conflict.map(ident).join(', ')}) ${update.length ? `DO UPDATE SET ${update.map((c) => `${ident(c)} = excluded.${ident(c)}`).join(', ')}` : 'DO NOTHING'}`;
-  }
-  return `${text} RETURNING ${returning ? checkColumns(returning).map(ident).join(', ') : '1 AS written'}`;
+  checkTable(input.table);
+  const shape: InsertShape = {
+    table: input.table,
+    columns: [...new Set(rows.flatMap((r) => Object.keys(r)))],
+    returning: input.returning?.length ? input.returning : undefined,
+    ...(upsert ? { conflict: input.conflict ?? [], update: input.update } : {}),
+  };
+  const params = rows.flatMap((r) => shape.columns.map((c) => (c in r ? r[c] : null)));
+  return {
+    sql: insertSql(shape, rows.length),
+    params,
+    output: (out) => ({ count: out.length, rows: shape.returning ? out : [] }),
+    insert: upsert ? undefined : { shape, rowCount: rows.length },
+  };
 }
 
 async function runStatement(db: { query(text: string, params: readonly unknown[]): Promise<Record<string, unknown>[]> }, statement: DatabaseStatement) {

@@ -133,7 +133,9 @@ async function perform(
 
   if (spec.transactional) {
     // The write and its idempotency record commit together (shared with other ready writes).
-    const result = await rc.writes.perform({ ...effect, write: (db) => step.type.run(context(db), input) });
+    const statement = spec.statement?.(input, context(rc.db));
+    const write = statement ? async (db: Queryable) => statement.output(await db.query(statement.sql, statement.params)) : (db: Queryable) => step.type.run(context(db), input);
+    const result = await rc.writes.perform({ ...effect, write, statement });
     if (result.repeated) return repeated(rc, step, kind, key, result.output);
     rc.events.emit('effect:done', { runId: rc.runId, stepId: step.id, key, kind, repeated: false });
     return result.output;

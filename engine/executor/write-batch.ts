@@ -1,7 +1,8 @@
 import { CompiledQuery, type Transaction } from 'kysely';
 import type { Tables } from '../db/tables.ts';
 import type { EffectRow, RunStore } from '../store.ts';
-import type { Queryable } from '../types.ts';
+import { insertSql, shapeKey } from '../sql-insert.ts';
+import type { DatabaseStatement, Queryable } from '../types.ts';
 
 export interface DatabaseEffect {
   key: string;
@@ -12,6 +13,8 @@ export interface DatabaseEffect {
   summary: string;
   /** Performs the write through the transaction it is given. */
   write(db: Queryable): Promise<unknown>;
+  /** The write as one statement, when it is one: plain inserts of one shape are merged. */
+  statement?: DatabaseStatement;
 }
 
 export type DatabaseEffectResult = { repeated: false; output: unknown } | { repeated: true; output: unknown; row: EffectRow };
@@ -87,31 +90,56 @@ export class DatabaseEffects {
   }
 
   /**
-   * One transaction: look up which keys exist, perform the other writes, record their keys
-   * with their outputs. A key recorded meanwhile by another process makes the final insert
-   * fail, the transaction roll back, and each write be replayed alone (then seen as done).
+   * One transaction: look up which keys exist, perform the other writes (plain inserts of
+   * the same shape as one multi-row insert), record their keys with their outputs. A key
+   * recorded meanwhile by another process makes the final insert fail, the transaction roll
+   * back, and each write be replayed alone (then seen as done).
    */
   private commit(batch: Pending[]): Promise<DatabaseEffectResult[]> {
     return this.store.kysely.transaction().execute(async (trx) => {
       const earlier = new Map((await this.store.effectsByKeys(trx, batch.map((p) => p.effect.key))).map((r) => [r.key, r]));
       const db = queryable(trx);
-      const results: DatabaseEffectResult[] = [];
-      const done: { key: string; runId: string; stepId: string; itemKey: string; kind: string; summary: string; output: unknown }[] = [];
-      for (const { effect } of batch) {
-        const row = earlier.get(effect.key);
-        if (row) {
-          results.push({ repeated: true, output: row.output, row });
-          continue;
+      const fresh = batch.map((p) => p.effect).filter((e) => !earlier.has(e.key));
+      const outputs = new Map<string, unknown>();
+      for (const group of mergeable(fresh)) {
+        const merged = await db.query(insertSql(group[0]!.insert.shape, sum(group.map((s) => s.insert.rowCount))), group.flatMap((s) => s.params));
+        let at = 0;
+        for (const s of group) {
+          outputs.set(s.key, s.output(merged.slice(at, at + s.insert.rowCount)));
+          at += s.insert.rowCount;
         }
-        const output = await effect.write(db);
-        done.push({ ...effect, output });
-        results.push({ repeated: false, output });
       }
-      await this.store.insertDone(trx, done, this.now());
-      return results;
+      for (const effect of fresh) if (!outputs.has(effect.key)) outputs.set(effect.key, await effect.write(db));
+      await this.store.insertDone(
+        trx,
+        fresh.map((e) => ({ ...e, output: outputs.get(e.key) })),
+        this.now(),
+      );
+      return batch.map(({ effect }): DatabaseEffectResult => {
+        const row = earlier.get(effect.key);
+        return row ? { repeated: true, output: row.output, row } : { repeated: false, output: outputs.get(effect.key) };
+      });
     });
   }
 }
+
+type Mergeable = DatabaseStatement & { key: string; insert: NonNullable<DatabaseStatement['insert']> };
+
+/** Plain inserts grouped by shape, where a shape has more than one. */
+function mergeable(effects: DatabaseEffect[]): Mergeable[][] {
+  const groups = new Map<string, Mergeable[]>();
+  for (const e of effects) {
+    const s = e.statement;
+    if (!s?.insert) continue;
+    const key = shapeKey(s.insert.shape);
+    const group = groups.get(key) ?? [];
+    group.push({ ...s, key: e.key, insert: s.insert });
+    groups.set(key, group);
+  }
+  return [...groups.values()].filter((g) => g.length > 1);
+}
+
+const sum = (ns: number[]) => ns.reduce((a, b) => a + b, 0);
 
 function queryable(trx: Transaction<Tables>): Queryable {
   return {
