@@ -303,11 +303,12 @@ export class RunStore {
       const [row] = await this.db.queryHot<{ output: { rows: Record<string, unknown>[] } }>(text, params);
       return { repeated: false, rows: row?.output.rows ?? [] };
     } catch (err) {
-      const pgError = err as { code?: string; constraint?: string; message?: string };
-      const onKey = pgError.code === '23505' && (pgError.constraint === 'flow_effects_pkey' || /flow_effects_pkey/.test(pgError.message ?? ''));
-      if (!onKey) throw err;
+      // A repeat fails on a unique key: ours, or (when the write itself is checked first)
+      // one of the written table. Either way, if our key is recorded, the effect happened.
+      if ((err as { code?: string }).code !== '23505') throw err;
       const earlier = await this.findEffect(effect.key);
-      const output = earlier?.output as { rows?: Record<string, unknown>[] } | null;
+      if (!earlier) throw err;
+      const output = earlier.output as { rows?: Record<string, unknown>[] } | null;
       return { repeated: true, rows: output?.rows ?? [] };
     }
   }

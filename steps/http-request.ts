@@ -6,7 +6,7 @@ const READ_METHODS = new Set(['GET', 'HEAD']);
 
 const Input = Type.Object(
   {
-    url: Type.String({ format: 'uri', description: 'Absolute URL.' }),
+    url: Type.String({ pattern: '^https?://', description: 'Absolute http(s) URL.', 'x-hint': 'write a full URL like "https://api.example.com/v1/items"' }),
     method: Type.Optional(Type.Unsafe<'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'HEAD'>({ type: 'string', enum: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD'], default: 'GET' })),
     headers: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'Request headers.' })),
     query: Type.Optional(Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean()]), { description: 'Query string parameters, URL-encoded for you.' })),

@@ -204,6 +204,34 @@ steps:
     ]);
   });
 
+  it('never repeats a database write whose key was done, and hands later steps its first output', async () => {
+    const yaml = `
+name: write-once
+trigger: { manual: {} }
+steps:
+  - id: save
+    uses: sql.insert
+    foreach: "\${{ [501, 502, 503] }}"
+    item_key: "\${{ item }}"
+    concurrency: 3
+    key: "\${{ 'saved:' + item }}"
+    with: { table: written, row: { id: "\${{ item }}", label: once }, returning: [id] }
+  - id: ids
+    uses: transform
+    with: { value: "\${{ steps.save.output.results }}" }
+`;
+    const one = await run(yaml);
+    const two = await run(yaml);
+    expect(one.status).toBe('completed');
+    expect(two.status).toBe('completed');
+    expect(two.steps[0]!.effects).toBe(0);
+    const results = (await store.getSteps(two.run_id))[1]!.output as { value: { count: number; rows: { id: number }[] }[] };
+    expect(results.value.map((r) => r.rows[0]!.id).sort()).toEqual([501, 502, 503]);
+    const { n } = await first(db.query<{ n: number }>('SELECT count(*)::int AS n FROM written WHERE id > 500'));
+    expect(n).toBe(3);
+    await db.query('DELETE FROM written');
+  });
+
   it('does not repeat an effect left in doubt by a crash, and says why', async () => {
     await db.kysely
       .insertInto('flow_effects')
