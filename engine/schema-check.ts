@@ -25,8 +25,27 @@ function cachedCompiler(instance: Ajv): (schema: object) => ValidateFunction {
   };
 }
 
+const fileAjv = createAjv({});
+
 /** For files: reports, never changes the value. */
-export const validatorFor = cachedCompiler(createAjv({}));
+export const validatorFor = cachedCompiler(fileAjv);
+
+/** Problems of a JSON Schema written by a user (a pipeline's inputs), as messages. */
+export function schemaProblems(schema: unknown): string[] {
+  try {
+    if (fileAjv.validateSchema(schema as object)) {
+      fileAjv.compile(schema as object);
+      return [];
+    }
+    // The meta-schema reports one mistake several ways (enum, then each anyOf branch): the first says it best.
+    const [e] = fileAjv.errors ?? [];
+    if (!e) return ['is invalid'];
+    const allowed = (e.params as { allowedValues?: unknown[] }).allowedValues;
+    return [`${e.instancePath.slice(1).replace(/\//g, '.') || 'schema'} ${allowed ? `must be one of ${allowed.join(', ')}` : (e.message ?? 'is invalid')}`];
+  } catch (err) {
+    return [(err as Error).message];
+  }
+}
 
 /** Step inputs at run time: fills in declared defaults. */
 export const runtimeValidatorFor = cachedCompiler(createAjv({ useDefaults: true }));

@@ -159,6 +159,13 @@ steps:
     ]);
   });
 
+  it('checks that each input is a valid JSON Schema', () => {
+    const yaml = 'name: i\ntrigger: { manual: {} }\ninputs:\n  n: { type: integr }\nsteps:\n  - { id: a, uses: log, with: { message: m } }\n';
+    expect(diagnosticsOf(yaml)).toEqual([
+      'p.yaml:4:6: inputs.n: not a valid JSON Schema: type must be one of array, boolean, integer, null, number, object, string (write e.g. { type: string, default: "x" })',
+    ]);
+  });
+
   it('places expression syntax errors inside the string', () => {
     const yaml = `name: e
 trigger: { manual: {} }

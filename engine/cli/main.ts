@@ -27,9 +27,9 @@ export function createProgram(deps: CliDeps, setExit: (code: number) => void): C
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
 
-  const project = (): Project => {
+  const project = (defaults: { logLevel?: string } = {}): Project => {
     const o = program.opts<ProjectOptions>();
-    return new Project(deps.registry, { dir: o.dir, db: o.db, logLevel: o.logLevel }, deps.env);
+    return new Project(deps.registry, { dir: o.dir, db: o.db, logLevel: o.logLevel ?? defaults.logLevel }, deps.env);
   };
   const wrap =
     <A extends unknown[]>(fn: (...args: A) => Promise<number>) =>

@@ -4,7 +4,7 @@ import { parseDuration } from '../duration.ts';
 import type { Diagnostic } from '../errors.ts';
 import { ExpressionError, findTemplates, isTemplate, parseExpression, parseTemplate, references, templateExpressions } from '../expr/index.ts';
 import type { StepRegistry } from '../registry.ts';
-import { checkSchema } from '../schema-check.ts';
+import { checkSchema, schemaProblems } from '../schema-check.ts';
 import { didYouMean } from '../suggest.ts';
 import { formatPath, type Path, parseYamlSource, type SourceDoc } from '../yaml.ts';
 import { Type } from '@sinclair/typebox';
@@ -55,6 +55,10 @@ export function loadPipeline(text: string, file: string, options: LoadOptions): 
   if (!Array.isArray(raw.steps)) return { diagnostics };
 
   const trigger = checkTrigger(raw.trigger, doc, diagnostics);
+  for (const [name, schema] of Object.entries(raw.inputs ?? {})) {
+    if (!schema || typeof schema !== 'object') continue;
+    for (const problem of schemaProblems(schema)) diagnostics.push(doc.at(['inputs', name], `not a valid JSON Schema: ${problem} (write e.g. { type: string, default: "x" })`));
+  }
   const ids = new Map<string, string>();
   const steps: PipelineStep[] = [];
   const all: PipelineStep[] = [];

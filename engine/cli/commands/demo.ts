@@ -17,7 +17,7 @@ export interface DemoDeps {
   startApi(): Promise<{ url: string; close(): Promise<void> }>;
 }
 
-export function demoCommand(program: Command, project: () => Project, wrap: Wrap, deps?: DemoDeps): void {
+export function demoCommand(program: Command, project: (defaults?: { logLevel?: string }) => Project, wrap: Wrap, deps?: DemoDeps): void {
   program
     .command('demo')
     .description('Run the sample pipeline end to end on the embedded database and local sandboxes (no keys needed)')
@@ -25,7 +25,8 @@ export function demoCommand(program: Command, project: () => Project, wrap: Wrap
     .action(
       wrap(async (opts: { data: string }) => {
         if (!deps) throw new Error('this build has no demo sandboxes');
-        const p = project();
+        // The demo tells its own story on stdout; logs only for what went wrong (or --log-level).
+        const p = project({ logLevel: 'warn' });
         const say = (s = '') => process.stdout.write(`${s}\n`);
         const pipeline = p.pipeline('demo');
         say(`1. Validated ${p.display(pipeline.file)} and ${p.display(p.configFile)}: ${pipeline.steps.length} steps, all expressions and references resolve.`);
