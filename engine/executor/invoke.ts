@@ -133,12 +133,16 @@ async function perform(
 
   if (spec.transactional) {
     // The write and its idempotency record commit together (shared with other ready writes).
+    // A statement's returned rows are what is recorded, as on the single-statement path.
     const statement = spec.statement?.(input, context(rc.db));
-    const write = statement ? async (db: Queryable) => statement.output(await db.query(statement.sql, statement.params)) : (db: Queryable) => step.type.run(context(db), input);
+    const write = statement
+      ? async (db: Queryable) => ({ rows: await db.query(statement.sql, statement.params) })
+      : (db: Queryable) => step.type.run(context(db), input);
     const result = await rc.writes.perform({ ...effect, write, statement });
-    if (result.repeated) return repeated(rc, step, kind, key, result.output);
+    const output = statement ? statement.output((result.output as { rows?: Record<string, unknown>[] } | null)?.rows ?? []) : result.output;
+    if (result.repeated) return repeated(rc, step, kind, key, output);
     rc.events.emit('effect:done', { runId: rc.runId, stepId: step.id, key, kind, repeated: false });
-    return result.output;
+    return output;
   }
 
   const reservation = await store.reserveEffect(store.kysely, effect);

@@ -13,7 +13,10 @@ export interface DatabaseEffect {
   summary: string;
   /** Performs the write through the transaction it is given. */
   write(db: Queryable): Promise<unknown>;
-  /** The write as one statement, when it is one: plain inserts of one shape are merged. */
+  /**
+   * The write as one statement, when it is one: plain inserts of one shape are merged.
+   * The recorded output of a statement is `{ rows }`, the rows it returned.
+   */
   statement?: DatabaseStatement;
 }
 
@@ -105,7 +108,7 @@ export class DatabaseEffects {
         const merged = await db.query(insertSql(group[0]!.insert.shape, sum(group.map((s) => s.insert.rowCount))), group.flatMap((s) => s.params));
         let at = 0;
         for (const s of group) {
-          outputs.set(s.key, s.output(merged.slice(at, at + s.insert.rowCount)));
+          outputs.set(s.key, { rows: merged.slice(at, at + s.insert.rowCount) });
           at += s.insert.rowCount;
         }
       }
