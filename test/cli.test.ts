@@ -1,4 +1,4 @@
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -124,6 +124,36 @@ steps:
     expect(text.stdout).toContain(runId);
     const unknown = await flows('show', 'r-nope');
     expect(unknown.code).toBe(2);
+  });
+
+  it('logs JSON lines with run, step and item ids, and no secret values', async () => {
+    writeFileSync(
+      join(dir, 'pipelines', 'secretive.yaml'),
+      `name: secretive
+trigger: { manual: {} }
+steps:
+  - id: each
+    uses: log
+    foreach: "\${{ ['a', 'b'] }}"
+    item_key: "\${{ item }}"
+    with: { message: "calling with \${{ env.PARTNER_API_KEY }}", data: { url: "\${{ env.PARTNER_URL }}" } }
+`,
+    );
+    const r = await cli(['--db', db, '--log-level', 'info', 'run', 'secretive'], {
+      cwd: dir,
+      env: { PARTNER_API_KEY: 'pk_live_0123456789', PARTNER_URL: 'https://user:s3cr3t-pw@partner.example/api' },
+    });
+    expect(r.code).toBe(0);
+    const lines = r.stderr.trim().split('\n').map((l) => JSON.parse(l));
+    const items = lines.filter((l) => l.step === 'each' && 'item' in l);
+    expect(lines.find((l) => l.step === 'each' && l.done === 2)).toMatchObject({ total: 2, msg: expect.stringMatching(/^each: 2\/2 items/) });
+    expect(items.map((l) => l.item).sort()).toEqual(['a', 'b']);
+    for (const l of items) {
+      expect(l).toMatchObject({ level: 'info', pipeline: 'secretive', msg: 'calling with [redacted]', data: { url: 'https://user:[redacted]@partner.example/api' } });
+      expect(l.run).toMatch(/^r-/);
+    }
+    expect(r.stderr + r.stdout).not.toMatch(/pk_live_0123456789|s3cr3t-pw/);
+    rmSync(join(dir, 'pipelines', 'secretive.yaml'));
   });
 
   it('reports stale generated files', async () => {

@@ -118,3 +118,22 @@ describe('did you mean', () => {
     expect(closest('lenght', ['length', 'lower'])).toBe('length');
   });
 });
+
+describe('the embedded database', () => {
+  it('is locked to one process at a time, and a lock left by a dead process is taken over', async () => {
+    const { mkdtempSync, writeFileSync, existsSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { openDatabase } = await import('../engine/db/connect.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'flows-lock-'));
+    const db = await openDatabase({ dataDir: dir });
+    await expect(openDatabase({ dataDir: dir })).rejects.toThrow(/already open in this process/);
+    await db.close();
+    expect(existsSync(join(dir, 'flows.lock'))).toBe(false);
+    writeFileSync(join(dir, 'flows.lock'), '999999'); // no such process
+    const again = await openDatabase({ dataDir: dir });
+    await again.close();
+    writeFileSync(join(dir, 'flows.lock'), '1'); // init: alive
+    await expect(openDatabase({ dataDir: dir })).rejects.toThrow(/in use by process 1; wait for it to finish, or use Postgres/);
+  });
+});

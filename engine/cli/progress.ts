@@ -1,12 +1,14 @@
 import cliProgress from 'cli-progress';
 import { formatDuration } from '../duration.ts';
 import type { RunEvents } from '../events.ts';
+import type { Logger } from '../log.ts';
 
 /**
- * Shows foreach progress: a bar per step on a terminal (done/total, rate, ETA), plain lines
- * every few seconds otherwise. Returns a function that stops it.
+ * Shows foreach progress: a bar per step on a terminal (done/total, rate, ETA); elsewhere a
+ * progress log record every few seconds, so log collectors see it in the same stream.
+ * Returns a function that stops it.
  */
-export function showProgress(events: RunEvents, stream: NodeJS.WriteStream = process.stderr, intervalMs = 5000): () => void {
+export function showProgress(events: RunEvents, log: Logger, stream: NodeJS.WriteStream = process.stderr, intervalMs = 5000): () => void {
   const tty = Boolean(stream.isTTY);
   const multi = tty
     ? new cliProgress.MultiBar(
@@ -37,7 +39,7 @@ export function showProgress(events: RunEvents, stream: NodeJS.WriteStream = pro
       else if (Date.now() - s.lastLine >= intervalMs || s.done === s.total) {
         s.lastLine = Date.now();
         const eta = rate > 0 && s.total ? formatDuration(((s.total - s.done) / rate) * 1000) : '?';
-        stream.write(`${stepId}: ${s.done}/${s.total ?? '?'} items (${rate.toFixed(0)}/s, ETA ${eta})\n`);
+        log.info({ step: stepId, done: s.done, total: s.total, per_second: Math.round(rate) }, `${stepId}: ${s.done}/${s.total ?? '?'} items (${rate.toFixed(0)}/s, ETA ${eta})`);
       }
     }),
     events.on('step:finish', ({ stepId }) => steps.get(stepId)?.bar?.stop()),

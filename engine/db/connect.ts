@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { CompiledQuery, Kysely, PostgresDialect } from 'kysely';
 import { migrateToLatest } from './migrations.ts';
 import type { Tables } from './tables.ts';
@@ -42,8 +43,16 @@ export function maskUrl(url: string): string {
 
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
   const pool = options.url ? await postgresPool(options.url, options.poolSize ?? 10) : undefined;
-  const kysely = pool ? new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) }) : await pglite(options.dataDir ?? 'memory://');
-  if (options.migrate !== false) await migrateToLatest(kysely);
+  const dataDir = options.dataDir ?? 'memory://';
+  const unlock = pool || dataDir.startsWith('memory://') ? () => {} : lockDataDir(dataDir);
+  let kysely: Kysely<Tables>;
+  try {
+    kysely = pool ? new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) }) : await pglite(dataDir);
+    if (options.migrate !== false) await migrateToLatest(kysely);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
   const query = async <R>(text: string, params: readonly unknown[] = []) => (await kysely.executeQuery<R>(CompiledQuery.raw(text, [...params]))).rows as R[];
   const names = new Map<string, string>();
   return {
@@ -61,8 +70,47 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
           return (await pool.query({ name, text, values: [...params] })).rows as R[];
         }
       : query,
-    close: () => kysely.destroy(),
+    close: async () => {
+      await kysely.destroy();
+      unlock();
+    },
   };
+}
+
+/**
+ * The embedded database is one process's: a second one writing the same folder would corrupt
+ * it. A lock file holds the owner's pid; a lock whose process is gone is taken over.
+ */
+function lockDataDir(dataDir: string): () => void {
+  mkdirSync(dataDir, { recursive: true });
+  const lock = join(dataDir, 'flows.lock');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(lock, String(process.pid), { flag: 'wx' });
+      return () => rmSync(lock, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const owner = Number(readFileSync(lock, 'utf8'));
+      if (owner && owner !== process.pid && isAlive(owner)) {
+        throw new Error(
+          `the embedded database at ${dataDir} is in use by process ${owner}; wait for it to finish, ` +
+            'or use Postgres (DATABASE_URL) to run several processes at once',
+        );
+      }
+      if (owner === process.pid) throw new Error(`the embedded database at ${dataDir} is already open in this process`);
+      rmSync(lock, { force: true });
+    }
+  }
+  throw new Error(`could not lock the embedded database at ${dataDir}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 async function postgresPool(url: string, max: number): Promise<import('pg').Pool> {
@@ -77,7 +125,6 @@ async function pglite(dataDir: string): Promise<Kysely<Tables>> {
     import('@electric-sql/pglite'),
     import('kysely-pglite-dialect'),
   ]);
-  if (!dataDir.startsWith('memory://')) mkdirSync(dataDir, { recursive: true });
   const client = await PGlite.create(dataDir, {
     parsers: { 20: (v: string) => Number(v) },
   });

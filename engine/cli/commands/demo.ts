@@ -40,7 +40,7 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
 
           say('3. The run:\n');
           const events = new RunEvents();
-          const stopProgress = showProgress(events);
+          const stopProgress = showProgress(events, p.log);
           const real = await executeRun({ ...base, events });
           stopProgress();
           say(indent(renderRunSummary(real)));

@@ -43,7 +43,7 @@ export function runCommand(program: Command, project: () => Project, wrap: Wrap)
         const inputs = opts.resume ? {} : resolveInputs(pipeline, parseInputPairs(opts.input));
         const db = await p.openDb();
         const events = new RunEvents();
-        const stopProgress = opts.json ? () => {} : showProgress(events);
+        const stopProgress = opts.json ? () => {} : showProgress(events, p.log);
         const stop = new AbortController();
         const abort = new AbortController();
         const onSigint = () => {
