@@ -72,7 +72,8 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
   const clock = options.clock ?? systemClock;
   const events = options.events ?? new RunEvents();
   const scrub = options.scrub ?? ((v) => v);
-  const env = options.env ?? {};
+  // A plain copy: expressions read only plain data (process.env is an exotic object).
+  const env: Record<string, string | undefined> = { ...options.env };
 
   let runId: string;
   let inputs = options.resume ? {} : resolveInputs(pipeline, options.inputs ?? {});
