@@ -31,7 +31,6 @@
  * database is done untimed, by a separate child, before the measured ones.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -42,6 +41,7 @@ import { CompiledQuery } from 'kysely';
 import pg from 'pg';
 import { emptyConfig } from '../engine/config.ts';
 import { type Database, openDatabase } from '../engine/db/connect.ts';
+import { createPostgresDatabase } from '../test/helpers/db.ts';
 import { RunEvents } from '../engine/events.ts';
 import { executeRun } from '../engine/executor/run.ts';
 import { resolveInputs } from '../engine/pipeline/inputs.ts';
@@ -384,27 +384,12 @@ async function buildProfileBundle(): Promise<string> {
 }
 
 async function createPgDatabase(adminUrl: string): Promise<{ dsn: string; drop(): Promise<void> } | { skipped: string }> {
-  const name = `flows_bench_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 3000 });
   try {
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${name}`);
+    const created = await createPostgresDatabase(adminUrl, 'flows_bench');
+    return { dsn: created.url, drop: created.drop };
   } catch (err) {
-    await admin.end().catch(() => {});
     return { skipped: `Postgres at ${adminUrl} unreachable or refused CREATE DATABASE: ${(err as Error).message}` };
   }
-  await admin.end();
-  const u = new URL(adminUrl);
-  u.pathname = `/${name}`;
-  return {
-    dsn: u.toString(),
-    async drop() {
-      const c = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 3000 });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    },
-  };
 }
 
 const fmt = (v: number | undefined, digits = 0) => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits));
