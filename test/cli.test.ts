@@ -40,8 +40,8 @@ steps:
   it('prints help for the program and every command', async () => {
     const top = await flows('--help');
     expect(top.code).toBe(0);
-    for (const command of ['validate', 'run', 'runs', 'show', 'demo', 'schemas']) expect(top.stdout).toContain(command);
-    const results = await Promise.all(['validate', 'run', 'runs', 'show', 'demo', 'schemas'].map((c) => flows(c, '--help')));
+    for (const command of ['validate', 'run', 'runs', 'show', 'schedule', 'demo', 'schemas']) expect(top.stdout).toContain(command);
+    const results = await Promise.all(['validate', 'run', 'runs', 'show', 'schedule', 'demo', 'schemas'].map((c) => flows(c, '--help')));
     for (const r of results) {
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/^Usage: flows /);

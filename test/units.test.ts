@@ -137,3 +137,21 @@ describe('the embedded database', () => {
     await expect(openDatabase({ dataDir: dir })).rejects.toThrow(/in use by process 1; wait for it to finish, or use Postgres/);
   });
 });
+
+describe('schedules', () => {
+  it('lists fire times in the pipeline timezone, correct across a daylight-saving change', async () => {
+    const { pipelineFrom } = await import('./helpers/pipeline.ts');
+    const { nextFires } = await import('../engine/schedule.ts');
+    const p = pipelineFrom('name: weekly\ntrigger: { schedule: { cron: "0 22 * * 0", timezone: Europe/London } }\nsteps:\n  - { id: a, uses: log, with: { message: m } }\n');
+    expect(p.trigger).toMatchObject({ catchup: 'last', overlap: 'skip' });
+    const fires = nextFires(p, new Date('2026-10-10T00:00:00Z'), 4);
+    expect(fires.map((f) => f.at.toISOString())).toEqual([
+      '2026-10-11T21:00:00.000Z', // 22:00 BST
+      '2026-10-18T21:00:00.000Z',
+      '2026-10-25T22:00:00.000Z', // 22:00 GMT: clocks went back that morning
+      '2026-11-01T22:00:00.000Z',
+    ]);
+    expect(fires[0]!.local).toBe('Sun 11 Oct 2026 22:00 BST');
+    expect(fires[2]!.local).toBe('Sun 25 Oct 2026 22:00 GMT');
+  });
+});

@@ -129,7 +129,7 @@ function checkTrigger(raw: Record<string, any> | undefined, doc: SourceDoc, out:
         const problem = checkCron(cron, typeof timezone === 'string' && isValidTimezone(timezone) ? timezone : 'UTC');
         if (problem) out.push(doc.at(['trigger', 'schedule', 'cron'], `invalid cron "${cron}": ${problem} (write 5 fields like "0 22 * * 0")`));
       }
-      return { kind: 'schedule', cron, timezone };
+      return { kind: 'schedule', cron, timezone, catchup: body.catchup ?? 'last', overlap: body.overlap ?? 'skip' };
     }
     case 'webhook':
       return { kind: 'webhook', path: body.path, verify: body.verify };

@@ -15,6 +15,20 @@ export const ScheduleSchema = Type.Object(
   {
     cron: Type.String({ description: 'Cron expression (5 or 6 fields), e.g. "0 22 * * 0" for Sundays at 22:00.' }),
     timezone: Type.String({ description: 'IANA timezone the cron is read in, e.g. "Europe/London".' }),
+    catchup: Type.Optional(
+      Type.Unsafe<'none' | 'last' | 'all'>({
+        type: 'string',
+        enum: ['none', 'last', 'all'],
+        description: 'Fires missed while no daemon ran: none, the last one only (default), or all of them.',
+      }),
+    ),
+    overlap: Type.Optional(
+      Type.Unsafe<'skip' | 'queue'>({
+        type: 'string',
+        enum: ['skip', 'queue'],
+        description: 'A fire while the previous run is still going: skip it (default), or queue it to run after.',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -4,7 +4,7 @@ import type { AnyStepType } from '../types.ts';
 declare const parsed: unique symbol;
 
 export type Trigger =
-  | { kind: 'schedule'; cron: string; timezone: string }
+  | { kind: 'schedule'; cron: string; timezone: string; catchup: 'none' | 'last' | 'all'; overlap: 'skip' | 'queue' }
   | { kind: 'webhook'; path?: string; verify?: string }
   | { kind: 'event'; name: string }
   | { kind: 'manual' };
