@@ -26,7 +26,11 @@ export const systemClock: Clock = {
     }),
 };
 
-/** A clock for tests: time moves only when slept through or advanced. */
+/**
+ * A clock for tests: time moves only when slept through or advanced. A sleep moves time to
+ * the moment it ends (never back): sleepers that start together wake at the same moment,
+ * as they would on a real clock, without anyone waiting.
+ */
 export class ManualClock implements Clock {
   readonly sleeps: number[] = [];
   constructor(private current: Date = new Date('2026-11-23T09:00:00Z')) {}
@@ -39,6 +43,8 @@ export class ManualClock implements Clock {
   async sleep(ms: number, signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) throw signal.reason;
     this.sleeps.push(ms);
-    this.advance(ms);
+    const end = this.current.getTime() + ms;
+    await Promise.resolve();
+    if (end > this.current.getTime()) this.current = new Date(end);
   }
 }

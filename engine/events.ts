@@ -8,6 +8,7 @@ export interface RunEventMap {
   'item:done': { runId: string; stepId: string; itemKey: string; status: ItemStatus; error?: string };
   'step:finish': { runId: string; stepId: string; status: StepStatus };
   'effect:done': { runId: string; stepId: string; key: string; kind: string; repeated: boolean };
+  'quota:wait': { runId: string; until: Date; reason: string };
   'run:finish': { runId: string; status: RunStatus };
 }
 

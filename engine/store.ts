@@ -228,7 +228,7 @@ export class RunStore {
    */
   async reserveEffect(
     db: Db,
-    effect: { key: string; runId: string; stepId: string; itemKey: string; kind: string; summary: string; now: Date },
+    effect: { key: string; runId: string; stepId: string; itemKey: string; kind: string; summary: string; now: Date; quota?: string; quotaKey?: string },
   ): Promise<Reservation> {
     const inserted = await db
       .insertInto('flow_effects')
@@ -242,6 +242,8 @@ export class RunStore {
         summary: this.scrub(effect.summary),
         output: json(null),
         reserved_at: effect.now,
+        quota: effect.quota ?? null,
+        quota_key: effect.quota === undefined ? null : (effect.quotaKey ?? ''),
       })
       .onConflict((oc) => oc.column('key').doNothing())
       .returning('key')
@@ -324,6 +326,46 @@ export class RunStore {
   /** The effect did not happen (the attempt failed before it): free the key for a retry. */
   async releaseEffect(key: string): Promise<void> {
     await this.kysely.deleteFrom('flow_effects').where('key', '=', key).where('status', '=', 'reserved').execute();
+  }
+
+  /** Serialises reservations under one quota and key, across processes, until the transaction ends. */
+  async lockQuota(db: Db, quota: string, key: string): Promise<void> {
+    await sql`SELECT pg_advisory_xact_lock(hashtext(${`flows quota ${quota}\u001f${key}`}))`.execute(db);
+  }
+
+  async quotaUse(db: Db, quota: string, key: string, from: Date, to: Date): Promise<{ count: number; last: Date | null; oldest: Date | null }> {
+    const row = await db
+      .selectFrom('flow_effects')
+      .select((eb) => [eb.fn.countAll<number>().as('count'), eb.fn.min('reserved_at').as('oldest')])
+      .where('quota', '=', quota)
+      .where('quota_key', '=', key)
+      .where('reserved_at', '>=', from)
+      .where('reserved_at', '<', to)
+      .executeTakeFirstOrThrow();
+    const last = await db
+      .selectFrom('flow_effects')
+      .select((eb) => eb.fn.max('reserved_at').as('at'))
+      .where('quota', '=', quota)
+      .where('quota_key', '=', key)
+      .executeTakeFirstOrThrow();
+    const date = (v: unknown) => (v ? new Date(v as string) : null);
+    return { count: Number(row.count), last: date(last.at), oldest: date(row.oldest) };
+  }
+
+  /** Effects counted per quota key in [from, to), for `flows quotas`. */
+  quotaUsage(quota: string, from: Date, to: Date) {
+    return this.kysely
+      .selectFrom('flow_effects')
+      .select(['quota_key', (eb) => eb.fn.countAll<number>().as('used')])
+      .where('quota', '=', quota)
+      .where('reserved_at', '>=', from)
+      .where('reserved_at', '<', to)
+      .groupBy('quota_key')
+      .execute();
+  }
+
+  async setRunWaiting(runId: string, until: Date | null, reason: string | null): Promise<void> {
+    await this.kysely.updateTable('flow_runs').set({ waiting_until: until, waiting_reason: reason }).where('id', '=', runId).execute();
   }
 
   findEffect(key: string): Promise<EffectRow | undefined> {

@@ -1,4 +1,4 @@
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,10 +12,13 @@ describe('flows CLI', () => {
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'flows-cli-'));
     mkdirSync(join(dir, 'pipelines'));
-    cpSync(join(repo, 'pipelines', 'flows.config.yaml'), join(dir, 'pipelines', 'flows.config.yaml'));
+    // The repo's config, plus a quota open at any hour so real runs need not wait for a window.
     writeFileSync(
-      join(dir, 'pipelines', 'greet.yaml'),
-      `name: greet
+      join(dir, 'pipelines', 'flows.config.yaml'),
+      readFileSync(join(repo, 'pipelines', 'flows.config.yaml'), 'utf8').replace('quotas:\n', 'quotas:\n  anytime: { cap: 1000, per: day }\n'),
+    );
+    const greet = (name: string, quota: string) =>
+      `name: ${name}
 trigger: { manual: {} }
 inputs:
   who: { type: string }
@@ -27,10 +30,11 @@ steps:
   - id: note
     uses: event.emit
     foreach: "\${{ steps.people.output.value }}"
-    quota: linkedin-connect
+    quota: ${quota}
     with: { type: greeted, key: "\${{ inputs.who }}-\${{ item }}", payload: { n: "\${{ item }}" } }
-`,
-    );
+`;
+    writeFileSync(join(dir, 'pipelines', 'greet.yaml'), greet('greet', 'linkedin-connect'));
+    writeFileSync(join(dir, 'pipelines', 'greet-now.yaml'), greet('greet-now', 'anytime'));
     db = join(dir, 'db');
   });
   afterAll(() => {});
@@ -53,7 +57,7 @@ steps:
   it('validates: one summary line and exit 0, or every problem at file:line:col and exit 2', async () => {
     const good = await flows('validate');
     expect(good).toMatchObject({ code: 0, stderr: '' });
-    expect(good.stdout).toBe('ok: 1 pipeline (2 steps) and the config are valid\n');
+    expect(good.stdout).toBe('ok: 2 pipelines (4 steps) and the config are valid\n');
 
     writeFileSync(join(dir, 'broken.yaml'), 'name: broken\ntrigger: { manual: {} }\nsteps:\n  - id: a\n    uses: sql.qery\n    with: {}\n  - id: b\n    uses: log\n    with: { message: "${{ steps.zz.output }}" }\n');
     const bad = await flows('validate', 'broken.yaml');
@@ -71,7 +75,7 @@ steps:
   it('refuses bad usage with exit 2 and a clear line', async () => {
     const missing = await flows('run', 'nope');
     expect(missing.code).toBe(2);
-    expect(missing.stderr).toBe('flows: no pipeline "nope" in pipelines (pipelines: greet)\n');
+    expect(missing.stderr).toBe('flows: no pipeline "nope" in pipelines (pipelines: greet, greet-now)\n');
     const noInput = await flows('run', 'greet');
     expect(noInput.code).toBe(2);
     expect(noInput.stderr).toContain('missing input "who" (pass --input who=...)');
@@ -103,13 +107,13 @@ steps:
   });
 
   it('runs for real, then lists and shows the run, as text and as JSON', async () => {
-    const r = await flows('run', 'greet', '-i', 'who=bo');
+    const r = await flows('run', 'greet-now', '-i', 'who=bo');
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/Run r-\S+ of greet: completed/);
+    expect(r.stdout).toMatch(/Run r-\S+ of greet-now: completed/);
     expect(r.stdout).toMatch(/note\s+event\.emit\s+completed\s+2 ok \/ 2\s+2/);
 
     const runs = JSON.parse((await flows('runs', '--json')).stdout);
-    expect(runs[0]).toMatchObject({ pipeline: 'greet', status: 'completed', dry_run: false });
+    expect(runs[0]).toMatchObject({ pipeline: 'greet-now', status: 'completed', dry_run: false });
     const runId = runs[0].id;
 
     const shown = await flows('show', runId);

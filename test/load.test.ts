@@ -31,7 +31,7 @@ describe('loadPipeline', () => {
   it('accepts a valid pipeline and returns its parsed form', () => {
     const p = pipelineFrom(ok);
     expect(p.name).toBe('fine');
-    expect(p.trigger).toEqual({ kind: 'schedule', cron: '0 22 * * 0', timezone: 'Europe/London' });
+    expect(p.trigger).toEqual({ kind: 'schedule', cron: '0 22 * * 0', timezone: 'Europe/London', catchup: 'last', overlap: 'skip' });
     expect(p.steps.map((s) => [s.id, s.uses, s.concurrency])).toEqual([
       ['load', 'sql.query', 1],
       ['each', 'group', 3],

@@ -94,7 +94,9 @@ export class Project {
       const candidate = join(this.dir, `${nameOrPath}${ext}`);
       if (existsSync(candidate)) return candidate;
     }
-    const names = this.pipelineFiles().map((f) => basename(f).replace(/\.ya?ml$/, ''));
+    const names = this.pipelineFiles()
+      .map((f) => basename(f).replace(/\.ya?ml$/, ''))
+      .sort();
     throw new UsageError(`no pipeline "${nameOrPath}" in ${this.display(this.dir)}${names.length ? ` (pipelines: ${names.join(', ')})` : ''}`);
   }
 

@@ -142,6 +142,17 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0003_quota_ledger': {
+    async up(db: Kysely<any>) {
+      // The quota ledger is the effects table itself: an effect under a quota records which
+      // quota and key it counts against, in the same row as its idempotency key.
+      await db.schema.alterTable('flow_effects').addColumn('quota', 'text').execute();
+      await db.schema.alterTable('flow_effects').addColumn('quota_key', 'text').execute();
+      await db.schema.createIndex('flow_effects_quota').on('flow_effects').columns(['quota', 'quota_key', 'reserved_at']).execute();
+      await db.schema.alterTable('flow_runs').addColumn('waiting_until', 'timestamptz').execute();
+      await db.schema.alterTable('flow_runs').addColumn('waiting_reason', 'text').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

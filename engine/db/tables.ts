@@ -27,6 +27,9 @@ export interface FlowRunsTable {
   started_at: Timestamp;
   finished_at: Timestamp | null;
   updated_at: Timestamp;
+  /** Set while the run waits for a quota window: when it goes on, and why. */
+  waiting_until: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  waiting_reason: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface FlowStepsTable {
@@ -67,6 +70,9 @@ export interface FlowEffectsTable {
   output: Json | null;
   reserved_at: Timestamp;
   done_at: Timestamp | null;
+  /** The quota the effect counts against, and the key within it (per_key), if any. */
+  quota: ColumnType<string | null, string | null | undefined, string | null>;
+  quota_key: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface EventsTable {

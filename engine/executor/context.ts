@@ -6,6 +6,7 @@ import type { Database } from '../db/connect.ts';
 import type { DryRunSink } from '../dry-run.ts';
 import type { RunEvents } from '../events.ts';
 import type { Logger } from '../log.ts';
+import type { QuotaCalendar } from '../quota/calendar.ts';
 import type { SlotPlanner } from '../quota/slots.ts';
 import type { Scrubber } from '../secrets.ts';
 import type { RunStore } from '../store.ts';
@@ -31,10 +32,14 @@ export interface RunContext {
   readonly scope: Record<string, unknown> & { steps: Record<string, { output: unknown }> };
   readonly db: Queryable;
   readonly sink?: DryRunSink;
-  readonly slots: Map<string, SlotPlanner>;
+  /** Dry runs: slot planners by quota and key. */
+  readonly slots: Map<string, Promise<SlotPlanner>>;
   readonly costByStep: Map<string, Cost>;
   /** Database writes with their idempotency keys, committed together in small groups. */
   readonly writes: DatabaseEffects;
+  readonly calendars: Map<string, QuotaCalendar>;
+  /** The latest quota wait, as recorded on the run. */
+  waiting?: { until: Date; reason: string };
 }
 
 export function writableQueryable(db: Database): Queryable {

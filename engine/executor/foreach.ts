@@ -7,6 +7,7 @@ import type { RunContext } from './context.ts';
 import { invokeStep } from './invoke.ts';
 import { ItemRecorder } from './recorder.ts';
 import { isTruthy, whenHolds } from './when.ts';
+import { stoppedWaiting } from '../quota/ledger.ts';
 
 export interface ForeachOutcome {
   output: { total: number; succeeded: number; failed: number; skipped: number; results: unknown[]; results_truncated: boolean };
@@ -51,6 +52,10 @@ export async function runForeach(rc: RunContext, step: PipelineStep): Promise<Fo
       const { output, attempts } = isCallStep(step) ? await invokeStep(rc, step, scope, item.key) : await runGroupItem(rc, step, scope, item.key);
       record(item.key, 'succeeded', attempts, output, null);
     } catch (err) {
+      if (stoppedWaiting(err)) {
+        finished = false; // the item waits for its quota window: it stays pending for a resume
+        return;
+      }
       const attempts = (err as { attempts?: number }).attempts ?? 1;
       rc.log.warn({ step: step.id, item: item.key, err: errorMessage(err) }, 'item failed');
       record(item.key, 'failed', attempts, null, errorMessage(err));

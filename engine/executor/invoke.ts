@@ -2,11 +2,15 @@ import { addCost, priceOf, zeroCost } from '../cost.ts';
 import { NonRetriableError } from '../errors.ts';
 import { evaluate, parseExpression, renderDeep } from '../expr/index.ts';
 import type { CallStep } from '../pipeline/types.ts';
+import { QuotaCalendar } from '../quota/calendar.ts';
+import { countedStretch } from '../quota/ledger.ts';
 import { SlotPlanner } from '../quota/slots.ts';
 import { runtimeValidatorFor, schemaErrors } from '../schema-check.ts';
 import type { Queryable, StepContext } from '../types.ts';
 import { withRetries } from './attempt.ts';
 import type { RunContext } from './context.ts';
+import { performOutside, repeated } from './outside-effect.ts';
+import { performUnderQuota } from './quota-effect.ts';
 
 export interface InvokeResult {
   output: unknown;
@@ -27,6 +31,7 @@ export async function invokeStep(rc: RunContext, step: CallStep, scope: Record<s
   }
   const kind = step.type.effect?.kind(input) ?? null;
   const effectKey = kind ? effectKeyOf(rc, step, scope, itemKey) : undefined;
+  const quotaKey = kind && step.quotaKey !== undefined ? String(renderDeep(step.quotaKey, scope, { now }) ?? '') : undefined;
   let log: RunContext['log'] | undefined;
   const logger = () => (log ??= rc.log.child(itemKey === undefined ? { step: step.id } : { step: step.id, item: itemKey }));
 
@@ -49,8 +54,8 @@ export async function invokeStep(rc: RunContext, step: CallStep, scope: Record<s
   const result = await withRetries(
     async (signal, attempt) => {
       if (!kind) return step.type.run(context(signal, attempt, rc.db), input);
-      if (rc.dryRun) return plan(rc, step, kind, effectKey!, itemKey, context(signal, attempt, rc.db), input);
-      return perform(rc, step, kind, effectKey!, itemKey ?? '', input, (db) => context(signal, attempt, db));
+      if (rc.dryRun) return plan(rc, step, kind, effectKey!, itemKey, quotaKey, context(signal, attempt, rc.db), input);
+      return perform(rc, step, kind, effectKey!, itemKey ?? '', quotaKey, input, (db) => context(signal, attempt, db));
     },
     {
       policy: step.retry,
@@ -76,6 +81,7 @@ async function plan(
   kind: string,
   key: string,
   itemKey: string | undefined,
+  quotaKey: string | undefined,
   ctx: StepContext,
   input: Record<string, unknown>,
 ): Promise<unknown> {
@@ -87,13 +93,22 @@ async function plan(
   }
   let slot;
   if (step.quota) {
-    let planner = rc.slots.get(step.quota);
+    // One planner per quota and key, starting from what the ledger has spent already.
+    const name = step.quota;
+    const slotKey = `${name}\u001f${quotaKey ?? ''}`;
+    let planner = rc.slots.get(slotKey);
     if (!planner) {
-      const quota = rc.config.quotas![step.quota]!;
-      planner = new SlotPlanner(quota, rc.config.business?.timezone ?? 'UTC', rc.clock.now());
-      rc.slots.set(step.quota, planner);
+      planner = (async () => {
+        const quota = rc.config.quotas![name]!;
+        const tz = rc.config.business?.timezone ?? 'UTC';
+        const now = rc.clock.now();
+        const stretch = countedStretch(quota, new QuotaCalendar(quota, tz).periodFrom(now), now);
+        const used = await rc.store.quotaUse(rc.store.kysely, name, quotaKey ?? '', stretch.from, stretch.to);
+        return new SlotPlanner(quota, tz, now, used.count);
+      })();
+      rc.slots.set(slotKey, planner);
     }
-    slot = planner.next();
+    slot = (await planner).next();
   }
   const cost = planned.cost ?? {};
   const stepCost = rc.costByStep.get(step.id) ?? zeroCost();
@@ -112,12 +127,14 @@ async function perform(
   kind: string,
   key: string,
   itemKey: string,
+  quotaKey: string | undefined,
   input: Record<string, unknown>,
   context: (db: Queryable) => StepContext,
 ): Promise<unknown> {
   const { store } = rc;
   const effect = { key, runId: rc.runId, stepId: step.id, itemKey, kind, summary: `${step.uses} ${kind}`, now: rc.clock.now() };
   const spec = step.type.effect!;
+  if (step.quota) return performUnderQuota(rc, step, kind, { ...effect, quota: step.quota, quotaKey: quotaKey ?? '' }, input, context);
 
   if (spec.statement && store.db.kind === 'postgres') {
     // One statement performs the write and records its key: exactly once, one round trip,
@@ -145,28 +162,5 @@ async function perform(
     return output;
   }
 
-  const reservation = await store.reserveEffect(store.kysely, effect);
-  if (reservation.state === 'done') return repeated(rc, step, kind, key, reservation.row.output);
-  if (reservation.state === 'in-doubt' && !spec.providerIdempotent?.(input)) {
-    throw new NonRetriableError(
-      `effect ${key} was started by run ${reservation.row.run_id} but never confirmed (the process stopped in the middle); ` +
-        `it may have happened, so it is not repeated. Check the outside system, then delete the reservation to allow it again`,
-    );
-  }
-  let output: unknown;
-  try {
-    output = await step.type.run(context(rc.db), input);
-  } catch (err) {
-    await store.releaseEffect(key);
-    throw err;
-  }
-  await store.completeEffect(store.kysely, key, output, rc.clock.now());
-  rc.events.emit('effect:done', { runId: rc.runId, stepId: step.id, key, kind, repeated: false });
-  return output;
-}
-
-function repeated(rc: RunContext, step: CallStep, kind: string, key: string, output: unknown): unknown {
-  rc.log.info({ step: step.id, key }, 'effect already done; not repeating it');
-  rc.events.emit('effect:done', { runId: rc.runId, stepId: step.id, key, kind, repeated: true });
-  return output;
+  return performOutside(rc, step, kind, key, input, context, await store.reserveEffect(store.kysely, effect));
 }

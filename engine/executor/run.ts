@@ -16,6 +16,7 @@ import { runForeach } from './foreach.ts';
 import { DatabaseEffects } from './write-batch.ts';
 import { invokeStep } from './invoke.ts';
 import { whenHolds } from './when.ts';
+import { stoppedWaiting } from '../quota/ledger.ts';
 import { renderRunSummary } from '../summary.ts';
 
 export interface ExecuteOptions {
@@ -125,6 +126,7 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
     slots: new Map(),
     costByStep: new Map(),
     writes: new DatabaseEffects(store, () => clock.now()),
+    calendars: new Map(),
   };
 
   events.emit('run:start', { runId, pipeline: pipeline.name, dryRun, resumed: Boolean(options.resume) });
@@ -166,9 +168,12 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
         }
       }
     } catch (err) {
-      stepStatus = 'failed';
-      error = errorMessage(err);
-      log.error({ step: step.id, err: error }, 'step failed');
+      if (stoppedWaiting(err)) stepStatus = 'running';
+      else {
+        stepStatus = 'failed';
+        error = errorMessage(err);
+        log.error({ step: step.id, err: error }, 'step failed');
+      }
     }
     summary.status = stepStatus;
     summary.error = error && scrub(error);
@@ -209,6 +214,7 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
     }
   }
   const failures = (await store.failedItems(runId)).map((f) => ({ step: f.step_id, item: f.item_key, error: f.error }));
+  if (rc.waiting && status !== 'interrupted') await store.setRunWaiting(runId, null, null);
   await store.setRunStatus(runId, status, clock.now(), runError ?? null);
   events.emit('run:finish', { runId, status });
   log.info({ status }, 'run finished');

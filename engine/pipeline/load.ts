@@ -173,7 +173,7 @@ function checkStep(
   const isGroup = Array.isArray(raw.steps);
   if (isGroup) {
     if (raw.foreach === undefined) at(['steps'], 'a step with its own steps is a foreach group: add foreach (the items to run them for)', true);
-    for (const field of ['uses', 'with', 'key', 'quota', 'retry', 'timeout'] as const) {
+    for (const field of ['uses', 'with', 'key', 'quota', 'quota_key', 'retry', 'timeout'] as const) {
       if (raw[field] !== undefined) at([field], `a foreach group has no ${field}: put it on the steps inside the group`, true);
     }
   } else if (raw.uses === undefined && raw.id !== undefined) {
@@ -199,6 +199,11 @@ function checkStep(
     const names = Object.keys(config.quotas ?? {});
     at(['quota'], `unknown quota "${raw.quota}"${didYouMean(raw.quota, names) || (names.length ? `; quotas in the config: ${names.join(', ')}` : '; the config declares no quotas')}`);
   }
+  const quota = typeof raw.quota === 'string' ? config.quotas?.[raw.quota] : undefined;
+  if (quota?.per_key && raw.quota_key === undefined) {
+    at(['quota'], `quota "${raw.quota}" counts per ${quota.per_key}: add quota_key (an expression giving the ${quota.per_key})`);
+  }
+  if (raw.quota_key !== undefined && raw.quota === undefined) at(['quota_key'], 'quota_key goes with quota', true);
   if (raw.concurrency !== undefined && raw.foreach === undefined) at(['concurrency'], 'concurrency applies to a foreach step (add foreach, or remove concurrency)', true);
   if (raw.item_key !== undefined && raw.foreach === undefined) at(['item_key'], 'item_key applies to a foreach step', true);
 
@@ -239,6 +244,7 @@ function checkStep(
     },
     timeoutMs: typeof raw.timeout === 'string' ? parseDuration(raw.timeout) : undefined,
     quota: raw.quota as string | undefined,
+    quotaKey: raw.quota_key as string | undefined,
     key: raw.key as string | undefined,
     outputSchema: foreach ? foreachOutputSchema(itemOutput) : itemOutput,
   };
@@ -269,6 +275,7 @@ function checkStepExpressions(
     { path: ['with'], value: raw.with, item: inForeach, from: step },
     { path: ['when'], value: raw.when, item: inForeach, from: step },
     { path: ['key'], value: raw.key, item: inForeach, from: step },
+    { path: ['quota_key'], value: raw.quota_key, item: inForeach, from: step },
     { path: ['item_key'], value: raw.item_key, item: true, from: outside(step) },
     { path: ['foreach'], value: raw.foreach, item: false, from: outside(step) },
   ];

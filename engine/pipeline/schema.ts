@@ -99,6 +99,9 @@ const stepProperties = {
   retry: Type.Optional(RetrySchema),
   timeout: Type.Optional(duration('Time limit of one attempt, e.g. "30s".')),
   quota: Type.Optional(Type.String({ description: 'Name of a quota in the config that caps this step\'s effects.' })),
+  quota_key: Type.Optional(
+    Type.String({ description: 'For a quota with per_key: expression giving the key this effect counts under (e.g. the sender domain).' }),
+  ),
   key: Type.Optional(
     Type.String({ description: "Expression for the effect's idempotency key (default: run, step and item). Make it span runs to never repeat an effect." }),
   ),

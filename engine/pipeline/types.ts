@@ -42,6 +42,7 @@ export interface PipelineStep {
   readonly retry: RetryPolicy;
   readonly timeoutMs?: number;
   readonly quota?: string;
+  readonly quotaKey?: string;
   readonly key?: string;
   /** The output later steps see: the type's output, or the foreach summary around it. */
   readonly outputSchema: TSchema;
