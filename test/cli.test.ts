@@ -44,8 +44,8 @@ steps:
   it('prints help for the program and every command', async () => {
     const top = await flows('--help');
     expect(top.code).toBe(0);
-    for (const command of ['validate', 'run', 'runs', 'show', 'schedule', 'demo', 'schemas']) expect(top.stdout).toContain(command);
-    const results = await Promise.all(['validate', 'run', 'runs', 'show', 'schedule', 'demo', 'schemas'].map((c) => flows(c, '--help')));
+    for (const command of ['validate', 'run', 'runs', 'show', 'quotas', 'schedule', 'demo', 'schemas']) expect(top.stdout).toContain(command);
+    const results = await Promise.all(['validate', 'run', 'runs', 'show', 'quotas', 'schedule', 'demo', 'schemas'].map((c) => flows(c, '--help')));
     for (const r of results) {
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/^Usage: flows /);
@@ -123,6 +123,11 @@ steps:
     const json = JSON.parse((await flows('show', runId, '--json')).stdout);
     expect(json.steps.map((s: { step_id: string }) => s.step_id)).toEqual(['people', 'note']);
     expect(json.effects).toEqual([{ step_id: 'note', kind: 'event', status: 'done', n: 2 }]);
+
+    const quotas = JSON.parse((await flows('quotas', '--json')).stdout);
+    expect(quotas.find((q: { quota: string }) => q.quota === 'anytime')).toMatchObject({ used: 2, cap: 1000, remaining: 998, per: 'day', period: { open: true } });
+    expect(quotas.find((q: { quota: string }) => q.quota === 'linkedin-connect')).toMatchObject({ used: 0, cap: 17 });
+    expect((await flows('quotas')).stdout).toMatch(/anytime\s+-\s+2\s+1000\/day\s+998/);
 
     const text = await flows('runs');
     expect(text.stdout).toContain(runId);

@@ -73,6 +73,7 @@ export function showCommand(program: Command, project: () => Project, wrap: Wrap
           out.push(`pipeline  ${run.pipeline} (${run.pipeline_file})`);
           out.push(`status    ${run.status}${run.error ? `: ${run.error}` : ''}`);
           out.push(`started   ${when(run.started_at)}`);
+          if (run.waiting_until) out.push(`waiting   until ${when(run.waiting_until)}: ${run.waiting_reason ?? 'quota'}`);
           if (run.finished_at) out.push(`finished  ${when(run.finished_at)} (${formatDuration(new Date(run.finished_at).getTime() - new Date(run.started_at).getTime())})`);
           if (Object.keys(run.inputs ?? {}).length) out.push(`inputs    ${JSON.stringify(run.inputs)}`);
           out.push('');
