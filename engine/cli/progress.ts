@@ -22,6 +22,7 @@ export function showProgress(events: RunEvents, log: Logger, stream: NodeJS.Writ
         cliProgress.Presets.shades_classic,
       )
     : undefined;
+  let lastWait = '';
   const steps = new Map<string, { bar?: cliProgress.SingleBar; done: number; total?: number; started: number; lastLine: number }>();
   const offs = [
     events.on('step:start', ({ stepId, total }) => {
@@ -43,6 +44,12 @@ export function showProgress(events: RunEvents, log: Logger, stream: NodeJS.Writ
       }
     }),
     events.on('step:finish', ({ stepId }) => steps.get(stepId)?.bar?.stop()),
+    // A wait for a quota window can be long: say so above the bars (off a terminal the log says it).
+    events.on('quota:wait', ({ until, reason }) => {
+      const line = `waiting until ${until.toISOString()}: ${reason} (Ctrl-C to stop)\n`;
+      if (multi && line !== lastWait) multi.log(line);
+      lastWait = line;
+    }),
   ];
   return () => {
     for (const off of offs) off();
