@@ -7,10 +7,13 @@ export interface Clock {
   now(): Date;
   /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /** Resolves at `time` (at once if it has passed), or rejects when the signal aborts first. */
+  sleepUntil(time: Date, signal?: AbortSignal): Promise<void>;
 }
 
 export const systemClock: Clock = {
   now: () => new Date(),
+  sleepUntil: (time, signal) => systemClock.sleep(Math.max(0, time.getTime() - Date.now()), signal),
   sleep: (ms, signal) =>
     new Promise<void>((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
@@ -40,6 +43,13 @@ export class ManualClock implements Clock {
   advance(ms: number): void {
     this.current = new Date(this.current.getTime() + ms);
   }
+  async sleepUntil(time: Date, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) throw signal.reason;
+    this.sleeps.push(Math.max(0, time.getTime() - this.current.getTime()));
+    await Promise.resolve();
+    if (time > this.current) this.current = new Date(time);
+  }
+
   async sleep(ms: number, signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) throw signal.reason;
     this.sleeps.push(ms);

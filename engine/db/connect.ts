@@ -117,7 +117,12 @@ async function postgresPool(url: string, max: number): Promise<import('pg').Pool
   const { default: pg } = await import('pg');
   // Bigint counts come back as numbers: our counts stay far below 2^53.
   pg.types.setTypeParser(20, (v: string) => Number(v));
-  return new pg.Pool({ connectionString: url, max });
+  const pool = new pg.Pool({ connectionString: url, max });
+  // A connection the server closes (a restart, a failover, or one ending while the pool shuts
+  // down) must not crash the process: queries on it fail on their own, the pool replaces it.
+  pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
+  return pool;
 }
 
 async function pglite(dataDir: string): Promise<Kysely<Tables>> {

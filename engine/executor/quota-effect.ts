@@ -87,8 +87,7 @@ function calendarOf(rc: RunContext, name: string): QuotaCalendar {
 
 /** Sleeps until the quota has room, saying so on the run; a stop request ends the wait. */
 async function waitForQuota(rc: RunContext, until: Date, reason: string): Promise<void> {
-  const ms = until.getTime() - rc.clock.now().getTime();
-  if (ms <= 0) return;
+  if (until <= rc.clock.now()) return;
   if (rc.waiting?.until.getTime() !== until.getTime()) {
     rc.waiting = { until, reason };
     await rc.store.setRunWaiting(rc.runId, until, reason);
@@ -96,7 +95,7 @@ async function waitForQuota(rc: RunContext, until: Date, reason: string): Promis
   }
   rc.events.emit('quota:wait', { runId: rc.runId, until, reason });
   try {
-    await rc.clock.sleep(ms, AbortSignal.any([rc.stop, rc.abort]));
+    await rc.clock.sleepUntil(until, AbortSignal.any([rc.stop, rc.abort]));
   } catch {
     throw new StoppedWaitingError(until);
   }
