@@ -31,12 +31,21 @@ export function backoffMs(policy: RetryPolicy, attempt: number, random: () => nu
  */
 export async function withRetries<T>(
   fn: (signal: AbortSignal, attempt: number) => Promise<T>,
-  options: { policy: RetryPolicy; timeoutMs?: number; abort: AbortSignal; clock: Clock; onRetry?: (err: unknown, attempt: number, delayMs: number) => void },
+  options: {
+    policy: RetryPolicy;
+    timeoutMs?: number;
+    abort: AbortSignal;
+    clock: Clock;
+    onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
+    /** Admits each attempt (a rate limit); the attempt's timer starts once it is admitted. */
+    gate?: <T>(attempt: () => Promise<T>) => Promise<T>;
+  },
 ): Promise<AttemptResult<T>> {
   const { policy, clock, abort } = options;
   for (let attempt = 1; ; attempt++) {
     try {
-      return { value: await attemptOnce(fn, attempt, options.timeoutMs, abort), attempts: attempt };
+      const run = () => attemptOnce(fn, attempt, options.timeoutMs, abort);
+      return { value: await (options.gate ? options.gate(run) : run()), attempts: attempt };
     } catch (err) {
       if (err instanceof NonRetriableError || abort.aborted || attempt >= policy.attempts) {
         throw new AttemptsExhaustedError(attempt, err);

@@ -7,6 +7,7 @@ import type { DryRunSink } from '../dry-run.ts';
 import type { RunEvents } from '../events.ts';
 import type { Logger } from '../log.ts';
 import type { QuotaCalendar } from '../quota/calendar.ts';
+import type { RateLimits } from '../rate-limits.ts';
 import type { SlotPlanner } from '../quota/slots.ts';
 import type { Scrubber } from '../secrets.ts';
 import type { RunStore } from '../store.ts';
@@ -38,6 +39,7 @@ export interface RunContext {
   /** Database writes with their idempotency keys, committed together in small groups. */
   readonly writes: DatabaseEffects;
   readonly calendars: Map<string, QuotaCalendar>;
+  readonly rateLimits: RateLimits;
   /** The latest quota wait, as recorded on the run. */
   waiting?: { until: Date; reason: string };
 }

@@ -62,6 +62,7 @@ export async function invokeStep(rc: RunContext, step: CallStep, scope: Record<s
       timeoutMs: step.timeoutMs,
       abort: rc.abort,
       clock: rc.clock,
+      gate: step.rateLimit ? (attempt) => rc.rateLimits.schedule(step.rateLimit!, attempt) : undefined,
       onRetry: (err, attempt, delayMs) => logger().warn({ err, attempt, delayMs: Math.round(delayMs) }, 'attempt failed, retrying'),
     },
   );

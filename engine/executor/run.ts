@@ -14,6 +14,7 @@ import type { RunStore } from '../store.ts';
 import { type RunContext, readOnlyQueryable, writableQueryable } from './context.ts';
 import { runForeach } from './foreach.ts';
 import { DatabaseEffects } from './write-batch.ts';
+import { RateLimits } from '../rate-limits.ts';
 import { invokeStep } from './invoke.ts';
 import { whenHolds } from './when.ts';
 import { stoppedWaiting } from '../quota/ledger.ts';
@@ -39,6 +40,8 @@ export interface ExecuteOptions {
   stop?: AbortSignal;
   /** Hard stop: in-flight attempts are aborted too. */
   abort?: AbortSignal;
+  /** Named rate limits (shared through Redis when built with a URL); by default in-process, closed at the end. */
+  rateLimits?: RateLimits;
 }
 
 export interface StepSummary {
@@ -127,6 +130,7 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
     costByStep: new Map(),
     writes: new DatabaseEffects(store, () => clock.now()),
     calendars: new Map(),
+    rateLimits: options.rateLimits ?? new RateLimits(options.config),
   };
 
   events.emit('run:start', { runId, pipeline: pipeline.name, dryRun, resumed: Boolean(options.resume) });
@@ -237,5 +241,6 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
     artifacts: sink?.dir,
   };
   sink?.finish(renderRunSummary(result));
+  if (!options.rateLimits) await rc.rateLimits.close();
   return result;
 }

@@ -173,7 +173,7 @@ function checkStep(
   const isGroup = Array.isArray(raw.steps);
   if (isGroup) {
     if (raw.foreach === undefined) at(['steps'], 'a step with its own steps is a foreach group: add foreach (the items to run them for)', true);
-    for (const field of ['uses', 'with', 'key', 'quota', 'quota_key', 'retry', 'timeout'] as const) {
+    for (const field of ['uses', 'with', 'key', 'quota', 'quota_key', 'rate_limit', 'retry', 'timeout'] as const) {
       if (raw[field] !== undefined) at([field], `a foreach group has no ${field}: put it on the steps inside the group`, true);
     }
   } else if (raw.uses === undefined && raw.id !== undefined) {
@@ -198,6 +198,10 @@ function checkStep(
   if (typeof raw.quota === 'string' && !config.quotas?.[raw.quota]) {
     const names = Object.keys(config.quotas ?? {});
     at(['quota'], `unknown quota "${raw.quota}"${didYouMean(raw.quota, names) || (names.length ? `; quotas in the config: ${names.join(', ')}` : '; the config declares no quotas')}`);
+  }
+  if (typeof raw.rate_limit === 'string' && !config.rate_limits?.[raw.rate_limit]) {
+    const names = Object.keys(config.rate_limits ?? {});
+    at(['rate_limit'], `unknown rate limit "${raw.rate_limit}"${didYouMean(raw.rate_limit, names) || (names.length ? `; rate limits in the config: ${names.join(', ')}` : '; the config declares no rate_limits')}`);
   }
   const quota = typeof raw.quota === 'string' ? config.quotas?.[raw.quota] : undefined;
   if (quota?.per_key && raw.quota_key === undefined) {
@@ -245,6 +249,7 @@ function checkStep(
     timeoutMs: typeof raw.timeout === 'string' ? parseDuration(raw.timeout) : undefined,
     quota: raw.quota as string | undefined,
     quotaKey: raw.quota_key as string | undefined,
+    rateLimit: raw.rate_limit as string | undefined,
     key: raw.key as string | undefined,
     outputSchema: foreach ? foreachOutputSchema(itemOutput) : itemOutput,
   };

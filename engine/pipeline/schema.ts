@@ -99,6 +99,7 @@ const stepProperties = {
   retry: Type.Optional(RetrySchema),
   timeout: Type.Optional(duration('Time limit of one attempt, e.g. "30s".')),
   quota: Type.Optional(Type.String({ description: 'Name of a quota in the config that caps this step\'s effects.' })),
+  rate_limit: Type.Optional(Type.String({ description: 'Name of a rate limit in the config that each attempt of this step waits for.' })),
   quota_key: Type.Optional(
     Type.String({ description: 'For a quota with per_key: expression giving the key this effect counts under (e.g. the sender domain).' }),
   ),

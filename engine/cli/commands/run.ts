@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { RunEvents } from '../../events.ts';
 import { executeRun, type RunResult } from '../../executor/run.ts';
 import { parseInputPairs, resolveInputs } from '../../pipeline/inputs.ts';
+import { RateLimits } from '../../rate-limits.ts';
 import { RunStore } from '../../store.ts';
 import { renderRunSummary } from '../../summary.ts';
 import { showProgress } from '../progress.ts';
@@ -57,8 +58,11 @@ export function runCommand(program: Command, project: () => Project, wrap: Wrap)
         };
         process.on('SIGINT', onSigint);
         process.on('SIGTERM', onSigint);
+        // Shared through Redis when REDIS_URL is set, so several processes keep one API limit.
+        const rateLimits = new RateLimits(p.config, { redisUrl: p.env.REDIS_URL || undefined });
         try {
           const result = await executeRun({
+            rateLimits,
             pipeline,
             config: p.config,
             store: new RunStore(db, p.scrub),
@@ -84,6 +88,7 @@ export function runCommand(program: Command, project: () => Project, wrap: Wrap)
           stopProgress();
           process.off('SIGINT', onSigint);
           process.off('SIGTERM', onSigint);
+          await rateLimits.close();
           await db.close();
         }
       }),
