@@ -292,14 +292,7 @@ export class RunStore {
     effect: { key: string; runId: string; stepId: string; itemKey: string; kind: string; summary: string; now: Date },
     statement: { sql: string; params: readonly unknown[] },
   ): Promise<{ repeated: boolean; rows: Record<string, unknown>[] }> {
-    const n = statement.params.length;
-    const text = `WITH w AS (${statement.sql}),
-      e AS (
-        INSERT INTO flow_effects (key, run_id, step_id, item_key, kind, status, summary, output, reserved_at, done_at)
-        SELECT $${n + 1}, $${n + 2}, $${n + 3}, $${n + 4}, $${n + 5}, 'done', $${n + 6},
-               jsonb_build_object('rows', coalesce((SELECT jsonb_agg(to_jsonb(w)) FROM w), '[]'::jsonb)), $${n + 7}, $${n + 7}
-        RETURNING output)
-      SELECT output FROM e`;
+    const text = withEffectRecord(statement.sql, statement.params.length);
     const params = [...statement.params, effect.key, effect.runId, effect.stepId, effect.itemKey, effect.kind, this.scrub(effect.summary), effect.now];
     try {
       const [row] = await this.db.queryHot<{ output: { rows: Record<string, unknown>[] } }>(text, params);
@@ -385,4 +378,22 @@ export class RunStore {
       .execute();
     return rows.map((r) => ({ ...r, n: Number(r.n) }));
   }
+}
+
+/** The statement wrapped so that it also records its effect key, with the rows it returned. Cached by text. */
+const wrapped = new Map<string, string>();
+function withEffectRecord(statementSql: string, n: number): string {
+  let text = wrapped.get(statementSql);
+  if (!text) {
+    text = `WITH w AS (${statementSql}),
+      e AS (
+        INSERT INTO flow_effects (key, run_id, step_id, item_key, kind, status, summary, output, reserved_at, done_at)
+        SELECT $${n + 1}, $${n + 2}, $${n + 3}, $${n + 4}, $${n + 5}, 'done', $${n + 6},
+               jsonb_build_object('rows', coalesce((SELECT jsonb_agg(to_jsonb(w)) FROM w), '[]'::jsonb)), $${n + 7}, $${n + 7}
+        RETURNING output)
+      SELECT output FROM e`;
+    if (wrapped.size > 1000) wrapped.clear();
+    wrapped.set(statementSql, text);
+  }
+  return text;
 }

@@ -148,7 +148,13 @@ const migrations: Record<string, Migration> = {
       // quota and key it counts against, in the same row as its idempotency key.
       await db.schema.alterTable('flow_effects').addColumn('quota', 'text').execute();
       await db.schema.alterTable('flow_effects').addColumn('quota_key', 'text').execute();
-      await db.schema.createIndex('flow_effects_quota').on('flow_effects').columns(['quota', 'quota_key', 'reserved_at']).execute();
+      // Partial: most effects have no quota, and their inserts should not pay for this index.
+      await db.schema
+        .createIndex('flow_effects_quota')
+        .on('flow_effects')
+        .columns(['quota', 'quota_key', 'reserved_at'])
+        .where(sql.ref('quota'), 'is not', null)
+        .execute();
       await db.schema.alterTable('flow_runs').addColumn('waiting_until', 'timestamptz').execute();
       await db.schema.alterTable('flow_runs').addColumn('waiting_reason', 'text').execute();
     },
