@@ -361,6 +361,12 @@ export class RunStore {
     await this.kysely.updateTable('flow_runs').set({ waiting_until: until, waiting_reason: reason }).where('id', '=', runId).execute();
   }
 
+  effectsInDoubt(runId?: string): Promise<EffectRow[]> {
+    let q = this.kysely.selectFrom('flow_effects').selectAll().where('status', '=', 'reserved').orderBy('reserved_at');
+    if (runId) q = q.where('run_id', '=', runId);
+    return q.execute();
+  }
+
   findEffect(key: string): Promise<EffectRow | undefined> {
     return this.kysely.selectFrom('flow_effects').selectAll().where('key', '=', key).executeTakeFirst();
   }

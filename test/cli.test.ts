@@ -44,8 +44,8 @@ steps:
   it('prints help for the program and every command', async () => {
     const top = await flows('--help');
     expect(top.code).toBe(0);
-    for (const command of ['validate', 'run', 'runs', 'show', 'quotas', 'schedule', 'demo', 'schemas']) expect(top.stdout).toContain(command);
-    const results = await Promise.all(['validate', 'run', 'runs', 'show', 'quotas', 'schedule', 'demo', 'schemas'].map((c) => flows(c, '--help')));
+    for (const command of ['validate', 'run', 'runs', 'show', 'effects', 'quotas', 'schedule', 'demo', 'schemas']) expect(top.stdout).toContain(command);
+    const results = await Promise.all(['validate', 'run', 'runs', 'show', 'effects', 'quotas', 'schedule', 'demo', 'schemas'].map((c) => flows(c, '--help')));
     for (const r of results) {
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/^Usage: flows /);
@@ -163,6 +163,28 @@ steps:
     }
     expect(r.stderr + r.stdout).not.toMatch(/pk_live_0123456789|s3cr3t-pw/);
     rmSync(join(dir, 'pipelines', 'secretive.yaml'));
+  });
+
+  it('lists effects in doubt and settles them', async () => {
+    const { openDatabase } = await import('../engine/db/connect.ts');
+    const seed = await openDatabase({ dataDir: db });
+    for (const key of ['note:doubt:1', 'note:doubt:2']) {
+      await seed.query(
+        "INSERT INTO flow_effects (key, run_id, step_id, item_key, kind, status, summary, output, reserved_at) VALUES ($1, 'r-gone', 'note', '1', 'event', 'reserved', 'x', 'null', now())",
+        [key],
+      );
+    }
+    await seed.close();
+    const listed = JSON.parse((await flows('effects', '--json')).stdout);
+    expect(listed.map((e: { key: string }) => e.key)).toEqual(['note:doubt:1', 'note:doubt:2']);
+    expect((await flows('effects')).stdout).toContain('flows effects resolve <key> --happened | --did-not-happen');
+    expect((await flows('effects', 'resolve', 'note:doubt:1')).code).toBe(2);
+    const happened = await flows('effects', 'resolve', 'note:doubt:1', '--happened');
+    expect(happened.stdout).toBe('recorded note:doubt:1 as done: it will not be repeated\n');
+    const freed = await flows('effects', 'resolve', 'note:doubt:2', '--did-not-happen');
+    expect(freed.stdout).toBe('freed note:doubt:2: resuming the run performs it (flows run <pipeline> --resume r-gone)\n');
+    expect((await flows('effects', 'resolve', 'note:doubt:1', '--happened')).stderr).toContain('is not in doubt (it is done)');
+    expect((await flows('effects')).stdout).toBe('no effects in doubt\n');
   });
 
   it('reports stale generated files', async () => {

@@ -5,6 +5,7 @@ import type { StepRegistry } from '../registry.ts';
 import { demoCommand } from './commands/demo.ts';
 import { runCommand } from './commands/run.ts';
 import { runsCommand, showCommand } from './commands/runs.ts';
+import { effectsCommand } from './commands/effects.ts';
 import { quotasCommand } from './commands/quotas.ts';
 import { scheduleCommand } from './commands/schedule.ts';
 import { schemasCommand } from './commands/schemas.ts';
@@ -42,6 +43,7 @@ export function createProgram(deps: CliDeps, setExit: (code: number) => void): C
   runCommand(program, project, wrap);
   runsCommand(program, project, wrap);
   showCommand(program, project, wrap);
+  effectsCommand(program, project, wrap);
   quotasCommand(program, project, wrap);
   scheduleCommand(program, project, wrap);
   schemasCommand(program, project, wrap);

@@ -22,7 +22,7 @@ export async function performOutside(
   if (reservation.state === 'in-doubt' && !step.type.effect!.providerIdempotent?.(input)) {
     throw new NonRetriableError(
       `effect ${key} was started by run ${reservation.row.run_id} but never confirmed (the process stopped in the middle); ` +
-        `it may have happened, so it is not repeated. Check the outside system, then delete the reservation to allow it again`,
+        `it may have happened, so it is not repeated. Check the outside system, then run: flows effects resolve ${key} --happened (or --did-not-happen)`,
     );
   }
   let output: unknown;
