@@ -1,6 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { Cron } from 'croner';
-import { parseDuration, DURATION_HINT } from './duration.ts';
+import { parseDuration } from './duration.ts';
 import type { Diagnostic } from './errors.ts';
 import { findTemplates, renderDeep } from './expr/index.ts';
 import { checkSchema } from './schema-check.ts';
@@ -161,4 +161,3 @@ export function parseSpacing(text: string): { minMs: number; maxMs: number } | u
   return { minMs: min, maxMs: max };
 }
 
-export { DURATION_HINT };

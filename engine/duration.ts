@@ -28,15 +28,6 @@ export function parseDuration(text: string): number | undefined {
   return total;
 }
 
-export const DURATION_HINT = 'write a duration like "500ms", "30s", "5m", "2h" or "1d"';
-
-/** Like parseDuration, but throws a message fit for a user. */
-export function durationMs(text: string): number {
-  const ms = parseDuration(text);
-  if (ms === undefined) throw new Error(`"${text}" is not a duration (${DURATION_HINT})`);
-  return ms;
-}
-
 export function formatDuration(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)}ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)}s`;

@@ -1,4 +1,4 @@
-import { formatUnits, table, usd } from './cli/format.ts';
+import { formatUnits, table, usd } from './format.ts';
 import type { RunResult } from './executor/run.ts';
 
 /** The human summary of a run: a table of steps, then failures, then what a dry run planned. */

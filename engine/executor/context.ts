@@ -19,6 +19,8 @@ export interface RunContext {
   readonly runId: string;
   readonly pipeline: string;
   readonly dryRun: boolean;
+  /** A resumed run: items may have finished before, and are looked up to be skipped. */
+  readonly resumed: boolean;
   readonly config: EngineConfig;
   readonly clock: Clock;
   readonly log: Logger;

@@ -32,7 +32,9 @@ export async function runForeach(rc: RunContext, step: PipelineStep): Promise<Fo
   const highWater = Math.max(step.concurrency * 2, 16);
   let finished = true;
 
-  const total = await countItems(rc, step);
+  // A list is rendered once, here; a query is counted here and paged below.
+  const list = step.foreach!.kind === 'expression' ? renderList(rc, step) : undefined;
+  const total = list ? list.length : await countQuery(rc, step);
   rc.events.emit('step:start', { runId: rc.runId, stepId: step.id, total });
 
   // Outputs are kept for the step's `results` only (the first FOREACH_RESULTS_LIMIT):
@@ -62,8 +64,9 @@ export async function runForeach(rc: RunContext, step: PipelineStep): Promise<Fo
     }
   };
 
-  for await (const page of pages(rc, step)) {
-    const done = await rc.store.finishedItemKeys(rc.runId, step.id, page.map((i) => i.key));
+  const none = new Set<string>();
+  for await (const page of list ? listPages(rc, step, list) : queryPages(rc, step)) {
+    const done = rc.resumed ? await rc.store.finishedItemKeys(rc.runId, step.id, page.map((i) => i.key)) : none;
     for (const item of page) {
       if (rc.stop.aborted) break;
       if (done.has(item.key)) {
@@ -122,35 +125,37 @@ async function runGroupItem(rc: RunContext, group: PipelineStep, scope: Record<s
   return { output: outputs, attempts };
 }
 
-async function countItems(rc: RunContext, step: PipelineStep): Promise<number | undefined> {
-  const source = step.foreach!;
-  if (source.kind === 'expression') {
-    const list = renderDeep(source.template, rc.scope, { now: () => rc.clock.now() });
-    return Array.isArray(list) ? list.length : undefined;
-  }
+function renderList(rc: RunContext, step: PipelineStep): unknown[] {
+  const source = step.foreach as { template: string };
+  const list = renderDeep(source.template, rc.scope, { now: () => rc.clock.now() });
+  if (!Array.isArray(list)) throw new Error(`foreach of step "${step.id}" gave ${list === null ? 'null' : typeof list}, not a list`);
+  return list;
+}
+
+async function countQuery(rc: RunContext, step: PipelineStep): Promise<number> {
+  const source = step.foreach as { query: string; params: unknown[] };
   const rows = await rc.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM (${source.query}) AS q`, queryParams(rc, source.params));
   return Number(rows[0]?.n ?? 0);
 }
 
-/** Items in pages: a list is sliced, a query is paged by its key column. */
-async function* pages(rc: RunContext, step: PipelineStep): AsyncGenerator<Item[]> {
-  const source = step.foreach!;
-  if (source.kind === 'expression') {
-    const list = renderDeep(source.template, rc.scope, { now: () => rc.clock.now() });
-    if (!Array.isArray(list)) throw new Error(`foreach of step "${step.id}" gave ${list === null ? 'null' : typeof list}, not a list`);
-    const seen = new Set<string>();
-    for (let start = 0; start < list.length; start += 500) {
-      const page: Item[] = [];
-      list.slice(start, start + 500).forEach((value, i) => {
-        let key = itemKeyOf(rc, step, value, start + i);
-        if (seen.has(key)) key = `${key}#${start + i}`;
-        seen.add(key);
-        page.push({ key, value });
-      });
-      yield page;
-    }
-    return;
+/** A list in pages of 500, each item with its key (a repeated key gets its position appended). */
+function* listPages(rc: RunContext, step: PipelineStep, list: unknown[]): Generator<Item[]> {
+  const seen = new Set<string>();
+  for (let start = 0; start < list.length; start += 500) {
+    const page: Item[] = [];
+    list.slice(start, start + 500).forEach((value, i) => {
+      let key = itemKeyOf(rc, step, value, start + i);
+      if (seen.has(key)) key = `${key}#${start + i}`;
+      seen.add(key);
+      page.push({ key, value });
+    });
+    yield page;
   }
+}
+
+/** A query's rows in pages, by its key column: never the whole result in memory. */
+async function* queryPages(rc: RunContext, step: PipelineStep): AsyncGenerator<Item[]> {
+  const source = step.foreach as { query: string; params: unknown[]; key: string; pageSize: number };
   const keyColumn = quoteIdent(source.key);
   const params = queryParams(rc, source.params);
   const last = params.length + 1;

@@ -2,7 +2,6 @@ import { addCost, priceOf, zeroCost } from '../cost.ts';
 import { NonRetriableError } from '../errors.ts';
 import { evaluate, parseExpression, renderDeep } from '../expr/index.ts';
 import type { CallStep } from '../pipeline/types.ts';
-import { QuotaCalendar } from '../quota/calendar.ts';
 import { countedStretch } from '../quota/ledger.ts';
 import { SlotPlanner } from '../quota/slots.ts';
 import { runtimeValidatorFor, schemaErrors } from '../schema-check.ts';
@@ -10,7 +9,8 @@ import type { Queryable, StepContext } from '../types.ts';
 import { withRetries } from './attempt.ts';
 import type { RunContext } from './context.ts';
 import { performOutside, repeated } from './outside-effect.ts';
-import { performUnderQuota } from './quota-effect.ts';
+import { calendarOf, performUnderQuota } from './quota-effect.ts';
+import { statementOutput } from './write-batch.ts';
 
 export interface InvokeResult {
   output: unknown;
@@ -101,11 +101,10 @@ async function plan(
     if (!planner) {
       planner = (async () => {
         const quota = rc.config.quotas![name]!;
-        const tz = rc.config.business?.timezone ?? 'UTC';
         const now = rc.clock.now();
-        const stretch = countedStretch(quota, new QuotaCalendar(quota, tz).periodFrom(now), now);
+        const stretch = countedStretch(quota, calendarOf(rc, name).periodFrom(now), now);
         const used = await rc.store.quotaUse(rc.store.kysely, name, quotaKey ?? '', stretch.from, stretch.to);
-        return new SlotPlanner(quota, tz, now, used.count);
+        return new SlotPlanner(quota, rc.config.business?.timezone ?? 'UTC', now, used.count);
       })();
       rc.slots.set(slotKey, planner);
     }
@@ -157,7 +156,7 @@ async function perform(
       ? async (db: Queryable) => ({ rows: await db.query(statement.sql, statement.params) })
       : (db: Queryable) => step.type.run(context(db), input);
     const result = await rc.writes.perform({ ...effect, write, statement });
-    const output = statement ? statement.output((result.output as { rows?: Record<string, unknown>[] } | null)?.rows ?? []) : result.output;
+    const output = statementOutput(statement, result.output);
     if (result.repeated) return repeated(rc, step, kind, key, output);
     rc.events.emit('effect:done', { runId: rc.runId, stepId: step.id, key, kind, repeated: false });
     return output;

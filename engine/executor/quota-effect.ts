@@ -7,6 +7,7 @@ import type { Reservation } from '../store.ts';
 import type { Queryable, StepContext } from '../types.ts';
 import type { RunContext } from './context.ts';
 import { performOutside, repeated } from './outside-effect.ts';
+import { statementOutput } from './write-batch.ts';
 
 type Effect = { key: string; runId: string; stepId: string; itemKey: string; kind: string; summary: string; now: Date; quota: string; quotaKey: string };
 
@@ -59,7 +60,7 @@ export async function performUnderQuota(
       return { kind: 'written', output };
     });
 
-    const asOutput = (stored: unknown) => (statement ? statement.output((stored as { rows?: Record<string, unknown>[] } | null)?.rows ?? []) : stored);
+    const asOutput = (recorded: unknown) => statementOutput(statement, recorded);
     switch (outcome.kind) {
       case 'wait':
         await waitForQuota(rc, outcome.until, outcome.reason);
@@ -76,7 +77,8 @@ export async function performUnderQuota(
   }
 }
 
-function calendarOf(rc: RunContext, name: string): QuotaCalendar {
+/** The calendar of a quota, built once per run. */
+export function calendarOf(rc: RunContext, name: string): QuotaCalendar {
   let calendar = rc.calendars.get(name);
   if (!calendar) {
     calendar = new QuotaCalendar(rc.config.quotas![name]!, rc.config.business?.timezone ?? 'UTC');

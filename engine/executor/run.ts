@@ -83,6 +83,7 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
   let inputs = options.resume ? {} : resolveInputs(pipeline, options.inputs ?? {});
   let dryRun = options.dryRun ?? false;
   const completed = new Map<string, unknown>();
+  let changedSinceStart = false;
   if (options.resume) {
     const run = await store.getRun(options.resume);
     if (!run) throw new Error(`no run "${options.resume}" (see flows runs)`);
@@ -91,6 +92,7 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
     if (run.status === 'completed') throw new Error(`run ${run.id} already completed; nothing to resume`);
     runId = run.id;
     inputs = run.inputs;
+    changedSinceStart = run.pipeline_hash !== pipeline.hash;
     dryRun = false;
     for (const s of await store.getSteps(runId)) if (s.status === 'completed' || s.status === 'skipped') completed.set(s.step_id, s.output);
     await store.setRunStatus(runId, 'running', clock.now());
@@ -99,16 +101,14 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
     await store.createRun({ id: runId, pipeline: pipeline.name, file: pipeline.file, hash: pipeline.hash, dryRun, inputs, now: clock.now() });
   }
   const log = (options.log ?? silentLogger).child({ run: runId, pipeline: pipeline.name });
-  if (options.resume) {
-    const run = await store.getRun(runId);
-    if (run && run.pipeline_hash !== pipeline.hash) log.warn('the pipeline file changed since this run started; resuming with the current file');
-  }
+  if (changedSinceStart) log.warn('the pipeline file changed since this run started; resuming with the current file');
 
   const sink = dryRun ? new DryRunSink(options.outDir ?? `.flows/dry-runs/${runId}`, scrub) : undefined;
   const rc: RunContext = {
     runId,
     pipeline: pipeline.name,
     dryRun,
+    resumed: Boolean(options.resume),
     config: options.config,
     clock,
     log,

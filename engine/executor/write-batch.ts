@@ -150,3 +150,9 @@ function queryable(trx: Transaction<Tables>): Queryable {
     query: async <R>(text: string, params: readonly unknown[] = []) => (await trx.executeQuery<R>(CompiledQuery.raw(text, [...params]))).rows as R[],
   };
 }
+
+/** A statement effect's output from what was recorded for it: `{ rows }`, the rows it returned. */
+export function statementOutput(statement: DatabaseStatement | undefined, recorded: unknown): unknown {
+  if (!statement) return recorded;
+  return statement.output((recorded as { rows?: Record<string, unknown>[] } | null)?.rows ?? []);
+}

@@ -6,7 +6,7 @@ import { executeRun } from '../../executor/run.ts';
 import { resolveInputs } from '../../pipeline/inputs.ts';
 import { RunStore } from '../../store.ts';
 import { renderRunSummary } from '../../summary.ts';
-import { table } from '../format.ts';
+import { table } from '../../format.ts';
 import { showProgress } from '../progress.ts';
 import type { Project } from '../project.ts';
 import { exitCodeOf } from './run.ts';

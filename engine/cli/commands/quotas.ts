@@ -3,7 +3,7 @@ import { type Clock, systemClock } from '../../clock.ts';
 import { QuotaCalendar } from '../../quota/calendar.ts';
 import { countedStretch } from '../../quota/ledger.ts';
 import { RunStore } from '../../store.ts';
-import { table } from '../format.ts';
+import { table } from '../../format.ts';
 import type { Project } from '../project.ts';
 import type { Wrap } from './types.ts';
 

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { formatDuration } from '../../duration.ts';
 import { RunStore } from '../../store.ts';
-import { table, when } from '../format.ts';
+import { table, when } from '../../format.ts';
 import type { Project } from '../project.ts';
 import { UsageError } from '../project.ts';
 import type { Wrap } from './types.ts';

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { type Clock, systemClock } from '../../clock.ts';
 import { nextFires } from '../../schedule.ts';
-import { table } from '../format.ts';
+import { table } from '../../format.ts';
 import type { Project } from '../project.ts';
 import type { Wrap } from './types.ts';
 
