@@ -59,6 +59,41 @@ export const SenderSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const VerifierSchema = Type.Object(
+  {
+    type: StringEnum(['stripe', 'hmac-sha256'], 'stripe: the Stripe-Signature header checked with the Stripe library; hmac-sha256: an HMAC of the raw body in a header.'),
+    secret: Type.String({ minLength: 1, description: 'The signing secret, through ${{ env.NAME }}.' }),
+    tolerance: Type.Optional(Type.String({ description: 'stripe: how old a signed timestamp may be (default "5m").' })),
+    header: Type.Optional(Type.String({ description: 'hmac-sha256: the header holding the signature (default x-signature).' })),
+    prefix: Type.Optional(Type.String({ description: 'hmac-sha256: text before the digest in the header, e.g. "sha256=".' })),
+    encoding: Type.Optional(StringEnum(['hex', 'base64'], 'hmac-sha256: how the digest is written (default hex).')),
+  },
+  { additionalProperties: false },
+);
+
+export const WebhooksSchema = Type.Object(
+  {
+    body_limit: Type.Optional(Type.Integer({ minimum: 1024, description: 'Largest request body in bytes (default 1048576); larger ones are answered 413.' })),
+    verifiers: Type.Optional(Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), VerifierSchema)),
+  },
+  { additionalProperties: false },
+);
+
+export const DaemonSchema = Type.Object(
+  {
+    port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'HTTP port (default 8080; --port wins).' })),
+    host: Type.Optional(Type.String({ description: 'Address to listen on (default 127.0.0.1; 0.0.0.0 for every interface).' })),
+    workers: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'Runs this daemon executes at once (default 2).' })),
+    lease: Type.Optional(Type.String({ description: 'How long a claim on a run lasts without renewal; a dead daemon\'s runs are taken over after it (default "60s").' })),
+    poll: Type.Optional(Type.String({ description: 'How often idle workers look for queued runs (default "2s").' })),
+    park_after: Type.Optional(
+      Type.String({ description: 'A quota wait longer than this frees the worker: the run is queued again for when the window opens (default "60s").' }),
+    ),
+    stop_timeout: Type.Optional(Type.String({ description: 'On SIGTERM, how long in-flight steps may take to finish before they are aborted (default "25s").' })),
+  },
+  { additionalProperties: false },
+);
+
 export const ConfigSchema = Type.Object(
   {
     business: Type.Optional(
@@ -84,12 +119,16 @@ export const ConfigSchema = Type.Object(
         description: 'Price in USD of one unit, by unit name (semrush_unit, claude_input_token ...).',
       }),
     ),
+    webhooks: Type.Optional(WebhooksSchema),
+    daemon: Type.Optional(DaemonSchema),
   },
   { additionalProperties: false },
 );
 
 export type EngineConfig = Static<typeof ConfigSchema>;
 export type QuotaConfig = Static<typeof QuotaSchema>;
+export type VerifierConfig = Static<typeof VerifierSchema>;
+export type DaemonConfig = Static<typeof DaemonSchema>;
 
 export const emptyConfig: EngineConfig = {};
 
@@ -141,6 +180,16 @@ export function loadConfig(text: string, file: string, env: Record<string, strin
     }
     if (typeof quota.spacing === 'string' && !parseSpacing(quota.spacing)) {
       diagnostics.push(doc.at(['quotas', name, 'spacing'], `"${quota.spacing}" is not a spacing (write "60s" or "60s..180s")`));
+    }
+  }
+  for (const [key, value] of Object.entries(cfg.daemon ?? {})) {
+    if (['lease', 'poll', 'park_after', 'stop_timeout'].includes(key) && typeof value === 'string' && parseDuration(value) === undefined) {
+      diagnostics.push(doc.at(['daemon', key], `"${value}" is not a duration (write "30s" or "2m")`));
+    }
+  }
+  for (const [name, v] of Object.entries(cfg.webhooks?.verifiers ?? {})) {
+    if (typeof v?.tolerance === 'string' && parseDuration(v.tolerance) === undefined) {
+      diagnostics.push(doc.at(['webhooks', 'verifiers', name, 'tolerance'], `"${v.tolerance}" is not a duration (write "5m")`));
     }
   }
   for (const t of findTemplates(raw)) {

@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { formatDiagnostic, ValidationError } from '../errors.ts';
 import { InputError } from '../pipeline/inputs.ts';
 import type { StepRegistry } from '../registry.ts';
+import { daemonCommand } from './commands/daemon.ts';
 import { demoCommand } from './commands/demo.ts';
 import { runCommand } from './commands/run.ts';
 import { runsCommand, showCommand } from './commands/runs.ts';
@@ -46,6 +47,7 @@ export function createProgram(deps: CliDeps, setExit: (code: number) => void): C
   effectsCommand(program, project, wrap);
   quotasCommand(program, project, wrap);
   scheduleCommand(program, project, wrap);
+  daemonCommand(program, project, wrap);
   schemasCommand(program, project, wrap);
   demoCommand(program, project, wrap, deps.demo);
   return program;

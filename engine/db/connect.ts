@@ -17,6 +17,13 @@ export interface Database {
    * it is prepared once per connection, so each run sends only its values.
    */
   queryHot<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<R[]>;
+  /**
+   * Runs SQL that may hold several statements and no parameters (a library's schema set-up),
+   * in turn with every other query.
+   */
+  script(text: string): Promise<Record<string, unknown>[]>;
+  /** The Postgres URL, when on Postgres (a library that wants its own pool connects to it). */
+  readonly url?: string;
   close(): Promise<void>;
 }
 
@@ -46,8 +53,10 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   const dataDir = options.dataDir ?? 'memory://';
   const unlock = pool || dataDir.startsWith('memory://') ? () => {} : lockDataDir(dataDir);
   let kysely: Kysely<Tables>;
+  let embedded: import('@electric-sql/pglite').PGlite | undefined;
   try {
-    kysely = pool ? new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) }) : await pglite(dataDir);
+    if (pool) kysely = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
+    else ({ kysely, client: embedded } = await pglite(dataDir));
     if (options.migrate !== false) await migrateToLatest(kysely);
   } catch (err) {
     unlock();
@@ -70,6 +79,16 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
           return (await pool.query({ name, text, values: [...params] })).rows as R[];
         }
       : query,
+    url: options.url,
+    script: async (text) => {
+      if (pool) {
+        const result = (await pool.query(text)) as unknown as { rows: Record<string, unknown>[] } | { rows: Record<string, unknown>[] }[];
+        return (Array.isArray(result) ? result.at(-1)?.rows : result.rows) ?? [];
+      }
+      // PGlite runs a multi-statement script only through exec; holding kysely's connection
+      // keeps it from interleaving with a transaction.
+      return kysely.connection().execute(async () => (await embedded!.exec(text)).at(-1)?.rows ?? []);
+    },
     close: async () => {
       await kysely.destroy();
       unlock();
@@ -125,7 +144,7 @@ async function postgresPool(url: string, max: number): Promise<import('pg').Pool
   return pool;
 }
 
-async function pglite(dataDir: string): Promise<Kysely<Tables>> {
+async function pglite(dataDir: string): Promise<{ kysely: Kysely<Tables>; client: import('@electric-sql/pglite').PGlite }> {
   const [{ PGlite }, { PGliteDialect }] = await Promise.all([
     import('@electric-sql/pglite'),
     import('kysely-pglite-dialect'),
@@ -133,5 +152,5 @@ async function pglite(dataDir: string): Promise<Kysely<Tables>> {
   const client = await PGlite.create(dataDir, {
     parsers: { 20: (v: string) => Number(v) },
   });
-  return new Kysely<Tables>({ dialect: new PGliteDialect(client) });
+  return { kysely: new Kysely<Tables>({ dialect: new PGliteDialect(client) }), client };
 }

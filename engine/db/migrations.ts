@@ -159,6 +159,61 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('flow_runs').addColumn('waiting_reason', 'text').execute();
     },
   },
+  '0004_daemon': {
+    async up(db: Kysely<any>) {
+      // Runs the daemon executes: why each started, and who holds it until when. A worker
+      // renews its lease while it runs; a run whose lease ran out is queued again.
+      await db.schema.alterTable('flow_runs').addColumn('trigger', 'text', (c) => c.notNull().defaultTo('manual')).execute();
+      await db.schema.alterTable('flow_runs').addColumn('trigger_ref', 'text').execute();
+      await db.schema.alterTable('flow_runs').addColumn('claimed_by', 'text').execute();
+      await db.schema.alterTable('flow_runs').addColumn('lease_until', 'timestamptz').execute();
+      await db.schema
+        .createIndex('flow_runs_active')
+        .on('flow_runs')
+        .columns(['pipeline', 'status'])
+        .where(sql.ref('status'), 'in', ['queued', 'running', 'waiting'])
+        .execute();
+
+      // The last fire handled for each schedule: a row lock on it makes each fire happen once.
+      await db.schema
+        .createTable('flow_schedules')
+        .addColumn('pipeline', 'text', (c) => c.primaryKey())
+        .addColumn('last_fire_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('updated_at', 'timestamptz', (c) => c.notNull())
+        .execute();
+
+      // Each provider event once per route.
+      await db.schema
+        .createTable('webhook_events')
+        .addColumn('route', 'text', (c) => c.notNull())
+        .addColumn('event_id', 'text', (c) => c.notNull())
+        .addColumn('run_id', 'text')
+        .addColumn('received_at', 'timestamptz', (c) => c.notNull())
+        .addPrimaryKeyConstraint('webhook_events_pk', ['route', 'event_id'])
+        .execute();
+
+      // Runs started by events, by dedupe key, for "one run per key per window".
+      await db.schema
+        .createTable('flow_trigger_keys')
+        .addColumn('pipeline', 'text', (c) => c.notNull())
+        .addColumn('dedupe_key', 'text', (c) => c.notNull())
+        .addColumn('run_id', 'text', (c) => c.notNull())
+        .addColumn('fired_at', 'timestamptz', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('flow_trigger_keys_lookup').on('flow_trigger_keys').columns(['pipeline', 'dedupe_key', 'fired_at']).execute();
+
+      // Events are handed to the pipelines they trigger once; those recorded before the
+      // daemon existed count as handed over.
+      await db.schema.alterTable('events').addColumn('dispatched_at', 'timestamptz').execute();
+      await sql`UPDATE events SET dispatched_at = occurred_at`.execute(db);
+      await db.schema
+        .createIndex('events_undispatched')
+        .on('events')
+        .columns(['occurred_at'])
+        .where(sql.ref('dispatched_at'), 'is', null)
+        .execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -5,7 +5,11 @@ export type Json<T = unknown> = ColumnType<T, string, string>;
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
 
 export type RunStatus =
+  /** Waiting in the daemon's queue for a worker. */
+  | 'queued'
   | 'running'
+  /** Parked until a quota window opens; the daemon queues it again for then. */
+  | 'waiting'
   | 'completed'
   | 'completed_with_errors'
   | 'failed'
@@ -30,6 +34,13 @@ export interface FlowRunsTable {
   /** Set while the run waits for a quota window: when it goes on, and why. */
   waiting_until: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
   waiting_reason: ColumnType<string | null, string | null | undefined, string | null>;
+  /** What started the run: manual, schedule, webhook or event. */
+  trigger: ColumnType<string, string | undefined, string>;
+  /** The fire time, webhook event id or event id behind it. */
+  trigger_ref: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The daemon worker executing it, and until when its claim holds without renewal. */
+  claimed_by: ColumnType<string | null, string | null | undefined, string | null>;
+  lease_until: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 }
 
 export interface FlowStepsTable {
@@ -82,6 +93,28 @@ export interface EventsTable {
   payload: Json<Record<string, unknown>>;
   run_id: string | null;
   occurred_at: Timestamp;
+  /** When the daemon handed it to the pipelines it triggers. */
+  dispatched_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
+export interface FlowSchedulesTable {
+  pipeline: string;
+  last_fire_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface WebhookEventsTable {
+  route: string;
+  event_id: string;
+  run_id: string | null;
+  received_at: Timestamp;
+}
+
+export interface FlowTriggerKeysTable {
+  pipeline: string;
+  dedupe_key: string;
+  run_id: string;
+  fired_at: Timestamp;
 }
 
 /** The business tables of the report company (see DESIGN.md). */
@@ -137,6 +170,9 @@ export interface Tables {
   flow_items: FlowItemsTable;
   flow_effects: FlowEffectsTable;
   events: EventsTable;
+  flow_schedules: FlowSchedulesTable;
+  webhook_events: WebhookEventsTable;
+  flow_trigger_keys: FlowTriggerKeysTable;
   prospects: ProspectsTable;
   prospect_intelligence: ProspectIntelligenceTable;
   generated_reports: GeneratedReportsTable;

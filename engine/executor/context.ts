@@ -44,6 +44,11 @@ export interface RunContext {
   readonly rateLimits: RateLimits;
   /** The latest quota wait, as recorded on the run. */
   waiting?: { until: Date; reason: string };
+  /**
+   * Set by the daemon: a quota wait longer than `afterMs` parks the run (it stops as on a
+   * graceful stop and ends "waiting") instead of holding a worker while it sleeps.
+   */
+  readonly park?: { afterMs: number; controller: AbortController; until?: Date };
 }
 
 export function writableQueryable(db: Database): Queryable {

@@ -96,6 +96,11 @@ async function waitForQuota(rc: RunContext, until: Date, reason: string): Promis
     rc.log.info({ until: until.toISOString(), reason }, 'waiting for a quota window');
   }
   rc.events.emit('quota:wait', { runId: rc.runId, until, reason });
+  if (rc.park && until.getTime() - rc.clock.now().getTime() > rc.park.afterMs) {
+    rc.park.until = rc.park.until && rc.park.until < until ? rc.park.until : until;
+    rc.park.controller.abort();
+    throw new StoppedWaitingError(until);
+  }
   try {
     await rc.clock.sleepUntil(until, AbortSignal.any([rc.stop, rc.abort]));
   } catch {

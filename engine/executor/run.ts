@@ -42,6 +42,11 @@ export interface ExecuteOptions {
   abort?: AbortSignal;
   /** Named rate limits (shared through Redis when built with a URL); by default in-process, closed at the end. */
   rateLimits?: RateLimits;
+  /**
+   * A quota wait longer than this ends the run "waiting" (its waiting_until says when to go
+   * on) rather than sleeping; the daemon sets it so a worker is not held for hours.
+   */
+  parkAfterMs?: number;
 }
 
 export interface StepSummary {
@@ -103,6 +108,8 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
   const log = (options.log ?? silentLogger).child({ run: runId, pipeline: pipeline.name });
   if (changedSinceStart) log.warn('the pipeline file changed since this run started; resuming with the current file');
 
+  const park: RunContext['park'] = options.parkAfterMs !== undefined && !dryRun ? { afterMs: options.parkAfterMs, controller: new AbortController() } : undefined;
+  const stop = options.stop ?? never;
   const sink = dryRun ? new DryRunSink(options.outDir ?? `.flows/dry-runs/${runId}`, scrub) : undefined;
   const rc: RunContext = {
     runId,
@@ -115,7 +122,8 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
     events,
     store,
     scrub,
-    stop: options.stop ?? never,
+    stop: park ? AbortSignal.any([stop, park.controller.signal]) : stop,
+    park,
     abort: options.abort ?? never,
     scope: {
       inputs,
@@ -217,8 +225,11 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
       if (s && !e.skipped) s.effects += 1;
     }
   }
+  // Parked for a quota window (and not stopped for another reason): the run waits.
+  if (status === 'interrupted' && park?.until && !stop.aborted) status = 'waiting';
   const failures = (await store.failedItems(runId)).map((f) => ({ step: f.step_id, item: f.item_key, error: f.error }));
-  if (rc.waiting && status !== 'interrupted') await store.setRunWaiting(runId, null, null);
+  if (park?.until) await store.setRunWaiting(runId, park.until, rc.waiting?.reason ?? 'quota');
+  else if (rc.waiting && status !== 'interrupted') await store.setRunWaiting(runId, null, null);
   await store.setRunStatus(runId, status, clock.now(), runError ?? null);
   events.emit('run:finish', { runId, status });
   log.info({ status }, 'run finished');

@@ -54,7 +54,7 @@ export function loadPipeline(text: string, file: string, options: LoadOptions): 
   const raw = doc.value as RawPipeline;
   if (!Array.isArray(raw.steps)) return { diagnostics };
 
-  const trigger = checkTrigger(raw.trigger, doc, diagnostics);
+  const trigger = checkTrigger(raw.trigger, raw.name, doc, options.config, diagnostics);
   for (const [name, schema] of Object.entries(raw.inputs ?? {})) {
     if (!schema || typeof schema !== 'object') continue;
     for (const problem of schemaProblems(schema)) diagnostics.push(doc.at(['inputs', name], `not a valid JSON Schema: ${problem} (write e.g. { type: string, default: "x" })`));
@@ -113,7 +113,13 @@ export function loadPipeline(text: string, file: string, options: LoadOptions): 
   return { pipeline, diagnostics };
 }
 
-function checkTrigger(raw: Record<string, any> | undefined, doc: SourceDoc, out: Diagnostic[]): Trigger | undefined {
+function checkTrigger(
+  raw: Record<string, any> | undefined,
+  name: unknown,
+  doc: SourceDoc,
+  config: EngineConfig | undefined,
+  out: Diagnostic[],
+): Trigger | undefined {
   if (!raw || typeof raw !== 'object') return undefined;
   const kinds = Object.keys(raw);
   if (kinds.length !== 1) return undefined; // the schema already said so
@@ -131,14 +137,56 @@ function checkTrigger(raw: Record<string, any> | undefined, doc: SourceDoc, out:
       }
       return { kind: 'schedule', cron, timezone, catchup: body.catchup ?? 'last', overlap: body.overlap ?? 'skip' };
     }
-    case 'webhook':
-      return { kind: 'webhook', path: body.path, verify: body.verify };
-    case 'event':
-      return { kind: 'event', name: body.name };
+    case 'webhook': {
+      const verifiers = config?.webhooks?.verifiers ?? {};
+      if (typeof body.verify === 'string' && !verifiers[body.verify]) {
+        const names = Object.keys(verifiers);
+        out.push(
+          doc.at(
+            ['trigger', 'webhook', 'verify'],
+            `unknown verifier "${body.verify}"${didYouMean(body.verify, names) || (names.length ? `; verifiers in the config: ${names.join(', ')}` : '; declare it under webhooks.verifiers in the config')}`,
+          ),
+        );
+      }
+      checkTriggerTemplates(doc, ['trigger', 'webhook'], body, out);
+      return {
+        kind: 'webhook',
+        path: body.path ?? `/hooks/${typeof name === 'string' ? name : 'pipeline'}`,
+        verify: body.verify,
+        events: body.events,
+        eventId: body.event_id,
+        inputs: body.inputs,
+      };
+    }
+    case 'event': {
+      const windowMs = body.dedupe ? parseDuration(String(body.dedupe.window)) : undefined;
+      if (body.dedupe && windowMs === undefined) {
+        out.push(doc.at(['trigger', 'event', 'dedupe', 'window'], `"${body.dedupe.window}" is not a duration (write "30d" or "12h")`));
+      }
+      checkTriggerTemplates(doc, ['trigger', 'event'], body, out);
+      return {
+        kind: 'event',
+        name: body.name,
+        dedupe: body.dedupe && windowMs !== undefined ? { key: body.dedupe.key, windowMs } : undefined,
+        inputs: body.inputs,
+      };
+    }
     case 'manual':
       return { kind: 'manual' };
     default:
       return undefined;
+  }
+}
+
+/** Expressions in a trigger (event ids, dedupe keys, inputs) must at least parse. */
+function checkTriggerTemplates(doc: SourceDoc, base: Path, body: Record<string, unknown>, out: Diagnostic[]): void {
+  for (const t of findTemplates(body)) {
+    try {
+      parseTemplate(t.text);
+    } catch (err) {
+      if (err instanceof ExpressionError) out.push(doc.at([...base, ...t.path], err.message));
+      else throw err;
+    }
   }
 }
 

@@ -39,14 +39,44 @@ export const TriggerSchema = Type.Object(
     webhook: Type.Optional(
       Type.Object(
         {
-          path: Type.Optional(Type.String({ pattern: '^/', description: 'Route path, e.g. /hooks/stripe.' })),
-          verify: Type.Optional(Type.String({ description: 'Signature verifier: stripe or hmac-sha256.' })),
+          path: Type.Optional(Type.String({ pattern: '^/[A-Za-z0-9/_.-]*$', description: 'Route path (default /hooks/<pipeline name>), e.g. /hooks/stripe.' })),
+          verify: Type.Optional(Type.String({ description: 'Name of a signature verifier in the config (webhooks.verifiers); without one, any caller may start a run.' })),
+          events: Type.Optional(
+            Type.Array(Type.String(), { minItems: 1, description: 'Only these event types (the body\'s "type") start a run; others are answered 200 and ignored.' }),
+          ),
+          event_id: Type.Optional(
+            Type.String({ description: 'Expression giving the provider\'s event id, each processed once (default body.id for stripe, else a hash of the body).' }),
+          ),
+          inputs: Type.Optional(
+            Type.Record(Type.String(), Type.Unknown(), {
+              description: 'Run inputs, by expressions over body, headers and query (default: the whole body as input "event").',
+            }),
+          ),
         },
         { additionalProperties: false },
       ),
     ),
     event: Type.Optional(
-      Type.Object({ name: Type.String({ description: 'The event that starts a run, e.g. email.clicked.' }) }, { additionalProperties: false }),
+      Type.Object(
+        {
+          name: Type.String({ pattern: '^[a-z][a-z0-9_.-]*$', description: 'The event that starts a run, e.g. email.clicked.' }),
+          dedupe: Type.Optional(
+            Type.Object(
+              {
+                key: Type.String({ description: 'Expression over event giving what a run is about, e.g. ${{ event.key }}.' }),
+                window: duration('At most one run per key in this window, e.g. "30d".'),
+              },
+              { additionalProperties: false },
+            ),
+          ),
+          inputs: Type.Optional(
+            Type.Record(Type.String(), Type.Unknown(), {
+              description: 'Run inputs, by expressions over event (type, key, payload, occurred_at); default: the event as input "event".',
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
     ),
     manual: Type.Optional(Type.Object({}, { additionalProperties: false })),
   },

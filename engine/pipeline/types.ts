@@ -5,8 +5,8 @@ declare const parsed: unique symbol;
 
 export type Trigger =
   | { kind: 'schedule'; cron: string; timezone: string; catchup: 'none' | 'last' | 'all'; overlap: 'skip' | 'queue' }
-  | { kind: 'webhook'; path?: string; verify?: string }
-  | { kind: 'event'; name: string }
+  | { kind: 'webhook'; path: string; verify?: string; events?: string[]; eventId?: string; inputs?: Record<string, unknown> }
+  | { kind: 'event'; name: string; dedupe?: { key: string; windowMs: number }; inputs?: Record<string, unknown> }
   | { kind: 'manual' };
 
 export type ForeachSource =

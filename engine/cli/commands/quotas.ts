@@ -1,22 +1,10 @@
 import type { Command } from 'commander';
 import { type Clock, systemClock } from '../../clock.ts';
-import { QuotaCalendar } from '../../quota/calendar.ts';
-import { countedStretch } from '../../quota/ledger.ts';
+import { quotaReports } from '../../quota/report.ts';
 import { RunStore } from '../../store.ts';
 import { table } from '../../format.ts';
 import type { Project } from '../project.ts';
 import type { Wrap } from './types.ts';
-
-export interface QuotaReport {
-  quota: string;
-  key: string | null;
-  cap: number;
-  per: string;
-  used: number;
-  remaining: number;
-  /** The period the numbers are for: the current one, or the next when outside every window. */
-  period: { start: string; end: string; label: string; open: boolean };
-}
 
 export function quotasCommand(program: Command, project: () => Project, wrap: Wrap, clock: Clock = systemClock): void {
   program
@@ -26,32 +14,10 @@ export function quotasCommand(program: Command, project: () => Project, wrap: Wr
     .action(
       wrap(async (opts: { json?: boolean }) => {
         const p = project();
-        const quotas = Object.entries(p.config.quotas ?? {});
-        const db = await p.openDb();
+                const db = await p.openDb();
         try {
           const store = new RunStore(db);
-          const now = clock.now();
-          const reports: QuotaReport[] = [];
-          for (const [name, quota] of quotas) {
-            const calendar = new QuotaCalendar(quota, p.config.business?.timezone ?? 'UTC');
-            const open = calendar.periodAt(now);
-            const period = open ?? calendar.nextPeriodAfter(now);
-            const stretch = countedStretch(quota, period, now);
-            const usage = await store.quotaUsage(name, stretch.from, stretch.to);
-            const rows = usage.length ? usage : [{ quota_key: quota.per_key ? null : '', used: 0 }];
-            for (const u of rows) {
-              const used = Number(u.used);
-              reports.push({
-                quota: name,
-                key: quota.per_key ? (u.quota_key ?? null) : null,
-                cap: quota.cap,
-                per: quota.per,
-                used,
-                remaining: Math.max(0, quota.cap - used),
-                period: { start: period.start.toISOString(), end: period.end.toISOString(), label: calendar.label(period.start, period.end), open: Boolean(open) },
-              });
-            }
-          }
+          const reports = await quotaReports(p.config, store, clock.now());
           if (opts.json) {
             process.stdout.write(`${JSON.stringify(reports)}\n`);
             return 0;

@@ -1,0 +1,68 @@
+import type { Command } from 'commander';
+import { Daemon } from '../../daemon/daemon.ts';
+import type { Pipeline } from '../../pipeline/types.ts';
+import type { Project } from '../project.ts';
+import type { Wrap } from './types.ts';
+
+interface DaemonCliOptions {
+  port?: number;
+  host?: string;
+  workers?: number;
+}
+
+export function daemonCommand(program: Command, project: (defaults?: { logLevel?: string }) => Project, wrap: Wrap): void {
+  program
+    .command('daemon')
+    .description('Run the scheduler, the workers and the webhook server in one process (several may share one Postgres)')
+    .option('--port <port>', 'HTTP port (default: daemon.port in the config, else 8080; 0 picks a free one)', (v) => Number.parseInt(v, 10))
+    .option('--host <address>', 'address to listen on (default 127.0.0.1)')
+    .option('--workers <n>', 'runs executed at once by this daemon (default: daemon.workers, else 2)', (v) => Number.parseInt(v, 10))
+    .addHelpText(
+      'after',
+      `
+Every pipeline file in --dir is loaded (all must be valid). Scheduled pipelines fire on their
+cron; webhook pipelines get a POST route; event pipelines start when their event is recorded.
+Runs are queued in the database: with Postgres (DATABASE_URL), start this on as many machines
+as you like; each schedule fires once and each run is executed by one daemon.
+
+Endpoints: POST <webhook paths>, GET /healthz, GET /metrics (Prometheus).
+Signals: SIGTERM or Ctrl-C stops gracefully (in-flight steps finish, runs go back to the queue,
+exit 0); a second one exits at once. Pipeline files are read at start: restart the daemon after
+editing them (runs in flight go back to the queue and resume).
+Logs are JSON lines on stderr.`,
+    )
+    .action(
+      wrap(async (opts: DaemonCliOptions) => {
+        const p = project({ logLevel: 'info' });
+        const loadAll = (): Pipeline[] => p.pipelineFiles().map((file) => p.pipeline(file));
+        const pipelines = loadAll();
+        const config = opts.workers ? { ...p.config, daemon: { ...p.config.daemon, workers: opts.workers } } : p.config;
+        const db = await p.openDb();
+        const daemon = new Daemon({ db, config, pipelines, log: p.log, env: p.env, scrub: p.scrub, port: opts.port, host: opts.host, redisUrl: p.env.REDIS_URL || undefined });
+        try {
+          await daemon.start();
+        } catch (err) {
+          await daemon.stop().catch(() => {});
+          await db.close();
+          throw err;
+        }
+        process.stderr.write(`flows daemon ${daemon.workerId} listening on ${daemon.url} (${db.description}); pipelines: ${pipelines.map((x) => `${x.name} (${x.trigger.kind})`).join(', ') || 'none'}\n`);
+
+        let signals = 0;
+        const stopped = new Promise<void>((resolve) => {
+          const onStop = (signal: string) => {
+            signals++;
+            if (signals === 1) {
+              process.stderr.write(`\n${signal}: stopping (in-flight steps finish; again to abort them)\n`);
+              void daemon.stop().then(resolve);
+            } else process.exit(130);
+          };
+          process.on('SIGTERM', () => onStop('SIGTERM'));
+          process.on('SIGINT', () => onStop('SIGINT'));
+        });
+        await stopped;
+        await db.close();
+        return 0;
+      }),
+    );
+}

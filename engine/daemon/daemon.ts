@@ -1,0 +1,344 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { type Clock, systemClock } from '../clock.ts';
+import type { EngineConfig } from '../config.ts';
+import type { Database } from '../db/connect.ts';
+import { parseDuration } from '../duration.ts';
+import { errorMessage } from '../errors.ts';
+import { RunEvents } from '../events.ts';
+import { executeRun, type RunResult } from '../executor/run.ts';
+import { type Logger, silentLogger } from '../log.ts';
+import type { Pipeline } from '../pipeline/types.ts';
+import { RateLimits } from '../rate-limits.ts';
+import type { Scrubber } from '../secrets.ts';
+import { RunStore } from '../store.ts';
+import { RunClaims } from './claims.ts';
+import { EventDispatcher } from './dispatcher.ts';
+import { DaemonMetrics } from './metrics.ts';
+import { type RunJob, RunQueue } from './queue.ts';
+import { Scheduler } from './scheduler.ts';
+import { WebhookRoute } from './webhooks.ts';
+
+export interface DaemonOptions {
+  db: Database;
+  config: EngineConfig;
+  pipelines: readonly Pipeline[];
+  clock?: Clock;
+  log?: Logger;
+  env?: Record<string, string | undefined>;
+  scrub?: Scrubber;
+  /** HTTP port (0 picks a free one); config daemon.port, else 8080. */
+  port?: number;
+  host?: string;
+  /** Shares named rate limits across daemons. */
+  redisUrl?: string;
+  /**
+   * Background loops (scheduler, dispatcher, lease reaper) on timers. Tests turn them off
+   * and call tick() with an injected clock instead.
+   */
+  loops?: boolean;
+  /** Run events of every run this daemon executes (tests and progress). */
+  events?: RunEvents;
+}
+
+const DEFAULTS = { port: 8080, host: '127.0.0.1', workers: 2, lease: '60s', poll: '2s', park_after: '60s', stop_timeout: '25s' };
+
+/**
+ * `flows daemon`: one process with the scheduler, the workers and the HTTP server.
+ *
+ * - Schedules fire through flow_schedules (each fire once across daemons) and queue runs.
+ * - Webhook routes and the event dispatcher queue runs too; every queued run is a row plus
+ *   a pg-boss job committed together.
+ * - Workers take jobs, claim the run with a lease they renew, and execute it; a quota wait
+ *   longer than park_after parks the run until its window instead of holding the worker.
+ * - A lease that runs out (a dead daemon) is found by any daemon's reaper and queued again;
+ *   the run resumes where it was, with no effect repeated.
+ * - stop() (SIGTERM): no new work; in-flight steps finish (aborted after stop_timeout);
+ *   interrupted runs go back to the queue; claims released.
+ */
+export class Daemon {
+  readonly workerId: string;
+  readonly store: RunStore;
+  readonly queue: RunQueue;
+  readonly claims: RunClaims;
+  readonly scheduler: Scheduler;
+  readonly dispatcher: EventDispatcher;
+  readonly metrics: DaemonMetrics;
+  readonly events: RunEvents;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly settings: { workers: number; leaseMs: number; pollMs: number; parkAfterMs: number; stopTimeoutMs: number };
+  private readonly byName: Map<string, Pipeline>;
+  private readonly routes: WebhookRoute[] = [];
+  private readonly stopRuns = new AbortController();
+  private readonly abortRuns = new AbortController();
+  private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private workerIds: string[] = [];
+  private rateLimits: RateLimits;
+  private http?: FastifyInstance;
+  private stopping = false;
+  private ticking?: Promise<unknown>;
+
+  constructor(private readonly options: DaemonOptions) {
+    this.clock = options.clock ?? systemClock;
+    this.log = (options.log ?? silentLogger).child({ component: 'daemon' });
+    this.workerId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    const d = { ...DEFAULTS, ...options.config.daemon };
+    const ms = (v: string) => parseDuration(v) ?? 0;
+    this.settings = { workers: d.workers, leaseMs: ms(d.lease), pollMs: Math.max(500, ms(d.poll)), parkAfterMs: ms(d.park_after), stopTimeoutMs: ms(d.stop_timeout) };
+    this.store = new RunStore(options.db, options.scrub);
+    this.queue = new RunQueue(options.db, { pollSeconds: this.settings.pollMs / 1000, log: this.log });
+    this.claims = new RunClaims(options.db, this.queue);
+    this.scheduler = new Scheduler(options.db, this.claims, this.log);
+    this.dispatcher = new EventDispatcher(options.db, this.claims, this.log);
+    this.events = options.events ?? new RunEvents();
+    this.rateLimits = new RateLimits(options.config, { redisUrl: options.redisUrl });
+    this.byName = new Map(options.pipelines.map((p) => [p.name, p]));
+    const paths = new Map<string, string>();
+    for (const p of options.pipelines) {
+      if (p.trigger.kind !== 'webhook') continue;
+      const route = new WebhookRoute(p, options.config, options.db, this.claims, this.clock);
+      const other = paths.get(route.path);
+      if (other) throw new Error(`pipelines ${other} and ${p.name} both use webhook path ${route.path}`);
+      paths.set(route.path, p.name);
+      this.routes.push(route);
+    }
+    this.metrics = new DaemonMetrics({ store: this.store, queue: this.queue, dispatcher: this.dispatcher, config: options.config, clock: this.clock });
+  }
+
+  /** The HTTP server's address once listening. */
+  get url(): string | undefined {
+    const address = this.http?.server.address();
+    return address && typeof address === 'object' ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : undefined;
+  }
+
+  async start(): Promise<void> {
+    await this.queue.start();
+    this.http = this.buildHttp();
+    const d = this.options.config.daemon ?? {};
+    await this.http.listen({ port: this.options.port ?? d.port ?? DEFAULTS.port, host: this.options.host ?? d.host ?? DEFAULTS.host });
+    this.workerIds = await this.queue.work(this.settings.workers, (job) => this.execute(job));
+    this.log.info({ worker: this.workerId, url: this.url, workers: this.settings.workers, pipelines: [...this.byName.keys()] }, 'daemon started');
+    if (this.options.loops !== false) {
+      // A first tick at once: runs whose daemon died are taken over, missed fires caught up.
+      void this.tickSafely();
+      this.every(Math.min(5000, this.settings.pollMs * 2), () => this.tickSafely());
+    }
+  }
+
+  /**
+   * One round of the background work: fire due schedules, dispatch events, and queue again
+   * runs whose lease ran out. The loops call it; tests call it with an injected clock.
+   */
+  async tick(): Promise<void> {
+    if (this.stopping) return;
+    const now = this.clock.now();
+    const pipelines = [...this.byName.values()];
+    const fired = await this.scheduler.tick(pipelines, now);
+    let dispatched = 0;
+    for (let round = 0; round < 50; round++) {
+      const r = await this.dispatcher.dispatch(pipelines, now);
+      dispatched += r.outcomes.filter((o) => o.action === 'started').length;
+      if (r.events < 100) break;
+    }
+    const reaped = await this.claims.reapExpired(now);
+    for (const id of reaped) this.log.warn({ run: id }, 'run lease ran out (its daemon stopped or lost the database): queued again to resume');
+    if (fired.some((f) => f.action === 'started') || dispatched || reaped.length) this.queue.notify(this.workerIds);
+  }
+
+  private tickSafely(): Promise<unknown> {
+    // One tick at a time; a slow database must not pile them up.
+    this.ticking ??= this.tick()
+      .catch((err) => this.log.error({ err: errorMessage(err) }, 'daemon tick failed'))
+      .finally(() => (this.ticking = undefined));
+    return this.ticking;
+  }
+
+  private every(ms: number, fn: () => unknown): void {
+    const timer = setInterval(fn, ms);
+    timer.unref();
+    this.timers.push(timer);
+  }
+
+  /** Runs currently executing in this daemon. */
+  get running(): string[] {
+    return [...this.inFlight.keys()];
+  }
+
+  /** Resolves when every run this daemon is executing has ended. */
+  async idle(): Promise<void> {
+    while (this.inFlight.size) await Promise.all(this.inFlight.values());
+  }
+
+  private async execute(job: RunJob): Promise<void> {
+    if (this.stopping) {
+      // Fetched as the daemon began to stop: leave the run queued for another worker.
+      await this.requeueUntouched(job.run_id);
+      return;
+    }
+    const { leaseMs } = this.settings;
+    const run = await this.claims.claim(job.run_id, this.workerId, this.clock.now(), leaseMs);
+    if (!run) return; // another worker has it, or it already ended
+    const pipeline = this.byName.get(run.pipeline);
+    const log = this.log.child({ run: run.id, pipeline: run.pipeline });
+    if (!pipeline) {
+      log.error('run belongs to a pipeline this daemon has not loaded');
+      await this.store.setRunStatus(run.id, 'failed', this.clock.now(), `pipeline "${run.pipeline}" is not loaded by the daemon that claimed it`);
+      await this.claims.release(run.id, this.workerId);
+      return;
+    }
+    const trigger = pipeline.trigger;
+    if (run.trigger === 'schedule' && trigger.kind === 'schedule' && trigger.overlap === 'queue') {
+      const earlier = await this.claims.earlierRunning(pipeline.name, run.id, new Date(run.started_at), this.clock.now());
+      if (earlier) {
+        log.info({ earlier }, 'an earlier run of this pipeline is still going (overlap: queue): this one waits');
+        await this.claims.requeue(run.id, this.workerId, 'queued', this.clock.now(), new Date(this.clock.now().getTime() + this.settings.pollMs * 5));
+        return;
+      }
+    }
+
+    const done = this.runClaimed(run.id, pipeline, log);
+    this.inFlight.set(run.id, done);
+    try {
+      await done;
+    } finally {
+      this.inFlight.delete(run.id);
+    }
+  }
+
+  private async runClaimed(runId: string, pipeline: Pipeline, log: Logger): Promise<void> {
+    const { leaseMs } = this.settings;
+    const leaseLost = new AbortController();
+    const heartbeat = setInterval(() => {
+      this.claims
+        .renew(runId, this.workerId, this.clock.now(), leaseMs)
+        .then((ok) => {
+          if (!ok && !leaseLost.signal.aborted) {
+            log.error('lost the claim on this run (another daemon took it over): aborting here');
+            leaseLost.abort(new Error('the claim on this run was lost'));
+          }
+        })
+        .catch((err) => log.warn({ err: errorMessage(err) }, 'could not renew the run lease'));
+    }, Math.max(250, leaseMs / 3));
+    let result: RunResult | undefined;
+    try {
+      result = await executeRun({
+        pipeline,
+        config: this.options.config,
+        store: this.store,
+        resume: runId,
+        env: this.options.env,
+        clock: this.clock,
+        log: this.options.log,
+        events: this.events,
+        scrub: this.options.scrub,
+        stop: this.stopRuns.signal,
+        abort: AbortSignal.any([this.abortRuns.signal, leaseLost.signal]),
+        rateLimits: this.rateLimits,
+        parkAfterMs: this.settings.parkAfterMs,
+      });
+    } catch (err) {
+      log.error({ err: errorMessage(err) }, 'run could not be executed');
+      await this.store.setRunStatus(runId, 'failed', this.clock.now(), errorMessage(err)).catch(() => {});
+    } finally {
+      clearInterval(heartbeat);
+    }
+    if (leaseLost.signal.aborted) return; // the run is another worker's now
+    const now = this.clock.now();
+    if (result?.status === 'waiting') {
+      const row = await this.store.getRun(runId);
+      const until = row?.waiting_until ? new Date(row.waiting_until) : now;
+      await this.claims.requeue(runId, this.workerId, 'waiting', now, until);
+      log.info({ until: until.toISOString(), reason: row?.waiting_reason }, 'run parked until its quota window');
+    } else if (result?.status === 'interrupted') {
+      await this.claims.requeue(runId, this.workerId, 'queued', now);
+      log.info('run interrupted by the daemon stopping: queued again');
+    } else {
+      await this.claims.release(runId, this.workerId);
+    }
+    this.metrics.runsFinished.inc({ pipeline: pipeline.name, status: result?.status ?? 'failed' });
+  }
+
+  private async requeueUntouched(runId: string): Promise<void> {
+    const now = this.clock.now();
+    await this.options.db.kysely.transaction().execute(async (trx) => {
+      const row = await trx.selectFrom('flow_runs').select('status').where('id', '=', runId).executeTakeFirst();
+      if (row && (row.status === 'queued' || row.status === 'waiting')) await this.queue.enqueue(trx, runId);
+    });
+    void now;
+  }
+
+  /**
+   * Graceful stop: the HTTP server stops taking requests (answering those in flight), no new
+   * jobs are fetched, in-flight runs stop taking items and their in-flight steps finish
+   * (aborted after stop_timeout), interrupted runs are queued again, claims released.
+   */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    this.log.info({ running: this.running }, 'daemon stopping');
+    await this.queue.stopFetching();
+    this.stopRuns.abort();
+    const hard = setTimeout(() => {
+      this.log.warn('in-flight steps did not finish in time: aborting them');
+      this.abortRuns.abort(new Error('the daemon is stopping'));
+    }, this.settings.stopTimeoutMs);
+    await Promise.allSettled([this.idle(), this.http?.close(), this.ticking]);
+    clearTimeout(hard);
+    await this.queue.stop();
+    await this.rateLimits.close();
+    this.log.info('daemon stopped');
+  }
+
+  private buildHttp(): FastifyInstance {
+    const bodyLimit = this.options.config.webhooks?.body_limit ?? 1024 * 1024;
+    // Requests are logged by us, with context and without secrets; fastify's own logger stays off.
+    const app: FastifyInstance = Fastify({ logger: false, bodyLimit, return503OnClosing: true });
+    // Webhooks are verified on the exact bytes received: keep every body raw.
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, body));
+
+    for (const route of this.routes) {
+      app.post(route.path, async (req, reply) => {
+        const started = process.hrtime.bigint();
+        let status = 500;
+        try {
+          const answer = await route.handle({ raw: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0), headers: req.headers, query: req.query as Record<string, unknown> });
+          status = answer.status;
+          if (answer.body.status === 'started') this.queue.notify(this.workerIds);
+          if (status >= 400) this.log.warn({ route: route.path, status, err: answer.body.error }, 'webhook rejected');
+          return reply.code(status).send(answer.body);
+        } catch (err) {
+          this.log.error({ route: route.path, err: errorMessage(err) }, 'webhook failed');
+          return reply.code(500).send({ status: 'rejected', error: 'internal error; the sender should retry' });
+        } finally {
+          this.metrics.webhookResponses.inc({ route: route.path, status: String(status) });
+          this.metrics.webhookSeconds.observe({ route: route.path }, Number(process.hrtime.bigint() - started) / 1e9);
+        }
+      });
+    }
+    app.setErrorHandler((err: { statusCode?: number; message: string }, req, reply) => {
+      const status = err.statusCode && err.statusCode < 500 ? err.statusCode : 500;
+      this.metrics.webhookResponses.inc({ route: req.routeOptions.url ?? req.url, status: String(status) });
+      return reply.code(status).send({ status: 'rejected', error: err.message });
+    });
+
+    app.get('/healthz', async (_req, reply) => {
+      if (this.stopping) return reply.code(503).send({ status: 'stopping', worker: this.workerId });
+      try {
+        await this.options.db.query('SELECT 1');
+        return { status: 'ok', worker: this.workerId, running: this.running.length, database: this.options.db.kind };
+      } catch (err) {
+        return reply.code(503).send({ status: 'database unreachable', error: errorMessage(err), worker: this.workerId });
+      }
+    });
+    app.get('/metrics', async (_req, reply) => {
+      const text = await this.metrics.registry.metrics();
+      return reply.type(this.metrics.registry.contentType).send(text);
+    });
+    return app;
+  }
+}

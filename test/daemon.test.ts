@@ -1,0 +1,315 @@
+import { createHmac } from 'node:crypto';
+import Stripe from 'stripe';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ManualClock } from '../engine/clock.ts';
+import type { EngineConfig } from '../engine/config.ts';
+import { Daemon } from '../engine/daemon/daemon.ts';
+import { firesBetween } from '../engine/daemon/scheduler.ts';
+import type { Database } from '../engine/db/connect.ts';
+import { executeRun } from '../engine/executor/run.ts';
+import type { Pipeline } from '../engine/pipeline/types.ts';
+import { RunStore } from '../engine/store.ts';
+import { first, testDatabases } from './helpers/db.ts';
+import { calls, diagnosticsOf, pipelineFrom, testRegistry } from './helpers/pipeline.ts';
+
+const STRIPE_SECRET = 'whsec_test_secret';
+const HMAC_SECRET = 'hmac-test-secret';
+
+const config: EngineConfig = {
+  business: { name: 'Test Co', timezone: 'Europe/London' },
+  quotas: { office: { cap: 5, per: 'day', days: ['mon', 'tue', 'wed', 'thu', 'fri'], window: '09:00-17:00' } },
+  webhooks: {
+    body_limit: 4096,
+    verifiers: {
+      stripe: { type: 'stripe', secret: STRIPE_SECRET, tolerance: '5m' },
+      partner: { type: 'hmac-sha256', secret: HMAC_SECRET, header: 'x-partner-signature', prefix: 'sha256=' },
+    },
+  },
+  daemon: { workers: 2, lease: '30s', poll: '500ms', park_after: '60s' },
+};
+
+const load = (yaml: string): Pipeline => pipelineFrom(yaml, testRegistry(), config);
+
+const nightly = (catchup: string, overlap = 'skip') =>
+  load(`
+name: nightly
+trigger: { schedule: { cron: "0 22 * * *", timezone: Europe/London, catchup: ${catchup}, overlap: ${overlap} } }
+steps:
+  - id: hello
+    uses: log
+    with: { message: hi }
+`);
+
+const paid = load(`
+name: paid
+trigger:
+  webhook:
+    path: /hooks/stripe
+    verify: stripe
+    events: [checkout.session.completed]
+    inputs: { session: "\${{ body.data.object.id }}", email: "\${{ body.data.object.customer_email }}" }
+inputs:
+  session: { type: string }
+  email: { type: string }
+steps:
+  - id: send
+    uses: test.send
+    key: "\${{ inputs.session }}"
+    with: { to: "\${{ inputs.email }}" }
+`);
+
+const partner = load(`
+name: partner
+trigger: { webhook: { verify: partner, event_id: "\${{ headers['x-event-id'] }}" } }
+inputs:
+  event: { type: object }
+steps:
+  - id: note
+    uses: log
+    with: { message: partner event }
+`);
+
+const clicked = load(`
+name: clicked
+trigger:
+  event:
+    name: email.clicked
+    dedupe: { key: "\${{ event.key }}", window: 30d }
+    inputs: { prospect: "\${{ event.key }}" }
+inputs:
+  prospect: { type: string }
+steps:
+  - id: report
+    uses: test.send
+    key: "report-\${{ inputs.prospect }}"
+    with: { to: "\${{ inputs.prospect }}" }
+`);
+
+const clicker = load(`
+name: clicker
+trigger: { manual: {} }
+inputs:
+  prospects: { type: array, items: { type: string } }
+steps:
+  - id: clicks
+    uses: event.emit
+    foreach: "\${{ inputs.prospects }}"
+    key: "click-\${{ item }}-\${{ run.id }}"
+    with: { type: email.clicked, key: "\${{ item }}" }
+`);
+
+const office = load(`
+name: office
+trigger: { manual: {} }
+steps:
+  - id: send
+    uses: test.send
+    foreach: "\${{ range(0, 3) }}"
+    quota: office
+    with: { to: "p\${{ item }}" }
+`);
+
+function stripeRequest(event: Record<string, unknown>, now: Date, secret = STRIPE_SECRET): { body: string; headers: Record<string, string> } {
+  const body = JSON.stringify(event);
+  const header = Stripe.webhooks.generateTestHeaderString({ payload: body, secret, timestamp: Math.floor(now.getTime() / 1000) });
+  return { body, headers: { 'content-type': 'application/json', 'stripe-signature': header } };
+}
+
+const checkout = (id: string, session = `cs_${id}`) => ({
+  id,
+  type: 'checkout.session.completed',
+  data: { object: { id: session, customer_email: `${id}@example.com`, payment_status: 'paid' } },
+});
+
+async function until(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+describe('schedule fire times', () => {
+  it('follows the timezone across daylight-saving changes', () => {
+    // Sundays 22:00 London: 22:00 UTC in winter, 21:00 UTC in summer.
+    const fires = firesBetween('0 22 * * 0', 'Europe/London', new Date('2027-03-20T00:00:00Z'), new Date('2027-04-05T00:00:00Z'), 10);
+    expect(fires.map((f) => f.toISOString())).toEqual(['2027-03-21T22:00:00.000Z', '2027-03-28T21:00:00.000Z', '2027-04-04T21:00:00.000Z']);
+  });
+
+  it('keeps the newest fires when there are more than the limit', () => {
+    const fires = firesBetween('0 * * * *', 'UTC', new Date('2026-11-23T00:00:00Z'), new Date('2026-11-23T10:00:00Z'), 3);
+    expect(fires.map((f) => f.toISOString().slice(11, 16))).toEqual(['08:00', '09:00', '10:00']);
+  });
+
+  it('validates webhook and event triggers', () => {
+    expect(diagnosticsOf(`name: x\ntrigger: { webhook: { verify: strpe } }\nsteps: [{ id: a, uses: log, with: { message: m } }]\n`, testRegistry(), config)).toEqual([
+      'p.yaml:2:31: trigger.webhook.verify: unknown verifier "strpe" (did you mean "stripe"?)',
+    ]);
+    expect(diagnosticsOf(`name: x\ntrigger: { event: { name: a.b, dedupe: { key: k, window: soon } } }\nsteps: [{ id: a, uses: log, with: { message: m } }]\n`, testRegistry(), config)).toEqual([
+      'p.yaml:2:58: trigger.event.dedupe.window: "soon" is not a duration (write "30d" or "12h")',
+    ]);
+  });
+});
+
+describe.each(testDatabases)('daemon on $name', ({ open }) => {
+  let db: Database;
+  let store: RunStore;
+  let clock: ManualClock;
+  let daemon: Daemon;
+  const pipelines = [nightly('last'), paid, partner, clicked, clicker, office];
+
+  beforeAll(async () => {
+    db = await open();
+    store = new RunStore(db);
+    // Monday 23 Nov 2026, 10:00 London.
+    clock = new ManualClock(new Date('2026-11-23T10:00:00Z'));
+    daemon = new Daemon({ db, config, pipelines, clock, port: 0, loops: false });
+    await daemon.start();
+  });
+  afterAll(async () => {
+    await daemon.stop();
+    await db.close();
+  });
+
+  const runsOf = (pipeline: string) => db.query<{ id: string; status: string; trigger: string; trigger_ref: string | null }>('SELECT id, status, trigger, trigger_ref FROM flow_runs WHERE pipeline = $1 ORDER BY started_at, id', [pipeline]);
+  const settled = async (pipeline: string, n: number) =>
+    until(async () => {
+      const runs = await runsOf(pipeline);
+      return runs.length >= n && runs.every((r) => !['queued', 'running'].includes(r.status));
+    }, `${n} settled runs of ${pipeline}`);
+  const post = (path: string, body: string, headers: Record<string, string>) => fetch(`${daemon.url}${path}`, { method: 'POST', body, headers });
+
+  it('fires a schedule once, at its time, and catches up the last missed fire', async () => {
+    await daemon.tick(); // first sight of the schedule: starts from now, nothing for the past
+    expect(await runsOf('nightly')).toEqual([]);
+    clock.advance(12 * 3600_000 + 30_000); // 22:00:30: just past 22:00 London (22:00 UTC in winter)
+    await daemon.tick();
+    await daemon.tick(); // a second tick (or a second daemon) finds nothing new
+    await settled('nightly', 1);
+    const [fired] = await runsOf('nightly');
+    expect(fired).toMatchObject({ status: 'completed', trigger: 'schedule', trigger_ref: '2026-11-23T22:00:00.000Z' });
+
+    clock.advance(3 * 24 * 3600_000 + 2 * 3600_000); // Friday 00:00: three fires missed while "down"
+    await daemon.tick();
+    await settled('nightly', 2);
+    const runs = await runsOf('nightly');
+    expect(runs).toHaveLength(2);
+    expect(runs[1]!.trigger_ref).toBe('2026-11-26T22:00:00.000Z'); // catchup: last
+  });
+
+  it('starts a run for a signed Stripe event, once; a replay starts nothing', async () => {
+    calls.reset();
+    const req = stripeRequest(checkout('evt_1'), clock.now());
+    const answer = await post('/hooks/stripe', req.body, req.headers);
+    expect(answer.status).toBe(200);
+    const started = (await answer.json()) as { status: string; run_id: string };
+    expect(started.status).toBe('started');
+
+    const replay = await post('/hooks/stripe', req.body, req.headers);
+    expect(replay.status).toBe(200);
+    expect(await replay.json()).toMatchObject({ status: 'duplicate', run_id: started.run_id });
+
+    await settled('paid', 1);
+    const runs = await runsOf('paid');
+    expect(runs).toEqual([expect.objectContaining({ id: started.run_id, status: 'completed', trigger: 'webhook', trigger_ref: 'evt_1' })]);
+    expect(calls.performed).toEqual(['evt_1@example.com']);
+    const run = await store.getRun(started.run_id);
+    expect(run!.inputs).toEqual({ session: 'cs_evt_1', email: 'evt_1@example.com' });
+  });
+
+  it('answers 400 to a bad or missing signature, 413 to a large body, and starts nothing', async () => {
+    const before = (await runsOf('paid')).length;
+    const forged = stripeRequest(checkout('evt_forged'), clock.now(), 'whsec_wrong');
+    expect((await post('/hooks/stripe', forged.body, forged.headers)).status).toBe(400);
+    const unsigned = await post('/hooks/stripe', JSON.stringify(checkout('evt_2')), { 'content-type': 'application/json' });
+    expect(unsigned.status).toBe(400);
+    expect(await unsigned.json()).toMatchObject({ error: 'missing Stripe-Signature header' });
+    const stale = stripeRequest(checkout('evt_old'), new Date(clock.now().getTime() - 10 * 60_000));
+    const staleAnswer = await post('/hooks/stripe', stale.body, stale.headers);
+    expect(staleAnswer.status).toBe(400);
+    expect(((await staleAnswer.json()) as { error: string }).error).toMatch(/tolerance/i);
+    const tampered = stripeRequest(checkout('evt_3'), clock.now());
+    expect((await post('/hooks/stripe', tampered.body.replace('evt_3@', 'evil@'), tampered.headers)).status).toBe(400);
+    const big = stripeRequest({ ...checkout('evt_big'), padding: 'x'.repeat(5000) }, clock.now());
+    expect((await post('/hooks/stripe', big.body, big.headers)).status).toBe(413);
+    const other = stripeRequest({ id: 'evt_4', type: 'invoice.paid', data: { object: {} } }, clock.now());
+    const ignored = await post('/hooks/stripe', other.body, other.headers);
+    expect(ignored.status).toBe(200);
+    expect(await ignored.json()).toMatchObject({ status: 'ignored' });
+    expect(await runsOf('paid')).toHaveLength(before);
+    const { n } = await first(db.query<{ n: number }>("SELECT count(*)::int AS n FROM webhook_events WHERE event_id <> 'evt_1' AND route = '/hooks/stripe'"));
+    expect(n).toBe(0);
+  });
+
+  it('verifies an HMAC route and takes the event id from a header', async () => {
+    const body = JSON.stringify({ kind: 'accepted', profile: 'https://www.linkedin.com/in/someone' });
+    const sign = (b: string) => `sha256=${createHmac('sha256', HMAC_SECRET).update(b).digest('hex')}`;
+    const ok = await post('/hooks/partner', body, { 'content-type': 'application/json', 'x-partner-signature': sign(body), 'x-event-id': 'pb-1' });
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toMatchObject({ status: 'started', event_id: 'pb-1' });
+    const again = await post('/hooks/partner', body, { 'content-type': 'application/json', 'x-partner-signature': sign(body), 'x-event-id': 'pb-1' });
+    expect(await again.json()).toMatchObject({ status: 'duplicate' });
+    const bad = await post('/hooks/partner', body, { 'content-type': 'application/json', 'x-partner-signature': sign(`${body} `), 'x-event-id': 'pb-2' });
+    expect(bad.status).toBe(400);
+    await settled('partner', 1);
+    expect(await runsOf('partner')).toHaveLength(1);
+  });
+
+  it('starts event-triggered runs once per key within the dedupe window', async () => {
+    calls.reset();
+    await executeRun({ pipeline: clicker, config, store, clock, inputs: { prospects: ['acme', 'globex', 'acme'] } });
+    await daemon.tick();
+    await settled('clicked', 2);
+    expect((await runsOf('clicked')).map((r) => r.status)).toEqual(['completed', 'completed']);
+    expect(calls.performed.sort()).toEqual(['acme', 'globex']);
+    await daemon.tick(); // dispatched events are not handed over again
+    expect(await runsOf('clicked')).toHaveLength(2);
+
+    clock.advance(31 * 24 * 3600_000); // past the window: a new click starts a new run
+    await executeRun({ pipeline: clicker, config, store, clock, inputs: { prospects: ['acme'] } });
+    await daemon.tick();
+    await settled('clicked', 3);
+    expect(await runsOf('clicked')).toHaveLength(3);
+  });
+
+  it('parks a run that must wait for its quota window, and queues it for then', async () => {
+    // Sunday 27 Dec by now: the office quota is closed until Monday 09:00 London.
+    const run = await db.kysely.transaction().execute((trx) => daemon.claims.enqueueNew(trx, { pipeline: office, inputs: {}, trigger: 'manual', ref: null, now: clock.now() }));
+    daemon.queue.notify([]);
+    await until(async () => (await store.getRun(run))?.status === 'waiting', 'the run to park');
+    const row = (await store.getRun(run))!;
+    expect(row.waiting_reason).toMatch(/outside the window of quota office/);
+    expect(row.claimed_by).toBeNull();
+    const job = await first(db.query<{ start_after: Date; state: string }>("SELECT start_after, state FROM pgboss.job WHERE data->>'run_id' = $1 ORDER BY created_on DESC LIMIT 1", [run]));
+    expect(job.state).toBe('created');
+    expect(new Date(job.start_after).toISOString()).toBe(new Date(row.waiting_until!).toISOString());
+    expect(daemon.running).toEqual([]); // no worker is held
+  });
+
+  it('takes over a run whose lease ran out and resumes it without repeating effects', async () => {
+    calls.reset();
+    const runId = await db.kysely.transaction().execute((trx) =>
+      daemon.claims.enqueueNew(trx, { pipeline: paid, inputs: { session: 'cs_lease', email: 'lease@example.com' }, trigger: 'manual', ref: null, now: clock.now() }),
+    );
+    // Another daemon claimed it and died: its lease is in the past.
+    await db.query("UPDATE flow_runs SET status = 'running', claimed_by = 'dead:1', lease_until = $2 WHERE id = $1", [runId, new Date(clock.now().getTime() - 1000)]);
+    await daemon.tick();
+    await until(async () => (await store.getRun(runId))?.status === 'completed', 'the run to be taken over');
+    expect(calls.performed).toEqual(['lease@example.com']);
+    expect((await store.getRun(runId))!.claimed_by).toBeNull();
+  });
+
+  it('serves health and Prometheus metrics', async () => {
+    const health = await fetch(`${daemon.url}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toMatchObject({ status: 'ok', worker: daemon.workerId });
+    const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
+    expect(metrics).toMatch(/flows_runs\{pipeline="paid",status="completed"\} [1-9]/);
+    expect(metrics).toMatch(/flows_webhook_responses_total\{route="\/hooks\/stripe",status="400"\} [4-9]/);
+    expect(metrics).toMatch(/flows_webhook_responses_total\{route="\/hooks\/stripe",status="413"\} 1/);
+    expect(metrics).toMatch(/flows_effects\{kind="message",status="done"\} [1-9]/);
+    expect(metrics).toMatch(/flows_quota_cap\{quota="office"\} 5/);
+    expect(metrics).toMatch(/flows_queue_depth \d+/);
+    expect(metrics).toMatch(/flows_webhook_duration_seconds_bucket/);
+  });
+});
