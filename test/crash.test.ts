@@ -1,12 +1,11 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../engine/db/connect.ts';
 import { cli, startCli } from './helpers/cli.ts';
 import { createPostgresDatabase, first } from './helpers/db.ts';
+import { startReceiver } from './helpers/receiver.ts';
 
 const ITEMS = 240;
 
@@ -31,25 +30,6 @@ steps:
         uses: sql.insert
         with: { table: delivered, row: { id: "\${{ item.id }}", receipt: "\${{ steps.post.output.body.receipt }}" } }
 `;
-
-/** An outside system that counts deliveries per idempotency key, a little slowly. */
-function startReceiver(): Promise<{ server: Server; url: string; byKey: Map<string, number>; total: () => number }> {
-  const byKey = new Map<string, number>();
-  let total = 0;
-  const server = createServer((req, res) => {
-    const key = String(req.headers['idempotency-key']);
-    byKey.set(key, (byKey.get(key) ?? 0) + 1);
-    total++;
-    req.resume();
-    setTimeout(() => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ receipt: `rcpt-${key}` }));
-    }, 4);
-  });
-  return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, byKey, total: () => total })),
-  );
-}
 
 const targets = [{ name: 'pglite' as const }, ...(process.env.TEST_DATABASE_URL ? [{ name: 'postgres' as const }] : [])];
 

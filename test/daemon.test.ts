@@ -11,6 +11,7 @@ import type { Pipeline } from '../engine/pipeline/types.ts';
 import { RunStore } from '../engine/store.ts';
 import { first, testDatabases } from './helpers/db.ts';
 import { calls, diagnosticsOf, pipelineFrom, testRegistry } from './helpers/pipeline.ts';
+import { eventually } from './helpers/receiver.ts';
 
 const STRIPE_SECRET = 'whsec_test_secret';
 const HMAC_SECRET = 'hmac-test-secret';
@@ -121,14 +122,6 @@ const checkout = (id: string, session = `cs_${id}`) => ({
   data: { object: { id: session, customer_email: `${id}@example.com`, payment_status: 'paid' } },
 });
 
-async function until(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 describe('schedule fire times', () => {
   it('follows the timezone across daylight-saving changes', () => {
     // Sundays 22:00 London: 22:00 UTC in winter, 21:00 UTC in summer.
@@ -173,7 +166,7 @@ describe.each(testDatabases)('daemon on $name', ({ open }) => {
 
   const runsOf = (pipeline: string) => db.query<{ id: string; status: string; trigger: string; trigger_ref: string | null }>('SELECT id, status, trigger, trigger_ref FROM flow_runs WHERE pipeline = $1 ORDER BY started_at, id', [pipeline]);
   const settled = async (pipeline: string, n: number) =>
-    until(async () => {
+    eventually(async () => {
       const runs = await runsOf(pipeline);
       return runs.length >= n && runs.every((r) => !['queued', 'running'].includes(r.status));
     }, `${n} settled runs of ${pipeline}`);
@@ -276,7 +269,7 @@ describe.each(testDatabases)('daemon on $name', ({ open }) => {
     // Sunday 27 Dec by now: the office quota is closed until Monday 09:00 London.
     const run = await db.kysely.transaction().execute((trx) => daemon.claims.enqueueNew(trx, { pipeline: office, inputs: {}, trigger: 'manual', ref: null, now: clock.now() }));
     daemon.queue.notify([]);
-    await until(async () => (await store.getRun(run))?.status === 'waiting', 'the run to park');
+    await eventually(async () => (await store.getRun(run))?.status === 'waiting', 'the run to park');
     const row = (await store.getRun(run))!;
     expect(row.waiting_reason).toMatch(/outside the window of quota office/);
     expect(row.claimed_by).toBeNull();
@@ -294,7 +287,7 @@ describe.each(testDatabases)('daemon on $name', ({ open }) => {
     // Another daemon claimed it and died: its lease is in the past.
     await db.query("UPDATE flow_runs SET status = 'running', claimed_by = 'dead:1', lease_until = $2 WHERE id = $1", [runId, new Date(clock.now().getTime() - 1000)]);
     await daemon.tick();
-    await until(async () => (await store.getRun(runId))?.status === 'completed', 'the run to be taken over');
+    await eventually(async () => (await store.getRun(runId))?.status === 'completed', 'the run to be taken over');
     expect(calls.performed).toEqual(['lease@example.com']);
     expect((await store.getRun(runId))!.claimed_by).toBeNull();
   });

@@ -25,7 +25,9 @@ export interface FireOutcome {
  * once: the row lock makes each fire happen once.
  *
  * A schedule seen for the first time starts from now: a new pipeline does not run for
- * the past. Fire times come from croner in the pipeline's timezone (DST-correct).
+ * the past. A fire seen within a minute of its time is on time and runs; older ones were
+ * missed while no daemon ran, and `catchup` says which of those run: none, the latest
+ * (unless an on-time fire already covers the gap) or all (at most 100). Fire times come from croner in the pipeline's timezone (DST-correct).
  */
 export class Scheduler {
   constructor(
@@ -59,10 +61,15 @@ export class Scheduler {
       if (due.length === 0) return [];
 
       const latest = due.at(-1)!;
+      // On time: seen within a minute of its time (a busy tick is not downtime); these all
+      // run. Older ones were missed while no daemon ran: the catch-up rule decides.
       const onTime = (f: Date) => now.getTime() - f.getTime() <= ON_TIME_MS;
-      const run = trigger.catchup === 'all' ? due.slice(-MAX_CATCHUP) : trigger.catchup === 'last' || onTime(latest) ? [latest] : [];
-      const outcomes: FireOutcome[] = due
-        .filter((f) => !run.includes(f))
+      const current = due.filter(onTime);
+      const missed = due.filter((f) => !onTime(f));
+      const caughtUp = trigger.catchup === 'all' ? missed : trigger.catchup === 'last' && current.length === 0 ? missed.slice(-1) : [];
+      const run = [...caughtUp, ...current];
+      const outcomes: FireOutcome[] = missed
+        .filter((f) => !caughtUp.includes(f))
         .map((fire) => ({ pipeline: pipeline.name, fire, action: 'skipped', reason: `missed while no daemon ran (catchup: ${trigger.catchup})` }));
       for (const fire of run) {
         const active = trigger.overlap === 'skip' ? await this.claims.activeRunOf(trx, pipeline.name) : undefined;
