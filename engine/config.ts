@@ -199,7 +199,23 @@ export function loadConfig(text: string, file: string, env: Record<string, strin
   }
   if (diagnostics.length) return { diagnostics };
   const config = renderDeep(raw, { env: { ...env } }) as EngineConfig;
+  const unset = new Map<string, string>();
+  for (const t of findTemplates(raw)) {
+    const name = /env\.([A-Za-z_][A-Za-z0-9_]*)/.exec(t.text)?.[1];
+    if (name && !env[name]) unset.set(t.path.join('.'), name);
+  }
+  unsetVariables.set(config, unset);
   return { config, diagnostics };
+}
+
+const unsetVariables = new WeakMap<EngineConfig, Map<string, string>>();
+
+/**
+ * The environment variable a config value comes from, when it was not set (so the value
+ * is missing): lets the part that needs the value say which variable to set.
+ */
+export function unsetVariable(config: EngineConfig, path: readonly (string | number)[]): string | undefined {
+  return unsetVariables.get(config)?.get(path.join('.'));
 }
 
 export function parseSpacing(text: string): { minMs: number; maxMs: number } | undefined {

@@ -79,9 +79,10 @@ export class RunStore {
     return this.kysely.selectFrom('flow_runs').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
-  listRuns(filter: { pipeline?: string; limit?: number } = {}): Promise<RunRow[]> {
+  listRuns(filter: { pipeline?: string; status?: RunStatus; limit?: number } = {}): Promise<RunRow[]> {
     let q = this.kysely.selectFrom('flow_runs').selectAll().orderBy('started_at', 'desc').orderBy('id', 'desc').limit(filter.limit ?? 50);
     if (filter.pipeline) q = q.where('pipeline', '=', filter.pipeline);
+    if (filter.status) q = q.where('status', '=', filter.status);
     return q.execute();
   }
 

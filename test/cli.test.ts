@@ -44,14 +44,15 @@ steps:
   it('prints help for the program and every command', async () => {
     const top = await flows('--help');
     expect(top.code).toBe(0);
-    for (const command of ['validate', 'run', 'runs', 'show', 'effects', 'quotas', 'schedule', 'demo', 'schemas']) expect(top.stdout).toContain(command);
-    const results = await Promise.all(['validate', 'run', 'runs', 'show', 'effects', 'quotas', 'schedule', 'demo', 'schemas'].map((c) => flows(c, '--help')));
+    for (const command of ['validate', 'run', 'runs', 'show', 'effects', 'quotas', 'schedule', 'daemon', 'demo', 'schemas']) expect(top.stdout).toContain(command);
+    const results = await Promise.all(['validate', 'run', 'runs', 'show', 'effects', 'quotas', 'schedule', 'daemon', 'demo', 'schemas'].map((c) => flows(c, '--help')));
     for (const r of results) {
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/^Usage: flows /);
     }
     expect(results[1]!.stdout).toContain('--dry-run');
     expect(results[1]!.stdout).toContain('Exit codes');
+    expect(results[7]!.stdout).toContain('/healthz');
   });
 
   it('validates: one summary line and exit 0, or every problem at file:line:col and exit 2', async () => {
@@ -131,6 +132,9 @@ steps:
 
     const text = await flows('runs');
     expect(text.stdout).toContain(runId);
+    expect(text.stdout).toMatch(/completed\s+manual/);
+    expect(JSON.parse((await flows('runs', '--status', 'failed', '--json')).stdout)).toEqual([]);
+    expect(shown.stdout).toContain('trigger   manual');
     const unknown = await flows('show', 'r-nope');
     expect(unknown.code).toBe(2);
   });

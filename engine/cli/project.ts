@@ -42,6 +42,11 @@ export class Project {
     this.log = createLogger({ level, scrub: this.scrub });
   }
 
+  /** The same project with extra environment values (those already set win). */
+  withEnv(extra: Record<string, string>): Project {
+    return new Project(this.registry, this.options, { ...extra, ...this.env });
+  }
+
   get configFile(): string {
     return join(this.dir, CONFIG_FILE);
   }

@@ -14,10 +14,10 @@ import { RateLimits } from '../rate-limits.ts';
 import type { Scrubber } from '../secrets.ts';
 import { RunStore } from '../store.ts';
 import { RunClaims } from './claims.ts';
-import { EventDispatcher } from './dispatcher.ts';
+import { type Dispatched, EventDispatcher } from './dispatcher.ts';
 import { DaemonMetrics } from './metrics.ts';
 import { type RunJob, RunQueue } from './queue.ts';
-import { Scheduler } from './scheduler.ts';
+import { type FireOutcome, Scheduler } from './scheduler.ts';
 import { WebhookRoute } from './webhooks.ts';
 
 export interface DaemonOptions {
@@ -40,6 +40,13 @@ export interface DaemonOptions {
   loops?: boolean;
   /** Run events of every run this daemon executes (tests and progress). */
   events?: RunEvents;
+}
+
+/** What one tick did: schedule fires, events handed to pipelines, runs taken over. */
+export interface TickOutcome {
+  fired: FireOutcome[];
+  dispatched: Dispatched[];
+  reaped: string[];
 }
 
 const DEFAULTS = { port: 8080, host: '127.0.0.1', workers: 2, lease: '60s', poll: '2s', park_after: '60s', stop_timeout: '25s' };
@@ -132,20 +139,21 @@ export class Daemon {
    * One round of the background work: fire due schedules, dispatch events, and queue again
    * runs whose lease ran out. The loops call it; tests call it with an injected clock.
    */
-  async tick(): Promise<void> {
-    if (this.stopping) return;
+  async tick(): Promise<TickOutcome> {
+    if (this.stopping) return { fired: [], dispatched: [], reaped: [] };
     const now = this.clock.now();
     const pipelines = [...this.byName.values()];
     const fired = await this.scheduler.tick(pipelines, now);
-    let dispatched = 0;
+    const dispatched: Dispatched[] = [];
     for (let round = 0; round < 50; round++) {
       const r = await this.dispatcher.dispatch(pipelines, now);
-      dispatched += r.outcomes.filter((o) => o.action === 'started').length;
+      dispatched.push(...r.outcomes);
       if (r.events < 100) break;
     }
     const reaped = await this.claims.reapExpired(now);
     for (const id of reaped) this.log.warn({ run: id }, 'run lease ran out (its daemon stopped or lost the database): queued again to resume');
-    if (fired.some((f) => f.action === 'started') || dispatched || reaped.length) this.queue.notify(this.workerIds);
+    if (fired.some((f) => f.action === 'started') || dispatched.some((d) => d.action === 'started') || reaped.length) this.queue.notify(this.workerIds);
+    return { fired, dispatched, reaped };
   }
 
   private tickSafely(): Promise<unknown> {

@@ -2,7 +2,7 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import Stripe from 'stripe';
 import type { Clock } from '../clock.ts';
 import type { Database } from '../db/connect.ts';
-import type { EngineConfig, VerifierConfig } from '../config.ts';
+import { type EngineConfig, unsetVariable, type VerifierConfig } from '../config.ts';
 import { parseDuration } from '../duration.ts';
 import { errorMessage } from '../errors.ts';
 import { renderDeep } from '../expr/index.ts';
@@ -49,6 +49,12 @@ export class WebhookRoute {
     if (name) {
       const spec = config.webhooks?.verifiers?.[name];
       if (!spec) throw new Error(`pipeline ${pipeline.name}: no verifier "${name}" in the config (webhooks.verifiers)`);
+      if (!spec.secret) {
+        const variable = unsetVariable(config, ['webhooks', 'verifiers', name, 'secret']);
+        throw new Error(
+          `webhook verifier "${name}" (used by pipeline ${pipeline.name}) has no secret${variable ? `: set the environment variable ${variable}` : ''}`,
+        );
+      }
       this.verify = verifierOf(spec);
       this.verifierType = spec.type;
     }

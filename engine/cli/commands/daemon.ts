@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { Daemon } from '../../daemon/daemon.ts';
 import type { Pipeline } from '../../pipeline/types.ts';
-import type { Project } from '../project.ts';
+import { type Project, UsageError } from '../project.ts';
 import type { Wrap } from './types.ts';
 
 interface DaemonCliOptions {
@@ -38,7 +38,14 @@ Logs are JSON lines on stderr.`,
         const pipelines = loadAll();
         const config = opts.workers ? { ...p.config, daemon: { ...p.config.daemon, workers: opts.workers } } : p.config;
         const db = await p.openDb();
-        const daemon = new Daemon({ db, config, pipelines, log: p.log, env: p.env, scrub: p.scrub, port: opts.port, host: opts.host, redisUrl: p.env.REDIS_URL || undefined });
+        let daemon: Daemon;
+        try {
+          daemon = new Daemon({ db, config, pipelines, log: p.log, env: p.env, scrub: p.scrub, port: opts.port, host: opts.host, redisUrl: p.env.REDIS_URL || undefined });
+        } catch (err) {
+          // A missing secret, a path used twice: the project's set-up, not a crash.
+          await db.close();
+          throw new UsageError((err as Error).message);
+        }
         try {
           await daemon.start();
         } catch (err) {

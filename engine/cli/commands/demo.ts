@@ -1,6 +1,10 @@
 import type { Command } from 'commander';
 import { join, resolve } from 'node:path';
-import { openDatabase } from '../../db/connect.ts';
+import { createHmac, randomBytes } from 'node:crypto';
+import { ManualClock } from '../../clock.ts';
+import { Daemon } from '../../daemon/daemon.ts';
+import { Scheduler } from '../../daemon/scheduler.ts';
+import { type Database, openDatabase } from '../../db/connect.ts';
 import { RunEvents } from '../../events.ts';
 import { executeRun } from '../../executor/run.ts';
 import { resolveInputs } from '../../pipeline/inputs.ts';
@@ -61,6 +65,7 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
           const again = await executeRun({ ...base });
           const notify = again.steps.find((s) => s.id === 'notify');
           say(`   second run ${again.run_id}: ${again.status}; notify effects performed this time: ${notify?.effects ?? 0}`);
+          await demoDaemon(p, db, say);
           say(`\nInspect: npx flows runs --db ${opts.data}    npx flows show ${real.run_id} --db ${opts.data}`);
           say(`Dry-run artifacts: ${dry.artifacts}/`);
           return exitCodeOf(real);
@@ -70,6 +75,70 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
         }
       }),
     );
+}
+
+/**
+ * The daemon on the demo's database, in this process, on a free port: signed webhooks
+ * (accepted, replayed, forged), an event that starts another pipeline once per domain, and
+ * a schedule fired by moving an injected clock to its next fire time.
+ */
+async function demoDaemon(project: Project, db: Database, say: (s?: string) => void): Promise<void> {
+  // Secrets for the demo's verifiers, unless the environment sets them.
+  const p = project.withEnv({ DEMO_WEBHOOK_SECRET: randomBytes(16).toString('hex'), STRIPE_WEBHOOK_SECRET: `whsec_${randomBytes(16).toString('hex')}` });
+  const secret = p.config.webhooks!.verifiers!['demo-signature']!.secret;
+  const pipelines = ['demo-signup', 'demo-welcome', 'demo-nightly'].map((n) => p.pipeline(n));
+  const clock = new ManualClock(new Date());
+  const store = new RunStore(db, p.scrub);
+  // The demo fires the schedule from "now" each time it runs.
+  await db.query("DELETE FROM flow_schedules WHERE pipeline = 'demo-nightly'");
+  // Quiet: the demo forges a signature on purpose, and says so itself.
+  const daemon = new Daemon({ db, config: p.config, pipelines, clock, port: 0, loops: false, log: p.log.child({}, { level: 'error' }), env: p.env, scrub: p.scrub });
+  await daemon.start();
+  const finished = async (runId: string) => {
+    for (let i = 0; i < 600; i++) {
+      const run = await store.getRun(runId);
+      if (run && !['queued', 'running'].includes(run.status)) return run.status;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return 'still running';
+  };
+  try {
+    say(`\n7. The daemon (scheduler, workers, webhook server) in this process at ${daemon.url}, same database:`);
+    const domain = `new-signup-${randomBytes(2).toString('hex')}.example`;
+    const signup = (id: string, company: string) => JSON.stringify({ signup_id: id, domain, company, email: `owner@${domain}` });
+    const send = async (body: string, signature = `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`) => {
+      const res = await fetch(`${daemon.url}/hooks/demo-signup`, { method: 'POST', body, headers: { 'content-type': 'application/json', 'x-demo-signature': signature } });
+      return { status: res.status, body: (await res.json()) as { status: string; run_id?: string; error?: string } };
+    };
+    const id = `su_${randomBytes(4).toString('hex')}`;
+    const first = await send(signup(id, 'Fresh Signup <Ltd>'));
+    say(`   POST /hooks/demo-signup (signed):         ${first.status} ${first.body.status}, run ${first.body.run_id}`);
+    const replay = await send(signup(id, 'Fresh Signup <Ltd>'));
+    say(`   the same event again (a replay):          ${replay.status} ${replay.body.status}, run ${replay.body.run_id} (nothing new)`);
+    const forged = await send(signup(`${id}x`, 'Forged'), 'sha256=00');
+    say(`   a forged signature:                       ${forged.status} ${forged.body.error}`);
+    say(`   run ${first.body.run_id}: ${await finished(first.body.run_id!)} (stored ${domain}, recorded event prospect.signed_up)`);
+
+    const welcome = (await daemon.tick()).dispatched.find((d) => d.pipeline === 'demo-welcome' && d.action === 'started');
+    say(`   the event started demo-welcome:           run ${welcome?.runId}: ${welcome?.runId ? await finished(welcome.runId) : 'none'}`);
+    const second = await send(signup(`${id}-2`, 'Fresh Signup Ltd'));
+    await finished(second.body.run_id!);
+    await daemon.tick();
+    const welcomes = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM flow_runs WHERE pipeline = 'demo-welcome' AND inputs->>'domain' = $1", [domain]);
+    say(`   a second signup for ${domain}: run ${second.body.run_id}; demo-welcome runs for it: ${welcomes[0]?.n} (dedupe: once per domain in 30 days)`);
+
+    await daemon.tick(); // first sight of the schedule: it starts from now
+    const next = Scheduler.nextFire(pipelines, clock.now())!;
+    clock.advance(next.getTime() - clock.now().getTime() + 5000);
+    const nightly = (await daemon.tick()).fired.find((f) => f.action === 'started');
+    say(`   clock moved to the next fire (${next.toISOString()}): demo-nightly run ${nightly?.runId}: ${nightly?.runId ? await finished(nightly.runId) : 'none'}`);
+
+    const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
+    const shown = metrics.split('\n').filter((l) => /^flows_(runs\{pipeline="demo-|webhook_responses_total|queue_depth)/.test(l));
+    say(`   GET /metrics (Prometheus), a few lines:\n${shown.map((l) => `     ${l}`).join('\n')}`);
+  } finally {
+    await daemon.stop();
+  }
 }
 
 function indent(text: string): string {

@@ -6,7 +6,7 @@ import { RateLimits } from '../../rate-limits.ts';
 import { RunStore } from '../../store.ts';
 import { renderRunSummary } from '../../summary.ts';
 import { showProgress } from '../progress.ts';
-import type { Project } from '../project.ts';
+import { type Project, UsageError } from '../project.ts';
 import type { Wrap } from './types.ts';
 
 interface RunOptions {
@@ -43,6 +43,18 @@ export function runCommand(program: Command, project: () => Project, wrap: Wrap)
         const pipeline = p.pipeline(name);
         const inputs = opts.resume ? {} : resolveInputs(pipeline, parseInputPairs(opts.input));
         const db = await p.openDb();
+        if (opts.resume) {
+          const run = await new RunStore(db).getRun(opts.resume);
+          // A run the daemon owns is resumed by the daemon; two executors would race.
+          if (run && (run.status === 'queued' || run.status === 'waiting' || (run.claimed_by && run.lease_until && new Date(run.lease_until) > new Date()))) {
+            await db.close();
+            throw new UsageError(
+              run.claimed_by
+                ? `run ${run.id} is being executed by daemon ${run.claimed_by}; see flows show ${run.id}`
+                : `run ${run.id} is ${run.status} in the daemon's queue; a daemon resumes it (see flows show ${run.id})`,
+            );
+          }
+        }
         const events = new RunEvents();
         const stopProgress = opts.json ? () => {} : showProgress(events, p.log);
         const stop = new AbortController();

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { formatDuration } from '../../duration.ts';
+import type { RunStatus } from '../../db/tables.ts';
 import { RunStore } from '../../store.ts';
 import { table, when } from '../../format.ts';
 import type { Project } from '../project.ts';
@@ -11,14 +12,15 @@ export function runsCommand(program: Command, project: () => Project, wrap: Wrap
     .command('runs')
     .description('List recent runs, newest first')
     .option('--pipeline <name>', 'only runs of this pipeline')
+    .option('--status <status>', 'only runs in this status (queued, running, waiting, completed, completed_with_errors, failed, interrupted)')
     .option('--limit <n>', 'how many', (v) => Number.parseInt(v, 10), 20)
     .option('--json', 'print the runs as JSON on stdout')
     .action(
-      wrap(async (opts: { pipeline?: string; limit: number; json?: boolean }) => {
+      wrap(async (opts: { pipeline?: string; status?: RunStatus; limit: number; json?: boolean }) => {
         const p = project();
         const db = await p.openDb();
         try {
-          const runs = await new RunStore(db).listRuns({ pipeline: opts.pipeline, limit: opts.limit });
+          const runs = await new RunStore(db).listRuns({ pipeline: opts.pipeline, status: opts.status, limit: opts.limit });
           if (opts.json) {
             process.stdout.write(`${JSON.stringify(runs)}\n`);
             return 0;
@@ -29,11 +31,12 @@ export function runsCommand(program: Command, project: () => Project, wrap: Wrap
           }
           process.stdout.write(
             `${table(
-              ['run', 'pipeline', 'status', 'started', 'took'],
+              ['run', 'pipeline', 'status', 'trigger', 'started', 'took'],
               runs.map((r) => [
                 r.id,
                 r.pipeline,
-                `${r.status}${r.dry_run ? ' (dry run)' : ''}`,
+                `${r.status}${r.dry_run ? ' (dry run)' : ''}${r.status === 'waiting' && r.waiting_until ? ` until ${when(r.waiting_until)}` : ''}`,
+                r.trigger,
                 when(r.started_at),
                 r.finished_at ? formatDuration(new Date(r.finished_at).getTime() - new Date(r.started_at).getTime()) : '',
               ]),
@@ -72,8 +75,13 @@ export function showCommand(program: Command, project: () => Project, wrap: Wrap
           out.push(`run       ${run.id}${run.dry_run ? ' (dry run)' : ''}`);
           out.push(`pipeline  ${run.pipeline} (${run.pipeline_file})`);
           out.push(`status    ${run.status}${run.error ? `: ${run.error}` : ''}`);
+          out.push(`trigger   ${run.trigger}${run.trigger_ref ? ` (${run.trigger_ref})` : ''}`);
           out.push(`started   ${when(run.started_at)}`);
-          if (run.waiting_until) out.push(`waiting   until ${when(run.waiting_until)}: ${run.waiting_reason ?? 'quota'}`);
+          if (run.waiting_until) {
+            const who = run.status === 'waiting' ? ' (a daemon resumes it then)' : '';
+            out.push(`waiting   until ${when(run.waiting_until)}${who}: ${run.waiting_reason ?? 'quota'}`);
+          }
+          if (run.claimed_by) out.push(`worker    ${run.claimed_by}${run.lease_until ? `, lease until ${when(run.lease_until)}` : ''}`);
           if (run.finished_at) out.push(`finished  ${when(run.finished_at)} (${formatDuration(new Date(run.finished_at).getTime() - new Date(run.started_at).getTime())})`);
           if (Object.keys(run.inputs ?? {}).length) out.push(`inputs    ${JSON.stringify(run.inputs)}`);
           out.push('');
