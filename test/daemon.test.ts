@@ -242,6 +242,9 @@ describe.each(testDatabases)('daemon on $name', ({ open }) => {
     expect(await ok.json()).toMatchObject({ status: 'started', event_id: 'pb-1' });
     const again = await post('/hooks/partner', body, { 'content-type': 'application/json', 'x-partner-signature': sign(body), 'x-event-id': 'pb-1' });
     expect(await again.json()).toMatchObject({ status: 'duplicate' });
+    // The signature is over the raw bytes, whatever the content type says.
+    const plain = await post('/hooks/partner', body, { 'x-partner-signature': sign(body), 'x-event-id': 'pb-1' });
+    expect(await plain.json()).toMatchObject({ status: 'duplicate' });
     const bad = await post('/hooks/partner', body, { 'content-type': 'application/json', 'x-partner-signature': sign(`${body} `), 'x-event-id': 'pb-2' });
     expect(bad.status).toBe(400);
     await settled('partner', 1);

@@ -26,7 +26,7 @@ export function createProgram(deps: CliDeps, setExit: (code: number) => void): C
   const program = new Command('flows')
     .description('Runs declarative YAML pipelines: typed steps, durable runs, quotas and dry runs.')
     .addOption(new Option('--dir <folder>', 'folder of pipeline files and flows.config.yaml').env('FLOWS_DIR').default('pipelines'))
-    .addOption(new Option('--db <url-or-folder>', 'postgres:// URL, or a folder for the embedded database (default: DATABASE_URL, else .flows/db)'))
+    .addOption(new Option('--db <url-or-folder>', 'postgres:// URL, or a folder for the embedded database (memory:// for a throwaway one; default: DATABASE_URL, else .flows/db)'))
     .addOption(new Option('--log-level <level>', 'log level on stderr').choices(['debug', 'info', 'warn', 'error', 'silent']))
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();

@@ -109,6 +109,7 @@ export class Project {
   openDb(): Promise<Database> {
     const target = this.options.db ?? this.env.DATABASE_URL;
     if (target && /^postgres(ql)?:\/\//.test(target)) return openDatabase({ url: target });
+    if (target?.startsWith('memory://')) return openDatabase({ dataDir: target });
     return openDatabase({ dataDir: resolve(target ?? join('.flows', 'db')) });
   }
 }
