@@ -7,6 +7,7 @@ import { Daemon } from '../engine/daemon/daemon.ts';
 import { firesBetween } from '../engine/daemon/scheduler.ts';
 import type { Database } from '../engine/db/connect.ts';
 import { executeRun } from '../engine/executor/run.ts';
+import { checkPipelineSet } from '../engine/pipeline/load.ts';
 import type { Pipeline } from '../engine/pipeline/types.ts';
 import { RunStore } from '../engine/store.ts';
 import { first, testDatabases } from './helpers/db.ts';
@@ -132,6 +133,16 @@ describe('schedule fire times', () => {
   it('keeps the newest fires when there are more than the limit', () => {
     const fires = firesBetween('0 * * * *', 'UTC', new Date('2026-11-23T00:00:00Z'), new Date('2026-11-23T10:00:00Z'), 3);
     expect(fires.map((f) => f.toISOString().slice(11, 16))).toEqual(['08:00', '09:00', '10:00']);
+  });
+
+  it('refuses two pipelines with one name or one webhook path', () => {
+    const a = load(`name: a\ntrigger: { webhook: { path: /hooks/x } }\nsteps: [{ id: s, uses: log, with: { message: m } }]\n`);
+    const b = { ...load(`name: b\ntrigger: { webhook: { path: /hooks/x } }\nsteps: [{ id: s, uses: log, with: { message: m } }]\n`), file: 'b.yaml' };
+    const c = { ...load(`name: a\ntrigger: { manual: {} }\nsteps: [{ id: s, uses: log, with: { message: m } }]\n`), file: 'c.yaml' };
+    expect(checkPipelineSet([a, b, c]).map((d) => `${d.file}: ${d.message}`)).toEqual([
+      'b.yaml: webhook path /hooks/x is also used by test.yaml (give each webhook its own path)',
+      'c.yaml: pipeline name "a" is also used by test.yaml (give each pipeline its own name)',
+    ]);
   });
 
   it('validates webhook and event triggers', () => {

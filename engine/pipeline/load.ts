@@ -368,3 +368,23 @@ function checkStepExpressions(
 function outside(step: PipelineStep): { order: number; id: string; group?: string } {
   return { order: step.order, id: step.id, group: step.group };
 }
+
+/**
+ * What only shows across files: two pipelines with one name, or one webhook path. The
+ * daemon routes runs by name and requests by path, so each must be unique.
+ */
+export function checkPipelineSet(pipelines: readonly Pipeline[]): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const names = new Map<string, Pipeline>();
+  const paths = new Map<string, Pipeline>();
+  for (const p of pipelines) {
+    const sameName = names.get(p.name);
+    if (sameName) out.push({ file: p.file, line: 1, col: 1, path: 'name', message: `pipeline name "${p.name}" is also used by ${sameName.file} (give each pipeline its own name)` });
+    else names.set(p.name, p);
+    if (p.trigger.kind !== 'webhook') continue;
+    const samePath = paths.get(p.trigger.path);
+    if (samePath) out.push({ file: p.file, line: 1, col: 1, path: 'trigger.webhook.path', message: `webhook path ${p.trigger.path} is also used by ${samePath.file} (give each webhook its own path)` });
+    else paths.set(p.trigger.path, p);
+  }
+  return out;
+}

@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
 import { Daemon } from '../../daemon/daemon.ts';
+import { ValidationError } from '../../errors.ts';
+import { checkPipelineSet } from '../../pipeline/load.ts';
 import type { Pipeline } from '../../pipeline/types.ts';
 import { type Project, UsageError } from '../project.ts';
 import type { Wrap } from './types.ts';
@@ -34,8 +36,9 @@ Logs are JSON lines on stderr.`,
     .action(
       wrap(async (opts: DaemonCliOptions) => {
         const p = project({ logLevel: 'info' });
-        const loadAll = (): Pipeline[] => p.pipelineFiles().map((file) => p.pipeline(file));
-        const pipelines = loadAll();
+        const pipelines: Pipeline[] = p.pipelineFiles().map((file) => p.pipeline(file));
+        const clashes = checkPipelineSet(pipelines);
+        if (clashes.length) throw new ValidationError(clashes);
         const config = opts.workers ? { ...p.config, daemon: { ...p.config.daemon, workers: opts.workers } } : p.config;
         const db = await p.openDb();
         let daemon: Daemon;

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { existsSync, statSync } from 'node:fs';
 import { type Diagnostic, formatDiagnostic } from '../../errors.ts';
+import { checkPipelineSet } from '../../pipeline/load.ts';
+import type { Pipeline } from '../../pipeline/types.ts';
 import type { Project } from '../project.ts';
 import { UsageError } from '../project.ts';
 import type { Wrap } from './types.ts';
@@ -19,11 +21,14 @@ export function validateCommand(program: Command, project: () => Project, wrap: 
         diagnostics.push(...configProblems);
         const files = paths.length ? paths.map((f) => resolveFile(p, f)) : p.pipelineFiles();
         let steps = 0;
+        const loaded: Pipeline[] = [];
         for (const file of files) {
           const result = p.checkPipeline(file, config ?? {});
           diagnostics.push(...result.diagnostics);
           steps += result.pipeline?.steps.length ?? 0;
+          if (result.pipeline) loaded.push(result.pipeline);
         }
+        diagnostics.push(...checkPipelineSet(loaded));
         if (opts.json) {
           process.stdout.write(`${JSON.stringify({ ok: diagnostics.length === 0, files: files.map((f) => p.display(f)), diagnostics }, null, 2)}\n`);
         } else {
