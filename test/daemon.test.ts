@@ -282,8 +282,11 @@ describe.each(testDatabases)('daemon on $name', ({ open }) => {
   it('parks a run that must wait for its quota window, and queues it for then', async () => {
     // Sunday 27 Dec by now: the office quota is closed until Monday 09:00 London.
     const run = await db.kysely.transaction().execute((trx) => daemon.claims.enqueueNew(trx, { pipeline: office, inputs: {}, trigger: 'manual', ref: null, now: clock.now() }));
-    daemon.queue.notify([]);
-    await eventually(async () => (await store.getRun(run))?.status === 'waiting', 'the run to park');
+    daemon.queue.wake(1);
+    await eventually(async () => {
+      const row = await store.getRun(run);
+      return row?.status === 'waiting' && row.claimed_by === null; // parked, then handed back
+    }, 'the run to park');
     const row = (await store.getRun(run))!;
     expect(row.waiting_reason).toMatch(/outside the window of quota office/);
     expect(row.claimed_by).toBeNull();

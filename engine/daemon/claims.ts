@@ -58,6 +58,28 @@ export class RunClaims {
     return id;
   }
 
+  /**
+   * A webhook's run: records the event id (unique per route) and, only if it is new, the
+   * queued run, in one statement; then the job. Returns undefined for an event seen before.
+   * (Four round trips in all with BEGIN and COMMIT: the webhook answer waits for them.)
+   */
+  async enqueueWebhook(trx: Transaction<Tables>, run: QueuedRun, route: string, eventId: string): Promise<string | undefined> {
+    const id = newRunId(run.now);
+    const { rows } = await sql<{ id: string }>`
+      WITH fresh AS (
+        INSERT INTO webhook_events (route, event_id, run_id, received_at) VALUES (${route}, ${eventId}, ${id}, ${run.now})
+        ON CONFLICT (route, event_id) DO NOTHING RETURNING event_id
+      )
+      INSERT INTO flow_runs (id, pipeline, pipeline_file, pipeline_hash, status, dry_run, inputs, started_at, updated_at, trigger, trigger_ref)
+      SELECT ${id}, ${run.pipeline.name}, ${run.pipeline.file}, ${run.pipeline.hash}, 'queued', false, ${JSON.stringify(run.inputs)}::jsonb,
+             ${run.now}::timestamptz, ${run.now}::timestamptz, ${run.trigger}, ${run.ref}
+        FROM fresh
+      RETURNING id`.execute(trx);
+    if (!rows.length) return undefined;
+    await this.queue.enqueue(trx, id, run.startAfter);
+    return id;
+  }
+
   /** Takes a queued or waiting run for `worker`; undefined if another has it or it is over. */
   async claim(runId: string, worker: string, now: Date, leaseMs: number): Promise<RunRow | undefined> {
     return this.db.kysely
@@ -65,6 +87,8 @@ export class RunClaims {
       .set({ status: 'running', claimed_by: worker, lease_until: new Date(now.getTime() + leaseMs), updated_at: now })
       .where('id', '=', runId)
       .where('status', 'in', ['queued', 'waiting'])
+      // Not one a worker still holds (between parking and handing it back).
+      .where((eb) => eb.or([eb('claimed_by', 'is', null), eb('lease_until', '<', now)]))
       .returningAll()
       .executeTakeFirst();
   }

@@ -82,7 +82,6 @@ export class Daemon {
   private readonly abortRuns = new AbortController();
   private readonly inFlight = new Map<string, Promise<void>>();
   private readonly timers: NodeJS.Timeout[] = [];
-  private workerIds: string[] = [];
   private rateLimits: RateLimits;
   private http?: FastifyInstance;
   private stopping = false;
@@ -126,7 +125,7 @@ export class Daemon {
     this.http = this.buildHttp();
     const d = this.options.config.daemon ?? {};
     await this.http.listen({ port: this.options.port ?? d.port ?? DEFAULTS.port, host: this.options.host ?? d.host ?? DEFAULTS.host });
-    this.workerIds = await this.queue.work(this.settings.workers, (job) => this.execute(job));
+    await this.queue.work(this.settings.workers, (job) => this.execute(job));
     this.log.info({ worker: this.workerId, url: this.url, workers: this.settings.workers, pipelines: [...this.byName.keys()] }, 'daemon started');
     if (this.options.loops !== false) {
       // A first tick at once: runs whose daemon died are taken over, missed fires caught up.
@@ -152,7 +151,8 @@ export class Daemon {
     }
     const reaped = await this.claims.reapExpired(now);
     for (const id of reaped) this.log.warn({ run: id }, 'run lease ran out (its daemon stopped or lost the database): queued again to resume');
-    if (fired.some((f) => f.action === 'started') || dispatched.some((d) => d.action === 'started') || reaped.length) this.queue.notify(this.workerIds);
+    const queued = fired.filter((f) => f.action === 'started').length + dispatched.filter((d) => d.action === 'started').length + reaped.length;
+    if (queued) this.queue.wake(queued);
     return { fired, dispatched, reaped };
   }
 
@@ -316,7 +316,7 @@ export class Daemon {
         try {
           const answer = await route.handle({ raw: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0), headers: req.headers, query: req.query as Record<string, unknown> });
           status = answer.status;
-          if (answer.body.status === 'started') this.queue.notify(this.workerIds);
+          if (answer.body.status === 'started') this.queue.wake(1);
           if (status >= 400) this.log.warn({ route: route.path, status, err: answer.body.error }, 'webhook rejected');
           return reply.code(status).send(answer.body);
         } catch (err) {

@@ -80,22 +80,48 @@ export class RunQueue {
     });
   }
 
-  /** Starts `slots` pollers; each executes one run at a time. Returns their ids for notify(). */
+  /** Pollers not executing a job, in the order they became so. */
+  private readonly idle = new Set<string>();
+
+  /**
+   * Starts `slots` pollers; each executes one run at a time. A poller that finished a job
+   * looks again at once (there may be more); an idle one sleeps the poll interval unless
+   * wake() is called because a run was queued here.
+   */
   async work(slots: number, handle: (job: RunJob) => Promise<void>): Promise<string[]> {
     const ids: string[] = [];
     for (let i = 0; i < slots; i++) {
-      ids.push(
-        await this.boss.work<RunJob>(RUN_QUEUE, { batchSize: 1, pollingIntervalSeconds: this.options.pollSeconds }, async ([job]) => {
-          if (job) await handle(job.data);
-        }),
-      );
+      let id = '';
+      id = await this.boss.work<RunJob>(RUN_QUEUE, { batchSize: 1, pollingIntervalSeconds: this.options.pollSeconds }, async ([job]) => {
+        if (!job) return;
+        this.idle.delete(id);
+        try {
+          await handle(job.data);
+        } finally {
+          this.idle.add(id);
+          // It found a job, so there may be more: look again at once, not a poll interval later.
+          if (id) this.boss.notifyWorker(id);
+        }
+      });
+      this.idle.add(id);
+      ids.push(id);
     }
     return ids;
   }
 
-  /** Wakes idle pollers at once (a run was just queued here). */
-  notify(ids: readonly string[]): void {
-    for (const id of ids) this.boss.notifyWorker(id);
+  /**
+   * Wakes up to `count` idle pollers (that many runs were just queued here). Busy pollers
+   * look again as soon as their run ends, so they need no wake-up.
+   */
+  wake(count = 1): void {
+    let n = 0;
+    for (const id of this.idle) {
+      if (n++ >= count) break;
+      // Round robin: the one woken goes to the back.
+      this.idle.delete(id);
+      this.idle.add(id);
+      this.boss.notifyWorker(id);
+    }
   }
 
   /** Jobs waiting to be picked up (created or retry). */

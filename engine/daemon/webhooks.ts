@@ -91,19 +91,10 @@ export class WebhookRoute {
     }
 
     const result = await this.db.kysely.transaction().execute(async (trx) => {
-      const fresh = await trx
-        .insertInto('webhook_events')
-        .values({ route: this.path, event_id: eventId, run_id: null, received_at: now })
-        .onConflict((oc) => oc.columns(['route', 'event_id']).doNothing())
-        .returning('event_id')
-        .executeTakeFirst();
-      if (!fresh) {
-        const first = await trx.selectFrom('webhook_events').select('run_id').where('route', '=', this.path).where('event_id', '=', eventId).executeTakeFirst();
-        return { duplicate: true, runId: first?.run_id ?? null };
-      }
-      const runId = await this.claims.enqueueNew(trx, { pipeline: this.pipeline, inputs, trigger: 'webhook', ref: eventId, now });
-      await trx.updateTable('webhook_events').set({ run_id: runId }).where('route', '=', this.path).where('event_id', '=', eventId).execute();
-      return { duplicate: false, runId };
+      const runId = await this.claims.enqueueWebhook(trx, { pipeline: this.pipeline, inputs, trigger: 'webhook', ref: eventId, now }, this.path, eventId);
+      if (runId) return { duplicate: false, runId };
+      const first = await trx.selectFrom('webhook_events').select('run_id').where('route', '=', this.path).where('event_id', '=', eventId).executeTakeFirst();
+      return { duplicate: true, runId: first?.run_id ?? null };
     });
     return { status: 200, body: { status: result.duplicate ? 'duplicate' : 'started', run_id: result.runId, event_id: eventId } };
   }

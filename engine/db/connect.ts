@@ -152,5 +152,13 @@ async function pglite(dataDir: string): Promise<{ kysely: Kysely<Tables>; client
   const client = await PGlite.create(dataDir, {
     parsers: { 20: (v: string) => Number(v) },
   });
+  // PGlite runs each statement synchronously on this thread, and a chain of awaited
+  // statements never returns to the event loop: yield before each one, so sockets and timers
+  // are served between statements rather than after a whole run's worth of them.
+  const query = client.query.bind(client);
+  client.query = (async (...a: Parameters<typeof query>) => {
+    await new Promise((resolve) => setImmediate(resolve));
+    return query(...a);
+  }) as typeof client.query;
   return { kysely: new Kysely<Tables>({ dialect: new PGliteDialect(client) }), client };
 }

@@ -1,3 +1,4 @@
+import type { ValidateFunction } from 'ajv';
 import { coercingAjv, schemaErrors } from '../schema-check.ts';
 import { didYouMean } from '../suggest.ts';
 import type { Pipeline } from './types.ts';
@@ -20,21 +21,35 @@ export function resolveInputs(pipeline: Pipeline, given: Record<string, unknown>
       );
     }
   }
-  const schema = {
-    type: 'object',
-    properties: declared,
-    required: Object.entries(declared)
-      .filter(([, s]) => !('default' in s))
-      .map(([n]) => n),
-    additionalProperties: false,
-  };
-  const validate = coercingAjv.compile(schema);
+  const validate = validatorOf(declared);
   const inputs = structuredClone(given);
   if (!validate(inputs)) {
     const problems = schemaErrors(validate, inputs).map((m) => m.replace(/^\(value\): missing required key "(.+)"$/, 'missing input "$1" (pass --input $1=...)'));
     throw new InputError(`invalid inputs for "${pipeline.name}": ${problems.join('; ')}`);
   }
   return inputs;
+}
+
+/**
+ * One compiled validator per declared-inputs object. Ajv caches compiled schemas by the
+ * identity of the schema object, so compiling a fresh object on every call recompiles
+ * (milliseconds) and keeps every copy in Ajv's cache (a leak in the daemon).
+ */
+const validators = new WeakMap<object, ValidateFunction>();
+function validatorOf(declared: Pipeline['inputs']): ValidateFunction {
+  let validate = validators.get(declared);
+  if (!validate) {
+    validate = coercingAjv.compile({
+      type: 'object',
+      properties: declared,
+      required: Object.entries(declared)
+        .filter(([, s]) => !('default' in s))
+        .map(([n]) => n),
+      additionalProperties: false,
+    });
+    validators.set(declared, validate);
+  }
+  return validate;
 }
 
 /** `--input key=value` pairs; a value that is valid JSON (number, list, object) is taken as such. */
