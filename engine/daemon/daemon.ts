@@ -1,9 +1,10 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
+import { sql } from 'kysely';
 import { type Clock, systemClock } from '../clock.ts';
 import type { EngineConfig } from '../config.ts';
-import type { Database } from '../db/connect.ts';
+import { type Database, openDatabase } from '../db/connect.ts';
 import { parseDuration } from '../duration.ts';
 import { errorMessage } from '../errors.ts';
 import { RunEvents } from '../events.ts';
@@ -84,6 +85,8 @@ export class Daemon {
   private readonly timers: NodeJS.Timeout[] = [];
   private rateLimits: RateLimits;
   private http?: FastifyInstance;
+  /** On Postgres, webhooks answer from a small pool of their own, never queued behind runs. */
+  private webhookDb?: Database;
   private stopping = false;
   private ticking?: Promise<unknown>;
 
@@ -122,6 +125,14 @@ export class Daemon {
 
   async start(): Promise<void> {
     await this.queue.start();
+    if (this.options.db.url && this.routes.length) {
+      const WEBHOOK_POOL = 4;
+      this.webhookDb = await openDatabase({ url: this.options.db.url, poolSize: WEBHOOK_POOL, migrate: false });
+      // Connected up front: the first requests do not pay for connecting.
+      const db = this.webhookDb;
+      await Promise.all(Array.from({ length: WEBHOOK_POOL }, () => db.kysely.transaction().execute((trx) => sql`SELECT 1`.execute(trx))));
+      for (const route of this.routes) route.useDatabase(db);
+    }
     this.http = this.buildHttp();
     const d = this.options.config.daemon ?? {};
     await this.http.listen({ port: this.options.port ?? d.port ?? DEFAULTS.port, host: this.options.host ?? d.host ?? DEFAULTS.host });
@@ -297,6 +308,7 @@ export class Daemon {
     await Promise.allSettled([this.idle(), this.http?.close(), this.ticking]);
     clearTimeout(hard);
     await this.queue.stop();
+    await this.webhookDb?.close();
     await this.rateLimits.close();
     this.log.info('daemon stopped');
   }

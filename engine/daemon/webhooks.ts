@@ -39,7 +39,7 @@ export class WebhookRoute {
   constructor(
     readonly pipeline: Pipeline,
     config: EngineConfig,
-    private readonly db: Database,
+    private db: Database,
     private readonly claims: RunClaims,
     private readonly clock: Clock,
   ) {
@@ -58,6 +58,11 @@ export class WebhookRoute {
       this.verify = verifierOf(spec);
       this.verifierType = spec.type;
     }
+  }
+
+  /** Answers from this database handle (the daemon gives webhooks a pool of their own). */
+  useDatabase(db: Database): void {
+    this.db = db;
   }
 
   async handle(req: WebhookRequest): Promise<WebhookAnswer> {
