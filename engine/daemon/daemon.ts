@@ -13,7 +13,7 @@ import { type Logger, silentLogger } from '../log.ts';
 import type { Pipeline } from '../pipeline/types.ts';
 import { RateLimits } from '../rate-limits.ts';
 import type { Scrubber } from '../secrets.ts';
-import { RunStore } from '../store.ts';
+import { type RunRow, RunStore } from '../store.ts';
 import { RunClaims } from './claims.ts';
 import { type Dispatched, EventDispatcher } from './dispatcher.ts';
 import { DaemonMetrics } from './metrics.ts';
@@ -218,7 +218,7 @@ export class Daemon {
       }
     }
 
-    const done = this.runClaimed(run.id, pipeline, log);
+    const done = this.runClaimed(run, pipeline, log);
     this.inFlight.set(run.id, done);
     try {
       await done;
@@ -227,7 +227,8 @@ export class Daemon {
     }
   }
 
-  private async runClaimed(runId: string, pipeline: Pipeline, log: Logger): Promise<void> {
+  private async runClaimed(claimed: RunRow, pipeline: Pipeline, log: Logger): Promise<void> {
+    const runId = claimed.id;
     const { leaseMs } = this.settings;
     const leaseLost = new AbortController();
     const heartbeat = setInterval(() => {
@@ -248,6 +249,7 @@ export class Daemon {
         config: this.options.config,
         store: this.store,
         resume: runId,
+        claimed,
         env: this.options.env,
         clock: this.clock,
         log: this.options.log,
@@ -274,9 +276,9 @@ export class Daemon {
     } else if (result?.status === 'interrupted') {
       await this.claims.requeue(runId, this.workerId, 'queued', now);
       log.info('run interrupted by the daemon stopping: queued again');
-    } else {
+    } else if (!result) {
       await this.claims.release(runId, this.workerId);
-    }
+    } // else: the run ended, and its final status update dropped the claim
     this.metrics.runsFinished.inc({ pipeline: pipeline.name, status: result?.status ?? 'failed' });
   }
 

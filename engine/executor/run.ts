@@ -10,7 +10,7 @@ import { type Logger, silentLogger } from '../log.ts';
 import { isCallStep, type Pipeline } from '../pipeline/types.ts';
 import { resolveInputs } from '../pipeline/inputs.ts';
 import type { Scrubber } from '../secrets.ts';
-import type { RunStore } from '../store.ts';
+import type { RunRow, RunStore } from '../store.ts';
 import { type RunContext, readOnlyQueryable, writableQueryable } from './context.ts';
 import { runForeach } from './foreach.ts';
 import { DatabaseEffects } from './write-batch.ts';
@@ -31,6 +31,8 @@ export interface ExecuteOptions {
   outDir?: string;
   /** Continue this run: finished steps and items are not executed again. */
   resume?: string;
+  /** The run's row as the daemon just claimed it (status already running): saves reading it again. */
+  claimed?: RunRow;
   env?: Record<string, string | undefined>;
   clock?: Clock;
   log?: Logger;
@@ -90,7 +92,7 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
   const completed = new Map<string, unknown>();
   let changedSinceStart = false;
   if (options.resume) {
-    const run = await store.getRun(options.resume);
+    const run = options.claimed?.id === options.resume ? options.claimed : await store.getRun(options.resume);
     if (!run) throw new Error(`no run "${options.resume}" (see flows runs)`);
     if (run.pipeline !== pipeline.name) throw new Error(`run ${run.id} belongs to pipeline "${run.pipeline}", not "${pipeline.name}"`);
     if (run.dry_run) throw new Error(`run ${run.id} was a dry run; start a new one instead of resuming it`);
@@ -100,7 +102,7 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
     changedSinceStart = run.pipeline_hash !== pipeline.hash;
     dryRun = false;
     for (const s of await store.getSteps(runId)) if (s.status === 'completed' || s.status === 'skipped') completed.set(s.step_id, s.output);
-    await store.setRunStatus(runId, 'running', clock.now());
+    if (run.status !== 'running' || options.claimed?.id !== run.id) await store.setRunStatus(runId, 'running', clock.now());
   } else {
     runId = newRunId(clock.now());
     await store.createRun({ id: runId, pipeline: pipeline.name, file: pipeline.file, hash: pipeline.hash, dryRun, inputs, now: clock.now() });
