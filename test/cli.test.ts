@@ -73,6 +73,17 @@ steps:
     expect(JSON.parse(json.stdout).diagnostics).toHaveLength(2);
   });
 
+  it('refuses to start a daemon whose webhook verifier has no secret, naming the variable', async () => {
+    writeFileSync(join(dir, 'pipelines', 'hook.yaml'), 'name: hook\ntrigger: { webhook: { verify: demo-signature } }\nsteps: [{ id: s, uses: log, with: { message: m } }]\n');
+    try {
+      const r = await cli(['--db', 'memory://', 'daemon', '--port', '0'], { cwd: dir, env: { DEMO_WEBHOOK_SECRET: '' } });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('webhook verifier "demo-signature" (used by pipeline hook) has no secret: set the environment variable DEMO_WEBHOOK_SECRET');
+    } finally {
+      rmSync(join(dir, 'pipelines', 'hook.yaml'));
+    }
+  });
+
   it('refuses bad usage with exit 2 and a clear line', async () => {
     const missing = await flows('run', 'nope');
     expect(missing.code).toBe(2);

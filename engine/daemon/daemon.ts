@@ -282,13 +282,13 @@ export class Daemon {
     this.metrics.runsFinished.inc({ pipeline: pipeline.name, status: result?.status ?? 'failed' });
   }
 
+  /** A job fetched while stopping goes back untouched: a new job, for another daemon or a restart. */
   private async requeueUntouched(runId: string): Promise<void> {
-    const now = this.clock.now();
     await this.options.db.kysely.transaction().execute(async (trx) => {
-      const row = await trx.selectFrom('flow_runs').select('status').where('id', '=', runId).executeTakeFirst();
-      if (row && (row.status === 'queued' || row.status === 'waiting')) await this.queue.enqueue(trx, runId);
+      const row = await trx.selectFrom('flow_runs').select(['status', 'waiting_until']).where('id', '=', runId).executeTakeFirst();
+      if (row?.status === 'queued') await this.queue.enqueue(trx, runId);
+      else if (row?.status === 'waiting') await this.queue.enqueue(trx, runId, row.waiting_until ? new Date(row.waiting_until) : undefined);
     });
-    void now;
   }
 
   /**
