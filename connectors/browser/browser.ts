@@ -1,0 +1,170 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Type, type Static } from '@sinclair/typebox';
+import type { Browser, Page } from 'puppeteer-core';
+
+export const BrowserConfigSchema = Type.Object(
+  {
+    executable_path: Type.Optional(Type.String({ description: 'Chromium binary (default CHROMIUM_PATH, else /usr/bin/chromium).' })),
+    pages: Type.Optional(Type.Integer({ minimum: 1, maximum: 16, description: 'Pages kept open for rendering at once (default 2).' })),
+    timeout: Type.Optional(Type.Integer({ minimum: 1000, description: 'Milliseconds a render may take (default 30000).' })),
+  },
+  { additionalProperties: false },
+);
+export type BrowserConfig = Static<typeof BrowserConfigSchema>;
+
+export interface PdfOptions {
+  /** Text in the page footer beside the page numbers (escaped here). */
+  footerText?: string;
+  signal?: AbortSignal;
+}
+
+/** Chromium's flags for a server: headless, no sandbox (root in a container), nothing phoned home. */
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-dev-shm-usage',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-quic',
+];
+
+/**
+ * Renders report HTML to A4 PDF with Debian's Chromium through puppeteer-core.
+ *
+ * One long-lived browser per process, launched on first use with a fresh profile folder;
+ * a small pool of pages reused between renders. A browser that crashes or disconnects is
+ * relaunched on the next render; a page that crashes is replaced. Pages run with
+ * JavaScript off and every network request refused: a report is self-contained (inline
+ * SVG and CSS), so a stray URL in prospect data can neither run nor fetch anything.
+ */
+export class PdfRenderer {
+  private browser?: Promise<Browser>;
+  private profileDir?: string;
+  private readonly idle: Page[] = [];
+  private readonly waiters: ((page: Page) => void)[] = [];
+  private open = 0;
+  private closed = false;
+  /** How many times a browser was started (a warm renderer starts one). */
+  launches = 0;
+  readonly executablePath: string;
+  private readonly poolSize: number;
+  private readonly timeoutMs: number;
+
+  constructor(config: BrowserConfig = {}, env: Record<string, string | undefined> = process.env) {
+    this.executablePath = config.executable_path ?? env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+    this.poolSize = config.pages ?? 2;
+    this.timeoutMs = config.timeout ?? 30_000;
+  }
+
+  /** The PDF of `html`: A4, backgrounds printed, page numbers in the footer. */
+  async pdf(html: string, options: PdfOptions = {}): Promise<Buffer> {
+    const page = await this.acquire();
+    let healthy = true;
+    try {
+      options.signal?.throwIfAborted();
+      await page.setContent(html, { waitUntil: 'load', timeout: this.timeoutMs });
+      // Page numbers come from CSS page margin boxes: they need no script in the page.
+      await page.addStyleTag({ content: pageStyle(options.footerText ?? '') });
+      const pdf = await page.pdf({ printBackground: true, preferCSSPageSize: true, timeout: this.timeoutMs });
+      return Buffer.from(pdf);
+    } catch (err) {
+      healthy = false;
+      throw err;
+    } finally {
+      this.release(page, healthy);
+    }
+  }
+
+  /** The running browser's process id, if one is running (for health checks and tests). */
+  async browserPid(): Promise<number | undefined> {
+    const browser = await this.browser?.catch(() => undefined);
+    return browser?.process()?.pid;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const browser = await this.browser?.catch(() => undefined);
+    this.browser = undefined;
+    await browser?.close().catch(() => {});
+    if (this.profileDir) rmSync(this.profileDir, { recursive: true, force: true });
+  }
+
+  private launch(): Promise<Browser> {
+    if (!existsSync(this.executablePath)) {
+      return Promise.reject(
+        new Error(`Chromium not found at ${this.executablePath}: install Debian's chromium (apt-get install chromium) or set CHROMIUM_PATH`),
+      );
+    }
+    this.browser ??= (async () => {
+      const { default: puppeteer } = await import('puppeteer-core');
+      if (this.profileDir) rmSync(this.profileDir, { recursive: true, force: true });
+      this.profileDir = mkdtempSync(join(tmpdir(), 'flows-chromium-'));
+      const browser = await puppeteer.launch({
+        executablePath: this.executablePath,
+        args: [...FLAGS, `--user-data-dir=${this.profileDir}`],
+        headless: true,
+      });
+      this.launches++;
+      browser.on('disconnected', () => {
+        // Crashed or killed: forget it and its pages; the next render launches a new one.
+        this.browser = undefined;
+        this.idle.length = 0;
+        this.open = 0;
+      });
+      return browser;
+    })();
+    this.browser.catch(() => (this.browser = undefined));
+    return this.browser;
+  }
+
+  private async acquire(): Promise<Page> {
+    if (this.closed) throw new Error('the PDF renderer is closed');
+    const idle = this.idle.pop();
+    if (idle && !idle.isClosed()) return idle;
+    if (this.open >= this.poolSize) return new Promise((resolve) => this.waiters.push(resolve));
+    this.open++;
+    try {
+      const page = await (await this.launch()).newPage();
+      await page.setJavaScriptEnabled(false);
+      await page.setRequestInterception(true);
+      page.on('request', (request) => {
+        // The document itself (about:blank, data:) loads; anything else is refused.
+        const url = request.url();
+        if (url.startsWith('data:') || url === 'about:blank') void request.continue();
+        else void request.abort('blockedbyclient');
+      });
+      return page;
+    } catch (err) {
+      this.open--;
+      throw err;
+    }
+  }
+
+  private release(page: Page, healthy: boolean): void {
+    if (!healthy || page.isClosed()) {
+      this.open = Math.max(0, this.open - 1);
+      void page.close().catch(() => {});
+      const waiter = this.waiters.shift();
+      if (waiter) void this.acquire().then(waiter);
+      return;
+    }
+    const waiter = this.waiters.shift();
+    if (waiter) waiter(page);
+    else this.idle.push(page);
+  }
+}
+
+/** A4 with margins, and a footer: `text` on the left, "page / pages" on the right. */
+function pageStyle(text: string): string {
+  // A CSS string: backslash-escape what could end it or the rule.
+  const quoted = `"${text.replace(/[\\"\n\r]/g, (c) => `\\${c.charCodeAt(0).toString(16)} `)}"`;
+  const box = 'font-family: sans-serif; font-size: 8px; color: #666;';
+  return `@page { size: A4; margin: 14mm 12mm 16mm 12mm;
+    @bottom-left { content: ${quoted}; ${box} }
+    @bottom-right { content: counter(page) " / " counter(pages); ${box} } }`;
+}
