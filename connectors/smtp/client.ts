@@ -1,0 +1,257 @@
+import { type Static, type TObject, Type } from '@sinclair/typebox';
+import { Value, ValueErrorType } from '@sinclair/typebox/value';
+import type { Mail, NodemailerError, SMTPPoolOptions, SMTPPoolSentMessageInfo } from 'nodemailer';
+import { NonRetriableError } from '../../engine/errors.ts';
+
+/**
+ * Sends report emails over SMTP through a pool of open connections. nodemailer is loaded
+ * on the first send, so reading the schema or the types costs nothing.
+ *
+ * Retry is a property of the error: a refused connection, a timeout or a 4xx reply (421,
+ * 450, 451, 452) throws a plain Error, which the engine retries; a 5xx reply (550 unknown
+ * mailbox, 535 wrong password, 554 refused) throws NonRetriableError, as the server would
+ * answer the same again. The password never appears in an error.
+ */
+
+export const SmtpConfigSchema = Type.Object(
+  {
+    host: Type.String({ minLength: 1, description: "Host name of the SMTP server (a relay or the provider's submission host)." }),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Defaults to 465 when secure, else 587 (submission).' })),
+    secure: Type.Optional(
+      Type.Boolean({ description: 'TLS from the first byte (port 465). When false, STARTTLS is used if the server offers it. Default false.' }),
+    ),
+    require_tls: Type.Optional(
+      Type.Boolean({ description: 'Send nothing unless STARTTLS succeeds, so the password never crosses in clear. Default false.' }),
+    ),
+    auth: Type.Optional(
+      Type.Object(
+        {
+          user: Type.String({ minLength: 1 }),
+          pass: Type.String({ minLength: 1, description: 'Through ${{ env.SMTP_PASSWORD }}; never printed.' }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    pool_size: Type.Optional(Type.Integer({ minimum: 1, maximum: 50, description: 'Connections open at once. Default 5.' })),
+    messages_per_connection: Type.Optional(
+      Type.Integer({ minimum: 1, description: 'Messages sent over one connection before it is replaced. Default 100.' }),
+    ),
+    connect_timeout_ms: Type.Optional(Type.Integer({ minimum: 1, description: 'Wait for the TCP (and TLS) connection. Default 10000.' })),
+    greeting_timeout_ms: Type.Optional(Type.Integer({ minimum: 1, description: "Wait for the server's greeting. Default 10000." })),
+    socket_timeout_ms: Type.Optional(Type.Integer({ minimum: 1, description: 'Silence after which a connection is dropped. Default 60000.' })),
+  },
+  { additionalProperties: false },
+);
+
+export type SmtpConfig = Static<typeof SmtpConfigSchema>;
+
+/** A config that passed the schema, with every default filled in. */
+export type ResolvedSmtpConfig = Required<Omit<SmtpConfig, 'auth'>> & Pick<SmtpConfig, 'auth'>;
+
+/**
+ * Checks connector settings and fills in defaults. `where` names the settings in the error,
+ * e.g. `connectors.smtp`. Every problem is listed; the password's value never is.
+ */
+export function parseSmtpConfig(value: unknown, where = 'smtp config'): ResolvedSmtpConfig {
+  const problems = new Map<string, string>();
+  for (const e of Value.Errors(SmtpConfigSchema, value)) {
+    const path = e.path.slice(1).replace(/\//g, '.');
+    if (problems.has(path)) continue;
+    if (e.type === ValueErrorType.ObjectAdditionalProperties) {
+      const allowed = Object.keys((e.schema as TObject).properties).join(', ');
+      problems.set(path, `${path}: unknown key (allowed: ${allowed})`);
+      continue;
+    }
+    const got = e.value === undefined ? ', got nothing' : path === 'auth.pass' ? ' (value not shown)' : `, got ${JSON.stringify(e.value)}`;
+    problems.set(path, `${path || '(settings)'}: ${e.message.replace(/^Expected/, 'expected')}${got}`);
+  }
+  if (problems.size) throw new NonRetriableError(`${where}: ${[...problems.values()].join('; ')}`);
+  const config = value as SmtpConfig;
+  const secure = config.secure ?? false;
+  return {
+    host: config.host,
+    port: config.port ?? (secure ? 465 : 587),
+    secure,
+    require_tls: config.require_tls ?? false,
+    auth: config.auth,
+    pool_size: config.pool_size ?? 5,
+    messages_per_connection: config.messages_per_connection ?? 100,
+    connect_timeout_ms: config.connect_timeout_ms ?? 10_000,
+    greeting_timeout_ms: config.greeting_timeout_ms ?? 10_000,
+    socket_timeout_ms: config.socket_timeout_ms ?? 60_000,
+  };
+}
+
+export interface Mailbox {
+  name?: string;
+  email: string;
+}
+
+export interface EmailAttachment {
+  filename: string;
+  content: Buffer;
+  contentType: string;
+}
+
+export interface EmailMessage {
+  from: Mailbox;
+  to: string | Mailbox | (string | Mailbox)[];
+  subject: string;
+  html: string;
+  text: string;
+  /** Extra header fields, e.g. List-Unsubscribe and List-Unsubscribe-Post (RFC 8058 one-click). */
+  headers?: Record<string, string>;
+  attachments?: EmailAttachment[];
+  /** `<id@domain>`; generated when not given. Pass one to recognise a resent message. */
+  messageId?: string;
+}
+
+export interface SendResult {
+  messageId: string;
+  /** Recipients the server took. */
+  accepted: string[];
+  /** Recipients the server refused while taking the others; all refused throws instead. */
+  rejected: string[];
+  /** The server's last reply, e.g. `250 OK: queued as 1A2B`. */
+  response: string;
+}
+
+/** What a step depends on: a fake of it is a few lines. */
+export interface EmailSender {
+  send(message: EmailMessage, options?: { signal?: AbortSignal }): Promise<SendResult>;
+  close(): Promise<void>;
+}
+
+/** RFC 5322 field name: printable ASCII without the colon. */
+const HEADER_NAME = /^[!-9;-~]+$/;
+
+/**
+ * nodemailer codes that, with no reply from the server, mean the message or the settings
+ * are wrong, so another attempt fails the same way. Every other failure without a reply is
+ * about the connection (refused, timed out, dropped) and is retried.
+ */
+const PERMANENT_CODES = new Set(['EAUTH', 'ENOAUTH', 'EENVELOPE', 'ECONFIG', 'EFILEACCESS', 'EURLACCESS', 'EMAXRECIPIENTS', 'EOTP', 'EREQUIRETLS']);
+
+type Pool = Mail<SMTPPoolSentMessageInfo, SMTPPoolOptions>;
+
+export class SmtpMailer implements EmailSender {
+  /** A true private field: it holds the password, and a logged or serialised mailer must not show it. */
+  readonly #config: ResolvedSmtpConfig;
+  private pool: Promise<Pool> | undefined;
+  private closed = false;
+
+  constructor(config: SmtpConfig) {
+    this.#config = parseSmtpConfig(config);
+  }
+
+  /** `host:port`, the prefix of every error. */
+  get server(): string {
+    return `${this.#config.host}:${this.#config.port}`;
+  }
+
+  async send(message: EmailMessage, options: { signal?: AbortSignal } = {}): Promise<SendResult> {
+    if (this.closed) throw new Error(`smtp ${this.server}: the mailer is closed`);
+    options.signal?.throwIfAborted();
+    checkHeaders(message.headers ?? {});
+    const pool = await this.open();
+    try {
+      const info = await pool.sendMail({
+        from: { name: message.from.name ?? '', address: message.from.email },
+        to: (Array.isArray(message.to) ? message.to : [message.to]).map((r) =>
+          typeof r === 'string' ? r : { name: r.name ?? '', address: r.email },
+        ),
+        subject: message.subject,
+        html: message.html,
+        text: message.text,
+        headers: message.headers,
+        attachments: message.attachments?.map((a) => ({ filename: a.filename, content: a.content, contentType: a.contentType })),
+        messageId: message.messageId,
+        signal: options.signal,
+      });
+      return { messageId: info.messageId, accepted: info.accepted.map(String), rejected: info.rejected.map(String), response: info.response };
+    } catch (err) {
+      if (options.signal?.aborted) throw options.signal.reason;
+      throw this.mapError(err as NodemailerError);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const pool = this.pool;
+    this.pool = undefined;
+    if (pool) (await pool).close();
+  }
+
+  private open(): Promise<Pool> {
+    const c = this.#config;
+    this.pool ??= import('nodemailer').then(({ createTransport }) =>
+      createTransport({
+        pool: true,
+        host: c.host,
+        port: c.port,
+        secure: c.secure,
+        requireTLS: c.require_tls,
+        auth: c.auth ? { user: c.auth.user, pass: c.auth.pass } : undefined,
+        maxConnections: c.pool_size,
+        maxMessages: c.messages_per_connection,
+        connectionTimeout: c.connect_timeout_ms,
+        greetingTimeout: c.greeting_timeout_ms,
+        socketTimeout: c.socket_timeout_ms,
+        // Attachments are buffers we made; a path or URL in a message is never followed.
+        disableFileAccess: true,
+        disableUrlAccess: true,
+      }),
+    );
+    return this.pool;
+  }
+
+  /** Turns a nodemailer error into one whose type carries the retry decision. */
+  private mapError(err: NodemailerError): Error {
+    const text = this.redact(err.message ?? String(err));
+    const cause = {
+      code: err.code,
+      responseCode: err.responseCode,
+      command: err.command && this.redact(err.command),
+      response: err.response && this.redact(err.response),
+      rejected: err.rejected,
+    };
+    const where = `smtp ${this.server}`;
+    if (err.responseCode !== undefined) {
+      // nodemailer reads the reply class for us; 503 (bad command sequence) is not permanent.
+      const permanent = err.permanent ?? (err.responseCode >= 500 && err.responseCode !== 503);
+      if (permanent) {
+        const hint =
+          err.code === 'EAUTH' ? 'check auth.user and auth.pass'
+          : err.responseCode === 530 ? 'the server requires sign-in: set auth.user and auth.pass'
+          : 'the server will refuse this message again';
+        return new NonRetriableError(`${where}: ${text} (${hint})`, { cause });
+      }
+      return new Error(`${where}: ${text} (temporary, try again later)`, { cause });
+    }
+    // A message still queued when close() ran was not refused: it can go out later.
+    if (err.code && PERMANENT_CODES.has(err.code) && !this.closed) {
+      const hint = err.code === 'EAUTH' || err.code === 'ENOAUTH' ? ' (check auth.user and auth.pass)' : '';
+      return new NonRetriableError(`${where}: ${text}${hint}`, { cause });
+    }
+    return new Error(`${where}: ${text}`, { cause });
+  }
+
+  /** The password, and the base64 forms AUTH PLAIN and AUTH LOGIN send it in, never leave. */
+  private redact(text: string): string {
+    const auth = this.#config.auth;
+    if (!auth) return text;
+    const forms = [
+      Buffer.from(`\u0000${auth.user}\u0000${auth.pass}`).toString('base64'),
+      Buffer.from(auth.pass).toString('base64'),
+      auth.pass,
+    ];
+    return forms.reduce((out, secret) => out.split(secret).join('[redacted]'), text);
+  }
+}
+
+function checkHeaders(headers: Record<string, string>): void {
+  for (const [name, value] of Object.entries(headers)) {
+    if (!HEADER_NAME.test(name)) throw new NonRetriableError(`email header ${JSON.stringify(name)}: not a valid header name (printable ASCII, no colon or space)`);
+    if (/[\r\n]/.test(value)) throw new NonRetriableError(`email header ${name}: the value contains a line break, which would start a new header; remove it`);
+  }
+}

@@ -1,0 +1,194 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { type AddressObject, simpleParser } from 'mailparser';
+import { SMTPServer, type SMTPServerError, type SMTPServerSession } from 'smtp-server';
+
+/**
+ * An SMTP server on loopback for the demo and the tests. It keeps every message it takes,
+ * parsed, in memory (and as .eml files when asked), and answers the way real servers do
+ * when told to: 550 for refused recipients, 451 for the first messages, slow replies.
+ * No TLS unless asked; authentication is optional unless credentials are given.
+ */
+export interface SmtpSandboxOptions {
+  /** Require AUTH with exactly these credentials; without them any client may send. */
+  auth?: { user: string; pass: string };
+  /** Answer 550 to RCPT TO for these addresses (any case). */
+  rejectRecipients?: string[];
+  /** Answer 451 at the end of DATA to the first N messages; later ones are taken. */
+  tempFailFirst?: number;
+  /** Wait this long before answering each message's DATA. */
+  latencyMs?: number;
+  /** Also write each message taken as `<seq>.eml` here, so the demo can show it. */
+  outDir?: string;
+  /** Offer STARTTLS with smtp-server's built-in test certificate, which no client trusts by default. */
+  starttls?: boolean;
+}
+
+export interface ReceivedAttachment {
+  filename: string | undefined;
+  contentType: string;
+  size: number;
+  content: Buffer;
+}
+
+export interface ReceivedEmail {
+  /** Order of arrival, from 1; goes on counting after clear(). */
+  seq: number;
+  /** The SMTP session it came over: messages sharing one came through one pooled connection. */
+  sessionId: string;
+  /** The user the client signed in as, if it did. */
+  user: string | undefined;
+  envelope: { from: string; to: string[] };
+  messageId: string | undefined;
+  subject: string | undefined;
+  from: { name: string; email: string } | undefined;
+  to: { name: string; email: string }[];
+  html: string | undefined;
+  text: string | undefined;
+  /** Raw header values by lower-case name, unfolded; a repeated header's values joined by a newline. */
+  headers: Record<string, string>;
+  attachments: ReceivedAttachment[];
+  raw: Buffer;
+  /** The .eml file, when `outDir` was given. */
+  file: string | undefined;
+}
+
+export interface SmtpSandbox {
+  host: string;
+  port: number;
+  url: string;
+  /** Messages taken, in order of arrival. Stored before the server answers 250. */
+  readonly messages: ReceivedEmail[];
+  /** Resolves with the messages once there are at least `count`; rejects after `timeoutMs`. */
+  waitFor(count: number, timeoutMs?: number): Promise<ReceivedEmail[]>;
+  /** Forgets the messages taken; `tempFailFirst` keeps counting. */
+  clear(): void;
+  close(): Promise<void>;
+}
+
+function replyError(responseCode: number, message: string): SMTPServerError {
+  return Object.assign(new Error(message), { responseCode });
+}
+
+function mailboxes(header: AddressObject | AddressObject[] | undefined): { name: string; email: string }[] {
+  const objects = header === undefined ? [] : Array.isArray(header) ? header : [header];
+  return objects.flatMap((o) => o.value.flatMap((a) => (a.group ?? [a]).map((m) => ({ name: m.name, email: m.address ?? '' }))));
+}
+
+/** The header section as sent, not as mailparser interprets it (it merges List-* into one). */
+function rawHeaders(lines: readonly { key: string; line: string }[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const { key, line } of lines) {
+    const value = line.slice(line.indexOf(':') + 1).replace(/\r?\n[ \t]+/g, ' ').trim();
+    out[key] = key in out ? `${out[key]}\n${value}` : value;
+  }
+  return out;
+}
+
+export async function startSmtpSandbox(options: SmtpSandboxOptions = {}): Promise<SmtpSandbox> {
+  const messages: ReceivedEmail[] = [];
+  const waiters = new Set<() => void>();
+  const refused = new Set((options.rejectRecipients ?? []).map((a) => a.toLowerCase()));
+  let dataCount = 0;
+  let seq = 0;
+  if (options.outDir) await mkdir(options.outDir, { recursive: true });
+
+  const server = new SMTPServer({
+    secure: false,
+    disabledCommands: options.starttls ? [] : ['STARTTLS'],
+    authOptional: !options.auth,
+    allowInsecureAuth: true,
+    disableReverseLookup: true,
+    logger: false,
+    // Connections a client left open are cut this soon after close().
+    closeTimeout: 200,
+    onAuth(auth, _session, callback) {
+      const want = options.auth;
+      if (!want || (auth.username === want.user && auth.password === want.pass)) return callback(null, { user: auth.username });
+      callback(replyError(535, 'Authentication credentials invalid'));
+    },
+    onRcptTo(address, _session, callback) {
+      if (refused.has(address.address.toLowerCase())) return callback(replyError(550, `5.1.1 <${address.address}>: mailbox unavailable`));
+      callback();
+    },
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('end', () => {
+        const raw = Buffer.concat(chunks);
+        take(raw, session).then(
+          (reply) => callback(reply),
+          (err: Error) => callback(replyError(451, `4.3.0 the sandbox could not take the message: ${err.message}`)),
+        );
+      });
+    },
+  });
+
+  async function take(raw: Buffer, session: SMTPServerSession): Promise<SMTPServerError | null> {
+    dataCount += 1;
+    if (options.latencyMs) await new Promise((resolve) => setTimeout(resolve, options.latencyMs));
+    if (options.tempFailFirst && dataCount <= options.tempFailFirst) return replyError(451, '4.7.1 try again later');
+    const parsed = await simpleParser(raw);
+    seq += 1;
+    const file = options.outDir ? join(options.outDir, `${String(seq).padStart(4, '0')}.eml`) : undefined;
+    if (file) await writeFile(file, raw);
+    const mailFrom = session.envelope.mailFrom;
+    messages.push({
+      seq,
+      sessionId: session.id,
+      user: typeof session.user === 'string' ? session.user : undefined,
+      envelope: { from: mailFrom ? mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address) },
+      messageId: parsed.messageId,
+      subject: parsed.subject,
+      from: mailboxes(parsed.from)[0],
+      to: mailboxes(parsed.to),
+      html: parsed.html || undefined,
+      text: parsed.text,
+      headers: rawHeaders(parsed.headerLines),
+      attachments: parsed.attachments.map((a) => ({ filename: a.filename, contentType: a.contentType, size: a.size, content: a.content })),
+      raw,
+      file,
+    });
+    for (const wake of waiters) wake();
+    return null;
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  // A client that drops its connection is reported here; the sandbox keeps serving the others.
+  server.on('error', () => {});
+  const { port } = server.server.address() as AddressInfo;
+
+  return {
+    host: '127.0.0.1',
+    port,
+    url: `smtp://127.0.0.1:${port}`,
+    messages,
+    waitFor(count, timeoutMs = 5000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (messages.length < count) return;
+          waiters.delete(check);
+          clearTimeout(timer);
+          resolve([...messages]);
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`smtp sandbox: waited ${timeoutMs}ms for ${count} messages, got ${messages.length}`));
+        }, timeoutMs);
+        waiters.add(check);
+        check();
+      });
+    },
+    clear() {
+      messages.length = 0;
+    },
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}

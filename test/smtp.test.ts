@@ -1,0 +1,186 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inspect } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type EmailMessage, parseSmtpConfig, SmtpMailer } from '../connectors/smtp/client.ts';
+import { type SmtpSandbox, type SmtpSandboxOptions, startSmtpSandbox } from '../connectors/smtp/sandbox.ts';
+import { NonRetriableError } from '../engine/errors.ts';
+
+const PDF = Buffer.concat([Buffer.from('%PDF-1.7\n'), Buffer.from([0x25, 0xe2, 0xe3, 0xcf, 0xd3, 0x0a, 0x00, 0xff]), Buffer.from('\n%%EOF\n')]);
+
+const UNSUBSCRIBE = '<https://reports.example/unsubscribe/tok_8f3a>, <mailto:unsubscribe@intel-mail-one.example?subject=unsubscribe%20tok_8f3a>';
+
+function report(overrides: Partial<EmailMessage> = {}): EmailMessage {
+  return {
+    from: { name: 'Search Intel', email: 'reports@intel-mail-one.example' },
+    to: 'buyer@acme.example',
+    subject: 'Acme vs. Rivals — your Q3 visibility report',
+    html: '<h1>Acme</h1><p>Visibility rose <b>12%</b> this quarter.</p>',
+    text: 'Acme\n\nVisibility rose 12% this quarter.',
+    headers: { 'List-Unsubscribe': UNSUBSCRIBE, 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' },
+    attachments: [{ filename: 'acme-q3.pdf', content: PDF, contentType: 'application/pdf' }],
+    ...overrides,
+  };
+}
+
+const opened: { close(): Promise<void> }[] = [];
+
+async function sandbox(options: SmtpSandboxOptions = {}): Promise<SmtpSandbox> {
+  const sb = await startSmtpSandbox(options);
+  opened.push(sb);
+  return sb;
+}
+
+function mailer(sb: SmtpSandbox, extra: Partial<ConstructorParameters<typeof SmtpMailer>[0]> = {}): SmtpMailer {
+  const m = new SmtpMailer({ host: sb.host, port: sb.port, ...extra });
+  opened.unshift(m); // mailers close before the sandboxes they talk to
+  return m;
+}
+
+afterEach(async () => {
+  for (const o of opened.splice(0)) await o.close();
+});
+
+describe('SmtpMailer against the sandbox', () => {
+  it('delivers html, text, a PDF and the one-click unsubscribe headers intact', async () => {
+    const outDir = await mkdtemp(join(tmpdir(), 'flows-smtp-'));
+    try {
+      const sb = await sandbox({ outDir });
+      const result = await mailer(sb).send(report({ messageId: '<report-acme-q3@intel-mail-one.example>' }));
+      expect(result).toEqual({
+        messageId: '<report-acme-q3@intel-mail-one.example>',
+        accepted: ['buyer@acme.example'],
+        rejected: [],
+        response: expect.stringMatching(/^250 /),
+      });
+
+      const [got] = await sb.waitFor(1, 2000);
+      expect(got!.envelope).toEqual({ from: 'reports@intel-mail-one.example', to: ['buyer@acme.example'] });
+      expect(got!.messageId).toBe('<report-acme-q3@intel-mail-one.example>');
+      expect(got!.subject).toBe('Acme vs. Rivals — your Q3 visibility report');
+      expect(got!.from).toEqual({ name: 'Search Intel', email: 'reports@intel-mail-one.example' });
+      expect(got!.to).toEqual([{ name: '', email: 'buyer@acme.example' }]);
+      expect(got!.html).toBe('<h1>Acme</h1><p>Visibility rose <b>12%</b> this quarter.</p>');
+      expect(got!.text).toBe('Acme\n\nVisibility rose 12% this quarter.');
+      expect(got!.headers['list-unsubscribe']).toBe(UNSUBSCRIBE);
+      expect(got!.headers['list-unsubscribe-post']).toBe('List-Unsubscribe=One-Click');
+      expect(got!.attachments).toHaveLength(1);
+      expect(got!.attachments[0]).toMatchObject({ filename: 'acme-q3.pdf', contentType: 'application/pdf', size: PDF.length });
+      expect(got!.attachments[0]!.content.equals(PDF)).toBe(true);
+      expect(await readFile(got!.file!)).toEqual(got!.raw);
+    } finally {
+      await rm(outDir, { recursive: true, force: true });
+    }
+  });
+
+  it('sends 5 messages at once through a pool of 2 connections, and all arrive', async () => {
+    const sb = await sandbox({ latencyMs: 20 });
+    const m = mailer(sb, { pool_size: 2 });
+    const buyers = ['a', 'b', 'c', 'd', 'e'].map((x) => `buyer-${x}@acme.example`);
+    const results = await Promise.all(buyers.map((to) => m.send(report({ to, subject: `Report for ${to}` }))));
+    expect(results.map((r) => r.accepted)).toEqual(buyers.map((b) => [b]));
+
+    const got = await sb.waitFor(5, 2000);
+    expect(got.map((g) => g.envelope.to[0]).sort()).toEqual(buyers);
+    expect(got.every((g) => g.attachments[0]!.content.equals(PDF))).toBe(true);
+    expect(new Set(got.map((g) => g.sessionId)).size).toBeLessThanOrEqual(2);
+  });
+
+  it('a refused recipient is a NonRetriableError naming the reply; a partly refused message is sent to the rest', async () => {
+    const sb = await sandbox({ rejectRecipients: ['Gone@Acme.example'] });
+    const m = mailer(sb);
+    const err = await m.send(report({ to: 'gone@acme.example' })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NonRetriableError);
+    expect((err as Error).message).toMatch(/^smtp 127\.0\.0\.1:\d+: .*550 5\.1\.1 <gone@acme\.example>: mailbox unavailable \(the server will refuse this message again\)$/);
+    expect(sb.messages).toHaveLength(0);
+
+    const partly = await m.send(report({ to: ['gone@acme.example', { name: 'Ann Buyer', email: 'ann@acme.example' }] }));
+    expect(partly).toMatchObject({ accepted: ['ann@acme.example'], rejected: ['gone@acme.example'] });
+    expect(sb.messages.map((g) => g.envelope.to)).toEqual([['ann@acme.example']]);
+  });
+
+  it('a 451 is a retryable error, and the next attempt goes through', async () => {
+    const sb = await sandbox({ tempFailFirst: 1 });
+    const m = mailer(sb);
+    const err = await m.send(report()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(err).not.toBeInstanceOf(NonRetriableError);
+    expect((err as Error).message).toMatch(/451 4\.7\.1 try again later \(temporary, try again later\)$/);
+    expect(sb.messages).toHaveLength(0);
+
+    await m.send(report());
+    expect(sb.messages).toHaveLength(1);
+  });
+
+  it('a refused connection is retryable', async () => {
+    const sb = await startSmtpSandbox();
+    await sb.close();
+    const err = await mailer(sb).send(report()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(err).not.toBeInstanceOf(NonRetriableError);
+    expect((err as Error).message).toContain('ECONNREFUSED');
+  });
+
+  describe('with sign-in required', () => {
+    const auth = { user: 'reports', pass: 'Tr0ub4dor&3-smtp' };
+
+    it('sends with the right credentials', async () => {
+      const sb = await sandbox({ auth });
+      await mailer(sb, { auth }).send(report());
+      expect(sb.messages[0]!.user).toBe('reports');
+    });
+
+    it('a wrong password is a NonRetriableError; neither it nor the mailer shows the password', async () => {
+      const sb = await sandbox({ auth });
+      const wrong = { user: 'reports', pass: 'wrong-Pa55word!' };
+      const m = mailer(sb, { auth: wrong });
+      const err = await m.send(report()).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NonRetriableError);
+      expect((err as Error).message).toMatch(/535 Authentication credentials invalid \(check auth\.user and auth\.pass\)$/);
+      const everything = `${(err as Error).message} ${(err as Error).stack} ${JSON.stringify((err as Error).cause)} ${inspect(m)} ${JSON.stringify(m)}`;
+      for (const secret of [wrong.pass, Buffer.from(wrong.pass).toString('base64'), Buffer.from(`\0reports\0${wrong.pass}`).toString('base64')]) {
+        expect(everything).not.toContain(secret);
+      }
+      expect(sb.messages).toHaveLength(0);
+    });
+
+    it('no credentials at all is a NonRetriableError saying what to set', async () => {
+      const sb = await sandbox({ auth });
+      const err = await mailer(sb).send(report()).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NonRetriableError);
+      expect((err as Error).message).toMatch(/530 .*\(the server requires sign-in: set auth\.user and auth\.pass\)$/);
+    });
+  });
+
+  it('an aborted send rejects with the abort reason and sends nothing', async () => {
+    const sb = await sandbox();
+    const reason = new Error('run cancelled');
+    const err = await mailer(sb).send(report(), { signal: AbortSignal.abort(reason) }).catch((e: unknown) => e);
+    expect(err).toBe(reason);
+    expect(sb.messages).toHaveLength(0);
+  });
+
+  it('refuses a header value with a line break before connecting', async () => {
+    const sb = await sandbox();
+    const err = await mailer(sb).send(report({ headers: { 'X-Report': 'acme\r\nBcc: everyone@example.com' } })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NonRetriableError);
+    expect((err as Error).message).toBe('email header X-Report: the value contains a line break, which would start a new header; remove it');
+  });
+});
+
+describe('SMTP settings', () => {
+  it('fill in defaults', () => {
+    expect(parseSmtpConfig({ host: 'smtp.example.com', secure: true })).toMatchObject({ port: 465, pool_size: 5, require_tls: false });
+    expect(parseSmtpConfig({ host: 'smtp.example.com' }).port).toBe(587);
+  });
+
+  it('list every problem, without the password', () => {
+    const bad = { host: '', port: 'abc', auth: { user: 'reports', pass: 42 }, pool: 3 };
+    expect(() => parseSmtpConfig(bad, 'connectors.smtp')).toThrow(NonRetriableError);
+    expect(() => parseSmtpConfig(bad, 'connectors.smtp')).toThrow(
+      'connectors.smtp: pool: unknown key (allowed: host, port, secure, require_tls, auth, pool_size, messages_per_connection, connect_timeout_ms, greeting_timeout_ms, socket_timeout_ms); ' +
+        'host: expected string length greater or equal to 1, got ""; port: expected integer, got "abc"; auth.pass: expected string (value not shown)',
+    );
+  });
+});
