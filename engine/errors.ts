@@ -11,6 +11,18 @@ export class NonRetriableError extends Error {
   }
 }
 
+/**
+ * An HTTP Retry-After header in milliseconds from `nowMs`: delay-seconds or an HTTP date.
+ * Undefined when absent or unreadable (each caller knows its provider's default wait).
+ */
+export function retryAfterMs(header: string | null | undefined, nowMs: number): number | undefined {
+  const value = header?.trim();
+  if (!value) return undefined;
+  if (/^\d+(\.\d+)?$/.test(value)) return Math.round(Number(value) * 1000);
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs);
+}
+
 /** The attempt failed; try again, but not before `afterMs` (a 429 with Retry-After). */
 export class RetryAfterError extends Error {
   override readonly name = 'RetryAfterError';

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { NonRetriableError, RetryAfterError } from '../engine/errors.ts';
+import { NonRetriableError, RetryAfterError, retryAfterMs } from '../engine/errors.ts';
 import { defineStep } from '../engine/types.ts';
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
@@ -34,15 +34,6 @@ function buildUrl(url: string, query: Record<string, string | number | boolean> 
   const u = new URL(url);
   for (const [k, v] of Object.entries(query)) u.searchParams.set(k, String(v));
   return u.toString();
-}
-
-/** Retry-After is seconds or an HTTP date. */
-export function retryAfterMs(header: string | null, now: Date): number {
-  if (!header) return 1000;
-  const seconds = Number(header);
-  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
-  const at = Date.parse(header);
-  return Number.isNaN(at) ? 1000 : Math.max(0, at - now.getTime());
 }
 
 export const httpRequest = defineStep({
@@ -90,7 +81,7 @@ export const httpRequest = defineStep({
       }
     }
     const snippet = text.slice(0, 200);
-    if (response.status === 429) throw new RetryAfterError(`${method} ${input.url}: 429 Too Many Requests`, retryAfterMs(response.headers.get('retry-after'), ctx.clock.now()));
+    if (response.status === 429) throw new RetryAfterError(`${method} ${input.url}: 429 Too Many Requests`, retryAfterMs(response.headers.get('retry-after'), ctx.clock.now().getTime()) ?? 1000);
     if (response.status >= 500 || response.status === 408) throw new Error(`${method} ${input.url}: ${response.status} ${snippet}`);
     if (response.status >= 400) throw new NonRetriableError(`${method} ${input.url}: ${response.status} ${snippet}`);
     return { status: response.status, headers: Object.fromEntries(response.headers), body: parsed };

@@ -7,7 +7,8 @@ import { SlotPlanner } from '../engine/quota/slots.ts';
 import { createScrubber, secretValues } from '../engine/secrets.ts';
 import { closest } from '../engine/suggest.ts';
 import { backoffMs } from '../engine/executor/attempt.ts';
-import { retryAfterMs } from '../steps/http-request.ts';
+import { retryAfterMs } from '../engine/errors.ts';
+
 
 describe('durations', () => {
   it('parses the forms users write', () => {
@@ -30,9 +31,11 @@ describe('backoff', () => {
   });
   it('reads Retry-After as seconds or as a date', () => {
     const now = new Date('2026-11-25T10:00:00Z');
-    expect(retryAfterMs('3', now)).toBe(3000);
-    expect(retryAfterMs('Wed, 25 Nov 2026 10:00:10 GMT', now)).toBe(10_000);
-    expect(retryAfterMs(null, now)).toBe(1000);
+    expect(retryAfterMs('3', now.getTime())).toBe(3000);
+    expect(retryAfterMs(' 1.5 ', now.getTime())).toBe(1500);
+    expect(retryAfterMs('Wed, 25 Nov 2026 10:00:10 GMT', now.getTime())).toBe(10_000);
+    expect(retryAfterMs(null, now.getTime())).toBeUndefined();
+    expect(retryAfterMs('soon', now.getTime())).toBeUndefined();
   });
 });
 

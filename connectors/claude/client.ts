@@ -46,7 +46,7 @@ import type { ContentBlock, ContentBlockParam, Message, MessageCreateParamsNonSt
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import { NonRetriableError, RetryAfterError } from '../../engine/errors.ts';
+import { NonRetriableError, RetryAfterError, retryAfterMs } from '../../engine/errors.ts';
 
 type Sdk = typeof import('@anthropic-ai/sdk');
 type AnthropicClient = InstanceType<Sdk['default']>;
@@ -177,7 +177,7 @@ export function createClaudeAnalyst(config: ClaudeConfig, options: ClaudeAnalyst
         );
       }
       if (status === 429 || status === 529) {
-        const afterMs = retryAfterMs(err.headers, now) ?? DEFAULT_RETRY_AFTER_MS;
+        const afterMs = waitOf(err.headers, now) ?? DEFAULT_RETRY_AFTER_MS;
         return new RetryAfterError(`${where}: ${status === 429 ? 'rate limited' : 'overloaded'} (${detail}); retry after ${afterMs}ms`, afterMs, { cause: err });
       }
       if (status === 408 || status === 409 || status >= 500) return new Error(`${where}: the API failed (${detail}); the next attempt may succeed`, { cause: err });
@@ -285,15 +285,11 @@ function isSpendLimit(err: { status: number; errorCode: string | null; apiMessag
   return [400, 402, 429].includes(err.status) && SPEND_LIMIT_TEXT.test(err.apiMessage ?? '');
 }
 
-/** retry-after-ms, else retry-after in seconds or as an HTTP date; undefined when absent. */
-export function retryAfterMs(headers: Headers | undefined, now: () => number = Date.now): number | undefined {
+/** Anthropic's retry-after-ms, else the standard Retry-After; undefined when absent. */
+function waitOf(headers: Headers | undefined, now: () => number): number | undefined {
   const ms = Number.parseFloat(headers?.get('retry-after-ms') ?? '');
   if (Number.isFinite(ms) && ms >= 0) return Math.round(ms);
-  const value = headers?.get('retry-after')?.trim();
-  if (!value) return undefined;
-  if (/^\d+(\.\d+)?$/.test(value)) return Math.round(Number(value) * 1000);
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now());
+  return retryAfterMs(headers?.get('retry-after'), now());
 }
 
 function priced(usage: ClaudeUsage, config: ClaudeConfig): { costUsd?: number } {

@@ -33,7 +33,7 @@
  */
 import { type Static, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { NonRetriableError, RetryAfterError } from '../../engine/errors.ts';
+import { NonRetriableError, RetryAfterError, retryAfterMs } from '../../engine/errors.ts';
 import {
   type AdwordsKeywordRow,
   type CompetitorRow,
@@ -336,15 +336,6 @@ export function maskKey(key: string): string {
 /** The entries that are set: an override left undefined keeps the default. */
 function defined<T extends object>(values: T | undefined): Partial<T> {
   return Object.fromEntries(Object.entries(values ?? {}).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
-/** Retry-After is seconds or an HTTP date; undefined when absent or unreadable. */
-function retryAfterMs(header: string | null, now: number): number | undefined {
-  if (!header) return undefined;
-  const seconds = Number(header);
-  if (header.trim() !== '' && Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
-  const at = Date.parse(header);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
 function describe(err: unknown): string {

@@ -1,6 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { NonRetriableError, RetryAfterError } from '../../engine/errors.ts';
+import { NonRetriableError, RetryAfterError, retryAfterMs } from '../../engine/errors.ts';
 
 /**
  * SpyFu's v2 REST APIs: latest domain stats, top competitors, most valuable keywords.
@@ -261,7 +261,8 @@ export class SpyfuClient implements SpyfuApi {
     const status = response.status;
     const snippet = this.scrub(text.slice(0, 200));
     if (status === 429) {
-      const afterMs = retryAfterMs(response.headers.get('retry-after'), this.clock.now());
+      // SpyFu documents 1 second when Retry-After is absent.
+      const afterMs = retryAfterMs(response.headers.get('retry-after'), this.clock.now().getTime()) ?? 1000;
       throw new RetryAfterError(`${where}: 429 Too Many Requests (SpyFu's per-endpoint rate limit); retry after ${afterMs}ms`, afterMs);
     }
     if (status >= 500 || status === 408) throw new Error(`${where}: ${status} from SpyFu: ${snippet}`);
@@ -309,15 +310,6 @@ export function createSpyfuClient(config: SpyfuConfig, deps: Pick<SpyfuClientOpt
     timeoutMs: config.timeout,
     ...deps,
   });
-}
-
-/** Retry-After is seconds or an HTTP date; SpyFu documents 1 second when it is absent. */
-export function retryAfterMs(header: string | null, now: Date): number {
-  if (!header) return 1000;
-  const seconds = Number(header);
-  if (Number.isFinite(seconds)) return Math.max(0, Math.round(seconds * 1000));
-  const at = Date.parse(header);
-  return Number.isNaN(at) ? 1000 : Math.max(0, at - now.getTime());
 }
 
 function hostName(domain: string): string {
