@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PdfRenderer } from '../connectors/browser/browser.ts';
+import { eventually } from './helpers/eventually.ts';
 
 const chromium = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const dir = mkdtempSync(join(tmpdir(), 'flows-pdf-'));
@@ -80,7 +81,7 @@ describe.runIf(existsSync(chromium))('PDF rendering with Chromium', () => {
     const pid = await renderer.browserPid();
     expect(pid).toBeGreaterThan(0);
     process.kill(pid!, 'SIGKILL');
-    await new Promise((r) => setTimeout(r, 200));
+    await eventually(async () => (await renderer.browserPid()) === undefined, 'the renderer to see the browser gone');
     const pdf = await renderer.pdf(page('<p>after the crash</p>'));
     expect(textOf(pdf)).toContain('after the crash');
     expect(renderer.launches).toBe(before + 1);

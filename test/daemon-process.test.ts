@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../engine/db/connect.ts';
 import { startCli } from './helpers/cli.ts';
 import { createPostgresDatabase } from './helpers/db.ts';
-import { eventually, type Receiver, startReceiver } from './helpers/receiver.ts';
+import { eventually } from './helpers/eventually.ts';
+import { type Receiver, startReceiver } from './helpers/receiver.ts';
 
 /**
  * Real `flows daemon` processes: stopped with SIGTERM, killed with SIGKILL and restarted,

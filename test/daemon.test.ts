@@ -12,7 +12,7 @@ import type { Pipeline } from '../engine/pipeline/types.ts';
 import { RunStore } from '../engine/store.ts';
 import { first, testDatabases } from './helpers/db.ts';
 import { calls, diagnosticsOf, pipelineFrom, testRegistry } from './helpers/pipeline.ts';
-import { eventually } from './helpers/receiver.ts';
+import { eventually } from './helpers/eventually.ts';
 
 const STRIPE_SECRET = 'whsec_test_secret';
 const HMAC_SECRET = 'hmac-test-secret';

@@ -13,6 +13,7 @@ import { parseCsv, parseErrorLine, parseReport } from '../connectors/semrush/par
 import { SANDBOX_KEY, type SemrushSandbox, type SemrushSandboxOptions, startSemrushSandbox } from '../connectors/semrush/sandbox.ts';
 import { parseDuration } from '../engine/duration.ts';
 import { NonRetriableError, RetryAfterError } from '../engine/errors.ts';
+import { eventually } from './helpers/eventually.ts';
 
 const fixture = (name: string) => readFileSync(new URL(`../connectors/semrush/fixtures/${name}`, import.meta.url), 'utf8');
 
@@ -274,11 +275,14 @@ describe('SEMrush failures', () => {
   });
 
   it("stops when the caller's signal aborts, with the caller's reason", async () => {
-    await withSandbox({ timeoutDomains: ['slow-corp.com'] }, async (_box, c) => {
+    await withSandbox({ timeoutDomains: ['slow-corp.com'] }, async (box, c) => {
       const controller = new AbortController();
       const reason = new Error('run stopped');
-      setTimeout(() => controller.abort(reason), 20);
-      expect(await failure(c.domainRank('slow-corp.com', { signal: controller.signal }))).toBe(reason);
+      const pending = failure(c.domainRank('slow-corp.com', { signal: controller.signal }));
+      // Abort once the request is in the sandbox's hands (it never answers this domain).
+      await eventually(() => box.requests.length > 0, 'the request to arrive');
+      controller.abort(reason);
+      expect(await pending).toBe(reason);
     });
   });
 
