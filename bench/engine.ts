@@ -37,6 +37,7 @@ import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { parseArgs, table } from './common.ts';
 import { CompiledQuery } from 'kysely';
 import pg from 'pg';
 import { emptyConfig } from '../engine/config.ts';
@@ -64,19 +65,6 @@ type LoopMode = 'full' | 'fetch' | 'insert' | 'insert-effect';
 const DIAG_MODES: LoopMode[] = ['fetch', 'insert', 'insert-effect'];
 
 // ---------------------------------------------------------------- arguments
-
-function parseArgs(argv: string[]): Map<string, string> {
-  const out = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith('--')) continue;
-    const eq = a.indexOf('=');
-    if (eq > 0) out.set(a.slice(2, eq), a.slice(eq + 1));
-    else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) out.set(a.slice(2), argv[++i]!);
-    else out.set(a.slice(2), 'true');
-  }
-  return out;
-}
 
 const list = (v: string | undefined, dflt: string) =>
   (v ?? dflt)
@@ -394,11 +382,6 @@ async function createPgDatabase(adminUrl: string): Promise<{ dsn: string; drop()
 
 const fmt = (v: number | undefined, digits = 0) => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits));
 
-function table(headers: string[], rows: string[][], left = 3): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i < left ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-}
 
 async function parentMain(args: Map<string, string>): Promise<void> {
   const ns = list(args.get('n'), '5000,50000')
@@ -554,6 +537,7 @@ async function parentMain(args: Map<string, string>): Promise<void> {
     table(
       ['db', 'N', 'variant', 'engine ms', 'loop ms', 'overhead ms/item', 'engine/loop', 'engine peak RSS MB (base)', 'loop peak RSS MB (base)', 'engine passes ms', 'SQL stmts/item engine|loop', 'check'],
       rows,
+      3,
     ),
   );
   if (repeat > 1) out.push(`(best of ${repeat} runs each)`);

@@ -68,6 +68,7 @@ import { dirname, join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { parseArgs, table } from './common.ts';
 import Stripe from 'stripe';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -83,19 +84,6 @@ const GOAL_P99_MS = 20;
 type DbKind = 'pglite' | 'postgres';
 
 // ---------------------------------------------------------------- helpers
-
-function parseArgs(argv: string[]): Map<string, string> {
-  const out = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith('--')) continue;
-    const eq = a.indexOf('=');
-    if (eq > 0) out.set(a.slice(2, eq), a.slice(eq + 1));
-    else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) out.set(a.slice(2), argv[++i]!);
-    else out.set(a.slice(2), 'true');
-  }
-  return out;
-}
 
 function num(args: Map<string, string>, name: string, dflt: number, min = 0): number {
   const v = args.has(name) ? Number(args.get(name)) : dflt;
@@ -918,11 +906,6 @@ interface DbRun {
 
 const f = (v: number | undefined, digits = 1) => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits));
 
-function table(headers: string[], rows: string[][], left = 2): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i < left ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-}
 
 async function parentMain(args: Map<string, string>): Promise<void> {
   const dbs = (args.get('db') ?? 'pglite').split(',').map((s) => s.trim()).filter(Boolean) as DbKind[];
