@@ -38,22 +38,7 @@ export class RunClaims {
   /** Creates a queued run and its job in `trx`. */
   async enqueueNew(trx: Transaction<Tables>, run: QueuedRun): Promise<string> {
     const id = newRunId(run.now);
-    await trx
-      .insertInto('flow_runs')
-      .values({
-        id,
-        pipeline: run.pipeline.name,
-        pipeline_file: run.pipeline.file,
-        pipeline_hash: run.pipeline.hash,
-        status: 'queued',
-        dry_run: false,
-        inputs: JSON.stringify(run.inputs),
-        started_at: run.now,
-        updated_at: run.now,
-        trigger: run.trigger,
-        trigger_ref: run.ref,
-      })
-      .execute();
+    await queuedRunInsert(id, run).execute(trx);
     await this.queue.enqueue(trx, id, run.startAfter);
     return id;
   }
@@ -70,10 +55,7 @@ export class RunClaims {
         INSERT INTO webhook_events (route, event_id, run_id, received_at) VALUES (${route}, ${eventId}, ${id}, ${run.now})
         ON CONFLICT (route, event_id) DO NOTHING RETURNING event_id
       )
-      INSERT INTO flow_runs (id, pipeline, pipeline_file, pipeline_hash, status, dry_run, inputs, started_at, updated_at, trigger, trigger_ref)
-      SELECT ${id}, ${run.pipeline.name}, ${run.pipeline.file}, ${run.pipeline.hash}, 'queued', false, ${JSON.stringify(run.inputs)}::jsonb,
-             ${run.now}::timestamptz, ${run.now}::timestamptz, ${run.trigger}, ${run.ref}
-        FROM fresh
+      ${queuedRunInsert(id, run, sql`FROM fresh`)}
       RETURNING id`.execute(trx);
     if (!rows.length) return undefined;
     await this.queue.enqueue(trx, id, run.startAfter);
@@ -183,4 +165,13 @@ export class RunClaims {
   async lock(trx: Transaction<Tables>, name: string): Promise<void> {
     await sql`SELECT pg_advisory_xact_lock(hashtext(${`flows trigger ${name}`}))`.execute(trx);
   }
+}
+
+/** The INSERT of a queued run's row; `from` makes it conditional (a row per row of a CTE). */
+function queuedRunInsert(id: string, run: QueuedRun, from = sql``) {
+  return sql`
+    INSERT INTO flow_runs (id, pipeline, pipeline_file, pipeline_hash, status, dry_run, inputs, started_at, updated_at, trigger, trigger_ref)
+    SELECT ${id}, ${run.pipeline.name}, ${run.pipeline.file}, ${run.pipeline.hash}, 'queued', false, ${JSON.stringify(run.inputs)}::jsonb,
+           ${run.now}::timestamptz, ${run.now}::timestamptz, ${run.trigger}, ${run.ref}::text
+    ${from}`;
 }
