@@ -5,10 +5,19 @@
 
 /** The attempt failed and another attempt cannot succeed (bad input, 4xx, spent budget). */
 export class NonRetriableError extends Error {
-  override readonly name = 'NonRetriableError';
+  override readonly name: string = 'NonRetriableError';
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
   }
+}
+
+/**
+ * The run cannot go on without a person: the input is incomplete in a way no retry fixes
+ * (a payment without a domain). The run ends as `needs_attention` with this message, later
+ * steps do not run, and `flows runs --status needs_attention` lists it.
+ */
+export class NeedsAttentionError extends NonRetriableError {
+  override readonly name = 'NeedsAttentionError';
 }
 
 /**

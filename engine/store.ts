@@ -69,7 +69,7 @@ export class RunStore {
   async setRunStatus(id: string, status: RunStatus, now: Date, error: string | null = null): Promise<void> {
     const finished = status === 'running' ? null : now;
     // A run that ended holds no claim: a daemon worker need not release it after.
-    const ended = status === 'completed' || status === 'completed_with_errors' || status === 'failed';
+    const ended = status === 'completed' || status === 'completed_with_errors' || status === 'failed' || status === 'needs_attention';
     await this.kysely
       .updateTable('flow_runs')
       .set({ status, error: error && this.scrub(error), finished_at: finished, updated_at: now, ...(ended ? { claimed_by: null, lease_until: null } : {}) })

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { NonRetriableError } from '../engine/errors.ts';
+import { NeedsAttentionError, NonRetriableError } from '../engine/errors.ts';
 import { type DatabaseStatement, defineStep } from '../engine/types.ts';
 
 export const transform = defineStep({
@@ -93,3 +93,13 @@ function eventStatement(input: { type: string; key?: string; payload?: Record<st
     output: (rows) => ({ id: String(rows[0]?.id ?? ''), type: input.type }),
   };
 }
+
+export const needsAttention = defineStep({
+  type: 'run.needs_attention',
+  description: 'Stops the run as needs_attention with a reason a person can act on (use with when:); later steps do not run.',
+  input: Type.Object({ reason: Type.String({ minLength: 1, description: 'What is wrong and what to do about it.' }) }, { additionalProperties: false }),
+  output: Type.Object({}, { additionalProperties: false }),
+  async run(_ctx, input) {
+    throw new NeedsAttentionError(input.reason);
+  },
+});

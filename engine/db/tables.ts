@@ -13,6 +13,8 @@ export type RunStatus =
   | 'completed'
   | 'completed_with_errors'
   | 'failed'
+  /** Stopped on purpose by a step: a person must look at it (`flows show` says why). */
+  | 'needs_attention'
   | 'interrupted';
 
 export type StepStatus = 'running' | 'completed' | 'completed_with_errors' | 'failed' | 'skipped';
@@ -151,6 +153,32 @@ export interface GeneratedReportsTable {
   pdf_path: string | null;
   cost: Json<Record<string, number>>;
   created_at: Generated<Date>;
+  effect_key: string | null;
+  run_id: string | null;
+  company_name: string | null;
+  /** numeric: read back as a string by pg. */
+  cost_usd: ColumnType<string, number | string, number | string>;
+  pdf_bytes: number | null;
+}
+
+export interface PaymentsTable {
+  id: Generated<string>;
+  provider: Generated<string>;
+  session_id: string;
+  event_id: string;
+  prospect_id: string | null;
+  domain: string | null;
+  email: string | null;
+  /** In the currency's smallest unit (cents); bigint, read back as a string by pg. */
+  amount: ColumnType<string, number | string, number | string>;
+  currency: string;
+  channel: string | null;
+  campaign: string | null;
+  variant: string | null;
+  report_id: string | null;
+  run_id: string | null;
+  paid_at: Timestamp;
+  created_at: Generated<Date>;
 }
 
 export interface ReportRequestsTable {
@@ -177,4 +205,5 @@ export interface Tables {
   prospect_intelligence: ProspectIntelligenceTable;
   generated_reports: GeneratedReportsTable;
   report_requests: ReportRequestsTable;
+  payments: PaymentsTable;
 }

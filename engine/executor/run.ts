@@ -3,7 +3,7 @@ import type { EngineConfig } from '../config.ts';
 import { addCost, type Cost, zeroCost } from '../cost.ts';
 import type { RunStatus, StepStatus } from '../db/tables.ts';
 import { DryRunSink, type PlannedEffectRecord } from '../dry-run.ts';
-import { errorMessage } from '../errors.ts';
+import { errorMessage, NeedsAttentionError } from '../errors.ts';
 import { RunEvents } from '../events.ts';
 import { newRunId } from '../ids.ts';
 import { type Logger, silentLogger } from '../log.ts';
@@ -15,6 +15,7 @@ import { type RunContext, readOnlyQueryable, writableQueryable } from './context
 import { runForeach } from './foreach.ts';
 import { DatabaseEffects } from './write-batch.ts';
 import { RateLimits } from '../rate-limits.ts';
+import { Resources } from '../resources.ts';
 import { invokeStep } from './invoke.ts';
 import { whenHolds } from './when.ts';
 import { stoppedWaiting } from '../quota/ledger.ts';
@@ -44,6 +45,10 @@ export interface ExecuteOptions {
   abort?: AbortSignal;
   /** Named rate limits (shared through Redis when built with a URL); by default in-process, closed at the end. */
   rateLimits?: RateLimits;
+  /** Clients, browser and sandboxes shared by the process's runs; by default made for this run and closed at its end. */
+  resources?: Resources;
+  /** The pipelines folder, for resources made by this run (default ./pipelines). */
+  projectDir?: string;
   /**
    * A quota wait longer than this ends the run "waiting" (its waiting_until says when to go
    * on) rather than sleeping; the daemon sets it so a worker is not held for hours.
@@ -141,6 +146,9 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
     writes: new DatabaseEffects(store, () => clock.now()),
     calendars: new Map(),
     rateLimits: options.rateLimits ?? new RateLimits(options.config),
+    resources:
+      options.resources ??
+      new Resources({ config: options.config, env, log, clock, projectDir: options.projectDir ?? 'pipelines', stateDir: '.flows' }),
   };
 
   events.emit('run:start', { runId, pipeline: pipeline.name, dryRun, resumed: Boolean(options.resume) });
@@ -149,10 +157,11 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
   const summaries: StepSummary[] = [];
   let status: RunStatus = 'completed';
   let runError: string | undefined;
+  let attention: string | undefined;
   for (const step of pipeline.steps) {
     const summary: StepSummary = { id: step.id, uses: step.uses, status: 'not_run', effects: 0, cost: zeroCost() };
     summaries.push(summary);
-    if (status === 'failed' || status === 'interrupted') continue;
+    if (status === 'failed' || status === 'interrupted' || status === 'needs_attention') continue;
     if (completed.has(step.id)) {
       rc.scope.steps[step.id] = { output: completed.get(step.id) };
       summary.status = 'completed';
@@ -183,7 +192,12 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
       }
     } catch (err) {
       if (stoppedWaiting(err)) stepStatus = 'running';
-      else {
+      else if (needsAttention(err)) {
+        stepStatus = 'failed';
+        error = errorMessage(needsAttention(err));
+        attention = error;
+        log.warn({ step: step.id, reason: error }, 'run needs attention');
+      } else {
         stepStatus = 'failed';
         error = errorMessage(err);
         log.error({ step: step.id, err: error }, 'step failed');
@@ -199,7 +213,10 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
     await store.finishStep(runId, step.id, { status: stepStatus, output, error, counts: summary.items, now: clock.now() });
     events.emit('step:finish', { runId, stepId: step.id, status: stepStatus });
     rc.scope.steps[step.id] = { output };
-    if (stepStatus === 'failed') {
+    if (attention !== undefined) {
+      status = 'needs_attention';
+      runError = `step ${step.id}: ${attention}`;
+    } else if (stepStatus === 'failed') {
       status = 'failed';
       runError = `step ${step.id} failed: ${error}`;
     } else if (stepStatus === 'completed_with_errors') status = 'completed_with_errors';
@@ -255,5 +272,12 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
   };
   sink?.finish(renderRunSummary(result));
   if (!options.rateLimits) await rc.rateLimits.close();
+  if (!options.resources) await rc.resources.close();
   return result;
+}
+
+/** The NeedsAttentionError a step threw, through the executor's wrapping of the last attempt. */
+function needsAttention(err: unknown): NeedsAttentionError | undefined {
+  for (let e = err; e instanceof Error; e = e.cause) if (e instanceof NeedsAttentionError) return e;
+  return undefined;
 }

@@ -12,7 +12,7 @@ export function runsCommand(program: Command, project: () => Project, wrap: Wrap
     .command('runs')
     .description('List recent runs, newest first')
     .option('--pipeline <name>', 'only runs of this pipeline')
-    .option('--status <status>', 'only runs in this status (queued, running, waiting, completed, completed_with_errors, failed, interrupted)')
+    .option('--status <status>', 'only runs in this status (queued, running, waiting, completed, completed_with_errors, failed, needs_attention, interrupted)')
     .option('--limit <n>', 'how many', (v) => Number.parseInt(v, 10), 20)
     .option('--json', 'print the runs as JSON on stdout')
     .action(
