@@ -84,6 +84,11 @@ export class WebhookRoute {
     }
 
     const scope = { body, headers: lowerCased(req.headers), query: req.query };
+    if (trigger.when !== undefined) {
+      const skip = this.whenSkips(trigger.when, scope);
+      if (skip) return { status: 200, body: { status: 'ignored', error: skip } };
+    }
+
     let eventId: string;
     let inputs: Record<string, unknown>;
     try {
@@ -102,6 +107,16 @@ export class WebhookRoute {
       return { duplicate: true, runId: first?.run_id ?? null };
     });
     return { status: 200, body: { status: result.duplicate ? 'duplicate' : 'started', run_id: result.runId, event_id: eventId } };
+  }
+
+  /** Why `when` turns this request away, or undefined when it starts a run. */
+  private whenSkips(when: string, scope: Record<string, unknown>): string | undefined {
+    try {
+      // Resending would not change the answer, so an expression error ignores the request too.
+      return renderDeep(when, scope) === true ? undefined : `${this.pipeline.name} starts only when ${when}`;
+    } catch (err) {
+      return `trigger.webhook.when failed: ${errorMessage(err)}`;
+    }
   }
 
   private eventId(scope: Record<string, unknown>, raw: Buffer): string {

@@ -154,6 +154,7 @@ function checkTrigger(
         path: body.path ?? `/hooks/${typeof name === 'string' ? name : 'pipeline'}`,
         verify: body.verify,
         events: body.events,
+        when: body.when,
         eventId: body.event_id,
         inputs: body.inputs,
       };

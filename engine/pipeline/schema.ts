@@ -44,6 +44,12 @@ export const TriggerSchema = Type.Object(
           events: Type.Optional(
             Type.Array(Type.String(), { minItems: 1, description: 'Only these event types (the body\'s "type") start a run; others are answered 200 and ignored.' }),
           ),
+          when: Type.Optional(
+            Type.String({
+              description:
+                'Expression over body, headers and query; a request for which it is not true is answered 200 and ignored, e.g. ${{ body.data.object.payment_status == "paid" }}.',
+            }),
+          ),
           event_id: Type.Optional(
             Type.String({ description: 'Expression giving the provider\'s event id, each processed once (default body.id for stripe, else a hash of the body).' }),
           ),

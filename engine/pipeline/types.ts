@@ -5,7 +5,7 @@ declare const parsed: unique symbol;
 
 export type Trigger =
   | { kind: 'schedule'; cron: string; timezone: string; catchup: 'none' | 'last' | 'all'; overlap: 'skip' | 'queue' }
-  | { kind: 'webhook'; path: string; verify?: string; events?: string[]; eventId?: string; inputs?: Record<string, unknown> }
+  | { kind: 'webhook'; path: string; verify?: string; events?: string[]; when?: string; eventId?: string; inputs?: Record<string, unknown> }
   | { kind: 'event'; name: string; dedupe?: { key: string; windowMs: number }; inputs?: Record<string, unknown> }
   | { kind: 'manual' };
 
