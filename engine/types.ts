@@ -20,6 +20,7 @@ import type { Static, TSchema } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import type { Clock } from './clock.ts';
 import type { EngineConfig } from './config.ts';
+import type { Resource } from './resources.ts';
 import type { InsertShape } from './sql-insert.ts';
 
 /** What a step sees of the database: parameterised SQL, nothing else. */
@@ -46,6 +47,15 @@ export interface StepContext {
   readonly config: EngineConfig;
   /** Evaluates a bare expression (no ${{ }}) against the step's scope plus `extra`. */
   evaluate(expression: string, extra?: Record<string, unknown>): unknown;
+  /** The process's instance of a resource (a client, the browser), made on first use. */
+  use<T>(resource: Resource<T>): Promise<T>;
+  /**
+   * Runs `call` under the config's rate limit of this name (requests per second and in
+   * flight), shared with every step using the same name; without such a limit, at once.
+   */
+  limit<T>(name: string, call: () => Promise<T>): Promise<T>;
+  /** Records usage of a real run by unit name (priced by config `prices`), e.g. { semrush_units: 40 }. */
+  spend(units: Record<string, number>): void;
 }
 
 /** A file a person can open, written to the dry-run folder. */

@@ -1,7 +1,9 @@
 import { Command, CommanderError, Option } from 'commander';
 import { formatDiagnostic, ValidationError } from '../errors.ts';
 import { InputError } from '../pipeline/inputs.ts';
+import type { Page } from '../daemon/daemon.ts';
 import type { StepRegistry } from '../registry.ts';
+import type { Wrap } from './commands/types.ts';
 import { daemonCommand } from './commands/daemon.ts';
 import { demoCommand } from './commands/demo.ts';
 import { runCommand } from './commands/run.ts';
@@ -15,8 +17,15 @@ import { Project, type ProjectOptions, UsageError } from './project.ts';
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const;
 
+/** A command added by the composition root (it may use steps and connectors; the engine does not). */
+export type CommandModule = (program: Command, project: (defaults?: { logLevel?: string }) => Project, wrap: Wrap) => void;
+
 export interface CliDeps {
   registry: StepRegistry;
+  /** GET pages the daemon serves (report links). */
+  pages?: readonly Page[];
+  /** More commands, e.g. `flows report`. */
+  commands?: readonly CommandModule[];
   env: Record<string, string | undefined>;
   /** Where the demo's sandboxes come from (kept out of the engine). */
   demo?: import('./commands/demo.ts').DemoDeps;
@@ -47,8 +56,9 @@ export function createProgram(deps: CliDeps, setExit: (code: number) => void): C
   effectsCommand(program, project, wrap);
   quotasCommand(program, project, wrap);
   scheduleCommand(program, project, wrap);
-  daemonCommand(program, project, wrap);
+  daemonCommand(program, project, wrap, deps.pages ?? []);
   schemasCommand(program, project, wrap);
+  for (const command of deps.commands ?? []) command(program, project, wrap);
   demoCommand(program, project, wrap, deps.demo);
   return program;
 }

@@ -12,6 +12,7 @@ import { executeRun, type RunResult } from '../executor/run.ts';
 import { type Logger, silentLogger } from '../log.ts';
 import type { Pipeline } from '../pipeline/types.ts';
 import { RateLimits } from '../rate-limits.ts';
+import { Resources } from '../resources.ts';
 import type { Scrubber } from '../secrets.ts';
 import { type RunRow, RunStore } from '../store.ts';
 import { RunClaims } from './claims.ts';
@@ -41,6 +42,33 @@ export interface DaemonOptions {
   loops?: boolean;
   /** Run events of every run this daemon executes (tests and progress). */
   events?: RunEvents;
+  /** Clients, browser and sandboxes shared by every run; by default made here and closed on stop. */
+  resources?: Resources;
+  /** The pipelines folder (templates, prompts) for the resources made here (default ./pipelines). */
+  projectDir?: string;
+  /** GET pages served besides the webhooks (report links), each with its own handler. */
+  pages?: readonly Page[];
+}
+
+/** A GET route of the daemon's HTTP server, defined outside the engine. */
+export interface Page {
+  /** A fastify route path, e.g. /reports/:token. */
+  readonly path: string;
+  handle(request: { params: Record<string, string>; query: Record<string, string> }, context: PageContext): Promise<PageAnswer>;
+}
+
+export interface PageContext {
+  readonly db: Database;
+  readonly resources: Resources;
+  readonly clock: Clock;
+  readonly log: Logger;
+}
+
+export interface PageAnswer {
+  status: number;
+  type: string;
+  body: string | Buffer;
+  headers?: Record<string, string>;
 }
 
 /** What one tick did: schedule fires, events handed to pipelines, runs taken over. */
@@ -84,6 +112,7 @@ export class Daemon {
   private readonly inFlight = new Map<string, Promise<void>>();
   private readonly timers: NodeJS.Timeout[] = [];
   private rateLimits: RateLimits;
+  readonly resources: Resources;
   private http?: FastifyInstance;
   /** On Postgres, webhooks answer from a small pool of their own, never queued behind runs. */
   private webhookDb?: Database;
@@ -104,6 +133,9 @@ export class Daemon {
     this.dispatcher = new EventDispatcher(options.db, this.claims, this.log);
     this.events = options.events ?? new RunEvents();
     this.rateLimits = new RateLimits(options.config, { redisUrl: options.redisUrl });
+    this.resources =
+      options.resources ??
+      new Resources({ config: options.config, env: options.env ?? {}, log: options.log ?? silentLogger, clock: this.clock, projectDir: options.projectDir ?? 'pipelines', stateDir: '.flows' });
     this.byName = new Map(options.pipelines.map((p) => [p.name, p]));
     const paths = new Map<string, string>();
     for (const p of options.pipelines) {
@@ -258,6 +290,7 @@ export class Daemon {
         stop: this.stopRuns.signal,
         abort: AbortSignal.any([this.abortRuns.signal, leaseLost.signal]),
         rateLimits: this.rateLimits,
+        resources: this.resources,
         parkAfterMs: this.settings.parkAfterMs,
       });
     } catch (err) {
@@ -312,6 +345,7 @@ export class Daemon {
     await this.queue.stop();
     await this.webhookDb?.close();
     await this.rateLimits.close();
+    if (!this.options.resources) await this.resources.close();
     this.log.info('daemon stopped');
   }
 
@@ -347,6 +381,19 @@ export class Daemon {
       this.metrics.webhookResponses.inc({ route: req.routeOptions.url ?? req.url, status: String(status) });
       return reply.code(status).send({ status: 'rejected', error: err.message });
     });
+
+    for (const page of this.options.pages ?? []) {
+      app.get(page.path, async (req, reply) => {
+        const context = { db: this.webhookDb ?? this.options.db, resources: this.resources, clock: this.clock, log: this.log };
+        const request = { params: req.params as Record<string, string>, query: req.query as Record<string, string> };
+        const answer = await page.handle(request, context);
+        return reply
+          .code(answer.status)
+          .headers(answer.headers ?? {})
+          .type(answer.type)
+          .send(answer.body);
+      });
+    }
 
     app.get('/healthz', async (_req, reply) => {
       if (this.stopping) return reply.code(503).send({ status: 'stopping', worker: this.workerId });

@@ -8,6 +8,7 @@ import type { RunEvents } from '../events.ts';
 import type { Logger } from '../log.ts';
 import type { QuotaCalendar } from '../quota/calendar.ts';
 import type { RateLimits } from '../rate-limits.ts';
+import type { Resources } from '../resources.ts';
 import type { SlotPlanner } from '../quota/slots.ts';
 import type { Scrubber } from '../secrets.ts';
 import type { RunStore } from '../store.ts';
@@ -42,6 +43,7 @@ export interface RunContext {
   readonly writes: DatabaseEffects;
   readonly calendars: Map<string, QuotaCalendar>;
   readonly rateLimits: RateLimits;
+  readonly resources: Resources;
   /** The latest quota wait, as recorded on the run. */
   waiting?: { until: Date; reason: string };
   /**

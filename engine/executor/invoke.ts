@@ -49,6 +49,13 @@ export async function invokeStep(rc: RunContext, step: CallStep, scope: Record<s
     clock: rc.clock,
     config: rc.config,
     evaluate: (source, extra = {}) => evaluate(parseExpression(source), { ...scope, ...extra }, { now }),
+    use: (resource) => rc.resources.use(resource),
+    limit: (name, call) => (rc.config.rate_limits?.[name] ? rc.rateLimits.schedule(name, call) : call()),
+    spend: (units) => {
+      const stepCost = rc.costByStep.get(step.id) ?? zeroCost();
+      addCost(stepCost, units, rc.config.prices);
+      rc.costByStep.set(step.id, stepCost);
+    },
   });
 
   const result = await withRetries(

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { Daemon } from '../../daemon/daemon.ts';
+import { Daemon, type Page } from '../../daemon/daemon.ts';
 import { ValidationError } from '../../errors.ts';
 import { checkPipelineSet } from '../../pipeline/load.ts';
 import type { Pipeline } from '../../pipeline/types.ts';
@@ -12,7 +12,7 @@ interface DaemonCliOptions {
   workers?: number;
 }
 
-export function daemonCommand(program: Command, project: (defaults?: { logLevel?: string }) => Project, wrap: Wrap): void {
+export function daemonCommand(program: Command, project: (defaults?: { logLevel?: string }) => Project, wrap: Wrap, pages: readonly Page[] = []): void {
   program
     .command('daemon')
     .description('Run the scheduler, the workers and the webhook server in one process (several may share one Postgres)')
@@ -27,7 +27,8 @@ cron; webhook pipelines get a POST route; event pipelines start when their event
 Runs are queued in the database: with Postgres (DATABASE_URL), start this on as many machines
 as you like; each schedule fires once and each run is executed by one daemon.
 
-Endpoints: POST <webhook paths>, GET /healthz, GET /metrics (Prometheus).
+Endpoints: POST <webhook paths>, GET /reports/<token>[.pdf] (report links), GET /healthz,
+GET /metrics (Prometheus).
 Signals: SIGTERM or Ctrl-C stops gracefully (in-flight steps finish, runs go back to the queue,
 exit 0); a second one exits at once. Pipeline files are read at start: restart the daemon after
 editing them (runs in flight go back to the queue and resume).
@@ -43,7 +44,19 @@ Logs are JSON lines on stderr.`,
         const db = await p.openDb();
         let daemon: Daemon;
         try {
-          daemon = new Daemon({ db, config, pipelines, log: p.log, env: p.env, scrub: p.scrub, port: opts.port, host: opts.host, redisUrl: p.env.REDIS_URL || undefined });
+          daemon = new Daemon({
+            db,
+            config,
+            pipelines,
+            pages,
+            projectDir: p.dir,
+            log: p.log,
+            env: p.env,
+            scrub: p.scrub,
+            port: opts.port,
+            host: opts.host,
+            redisUrl: p.env.REDIS_URL || undefined,
+          });
         } catch (err) {
           // A missing secret, a path used twice: the project's set-up, not a crash.
           await db.close();

@@ -83,6 +83,7 @@ export function runCommand(program: Command, project: () => Project, wrap: Wrap)
             outDir: opts.out,
             resume: opts.resume,
             env: p.env,
+            projectDir: p.dir,
             log: p.log,
             events,
             scrub: p.scrub,
