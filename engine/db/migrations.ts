@@ -214,6 +214,39 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0005_reports': {
+    async up(db: Kysely<any>) {
+      // A report is made once per effect: a retry after a crash finds the row by its key.
+      await db.schema.alterTable('generated_reports').addColumn('effect_key', 'text', (c) => c.unique()).execute();
+      await db.schema.alterTable('generated_reports').addColumn('run_id', 'text').execute();
+      await db.schema.alterTable('generated_reports').addColumn('company_name', 'text').execute();
+      await db.schema.alterTable('generated_reports').addColumn('cost_usd', 'numeric(12, 6)', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema.alterTable('generated_reports').addColumn('pdf_bytes', 'integer').execute();
+      await db.schema.createIndex('generated_reports_domain').on('generated_reports').columns(['domain', 'created_at']).execute();
+
+      // Money received: one row per Stripe Checkout Session, with the attribution it carried.
+      await db.schema
+        .createTable('payments')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('provider', 'text', (c) => c.notNull().defaultTo('stripe'))
+        .addColumn('session_id', 'text', (c) => c.notNull().unique())
+        .addColumn('event_id', 'text', (c) => c.notNull())
+        .addColumn('prospect_id', 'uuid', (c) => c.references('prospects.id').onDelete('set null'))
+        .addColumn('domain', 'text')
+        .addColumn('email', 'text')
+        .addColumn('amount', 'bigint', (c) => c.notNull())
+        .addColumn('currency', 'text', (c) => c.notNull())
+        .addColumn('channel', 'text')
+        .addColumn('campaign', 'text')
+        .addColumn('variant', 'text')
+        .addColumn('report_id', 'uuid', (c) => c.references('generated_reports.id').onDelete('set null'))
+        .addColumn('run_id', 'text')
+        .addColumn('paid_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+      await db.schema.createIndex('payments_attribution').on('payments').columns(['channel', 'campaign', 'variant']).execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
