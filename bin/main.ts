@@ -4,10 +4,13 @@
  */
 import { startDemoApi } from '../connectors/demo-api/sandbox.ts';
 import { runCli } from '../engine/cli/main.ts';
-import { createRegistry } from '../steps/index.ts';
+import { builtinPages, createRegistry } from '../steps/index.ts';
+import { reportCommand } from '../steps/report/command.ts';
 
 const code = await runCli(process.argv, {
   registry: createRegistry(),
+  pages: builtinPages,
+  commands: [reportCommand],
   env: process.env,
   demo: { startApi: () => startDemoApi() },
 });

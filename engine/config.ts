@@ -111,6 +111,15 @@ export const ConfigSchema = Type.Object(
         description: 'Settings of each connector by name (base URLs, keys through ${{ env.NAME }}).',
       }),
     ),
+    sandboxes: Type.Optional(
+      StringEnum(
+        ['auto', 'never'],
+        'auto (default): a connector whose key is not set uses its local sandbox, with a warning; never: a missing key is an error (set this in production).',
+      ),
+    ),
+    public_url: Type.Optional(
+      Type.String({ pattern: '^https?://', description: 'Where the daemon is reached from outside, for links in emails (default http://127.0.0.1:<daemon port>).' }),
+    ),
     quotas: Type.Optional(Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), QuotaSchema)),
     rate_limits: Type.Optional(Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), RateLimitSchema)),
     senders: Type.Optional(Type.Array(SenderSchema)),

@@ -1,10 +1,36 @@
+import type { Page } from '../engine/daemon/daemon.ts';
 import { StepRegistry } from '../engine/registry.ts';
-import { eventEmit, filter, log, transform } from './data.ts';
+import { eventEmit, filter, log, needsAttention, transform } from './data.ts';
+import { emailSend } from './email.ts';
 import { httpRequest } from './http-request.ts';
+import { reportAnalyse } from './report/analyse.ts';
+import { intelCollect } from './report/collect.ts';
+import { reportPages } from './report/pages.ts';
+import { reportRender } from './report/publish.ts';
 import { sqlExecute, sqlInsert, sqlQuery, sqlUpsert } from './sql.ts';
+import { stripeCheckout } from './stripe.ts';
 
 /** Every built-in step type. A new step type is one file here plus one line below. */
-export const builtinSteps = [httpRequest, sqlQuery, sqlExecute, sqlInsert, sqlUpsert, transform, filter, log, eventEmit];
+export const builtinSteps = [
+  httpRequest,
+  sqlQuery,
+  sqlExecute,
+  sqlInsert,
+  sqlUpsert,
+  transform,
+  filter,
+  log,
+  eventEmit,
+  needsAttention,
+  stripeCheckout,
+  intelCollect,
+  reportAnalyse,
+  reportRender,
+  emailSend,
+];
+
+/** Pages the daemon serves besides webhooks. */
+export const builtinPages: readonly Page[] = [...reportPages];
 
 export function createRegistry(): StepRegistry {
   return new StepRegistry(builtinSteps);

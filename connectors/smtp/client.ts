@@ -197,6 +197,9 @@ export class SmtpMailer implements EmailSender {
         connectionTimeout: c.connect_timeout_ms,
         greetingTimeout: c.greeting_timeout_ms,
         socketTimeout: c.socket_timeout_ms,
+        // A connection lost mid-message is reported, not silently resent by the pool: the
+        // engine decides about retries, with its backoff and its record of the send.
+        maxRequeues: 0,
         // Attachments are buffers we made; a path or URL in a message is never followed.
         disableFileAccess: true,
         disableUrlAccess: true,

@@ -1,0 +1,168 @@
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Type } from '@sinclair/typebox';
+import { Liquid } from 'liquidjs';
+import type { EmailAttachment } from '../connectors/smtp/client.ts';
+import type { EngineConfig } from '../engine/config.ts';
+import { NonRetriableError } from '../engine/errors.ts';
+import { defineResource } from '../engine/resources.ts';
+import { defineStep, type StepContext } from '../engine/types.ts';
+import { mailResource, storageResource } from './resources.ts';
+
+/**
+ * `email.send`: one email from a template in pipelines/templates/emails/ — `<name>.html.liquid`
+ * (every {{ }} HTML-escaped) and `<name>.txt.liquid` — through SMTP (the sandbox server when
+ * no host is configured). Every email ends with the business's name and physical address;
+ * a config without business.address cannot send. Attachments come from report storage.
+ */
+
+export interface EmailTemplates {
+  html: Liquid;
+  text: Liquid;
+  dir: string;
+}
+
+export const emailTemplatesResource = defineResource<EmailTemplates>({
+  name: 'email-templates',
+  create: (env) => {
+    const dir = join(env.projectDir, 'templates', 'emails');
+    const common = { root: dir, strictVariables: true, strictFilters: true, cache: true } as const;
+    return { dir, html: new Liquid({ ...common, outputEscape: 'escape' }), text: new Liquid(common) };
+  },
+});
+
+const Input = Type.Object(
+  {
+    to: Type.String({ format: 'email', description: 'Recipient address.' }),
+    to_name: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'Recipient name.' })),
+    sender: Type.String({ minLength: 1, description: 'Id of a sender in the config (senders[].id): the From address.' }),
+    subject: Type.String({ minLength: 1, maxLength: 250 }),
+    template: Type.String({ pattern: '^[a-z0-9][a-z0-9_-]*$', description: 'Template name in templates/emails/ (without .html.liquid / .txt.liquid).' }),
+    data: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Variables the template sees (besides business and subject).' })),
+    attachments: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            key: Type.String({ minLength: 1, description: 'Storage key of the file (e.g. report.render\'s pdf_key).' }),
+            filename: Type.String({ minLength: 1 }),
+            content_type: Type.Optional(Type.String({ default: 'application/pdf' })),
+          },
+          { additionalProperties: false },
+        ),
+        { maxItems: 5 },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+interface Rendered {
+  from: { name?: string; email: string };
+  html: string;
+  text: string;
+}
+
+type SendInput = typeof Input.static;
+
+function senderOf(config: EngineConfig, id: string) {
+  const sender = config.senders?.find((s) => s.id === id);
+  if (!sender) {
+    const ids = (config.senders ?? []).map((s) => s.id);
+    throw new NonRetriableError(`unknown sender "${id}" (${ids.length ? `senders in the config: ${ids.join(', ')}` : 'declare senders in the config'})`);
+  }
+  return sender;
+}
+
+async function render(ctx: StepContext, input: SendInput): Promise<Rendered> {
+  const templates = await ctx.use(emailTemplatesResource);
+  const business = ctx.config.business;
+  if (!business?.address) throw new NonRetriableError('every email carries a physical address: set business.address in the config');
+  const sender = senderOf(ctx.config, input.sender);
+  for (const ext of ['html', 'txt']) {
+    const file = join(templates.dir, `${input.template}.${ext}.liquid`);
+    if (!existsSync(file)) throw new NonRetriableError(`email template "${input.template}": no file ${file}`);
+  }
+  const scope = { ...input.data, subject: input.subject, business };
+  const [html, text] = await Promise.all([
+    templates.html.renderFile(`${input.template}.html.liquid`, scope),
+    templates.text.renderFile(`${input.template}.txt.liquid`, scope),
+  ]);
+  const footer = `${business.name} · ${business.address}`;
+  return {
+    from: { name: sender.from_name, email: sender.from_email },
+    html: withFooter(html, `<p style="color:#6b7280;font-size:12px;margin-top:24px">${escapeHtml(footer)}</p>`),
+    text: `${text.trimEnd()}\n\n--\n${footer}\n`,
+  };
+}
+
+/** The footer goes before </body> when the template has one. */
+function withFooter(html: string, footer: string): string {
+  const at = html.search(/<\/body>/i);
+  return at < 0 ? `${html}${footer}` : `${html.slice(0, at)}${footer}${html.slice(at)}`;
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** A Message-ID derived from the effect key: a resend after a crash carries the same one. */
+function messageIdOf(effectKey: string | undefined, domain: string): string | undefined {
+  return effectKey ? `<${createHash('sha256').update(effectKey).digest('hex').slice(0, 32)}@${domain}>` : undefined;
+}
+
+export const emailSend = defineStep({
+  type: 'email.send',
+  description: 'Sends one email rendered from templates/emails/<template> through SMTP, with the business address appended and optional attachments from report storage.',
+  input: Input,
+  output: Type.Object(
+    {
+      message_id: Type.String(),
+      accepted: Type.Array(Type.String()),
+      response: Type.String({ description: 'The SMTP server\'s last reply.' }),
+    },
+    { additionalProperties: false },
+  ),
+  effect: {
+    kind: () => 'email',
+    async plan(ctx, input) {
+      const email = await render(ctx, input);
+      const attached = (input.attachments ?? []).map((a) => a.filename).join(', ');
+      return {
+        summary: `email to ${input.to}: ${input.subject}${attached ? ` [${attached}]` : ''}`,
+        output: { message_id: '(dry run)', accepted: [input.to], response: '(dry run)' },
+        artifacts: [
+          { name: 'email.html', content: email.html },
+          { name: 'email.txt', content: `From: ${email.from.name ?? ''} <${email.from.email}>\nTo: ${input.to}\nSubject: ${input.subject}\n\n${email.text}` },
+        ],
+      };
+    },
+  },
+  async run(ctx, input) {
+    const email = await render(ctx, input);
+    const attachments: EmailAttachment[] = [];
+    if (input.attachments?.length) {
+      const storage = await ctx.use(storageResource);
+      for (const a of input.attachments) {
+        const content = await storage.get(a.key, { signal: ctx.signal });
+        if (!content) throw new NonRetriableError(`attachment ${a.filename}: nothing stored under ${a.key}`);
+        attachments.push({ filename: a.filename, content, contentType: a.content_type ?? 'application/pdf' });
+      }
+    }
+    const { sender } = await ctx.use(mailResource);
+    const domain = senderOf(ctx.config, input.sender).domain;
+    const result = await sender.send(
+      {
+        from: email.from,
+        to: input.to_name ? { name: input.to_name, email: input.to } : input.to,
+        subject: input.subject,
+        html: email.html,
+        text: email.text,
+        attachments,
+        messageId: messageIdOf(ctx.effectKey, domain),
+      },
+      { signal: ctx.signal },
+    );
+    return { message_id: result.messageId, accepted: result.accepted, response: result.response };
+  },
+});

@@ -1,0 +1,95 @@
+import { writeFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import type { Wrap } from '../../engine/cli/commands/types.ts';
+import { type Project, UsageError } from '../../engine/cli/project.ts';
+import { systemClock } from '../../engine/clock.ts';
+import { writableQueryable } from '../../engine/executor/context.ts';
+import { formatDuration } from '../../engine/duration.ts';
+import { Resources } from '../../engine/resources.ts';
+import { normalizeDomain } from '../domain.ts';
+import { browserResource, claudeResource, semrushResource, spyfuResource, storageResource, templatesResource } from '../resources.ts';
+import { analyse, promptsResource, renderPrompt } from './analyse.ts';
+import { collectIntel, DEFAULT_LIMITS } from './collect.ts';
+import { publishReport, reportView } from './publish.ts';
+
+interface ReportOptions {
+  out?: string;
+  company?: string;
+  database?: string;
+  json?: boolean;
+}
+
+/** `flows report <domain>`: one report on demand, through the same code as the pipelines. */
+export function reportCommand(program: Command, project: (defaults?: { logLevel?: string }) => Project, wrap: Wrap): void {
+  program
+    .command('report')
+    .description('Generate one report now: SEMrush and SpyFu data, Claude analysis, HTML and PDF (sandboxes for connectors without keys)')
+    .argument('<domain>', 'the company\'s domain, e.g. example.com (a URL is reduced to its domain)')
+    .option('--out <file.pdf>', 'also write the PDF here')
+    .option('--company <name>', 'name printed on the report (default: the domain)')
+    .option('--database <db>', 'SEMrush regional database (default: connectors.semrush.database)')
+    .option('--json', 'print the result as JSON on stdout')
+    .addHelpText(
+      'after',
+      `
+The report is stored like a paid one (generated_reports, report storage) and served by the
+daemon at its link. Connectors whose key is not set use their local sandbox, with a warning.`,
+    )
+    .action(
+      wrap(async (raw: string, opts: ReportOptions) => {
+        const domain = normalizeDomain(raw);
+        if (!domain) throw new UsageError(`"${raw}" is not a domain name (write it like example.com)`);
+        const p = project();
+        const config = p.config;
+        const db = await p.openDb();
+        const resources = new Resources({ config, env: p.env, log: p.log, clock: systemClock, projectDir: p.dir, stateDir: '.flows' });
+        const say = (text: string) => !opts.json && process.stderr.write(`${text}\n`);
+        const started = performance.now();
+        try {
+          const stage = async <T>(label: string, work: () => Promise<T>): Promise<T> => {
+            const t = performance.now();
+            const result = await work();
+            say(`  ${label.padEnd(34)} ${formatDuration(performance.now() - t)}`);
+            return result;
+          };
+          say(`report for ${domain}`);
+          const intel = await stage('SEMrush and SpyFu data', async () => {
+            const [semrush, spyfu] = await Promise.all([resources.use(semrushResource), resources.use(spyfuResource)]);
+            return collectIntel({ semrush, spyfu, now: () => systemClock.now() }, domain, opts.database, DEFAULT_LIMITS);
+          });
+          const company = opts.company ?? domain;
+          const analysis = await stage('Claude analysis', async () => {
+            const prompt = await renderPrompt(await resources.use(promptsResource), 'report-analysis', { company, intel });
+            return analyse((await resources.use(claudeResource)).analyst, prompt, undefined);
+          });
+          const report = await stage('HTML, PDF and storage', async () => {
+            const [renderer, browser, storage] = await Promise.all([resources.use(templatesResource), resources.use(browserResource), resources.use(storageResource)]);
+            const view = reportView(config, intel, analysis.analysis, company, systemClock.now());
+            return publishReport({ renderer, browser, storage, db: writableQueryable(db), config }, { view, claudeUsage: analysis.usage });
+          });
+          if (opts.out) {
+            const pdf = await (await resources.use(storageResource)).get(report.pdf_key);
+            writeFileSync(opts.out, pdf!);
+          }
+          if (opts.json) {
+            process.stdout.write(`${JSON.stringify({ domain, ...report, out: opts.out ?? null })}\n`);
+            return 0;
+          }
+          const c = report.cost;
+          process.stdout.write(
+            [
+              `report ready in ${formatDuration(performance.now() - started)}`,
+              `  page: ${report.url}`,
+              `  pdf:  ${report.pdf_url}${opts.out ? ` (written to ${opts.out})` : ''}`,
+              `  cost: ${c.semrush_units} SEMrush units, ${c.spyfu_rows} SpyFu rows, ${c.claude_input_tokens} + ${c.claude_output_tokens} Claude tokens = $${c.usd.toFixed(4)}`,
+              '',
+            ].join('\n'),
+          );
+          return 0;
+        } finally {
+          await resources.close();
+          await db.close();
+        }
+      }),
+    );
+}
