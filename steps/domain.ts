@@ -13,7 +13,7 @@ const HOST = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z]{
 export function normalizeDomain(input: unknown): Domain | undefined {
   if (typeof input !== 'string') return undefined;
   let text = input.trim();
-  if (!text || /\s/.test(text)) return undefined;
+  if (!text || /[\s@]/.test(text)) return undefined;
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) text = `http://${text}`;
   let host: string;
   try {

@@ -175,15 +175,15 @@ export const reportRender = defineStep({
       const intel = input.intel as unknown as SearchIntel;
       const view = reportView(ctx.config, intel, input.analysis as unknown as Analysis, input.company, ctx.clock.now());
       const html = await (await ctx.use(templatesResource)).render(view);
-      const token = '(dry-run)';
+      const token = 'dry-run';
       return {
         summary: `report for ${view.company} (${intel.domain}): HTML ${Math.round(html.length / 1024)} KiB and PDF`,
         output: {
           report_id: '(dry run)',
           token,
           ...reportLinks(ctx.config, token),
-          html_key: '',
-          pdf_key: '',
+          html_key: `reports/${token}/report.html`,
+          pdf_key: `reports/${token}/report.pdf`,
           pdf_bytes: 0,
           cost: reportCost(intel, input.claude_usage ?? { input_tokens: 0, output_tokens: 0 }, ctx.config.prices),
           timings: { html_ms: 0, pdf_ms: 0, store_ms: 0 },
