@@ -2,6 +2,8 @@
  * The composition root: the engine's CLI with the built-in steps and the demo's sandboxes.
  * The engine itself names no step and no connector.
  */
+import { existsSync } from 'node:fs';
+import { chromiumPath } from '../connectors/browser/browser.ts';
 import { startDemoApi } from '../connectors/demo-api/sandbox.ts';
 import { runCli } from '../engine/cli/main.ts';
 import { builtinPages, createRegistry } from '../steps/index.ts';
@@ -12,6 +14,11 @@ const code = await runCli(process.argv, {
   pages: builtinPages,
   commands: [reportCommand],
   env: process.env,
-  demo: { startApi: () => startDemoApi() },
+  demo: {
+    startApi: () => startDemoApi(),
+    pages: builtinPages,
+    reportsUnavailable: () =>
+      existsSync(chromiumPath(process.env)) ? undefined : `Chromium (for report PDFs) is not at ${chromiumPath(process.env)}: install it with apt-get install chromium, or set CHROMIUM_PATH`,
+  },
 });
 process.exit(code);

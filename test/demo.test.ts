@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -22,6 +22,14 @@ describe('flows demo', () => {
       expect(r.stdout).toMatch(/demo-nightly run r-\S+: completed/);
       expect(r.stdout).toMatch(/flows_webhook_responses_total\{route="\/hooks\/demo-signup",status="400"\} 1/);
       expect(r.stdout, `round ${round}`).toMatch(/flows_queue_depth 0/);
+      if (existsSync(process.env.CHROMIUM_PATH || '/usr/bin/chromium')) {
+        expect(r.stdout).toMatch(/8\. A Stripe payment by new-signup-\S+/);
+        expect(r.stdout).toMatch(/run r-\S+: completed in [\d.]+s: SEMrush and SpyFu data/);
+        expect(r.stdout).toMatch(/\/reports\/[A-Za-z0-9_-]{32} \(200, HTML\) and \.pdf \(200, \d+ KiB\); an unknown token: 404/);
+        expect(r.stdout).toMatch(/payments row: \$49\.00, channel email, campaign demo-week, variant B/);
+        expect(r.stdout).toMatch(/another event for the same session: duplicate/);
+        expect(r.stdout).toMatch(/a payment naming no prospect and no domain: Stripe got 200; run r-\S+: needs_attention/);
+      }
     }
   });
 });

@@ -14,6 +14,11 @@ export const BrowserConfigSchema = Type.Object(
 );
 export type BrowserConfig = Static<typeof BrowserConfigSchema>;
 
+/** Where Chromium is: CHROMIUM_PATH, else Debian's /usr/bin/chromium. */
+export function chromiumPath(env: Record<string, string | undefined> = process.env): string {
+  return env.CHROMIUM_PATH || '/usr/bin/chromium';
+}
+
 export interface PdfOptions {
   /** Text in the page footer beside the page numbers (escaped here). */
   footerText?: string;
@@ -56,7 +61,7 @@ export class PdfRenderer {
   private readonly timeoutMs: number;
 
   constructor(config: BrowserConfig = {}, env: Record<string, string | undefined> = process.env) {
-    this.executablePath = config.executable_path ?? env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+    this.executablePath = config.executable_path ?? chromiumPath(env);
     this.poolSize = config.pages ?? 2;
     this.timeoutMs = config.timeout ?? 30_000;
   }

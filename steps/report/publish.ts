@@ -105,8 +105,8 @@ export async function publishReport(deps: PublishDeps, request: PublishRequest):
   const pdfMs = performance.now() - t;
   t = performance.now();
   const token = newReportToken();
-  const htmlKey = `reports/${token}/report.html`;
-  const pdfKey = `reports/${token}/report.pdf`;
+  const htmlKey = `${token}/report.html`;
+  const pdfKey = `${token}/report.pdf`;
   await deps.storage.put(htmlKey, html, 'text/html; charset=utf-8', { signal: deps.signal });
   await deps.storage.put(pdfKey, pdf, 'application/pdf', { signal: deps.signal });
   const cost = reportCost(view.intel, request.claudeUsage, deps.config.prices);
@@ -182,8 +182,8 @@ export const reportRender = defineStep({
           report_id: '(dry run)',
           token,
           ...reportLinks(ctx.config, token),
-          html_key: `reports/${token}/report.html`,
-          pdf_key: `reports/${token}/report.pdf`,
+          html_key: `${token}/report.html`,
+          pdf_key: `${token}/report.pdf`,
           pdf_bytes: 0,
           cost: reportCost(intel, input.claude_usage ?? { input_tokens: 0, output_tokens: 0 }, ctx.config.prices),
           timings: { html_ms: 0, pdf_ms: 0, store_ms: 0 },

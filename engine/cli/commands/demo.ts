@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
 import { join, resolve } from 'node:path';
 import { createHmac, randomBytes } from 'node:crypto';
+import { type AddressInfo, createServer } from 'node:net';
+import Stripe from 'stripe';
 import { ManualClock } from '../../clock.ts';
-import { Daemon } from '../../daemon/daemon.ts';
+import { Daemon, type Page } from '../../daemon/daemon.ts';
 import { Scheduler } from '../../daemon/scheduler.ts';
 import { type Database, openDatabase } from '../../db/connect.ts';
 import { RunEvents } from '../../events.ts';
@@ -19,6 +21,10 @@ import type { Wrap } from './types.ts';
 /** The sandboxes the demo starts; given by the composition root so the engine names no connector. */
 export interface DemoDeps {
   startApi(): Promise<{ url: string; close(): Promise<void> }>;
+  /** The daemon's pages (report links), for the payment part of the demo. */
+  pages?: readonly Page[];
+  /** Why reports cannot be made on this machine (no Chromium), if they cannot. */
+  reportsUnavailable?(): string | undefined;
 }
 
 export function demoCommand(program: Command, project: (defaults?: { logLevel?: string }) => Project, wrap: Wrap, deps?: DemoDeps): void {
@@ -65,7 +71,7 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
           const again = await executeRun({ ...base });
           const notify = again.steps.find((s) => s.id === 'notify');
           say(`   second run ${again.run_id}: ${again.status}; notify effects performed this time: ${notify?.effects ?? 0}`);
-          await demoDaemon(p, db, say);
+          await demoDaemon(p, db, say, deps.pages ?? [], deps.reportsUnavailable?.());
           say(`\nInspect: npx flows runs --db ${opts.data}    npx flows show ${real.run_id} --db ${opts.data}`);
           say(`Dry-run artifacts: ${dry.artifacts}/`);
           return exitCodeOf(real);
@@ -82,17 +88,20 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
  * (accepted, replayed, forged), an event that starts another pipeline once per domain, and
  * a schedule fired by moving an injected clock to its next fire time.
  */
-async function demoDaemon(project: Project, db: Database, say: (s?: string) => void): Promise<void> {
+async function demoDaemon(project: Project, db: Database, say: (s?: string) => void, pages: readonly Page[], noReports: string | undefined): Promise<void> {
   // Secrets for the demo's verifiers, unless the environment sets them.
   const p = project.withEnv({ DEMO_WEBHOOK_SECRET: randomBytes(16).toString('hex'), STRIPE_WEBHOOK_SECRET: `whsec_${randomBytes(16).toString('hex')}` });
   const secret = p.config.webhooks!.verifiers!['demo-signature']!.secret;
-  const pipelines = ['demo-signup', 'demo-welcome', 'demo-nightly'].map((n) => p.pipeline(n));
+  const pipelines = ['demo-signup', 'demo-welcome', 'demo-nightly', 'paid-report'].map((n) => p.pipeline(n));
   const clock = new ManualClock(new Date());
   const store = new RunStore(db, p.scrub);
   // The demo fires the schedule from "now" each time it runs.
   await db.query("DELETE FROM flow_schedules WHERE pipeline = 'demo-nightly'");
   // Quiet: the demo forges a signature on purpose, and says so itself.
-  const daemon = new Daemon({ db, config: p.config, pipelines, clock, port: 0, loops: false, log: p.log.child({}, { level: 'error' }), env: p.env, scrub: p.scrub });
+  // Report links in emails point at this daemon.
+  const port = await freePort();
+  const config = { ...p.config, public_url: `http://127.0.0.1:${port}` };
+  const daemon = new Daemon({ db, config, pipelines, pages, projectDir: p.dir, clock, port, loops: false, log: p.log.child({}, { level: 'error' }), env: p.env, scrub: p.scrub });
   await daemon.start();
   const finished = async (runId: string) => {
     for (let i = 0; i < 600; i++) {
@@ -133,12 +142,88 @@ async function demoDaemon(project: Project, db: Database, say: (s?: string) => v
     const nightly = (await daemon.tick()).fired.find((f) => f.action === 'started');
     say(`   clock moved to the next fire (${next.toISOString()}): demo-nightly run ${nightly?.runId}: ${nightly?.runId ? await finished(nightly.runId) : 'none'}`);
 
+    if (noReports) say(`\n8. A Stripe payment: skipped, ${noReports}.`);
+    else await demoPayment(daemon, db, domain, p.config.webhooks!.verifiers!.stripe!.secret, clock, finished, say);
+
     const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
-    const shown = metrics.split('\n').filter((l) => /^flows_(runs\{pipeline="demo-|webhook_responses_total|queue_depth)/.test(l));
+    const shown = metrics.split('\n').filter((l) => /^flows_(runs\{pipeline="(demo-|paid-)|webhook_responses_total|queue_depth)/.test(l));
     say(`   GET /metrics (Prometheus), a few lines:\n${shown.map((l) => `     ${l}`).join('\n')}`);
   } finally {
     await daemon.stop();
   }
+}
+
+/**
+ * A Stripe payment by the prospect who signed up: the report is made at once and emailed,
+ * the payment recorded with its attribution; a replay makes nothing; a payment with no
+ * domain needs a person.
+ */
+async function demoPayment(
+  daemon: Daemon,
+  db: Database,
+  domain: string,
+  secret: string,
+  clock: ManualClock,
+  finished: (runId: string) => Promise<string>,
+  say: (s?: string) => void,
+): Promise<void> {
+  const [prospect] = await db.query<{ id: string }>('SELECT id FROM prospects WHERE domain = $1', [domain]);
+  const sessionId = `cs_demo_${randomBytes(6).toString('hex')}`;
+  const event = (id: string, metadata: Record<string, string>, session = sessionId) => ({
+    id,
+    object: 'event',
+    type: 'checkout.session.completed',
+    data: {
+      object: { id: session, object: 'checkout.session', amount_total: 4900, currency: 'usd', payment_status: 'paid', customer_details: { email: `owner@${domain}`, name: 'Demo Owner' }, metadata, custom_fields: [] },
+    },
+  });
+  const post = async (body: unknown) => {
+    const text = JSON.stringify(body);
+    // Signed at the daemon's time: the demo moved its clock to the schedule's fire.
+    const header = Stripe.webhooks.generateTestHeaderString({ payload: text, secret, timestamp: Math.floor(clock.now().getTime() / 1000) });
+    const res = await fetch(`${daemon.url}/hooks/stripe`, { method: 'POST', body: text, headers: { 'content-type': 'application/json', 'stripe-signature': header } });
+    const answer = (await res.json()) as { status: string; run_id?: string; error?: string };
+    if (res.status !== 200) throw new Error(`the daemon refused the demo's Stripe event: ${res.status} ${answer.error ?? ''}`);
+    return answer;
+  };
+  say(`\n8. A Stripe payment by ${domain} (test-signed checkout.session.completed, attribution in its metadata):`);
+  const started = performance.now();
+  const paid = await post(event(`evt_${randomBytes(6).toString('hex')}`, { prospect_id: prospect?.id ?? '', channel: 'email', campaign: 'demo-week', variant: 'B' }));
+  const status = await finished(paid.run_id!);
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  const [report] = await db.query<{ token: string; pdf_path: string; cost: unknown; cost_usd: string }>(
+    'SELECT r.token, r.pdf_path, r.cost, r.cost_usd FROM generated_reports r JOIN payments p ON p.report_id = r.id WHERE p.session_id = $1',
+    [sessionId],
+  );
+  say(`   run ${paid.run_id}: ${status} in ${seconds}s: SEMrush and SpyFu data, Claude analysis, HTML and PDF, email with the PDF attached`);
+  if (report) {
+    const cost = (typeof report.cost === 'string' ? JSON.parse(report.cost) : report.cost) as Record<string, number>;
+    const page = await fetch(`${daemon.url}/reports/${report.token}`);
+    const pdf = await fetch(`${daemon.url}/reports/${report.token}.pdf`);
+    const unknown = await fetch(`${daemon.url}/reports/${'x'.repeat(32)}`);
+    say(`   report: ${daemon.url}/reports/${report.token} (${page.status}, HTML) and .pdf (${pdf.status}, ${(Number(pdf.headers.get('content-length')) / 1024).toFixed(0)} KiB); an unknown token: ${unknown.status}`);
+    say(`   PDF on disk: .flows/reports/${report.pdf_path}; the email as the SMTP sandbox took it: .flows/outbox/`);
+    say(`   cost: ${cost.semrush_units} SEMrush units, ${cost.spyfu_rows} SpyFu rows, ${cost.claude_input_tokens}+${cost.claude_output_tokens} Claude tokens = $${Number(report.cost_usd).toFixed(4)}`);
+  }
+  const [payment] = await db.query<{ channel: string; campaign: string; variant: string; amount: string }>('SELECT channel, campaign, variant, amount FROM payments WHERE session_id = $1', [sessionId]);
+  say(`   payments row: $${(Number(payment?.amount ?? 0) / 100).toFixed(2)}, channel ${payment?.channel}, campaign ${payment?.campaign}, variant ${payment?.variant}; event "paid" recorded`);
+  const replay = await post(event(`evt_${randomBytes(6).toString('hex')}`, {}));
+  say(`   another event for the same session: ${replay.status} (nothing new)`);
+  const orphan = await post(event(`evt_${randomBytes(6).toString('hex')}`, {}, `cs_demo_${randomBytes(6).toString('hex')}`));
+  const orphanStatus = await finished(orphan.run_id!);
+  say(`   a payment naming no prospect and no domain: Stripe got 200; run ${orphan.run_id}: ${orphanStatus} (flows runs --status needs_attention)`);
+}
+
+/** A port nothing listens on now, so report links can name it before the daemon starts. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
 }
 
 function indent(text: string): string {
