@@ -1,0 +1,123 @@
+/**
+ * Payment to delivered email: the real daemon with the shipped pipelines/paid-report.yaml
+ * and pipelines/flows.config.yaml (as test/paid-report.test.ts runs them), its SEMrush,
+ * SpyFu and Claude clients pointed at sandboxes that answer after realistic latencies, and
+ * the SMTP sandbox. One Stripe test-signed checkout.session.completed is posted, and the
+ * time runs from the POST to the email being in the SMTP sandbox.
+ *
+ * The floor is what the sandboxes make the run wait for on its critical path: the SEMrush
+ * and SpyFu calls run at once (max of the two latencies), then Claude. The daemon is in its
+ * steady state: resources made and the browser warm before the POST.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Stripe from 'stripe';
+import { Daemon } from '../engine/daemon/daemon.ts';
+import { openDatabase } from '../engine/db/connect.ts';
+import { RunEvents } from '../engine/events.ts';
+import { loadPipeline } from '../engine/pipeline/load.ts';
+import { builtinPages, createRegistry } from '../steps/index.ts';
+import { browserResource, mailResource } from '../steps/resources.ts';
+import { benchResources, type Latencies, PIPELINES_DIR, shippedConfig, startConnectors } from './report-kit.ts';
+
+const SECRET = 'whsec_bench_report';
+/** Calls collectIntel makes to each service, all at once (steps/report/collect.ts). */
+const CALLS = { semrush: 4, spyfu: 3 };
+
+export interface E2eResult {
+  latencies: Latencies;
+  /** POST to the email in the SMTP sandbox. */
+  totalMs: number;
+  /** max(SEMrush, SpyFu) + Claude: the injected waits on the critical path. */
+  floorMs: number;
+  /** The floor with the config's rate limits, which space calls to one service minTime apart. */
+  rateLimitedFloorMs: number;
+  webhookAnswerMs: number;
+  /** POST to the run starting (webhook, queue, claim). */
+  runStartMs: number;
+  /** Each step's start and duration, ms from the POST. */
+  steps: { id: string; startMs: number; ms: number; status: string }[];
+  runStatus: string;
+}
+
+export async function paymentToEmail(latencies: Latencies, say: (s: string) => void): Promise<E2eResult> {
+  const state = mkdtempSync(join(tmpdir(), 'flows-bench-e2e-'));
+  const env = { STRIPE_WEBHOOK_SECRET: SECRET };
+  const config = { ...shippedConfig(state, env), public_url: 'https://reports.example.test' };
+  const file = join(PIPELINES_DIR, 'paid-report.yaml');
+  const { pipeline, diagnostics } = loadPipeline(readFileSync(file, 'utf8'), file, { registry: createRegistry(), config });
+  if (!pipeline) throw new Error(`${file}: ${diagnostics.map((d) => d.message).join('; ')}`);
+
+  const db = await openDatabase({ dataDir: 'memory://' });
+  const connectors = await startConnectors(config, latencies);
+  const resources = benchResources(config, env, state, connectors);
+  const events = new RunEvents();
+  const daemon = new Daemon({ db, config, pipelines: [pipeline], pages: builtinPages, resources, env, port: 0, events });
+  try {
+    await daemon.start();
+    const { sandbox } = await resources.use(mailResource);
+    await (await resources.use(browserResource)).pdf('<p>warm-up</p>');
+
+    const marks: { id: string; start?: number; end?: number; status?: string }[] = [];
+    let runStart = NaN;
+    let runStatus = 'unknown';
+    let t0 = NaN;
+    const at = () => performance.now() - t0;
+    events.on('run:start', () => (runStart = at()));
+    events.on('step:start', (e) => marks.push({ id: e.stepId, start: at() }));
+    events.on('step:finish', (e) => Object.assign(marks.findLast((m) => m.id === e.stepId) ?? {}, { end: at(), status: e.status }));
+    const finished = events.once('run:finish').then((e) => (runStatus = e.status));
+
+    const domain = 'e2e-widgets.com';
+    const session = {
+      id: 'cs_bench_e2e_1',
+      object: 'checkout.session',
+      amount_total: 4900,
+      currency: 'usd',
+      payment_status: 'paid',
+      status: 'complete',
+      mode: 'payment',
+      customer_details: { email: `founder@${domain}`, name: 'Bench Buyer' },
+      metadata: { domain, channel: 'bench' },
+      custom_fields: [],
+    };
+    const body = JSON.stringify({ id: 'evt_bench_e2e_1', object: 'event', type: 'checkout.session.completed', created: Math.floor(Date.now() / 1000), livemode: false, data: { object: session } });
+    const signature = Stripe.webhooks.generateTestHeaderString({ payload: body, secret: SECRET, timestamp: Math.floor(Date.now() / 1000) });
+
+    say(`  e2e: posting the payment; the email should arrive after about ${((Math.max(latencies.semrushMs, latencies.spyfuMs) + latencies.claudeMs) / 1000).toFixed(1)} s ...`);
+    t0 = performance.now();
+    const answer = await fetch(`${daemon.url}/hooks/stripe`, { method: 'POST', body, headers: { 'content-type': 'application/json', 'stripe-signature': signature } });
+    const answered = (await answer.json()) as { status: string };
+    const webhookAnswerMs = at();
+    if (answer.status !== 200 || answered.status !== 'started') throw new Error(`the webhook answered ${answer.status} ${JSON.stringify(answered)}`);
+    const timeoutMs = latencies.claudeMs + 120_000;
+    await sandbox!.waitFor(1, timeoutMs);
+    const totalMs = at();
+    // The run ends with one more step (event.emit); bounded, so a stuck run cannot hang the bench.
+    const bound = AbortSignal.timeout(10_000);
+    await Promise.race([finished, new Promise((resolve) => bound.addEventListener('abort', resolve))]);
+
+    const spacing = (name: string) => {
+      const perSecond = config.rate_limits?.[name]?.per_second;
+      return perSecond ? Math.ceil(1000 / perSecond) : 0;
+    };
+    const collectFloor = Math.max(latencies.semrushMs + (CALLS.semrush - 1) * spacing('semrush'), latencies.spyfuMs + (CALLS.spyfu - 1) * spacing('spyfu'));
+    return {
+      latencies,
+      totalMs,
+      floorMs: Math.max(latencies.semrushMs, latencies.spyfuMs) + latencies.claudeMs,
+      rateLimitedFloorMs: collectFloor + latencies.claudeMs,
+      webhookAnswerMs,
+      runStartMs: runStart,
+      steps: marks.map((m) => ({ id: m.id, startMs: m.start ?? NaN, ms: (m.end ?? NaN) - (m.start ?? NaN), status: m.status ?? 'unfinished' })),
+      runStatus,
+    };
+  } finally {
+    await daemon.stop();
+    await resources.close();
+    await connectors.close();
+    await db.close();
+    rmSync(state, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * What the report benchmarks share: the SEMrush, SpyFu and Claude sandboxes with a chosen
+ * latency and clients pointed at them, the shipped config, resources wired to both, one
+ * report made stage by stage, and the percentiles.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { PdfRenderer } from '../connectors/browser/browser.ts';
+import { createClaudeAnalyst } from '../connectors/claude/client.ts';
+import { SANDBOX_API_KEY, startClaudeSandbox } from '../connectors/claude/sandbox.ts';
+import { createSemrushClient, parseSemrushConfig } from '../connectors/semrush/client.ts';
+import { SANDBOX_KEY as SEMRUSH_SANDBOX_KEY, startSemrushSandbox } from '../connectors/semrush/sandbox.ts';
+import { createSpyfuClient, type SpyfuConfig } from '../connectors/spyfu/client.ts';
+import { startSpyfuSandbox } from '../connectors/spyfu/sandbox.ts';
+import { systemClock } from '../engine/clock.ts';
+import { type EngineConfig, loadConfig } from '../engine/config.ts';
+import type { Database } from '../engine/db/connect.ts';
+import { parseDuration } from '../engine/duration.ts';
+import { writableQueryable } from '../engine/executor/context.ts';
+import { silentLogger } from '../engine/log.ts';
+import { Resources } from '../engine/resources.ts';
+import { analyse, promptsResource, renderPrompt } from '../steps/report/analyse.ts';
+import { collectIntel, DEFAULT_LIMITS } from '../steps/report/collect.ts';
+import { publishReport, reportView } from '../steps/report/publish.ts';
+import { claudeResource, claudeSettings, type ClaudeResource, semrushResource, spyfuResource, storageResource, templatesResource } from '../steps/resources.ts';
+
+export const PIPELINES_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'pipelines');
+
+/** Milliseconds each sandbox adds to every answer. */
+export interface Latencies {
+  semrushMs: number;
+  spyfuMs: number;
+  claudeMs: number;
+}
+
+export interface Connectors {
+  semrush: ReturnType<typeof createSemrushClient>;
+  spyfu: ReturnType<typeof createSpyfuClient>;
+  claude: ClaudeResource;
+  close(): Promise<void>;
+}
+
+/** pipelines/flows.config.yaml as shipped, with report files under `stateDir`. */
+export function shippedConfig(stateDir: string, env: Record<string, string | undefined>): EngineConfig {
+  const file = join(PIPELINES_DIR, 'flows.config.yaml');
+  const loaded = loadConfig(readFileSync(file, 'utf8'), file, env);
+  if (!loaded.config) throw new Error(`${file}: ${loaded.diagnostics.map((d) => d.message).join('; ')}`);
+  const base = loaded.config;
+  return { ...base, connectors: { ...base.connectors, storage: { dir: join(stateDir, 'reports') } } };
+}
+
+/** The three sandboxes in this process, and clients built as steps/resources.ts builds them. */
+export async function startConnectors(config: EngineConfig, latency: Latencies): Promise<Connectors> {
+  const [semrushBox, spyfuBox, claudeBox] = await Promise.all([
+    startSemrushSandbox({ latencyMs: latency.semrushMs }),
+    startSpyfuSandbox({ apiKey: 'sandbox-key', latencyMs: latency.spyfuMs }),
+    startClaudeSandbox({ latencyMs: latency.claudeMs }),
+  ]);
+  const section = (name: string) => (config.connectors?.[name] ?? {}) as Record<string, unknown>;
+  const { model, maxTokens } = claudeSettings(config);
+  const claudeTimeout = section('claude').timeout;
+  return {
+    semrush: createSemrushClient(parseSemrushConfig({ ...section('semrush'), key: SEMRUSH_SANDBOX_KEY, base_url: semrushBox.url }), { parseDuration }),
+    spyfu: createSpyfuClient({ ...(section('spyfu') as Partial<SpyfuConfig>), api_key: 'sandbox-key', api_id: undefined, base_url: spyfuBox.url }),
+    claude: {
+      analyst: createClaudeAnalyst({ api_key: SANDBOX_API_KEY, base_url: claudeBox.url, model, max_tokens: maxTokens, timeout: typeof claudeTimeout === 'number' ? claudeTimeout : undefined }),
+      model,
+      maxTokens,
+    },
+    close: async () => {
+      await Promise.all([semrushBox.close(), spyfuBox.close(), claudeBox.close()]);
+    },
+  };
+}
+
+/** Resources as the daemon makes them, with the clients above in place of the configured ones. */
+export function benchResources(config: EngineConfig, env: Record<string, string | undefined>, stateDir: string, connectors: Connectors): Resources {
+  return new Resources({ config, env, log: silentLogger, clock: systemClock, projectDir: PIPELINES_DIR, stateDir })
+    .provide(semrushResource, connectors.semrush)
+    .provide(spyfuResource, connectors.spyfu)
+    .provide(claudeResource, connectors.claude);
+}
+
+/** Milliseconds per stage of one report; `total` also holds what falls between stages. */
+export interface StageTimes {
+  collect: number;
+  prompt: number;
+  claude: number;
+  html: number;
+  pdf: number;
+  store: number;
+  total: number;
+}
+export const STAGES = ['collect', 'prompt', 'claude', 'html', 'pdf', 'store'] as const;
+
+/** A distinct, valid domain per report (the sandboxes derive their data from it). */
+export const benchDomain = (tag: string, i: number) => `${tag}-${i}-widgets.com`;
+
+/** One report as `flows report` makes it (the same calls as the pipeline's steps), timed per stage. */
+export async function timedReport(
+  deps: { resources: Resources; connectors: Connectors; browser: PdfRenderer; db: Database; config: EngineConfig },
+  domain: string,
+): Promise<{ times: StageTimes; html: string | undefined; pdfBytes: number }> {
+  const { resources, connectors, config } = deps;
+  const [liquid, renderer, storage] = await Promise.all([resources.use(promptsResource), resources.use(templatesResource), resources.use(storageResource)]);
+  const t0 = performance.now();
+  const intel = await collectIntel({ semrush: connectors.semrush, spyfu: connectors.spyfu, now: () => new Date() }, domain, undefined, DEFAULT_LIMITS);
+  const t1 = performance.now();
+  const prompt = await renderPrompt(liquid, 'report-analysis', { company: domain, intel });
+  const t2 = performance.now();
+  const analysis = await analyse(connectors.claude.analyst, prompt, undefined);
+  const t3 = performance.now();
+  const view = reportView(config, intel, analysis.analysis, domain, new Date());
+  // The HTML is kept for the PDF comparison; the wrapper adds no work to what is timed.
+  let html: string | undefined;
+  const keeping = { render: async (v: typeof view) => (html = await renderer.render(v)) };
+  const report = await publishReport({ renderer: keeping, browser: deps.browser, storage, db: writableQueryable(deps.db), config }, { view, claudeUsage: analysis.usage });
+  const total = performance.now() - t0;
+  const { html_ms, pdf_ms, store_ms } = report.timings;
+  return { times: { collect: t1 - t0, prompt: t2 - t1, claude: t3 - t2, html: html_ms, pdf: pdf_ms, store: store_ms, total }, html, pdfBytes: report.pdf_bytes };
+}
+
+/** Nearest-rank percentile (q in 0..1) of `values`. */
+export function percentile(values: readonly number[], q: number): number {
+  const s = [...values].sort((a, b) => a - b);
+  if (!s.length) return NaN;
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
+}
+export const median = (values: readonly number[]) => percentile(values, 0.5);
+
+/** A figure for a table: `digits` decimals. */
+export const fmt = (v: number, digits = 1) => (Number.isFinite(v) ? v.toFixed(digits) : '-');
+export const round = (v: number, digits = 2) => Math.round(v * 10 ** digits) / 10 ** digits;
