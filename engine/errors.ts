@@ -21,6 +21,20 @@ export class NeedsAttentionError extends NonRetriableError {
 }
 
 /**
+ * This item is not for this run (a bad row, a domain enriched last week): it is recorded as
+ * skipped with this reason, which `flows show` counts, and the run goes on as completed.
+ */
+export class SkipItemError extends NonRetriableError {
+  override readonly name = 'SkipItemError';
+}
+
+/** The error of type `type` in `err` or its causes (the executor wraps what steps throw). */
+export function findCause<T extends Error>(err: unknown, type: abstract new (...args: never[]) => T): T | undefined {
+  for (let e = err; e instanceof Error; e = e.cause) if (e instanceof type) return e;
+  return undefined;
+}
+
+/**
  * An HTTP Retry-After header in milliseconds from `nowMs`: delay-seconds or an HTTP date.
  * Undefined when absent or unreadable (each caller knows its provider's default wait).
  */

@@ -197,6 +197,20 @@ export class RunStore {
     return counts;
   }
 
+  /** Items skipped with a reason (SkipItemError), counted by step and reason. */
+  async skipReasons(runId: string): Promise<{ step_id: string; reason: string; n: number }[]> {
+    const rows = await this.kysely
+      .selectFrom('flow_items')
+      .select(['step_id', 'error as reason', (eb) => eb.fn.countAll<string>().as('n')])
+      .where('run_id', '=', runId)
+      .where('status', '=', 'skipped')
+      .where('error', 'is not', null)
+      .groupBy(['step_id', 'error'])
+      .orderBy('n', 'desc')
+      .execute();
+    return rows.map((r) => ({ step_id: r.step_id, reason: r.reason ?? '', n: Number(r.n) }));
+  }
+
   failedItems(runId: string, limit = 100) {
     return this.kysely
       .selectFrom('flow_items')

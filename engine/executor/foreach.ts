@@ -1,5 +1,5 @@
 import PQueue from 'p-queue';
-import { errorMessage } from '../errors.ts';
+import { errorMessage, findCause, SkipItemError } from '../errors.ts';
 import { renderDeep } from '../expr/index.ts';
 import type { PipelineStep } from '../pipeline/types.ts';
 import { FOREACH_RESULTS_LIMIT, isCallStep } from '../pipeline/types.ts';
@@ -58,6 +58,8 @@ export async function runForeach(rc: RunContext, step: PipelineStep): Promise<Fo
         finished = false; // the item waits for its quota window: it stays pending for a resume
         return;
       }
+      const skip = findCause(err, SkipItemError);
+      if (skip) return record(item.key, 'skipped', 0, null, skip.message);
       const attempts = (err as { attempts?: number }).attempts ?? 1;
       rc.log.warn({ step: step.id, item: item.key, err: errorMessage(err) }, 'item failed');
       record(item.key, 'failed', attempts, null, errorMessage(err));

@@ -3,7 +3,7 @@ import type { EngineConfig } from '../config.ts';
 import { addCost, type Cost, zeroCost } from '../cost.ts';
 import type { RunStatus, StepStatus } from '../db/tables.ts';
 import { DryRunSink, type PlannedEffectRecord } from '../dry-run.ts';
-import { errorMessage, NeedsAttentionError } from '../errors.ts';
+import { errorMessage, findCause, NeedsAttentionError } from '../errors.ts';
 import { RunEvents } from '../events.ts';
 import { newRunId } from '../ids.ts';
 import { type Logger, silentLogger } from '../log.ts';
@@ -277,7 +277,4 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
 }
 
 /** The NeedsAttentionError a step threw, through the executor's wrapping of the last attempt. */
-function needsAttention(err: unknown): NeedsAttentionError | undefined {
-  for (let e = err; e instanceof Error; e = e.cause) if (e instanceof NeedsAttentionError) return e;
-  return undefined;
-}
+const needsAttention = (err: unknown) => findCause(err, NeedsAttentionError);

@@ -67,8 +67,9 @@ export function showCommand(program: Command, project: () => Project, wrap: Wrap
           const steps = await store.getSteps(runId);
           const failures = await store.failedItems(runId, 1000);
           const effects = await store.effectCounts(runId);
+          const skipped = await store.skipReasons(runId);
           if (opts.json) {
-            process.stdout.write(`${JSON.stringify({ run, steps, failures, effects })}\n`);
+            process.stdout.write(`${JSON.stringify({ run, steps, failures, skipped, effects })}\n`);
             return 0;
           }
           const out: string[] = [];
@@ -93,6 +94,10 @@ export function showCommand(program: Command, project: () => Project, wrap: Wrap
           );
           if (effects.length) {
             out.push('', table(['effects of step', 'kind', 'status', 'count'], effects.map((e) => [e.step_id, e.kind, e.status, e.n])));
+          }
+          if (skipped.length) {
+            out.push('', 'Skipped items by reason:');
+            for (const r of skipped) out.push(`  ${r.n} × ${r.step_id}: ${r.reason}`);
           }
           if (failures.length) {
             const byReason = new Map<string, string[]>();
