@@ -1,4 +1,4 @@
-import { type Static, Type } from '@sinclair/typebox';
+import { type Static, type TObject, type TSchema, Type } from '@sinclair/typebox';
 import { Cron } from 'croner';
 import { parseDuration } from './duration.ts';
 import type { Diagnostic } from './errors.ts';
@@ -164,12 +164,31 @@ export interface LoadedConfig {
   diagnostics: Diagnostic[];
 }
 
+const withSections = new WeakMap<ReadonlyMap<string, TSchema>, TObject>();
+
+/** The config schema with the sections steps declare (see StepRegistry.configSection). */
+export function configSchemaWith(sections: ReadonlyMap<string, TSchema> = new Map()): TObject {
+  if (!sections.size) return ConfigSchema;
+  let schema = withSections.get(sections);
+  if (!schema) {
+    const extra = Object.fromEntries([...sections].map(([name, s]) => [name, Type.Optional(s)]));
+    schema = Type.Object({ ...ConfigSchema.properties, ...extra }, { additionalProperties: false });
+    withSections.set(sections, schema);
+  }
+  return schema;
+}
+
+/** A section declared by steps, as the config has it (already checked against its schema). */
+export function configSection<T>(config: EngineConfig, name: string): T | undefined {
+  return (config as Record<string, unknown>)[name] as T | undefined;
+}
+
 /** Parses and checks the config; ${{ env.X }} values are resolved against `env`. */
-export function loadConfig(text: string, file: string, env: Record<string, string | undefined>): LoadedConfig {
+export function loadConfig(text: string, file: string, env: Record<string, string | undefined>, sections?: ReadonlyMap<string, TSchema>): LoadedConfig {
   const doc = parseYamlSource(text, file);
   if (doc.diagnostics.length) return { diagnostics: doc.diagnostics };
   const raw = doc.value ?? {};
-  const diagnostics = checkSchema(ConfigSchema, raw, doc, []);
+  const diagnostics = checkSchema(configSchemaWith(sections), raw, doc, []);
   const cfg = raw as EngineConfig;
   const defaultTz = cfg.business?.timezone;
   if (defaultTz && !isValidTimezone(defaultTz)) {

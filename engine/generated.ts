@@ -1,5 +1,5 @@
 import type { TSchema } from '@sinclair/typebox';
-import { ConfigSchema } from './config.ts';
+import { configSchemaWith } from './config.ts';
 import { editorPipelineSchema } from './pipeline/schema.ts';
 import type { StepRegistry } from './registry.ts';
 
@@ -21,7 +21,7 @@ export function schemaFiles(registry: StepRegistry): Record<string, string> {
     $comment: GENERATED_NOTE,
     $schema: 'http://json-schema.org/draft-07/schema#',
     title: 'flows engine config',
-    ...(plain(ConfigSchema) as object),
+    ...(plain(configSchemaWith(registry.configSections)) as object),
   };
   return {
     'pipeline.schema.json': `${JSON.stringify(pipeline, null, 2)}\n`,

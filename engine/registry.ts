@@ -4,6 +4,18 @@ import type { TSchema } from '@sinclair/typebox';
 /** The step types a pipeline may name in `uses`. The engine knows steps only through this. */
 export class StepRegistry {
   private readonly byType = new Map<string, AnyStepType>();
+  /**
+   * Config sections the steps read (prospect sources, enrichment rules ...), by top-level
+   * key: validated with the rest of the config, with positions, and in the editor schema.
+   */
+  readonly configSections = new Map<string, TSchema>();
+
+  /** Declares a config section `name` checked against `schema`. */
+  configSection(name: string, schema: TSchema): this {
+    if (this.configSections.has(name)) throw new Error(`config section "${name}" is declared twice`);
+    this.configSections.set(name, schema);
+    return this;
+  }
 
   constructor(steps: Iterable<StepType<any, any>> = []) {
     for (const step of steps) this.register(step);

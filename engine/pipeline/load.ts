@@ -93,7 +93,7 @@ export function loadPipeline(text: string, file: string, options: LoadOptions): 
   const scope: ReferenceScope = {
     inputs: new Set(Object.keys(raw.inputs ?? {})),
     steps: new Map([...placeholders, ...all].map((s) => [s.id, s])),
-    configKeys: new Set(Object.keys(ConfigSchema.properties)),
+    configKeys: new Set([...Object.keys(ConfigSchema.properties), ...options.registry.configSections.keys()]),
   };
   for (const { raw: rawStep, base, step, inForeach } of placed) {
     if (step) checkStepExpressions(rawStep, base, step, doc, scope, inForeach, diagnostics);
