@@ -9,6 +9,8 @@ import { reportPages } from './report/pages.ts';
 import { reportRender } from './report/publish.ts';
 import { sqlExecute, sqlInsert, sqlQuery, sqlUpsert } from './sql.ts';
 import { stripeCheckout } from './stripe.ts';
+import { prospectsRead, prospectsSave } from './prospects/import.ts';
+import { SourcesSchema } from './prospects/sources.ts';
 
 /** Every built-in step type. A new step type is one file here plus one line below. */
 export const builtinSteps = [
@@ -27,11 +29,13 @@ export const builtinSteps = [
   reportAnalyse,
   reportRender,
   emailSend,
+  prospectsRead,
+  prospectsSave,
 ];
 
 /** Pages the daemon serves besides webhooks. */
 export const builtinPages: readonly Page[] = [...reportPages];
 
 export function createRegistry(): StepRegistry {
-  return new StepRegistry(builtinSteps);
+  return new StepRegistry(builtinSteps).configSection('prospect_sources', SourcesSchema);
 }

@@ -153,3 +153,9 @@ export const templatesResource = defineResource<ReportRenderer>({
   name: 'templates',
   create: (env) => createReportRenderer({ templateDir: join(env.projectDir, 'templates') }),
 });
+
+/** Where the project's files are (source files named in the config are relative to it). */
+export const projectResource = defineResource<{ projectDir: string; stateDir: string }>({
+  name: 'project',
+  create: (env) => ({ projectDir: env.projectDir, stateDir: env.stateDir }),
+});
