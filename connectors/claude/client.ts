@@ -48,7 +48,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { NonRetriableError, RetryAfterError, retryAfterMs } from '../../engine/errors.ts';
 
-type Sdk = typeof import('@anthropic-ai/sdk');
+export type Sdk = typeof import('@anthropic-ai/sdk');
 type AnthropicClient = InstanceType<Sdk['default']>;
 
 export const CLAUDE_API_URL = 'https://api.anthropic.com';
@@ -129,100 +129,30 @@ export interface ClaudeAnalystOptions {
 }
 
 export function createClaudeAnalyst(config: ClaudeConfig, options: ClaudeAnalystOptions = {}): ClaudeAnalyst {
-  const baseURL = config.base_url ?? CLAUDE_API_URL;
-  const timeout = config.timeout ?? DEFAULT_TIMEOUT_MS;
-  const now = options.now ?? Date.now;
-  const where = `claude (${config.model})`;
-  const redact = (text: string) => text.split(config.api_key).join('[api key]');
-
-  let connection: Promise<{ sdk: Sdk; client: AnthropicClient }> | undefined;
-  const connect = () =>
-    (connection ??= import('@anthropic-ai/sdk').then(
-      (sdk) => ({ sdk, client: new sdk.default({ apiKey: config.api_key, baseURL, maxRetries: 0, timeout }) }),
-      (err: unknown) => {
-        connection = undefined;
-        throw err;
-      },
-    ));
+  const connection = claudeConnection(config, options);
+  const { where } = connection;
 
   async function send(params: MessageCreateParamsNonStreaming, signal: AbortSignal | undefined): Promise<Message> {
-    const { sdk, client } = await connect();
+    const { sdk, client } = await connection.connect();
     let reply: unknown;
     try {
       reply = await client.messages.create(params, { signal });
     } catch (err) {
-      throw failure(err, sdk, signal);
+      throw connection.failure(err, sdk, signal, 'POST /v1/messages');
     }
     if (!isMessage(reply)) throw new Error(`${where}: the answer to POST /v1/messages is not a message (no content array); the next attempt may succeed`);
     return reply;
   }
 
-  /** The SDK's error as one the engine acts on: retry, wait, or give up. */
-  function failure(err: unknown, sdk: Sdk, signal: AbortSignal | undefined): Error {
-    if (signal?.aborted || err instanceof sdk.APIUserAbortError) return err instanceof Error ? err : new Error(String(err));
-    if (err instanceof sdk.APIConnectionTimeoutError) {
-      return new Error(`${where}: no answer within ${timeout}ms; the next attempt gets a fresh timer (raise connectors.claude.timeout for long analyses)`, { cause: err });
-    }
-    if (err instanceof sdk.APIConnectionError) {
-      const reason = err.cause instanceof Error ? err.cause.message : err.message;
-      return new Error(redact(`${where}: could not reach ${baseURL}: ${reason}`), { cause: err });
-    }
-    if (err instanceof sdk.APIError && typeof err.status === 'number') {
-      const status = err.status;
-      const detail = redact(`${status} ${err.type ?? 'error'}${err.errorCode ? ` ${err.errorCode}` : ''}: ${err.apiMessage ?? 'no message'}`);
-      if (isSpendLimit(err)) {
-        return new NonRetriableError(
-          `${where}: the account's spend limit is reached (${detail}); no retry succeeds until access resumes or the limit is raised in the Claude Console`,
-          { cause: err },
-        );
-      }
-      if (status === 429 || status === 529) {
-        const afterMs = waitOf(err.headers, now) ?? DEFAULT_RETRY_AFTER_MS;
-        return new RetryAfterError(`${where}: ${status === 429 ? 'rate limited' : 'overloaded'} (${detail}); retry after ${afterMs}ms`, afterMs, { cause: err });
-      }
-      if (status === 408 || status === 409 || status >= 500) return new Error(`${where}: the API failed (${detail}); the next attempt may succeed`, { cause: err });
-      const fix =
-        status === 401 ? 'check connectors.claude.api_key'
-        : status === 403 ? "check the key's workspace and its access to the model"
-        : status === 404 ? 'check connectors.claude.model and base_url'
-        : status === 413 ? 'send less data in the prompt'
-        : 'the same request fails again; fix the request';
-      return new NonRetriableError(`${where}: the API refused the request (${detail}): ${fix}`, { cause: err });
-    }
-    if (err instanceof SyntaxError) return new Error(`${where}: the answer to POST /v1/messages is not JSON (${err.message}); the next attempt may succeed`, { cause: err });
-    if (err instanceof sdk.AnthropicError) return new NonRetriableError(redact(`${where}: ${err.message}`), { cause: err });
-    return err instanceof Error ? err : new Error(String(err));
-  }
-
   return {
     async analyse<S extends object>(request: AnalyseRequest<S>): Promise<Analysis<AnalysisOf<S>>> {
-      const { toolName, schema } = request;
-      if (!TOOL_NAME.test(toolName)) throw new NonRetriableError(`${where}: toolName "${toolName}" must match ^[a-zA-Z0-9_-]{1,64}$ (write e.g. record_competitor_analysis)`);
-      if ((schema as { type?: unknown }).type !== 'object') {
-        throw new NonRetriableError(`${where}: the schema of tool "${toolName}" must have type "object" at its root, as the API requires of input_schema`);
-      }
-      const validate = validatorFor(schema, toolName, where);
-      const tool: Tool = {
-        name: toolName,
-        description: request.toolDescription ?? `Records the ${toolName.replace(/_/g, ' ')}: call it once with the complete analysis.`,
-        input_schema: schema as unknown as Tool.InputSchema,
-      };
-      const messages: MessageParam[] = [{ role: 'user', content: request.prompt }];
+      const { params: first, validate, maxTokens } = buildParams(config, request);
+      const { toolName } = request;
+      const messages: MessageParam[] = [...first.messages];
       const usage: ClaudeUsage = { input_tokens: 0, output_tokens: 0 };
-      const maxTokens = request.maxTokens ?? config.max_tokens;
 
       for (let attempt = 1; ; attempt++) {
-        const reply = await send(
-          {
-            model: config.model,
-            max_tokens: maxTokens,
-            ...(request.system ? { system: request.system } : {}),
-            messages,
-            tools: [tool],
-            tool_choice: { type: 'tool', name: toolName, disable_parallel_tool_use: true },
-          },
-          request.signal,
-        );
+        const reply = await send({ ...first, messages }, request.signal);
         usage.input_tokens += reply.usage.input_tokens;
         usage.output_tokens += reply.usage.output_tokens;
         const use = toolUseIn(reply, toolName, maxTokens, where);
@@ -254,8 +184,117 @@ export function createClaudeAnalyst(config: ClaudeConfig, options: ClaudeAnalyst
   };
 }
 
+/** The first request of an analysis, its validator and its max_tokens; Message Batches send the very same params. */
+export interface AnalysisParams {
+  params: MessageCreateParamsNonStreaming & { messages: MessageParam[] };
+  /** Checks the forced tool's input against the request's schema (compiled once per schema object). */
+  validate: ValidateFunction;
+  maxTokens: number;
+}
+
+/**
+ * The Messages API request that analyse() sends first: the prompt as the user turn and the
+ * schema as the input_schema of one forced tool. Throws NonRetriableError for a tool name or
+ * schema the API would refuse.
+ */
+export function buildParams<S extends object>(config: ClaudeConfig, request: AnalyseRequest<S>, where = whereOf(config)): AnalysisParams {
+  const { toolName, schema } = request;
+  if (!TOOL_NAME.test(toolName)) throw new NonRetriableError(`${where}: toolName "${toolName}" must match ^[a-zA-Z0-9_-]{1,64}$ (write e.g. record_competitor_analysis)`);
+  if ((schema as { type?: unknown }).type !== 'object') {
+    throw new NonRetriableError(`${where}: the schema of tool "${toolName}" must have type "object" at its root, as the API requires of input_schema`);
+  }
+  const validate = validatorFor(schema, toolName, where);
+  const tool: Tool = {
+    name: toolName,
+    description: request.toolDescription ?? `Records the ${toolName.replace(/_/g, ' ')}: call it once with the complete analysis.`,
+    input_schema: schema as unknown as Tool.InputSchema,
+  };
+  const maxTokens = request.maxTokens ?? config.max_tokens;
+  return {
+    params: {
+      model: config.model,
+      max_tokens: maxTokens,
+      ...(request.system ? { system: request.system } : {}),
+      messages: [{ role: 'user', content: request.prompt }],
+      tools: [tool],
+      tool_choice: { type: 'tool', name: toolName, disable_parallel_tool_use: true },
+    },
+    validate,
+    maxTokens,
+  };
+}
+
+/** How errors name the connector: `claude (claude-sonnet-5)`. */
+export function whereOf(config: ClaudeConfig): string {
+  return `claude (${config.model})`;
+}
+
+/** One SDK client, made on first use, and the mapping of its errors onto the engine's; shared by analyse() and the batch client. */
+export interface ClaudeConnection {
+  where: string;
+  connect(): Promise<{ sdk: Sdk; client: AnthropicClient }>;
+  /** The SDK's error as one the engine acts on: retry, wait, or give up. `endpoint` names the call, e.g. "POST /v1/messages". */
+  failure(err: unknown, sdk: Sdk, signal: AbortSignal | undefined, endpoint: string): Error;
+}
+
+export function claudeConnection(config: ClaudeConfig, options: ClaudeAnalystOptions = {}): ClaudeConnection {
+  const baseURL = config.base_url ?? CLAUDE_API_URL;
+  const timeout = config.timeout ?? DEFAULT_TIMEOUT_MS;
+  const now = options.now ?? Date.now;
+  const where = whereOf(config);
+  const redact = (text: string) => text.split(config.api_key).join('[api key]');
+
+  let connection: Promise<{ sdk: Sdk; client: AnthropicClient }> | undefined;
+  const connect = () =>
+    (connection ??= import('@anthropic-ai/sdk').then(
+      (sdk) => ({ sdk, client: new sdk.default({ apiKey: config.api_key, baseURL, maxRetries: 0, timeout }) }),
+      (err: unknown) => {
+        connection = undefined;
+        throw err;
+      },
+    ));
+
+  function failure(err: unknown, sdk: Sdk, signal: AbortSignal | undefined, endpoint: string): Error {
+    if (signal?.aborted || err instanceof sdk.APIUserAbortError) return err instanceof Error ? err : new Error(String(err));
+    if (err instanceof sdk.APIConnectionTimeoutError) {
+      return new Error(`${where}: no answer within ${timeout}ms; the next attempt gets a fresh timer (raise connectors.claude.timeout for long analyses)`, { cause: err });
+    }
+    if (err instanceof sdk.APIConnectionError) {
+      const reason = err.cause instanceof Error ? err.cause.message : err.message;
+      return new Error(redact(`${where}: could not reach ${baseURL}: ${reason}`), { cause: err });
+    }
+    if (err instanceof sdk.APIError && typeof err.status === 'number') {
+      const status = err.status;
+      const detail = redact(`${status} ${err.type ?? 'error'}${err.errorCode ? ` ${err.errorCode}` : ''}: ${err.apiMessage ?? 'no message'}`);
+      if (isSpendLimit(err)) {
+        return new NonRetriableError(
+          `${where}: the account's spend limit is reached (${detail}); no retry succeeds until access resumes or the limit is raised in the Claude Console`,
+          { cause: err },
+        );
+      }
+      if (status === 429 || status === 529) {
+        const afterMs = waitOf(err.headers, now) ?? DEFAULT_RETRY_AFTER_MS;
+        return new RetryAfterError(`${where}: ${status === 429 ? 'rate limited' : 'overloaded'} (${detail}); retry after ${afterMs}ms`, afterMs, { cause: err });
+      }
+      if (status === 408 || status === 409 || status >= 500) return new Error(`${where}: the API failed (${detail}); the next attempt may succeed`, { cause: err });
+      const fix =
+        status === 401 ? 'check connectors.claude.api_key'
+        : status === 403 ? "check the key's workspace and its access to the model"
+        : status === 404 ? 'check connectors.claude.model and base_url'
+        : status === 413 ? 'send less data in the prompt'
+        : 'the same request fails again; fix the request';
+      return new NonRetriableError(`${where}: the API refused the request (${detail}): ${fix}`, { cause: err });
+    }
+    if (err instanceof SyntaxError) return new Error(`${where}: the answer to ${endpoint} is not JSON (${err.message}); the next attempt may succeed`, { cause: err });
+    if (err instanceof sdk.AnthropicError) return new NonRetriableError(redact(`${where}: ${err.message}`), { cause: err });
+    return err instanceof Error ? err : new Error(String(err));
+  }
+
+  return { where, connect, failure };
+}
+
 /** The forced tool's call in an answer; an answer without one cannot be repaired. */
-function toolUseIn(reply: Message, toolName: string, maxTokens: number, where: string): { id: string; input: unknown } {
+export function toolUseIn(reply: Message, toolName: string, maxTokens: number, where: string): { id: string; input: unknown } {
   if (reply.stop_reason === 'max_tokens') {
     throw new NonRetriableError(`${where}: the analysis was cut off at max_tokens ${maxTokens}; raise max_tokens (or connectors.claude.max_tokens) or ask for a shorter analysis`);
   }
@@ -292,12 +331,13 @@ function waitOf(headers: Headers | undefined, now: () => number): number | undef
   return retryAfterMs(headers?.get('retry-after'), now());
 }
 
-function priced(usage: ClaudeUsage, config: ClaudeConfig): { costUsd?: number } {
+/** `usage` at the configured prices times `factor` (0.5 for Message Batches); empty when no price is configured. */
+export function priced(usage: ClaudeUsage, config: ClaudeConfig, factor = 1): { costUsd?: number } {
   if (config.price_per_input_token === undefined && config.price_per_output_token === undefined) return {};
-  return { costUsd: usage.input_tokens * (config.price_per_input_token ?? 0) + usage.output_tokens * (config.price_per_output_token ?? 0) };
+  return { costUsd: factor * (usage.input_tokens * (config.price_per_input_token ?? 0) + usage.output_tokens * (config.price_per_output_token ?? 0)) };
 }
 
-function describeError(e: ErrorObject): string {
+export function describeError(e: ErrorObject): string {
   const at = e.instancePath || '/';
   const params = e.params as { allowedValues?: unknown[]; additionalProperty?: string };
   if (params.allowedValues) return `${at} must be one of ${params.allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
@@ -311,7 +351,7 @@ addFormats.default(ajv);
 const validators = new WeakMap<object, ValidateFunction>();
 
 /** Compiled once per schema object. */
-function validatorFor(schema: object, toolName: string, where: string): ValidateFunction {
+export function validatorFor(schema: object, toolName: string, where: string): ValidateFunction {
   let validate = validators.get(schema);
   if (!validate) {
     try {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { type ClaudeSandboxBatch, type ClaudeSandboxBatchOptions, batchEndpoints } from './sandbox-batches.ts';
 
 /**
  * A stand-in for the Claude Messages API on loopback, speaking its wire protocol, so the
@@ -9,6 +10,9 @@ import type { AddressInfo } from 'node:net';
  *   POST /v1/messages   x-api-key: <key> (or Authorization: Bearer <key>), anthropic-version
  *     200 { id, type: 'message', role: 'assistant', model, content, stop_reason, usage }
  *     4xx/5xx { type: 'error', error: { type, message, details? }, request_id }
+ *   POST /v1/messages/batches, GET /v1/messages/batches/{id}, GET .../{id}/results (JSONL),
+ *   POST .../{id}/cancel: the Message Batches API, in sandbox-batches.ts; a batch's results
+ *     are the messages POST /v1/messages answers to the same params.
  *
  * A forced tool (tool_choice { type: 'tool', name }) is answered with a tool_use block whose
  * input is generated from the tool's input_schema, seeded by a hash of the messages: the same
@@ -22,15 +26,16 @@ import type { AddressInfo } from 'node:net';
  * formats), numbers and integers within their bounds, arrays within minItems/maxItems,
  * booleans, null, anyOf/oneOf (a branch picked by the hash). `pattern` and `$ref` are not honoured.
  */
-export interface ClaudeSandboxOptions {
+export interface ClaudeSandboxOptions extends ClaudeSandboxBatchOptions {
   /** The API key requests must carry (default "sk-ant-sandbox"). */
   apiKey?: string;
   /** Added to every response. */
   latencyMs?: number;
   /**
-   * Share (0..1) of requests answered 429 rate_limit_error or 529 overloaded_error. Which
-   * ones is decided by a hash of the body and how often it was seen, so every run fails the
-   * same way and a retry of a failed request can succeed.
+   * Share (0..1) of requests answered 429 rate_limit_error or 529 overloaded_error, on
+   * /v1/messages and the batch endpoints alike. Which ones is decided by a hash of the request
+   * and how often it was seen, so every run fails the same way and a retry of a failed
+   * request can succeed.
    */
   errorRate?: number;
   /** What `errorRate` injects (default "mixed": a hash picks 429 or 529). */
@@ -41,14 +46,17 @@ export interface ClaudeSandboxOptions {
   invalidFirst?: boolean;
   /** Every answer misses the schema, repairs included. */
   alwaysInvalid?: boolean;
-  /** Every request gets the 429 of a reached monthly spend cap (error_code enforced_spend_limit_reached, no retry-after). */
+  /** Every POST (messages, batch creation) gets the 429 of a reached monthly spend cap (error_code enforced_spend_limit_reached, no retry-after). */
   spendLimitReached?: boolean;
-  /** Every request gets 200 with a body that is not JSON. */
+  /** Every POST /v1/messages gets 200 with a body that is not JSON. */
   malformed?: boolean;
 }
 
 /** What the sandbox saw of one request; the key itself is never kept. */
 export interface ClaudeSandboxRequest {
+  method: string;
+  /** e.g. /v1/messages or /v1/messages/batches/msgbatch_sbx_.../results */
+  path: string;
   model: string | null;
   max_tokens: number | null;
   /** The tool that tool_choice forced, if any. */
@@ -71,6 +79,8 @@ export interface ClaudeSandboxRequest {
 export interface ClaudeSandbox {
   url: string;
   readonly requests: ClaudeSandboxRequest[];
+  /** The Message Batches created, oldest first. */
+  readonly batches: readonly ClaudeSandboxBatch[];
   close(): Promise<void>;
 }
 
@@ -87,6 +97,8 @@ export async function startClaudeSandbox(options: ClaudeSandboxOptions = {}): Pr
   const apiKey = options.apiKey ?? SANDBOX_API_KEY;
   const requests: ClaudeSandboxRequest[] = [];
   const seen = new Map<string, number>();
+  let url = '';
+  const batches = batchEndpoints(options, { answer: (params, version) => requestProblem(params, version) ?? answerMessage(params, options), baseUrl: () => url });
 
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -113,12 +125,48 @@ export async function startClaudeSandbox(options: ClaudeSandboxOptions = {}): Pr
         );
 
       const path = new URL(req.url ?? '/', 'http://sandbox').pathname;
-      if (req.method !== 'POST' || path !== '/v1/messages') return fail(404, 'not_found_error', `Not found: ${req.method} ${path}`);
+      record.path = path;
+      const isMessages = path === '/v1/messages';
+      if ((req.method !== 'POST' || !isMessages) && !batches.routes(path)) return fail(404, 'not_found_error', `Not found: ${req.method} ${path}`);
       if (!record.auth) return fail(401, 'authentication_error', 'x-api-key header is required');
       if (!record.authorized) return fail(401, 'authentication_error', 'invalid x-api-key');
       if (!record.anthropicVersion) return fail(400, 'invalid_request_error', 'anthropic-version: header is required');
-      if (!ANTHROPIC_VERSIONS.includes(record.anthropicVersion)) {
-        return fail(400, 'invalid_request_error', `anthropic-version: "${record.anthropicVersion}" is not a valid version`);
+      const version = record.anthropicVersion;
+      if (!ANTHROPIC_VERSIONS.includes(version)) {
+        return fail(400, 'invalid_request_error', `anthropic-version: "${version}" is not a valid version`);
+      }
+
+      /** An injected 429 or 529, decided by a hash of `key` and how often it was seen. */
+      const injectFailure = (key: string): boolean => {
+        if (!options.errorRate) return false;
+        const n = (seen.get(key) ?? 0) + 1;
+        seen.set(key, n);
+        const fate = createHash('sha256').update(`${key}#${n}`).digest();
+        if (fate.readUInt32BE(0) / 2 ** 32 >= options.errorRate) return false;
+        const kind = options.errorKind ?? 'mixed';
+        if (kind === 'rate_limit' || (kind === 'mixed' && fate[4]! % 2 === 0)) {
+          fail(429, 'rate_limit_error', 'This request would exceed the rate limit for your organization of 50 requests per minute.', {
+            headers: { 'retry-after': String(options.retryAfterSeconds ?? 1) },
+          });
+        } else {
+          fail(529, 'overloaded_error', 'Overloaded');
+        }
+        return true;
+      };
+      const spendCap = () => fail(429, 'rate_limit_error', spendCapMessage(), { details: { error_code: 'enforced_spend_limit_reached' } });
+
+      if (!isMessages) {
+        return batches.handle({ method: req.method ?? '', path, raw, version }, {
+          json: (status, body) => reply(status, body),
+          jsonl: (text) => reply(200, text, { 'content-type': 'application/x-jsonl' }),
+          error: (status, type, message) => fail(status, type, message),
+          injected: () => {
+            if (injectFailure(`${req.method} ${path} ${raw}`)) return true;
+            if (!options.spendLimitReached || req.method !== 'POST' || path !== '/v1/messages/batches') return false;
+            spendCap();
+            return true;
+          },
+        });
       }
 
       let body: Record<string, unknown>;
@@ -129,16 +177,12 @@ export async function startClaudeSandbox(options: ClaudeSandboxOptions = {}): Pr
       } catch {
         return fail(400, 'invalid_request_error', 'The request body is not valid JSON');
       }
-      const problem = requestProblem(body, record.anthropicVersion);
+      const problem = requestProblem(body, version);
       if (problem) return fail(400, 'invalid_request_error', problem);
 
       const messages = body.messages as Block[];
-      const tools = (body.tools ?? []) as Block[];
       const choice = body.tool_choice as Block | undefined;
-      const forced =
-        choice?.type === 'tool' ? tools.find((t) => t.name === choice.name)
-        : choice?.type === 'any' ? tools[0]
-        : undefined;
+      const forced = forcedTool(body);
       const lastToolResult = toolResultIn(messages.at(-1));
       Object.assign(record, {
         model: body.model as string,
@@ -150,58 +194,23 @@ export async function startClaudeSandbox(options: ClaudeSandboxOptions = {}): Pr
         repairText: lastToolResult?.is_error === true ? textOf(lastToolResult.content) : null,
       });
 
-      if (options.spendLimitReached) {
-        return fail(429, 'rate_limit_error', spendCapMessage(), { details: { error_code: 'enforced_spend_limit_reached' } });
-      }
-      const n = (seen.get(raw) ?? 0) + 1;
-      seen.set(raw, n);
-      const fate = createHash('sha256').update(`${raw}#${n}`).digest();
-      if (options.errorRate && fate.readUInt32BE(0) / 2 ** 32 < options.errorRate) {
-        const kind = options.errorKind ?? 'mixed';
-        if (kind === 'rate_limit' || (kind === 'mixed' && fate[4]! % 2 === 0)) {
-          return fail(429, 'rate_limit_error', 'This request would exceed the rate limit for your organization of 50 requests per minute.', {
-            headers: { 'retry-after': String(options.retryAfterSeconds ?? 1) },
-          });
-        }
-        return fail(529, 'overloaded_error', 'Overloaded');
-      }
+      if (options.spendLimitReached) return spendCap();
+      if (injectFailure(raw)) return;
       if (options.malformed) return reply(200, '{"id": "msg_sbx", "type": "message", "content": [');
 
-      const seed = createHash('sha256').update(JSON.stringify(messages)).digest('hex');
-      const inputChars = charsOf(body.system) + messages.reduce((sum, m) => sum + charsOf(m.content), 0);
-      const usage = { input_tokens: Math.max(1, Math.round(inputChars / 4)), output_tokens: 0 };
-      const base = { id: `msg_sbx_${seed.slice(0, 24)}`, type: 'message', role: 'assistant', model: body.model, stop_sequence: null, stop_details: null, container: null };
-      const vocabulary = vocabularyOf(promptText(messages));
-
-      if (!forced) {
-        const text = sentence(vocabulary, seed, 'text', 12);
-        usage.output_tokens = Math.max(1, Math.round(text.length / 4));
-        record.usage = usage;
-        return reply(200, { ...base, content: [{ type: 'text', text, citations: null }], stop_reason: 'end_turn', usage });
-      }
-
-      const schema = forced.input_schema as Schema;
-      let input = generate(schema, '', seed, vocabulary, null) as Record<string, Json>;
-      if (options.alwaysInvalid || (options.invalidFirst && !record.repair)) input = breakInput(schema, input);
-      usage.output_tokens = Math.max(1, Math.round(JSON.stringify(input).length / 4));
-      let stopReason = 'tool_use';
-      if (usage.output_tokens > (body.max_tokens as number)) {
-        // Cut off mid-answer: what arrived of the input is not a whole analysis.
-        stopReason = 'max_tokens';
-        usage.output_tokens = body.max_tokens as number;
-        input = {};
-      }
-      record.usage = usage;
-      const use = { type: 'tool_use', id: `toolu_sbx_${seed.slice(24, 48)}`, name: forced.name, input, caller: { type: 'direct' } };
-      return reply(200, { ...base, content: [use], stop_reason: stopReason, usage });
+      const message = answerMessage(body, options);
+      record.usage = message.usage;
+      return reply(200, message);
     });
   });
 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
+  url = `http://127.0.0.1:${port}`;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     requests,
+    batches: batches.list,
     close: () =>
       new Promise((resolve) => {
         server.close(() => resolve());
@@ -219,6 +228,8 @@ function blankRecord(req: IncomingMessage, apiKey: string): ClaudeSandboxRequest
   const bearer = /^Bearer (.+)$/i.exec(header('authorization') ?? '')?.[1] ?? null;
   const key = xApiKey ?? bearer;
   return {
+    method: req.method ?? '',
+    path: '',
     model: null,
     max_tokens: null,
     tool: null,
@@ -232,6 +243,53 @@ function blankRecord(req: IncomingMessage, apiKey: string): ClaudeSandboxRequest
     status: 0,
     usage: null,
   };
+}
+
+/** The tool that tool_choice forces, if any. */
+function forcedTool(body: Record<string, unknown>): Block | undefined {
+  const tools = (body.tools ?? []) as Block[];
+  const choice = body.tool_choice as Block | undefined;
+  return choice?.type === 'tool' ? tools.find((t) => t.name === choice.name) : choice?.type === 'any' ? tools[0] : undefined;
+}
+
+interface SandboxMessage {
+  [key: string]: unknown;
+  usage: { input_tokens: number; output_tokens: number };
+}
+
+/**
+ * The message the sandbox answers to a valid request body: the same body always gets the same
+ * message, on POST /v1/messages and in a batch's results alike.
+ */
+function answerMessage(body: Record<string, unknown>, options: ClaudeSandboxOptions): SandboxMessage {
+  const messages = body.messages as Block[];
+  const forced = forcedTool(body);
+  const repair = toolResultIn(messages.at(-1))?.is_error === true;
+  const seed = createHash('sha256').update(JSON.stringify(messages)).digest('hex');
+  const inputChars = charsOf(body.system) + messages.reduce((sum, m) => sum + charsOf(m.content), 0);
+  const usage = { input_tokens: Math.max(1, Math.round(inputChars / 4)), output_tokens: 0 };
+  const base = { id: `msg_sbx_${seed.slice(0, 24)}`, type: 'message', role: 'assistant', model: body.model, stop_sequence: null, stop_details: null, container: null };
+  const vocabulary = vocabularyOf(promptText(messages));
+
+  if (!forced) {
+    const text = sentence(vocabulary, seed, 'text', 12);
+    usage.output_tokens = Math.max(1, Math.round(text.length / 4));
+    return { ...base, content: [{ type: 'text', text, citations: null }], stop_reason: 'end_turn', usage };
+  }
+
+  const schema = forced.input_schema as Schema;
+  let input = generate(schema, '', seed, vocabulary, null) as Record<string, Json>;
+  if (options.alwaysInvalid || (options.invalidFirst && !repair)) input = breakInput(schema, input);
+  usage.output_tokens = Math.max(1, Math.round(JSON.stringify(input).length / 4));
+  let stopReason = 'tool_use';
+  if (usage.output_tokens > (body.max_tokens as number)) {
+    // Cut off mid-answer: what arrived of the input is not a whole analysis.
+    stopReason = 'max_tokens';
+    usage.output_tokens = body.max_tokens as number;
+    input = {};
+  }
+  const use = { type: 'tool_use', id: `toolu_sbx_${seed.slice(24, 48)}`, name: forced.name, input, caller: { type: 'direct' } };
+  return { ...base, content: [use], stop_reason: stopReason, usage };
 }
 
 /** The first thing the real API would refuse with 400, or null. */
