@@ -49,6 +49,17 @@ export const RateLimitSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const BudgetSchema = Type.Object(
+  {
+    per: StringEnum(['day', 'week', 'month'], 'Calendar period: a day, a week from Monday 00:00, a month, in the timezone.'),
+    limits: Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_]*$' }), Type.Number({ minimum: 0 }), {
+      description: 'Most to spend per period, by unit (semrush_units, spyfu_rows, claude_input_tokens ...) and usd (at the config prices).',
+    }),
+    timezone: Type.Optional(Type.String({ description: 'IANA timezone of the periods (default business.timezone).' })),
+  },
+  { additionalProperties: false },
+);
+
 export const SenderSchema = Type.Object(
   {
     id: Type.String({ minLength: 1 }),
@@ -122,6 +133,11 @@ export const ConfigSchema = Type.Object(
     ),
     quotas: Type.Optional(Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), QuotaSchema)),
     rate_limits: Type.Optional(Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), RateLimitSchema)),
+    budgets: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), BudgetSchema, {
+        description: 'Spending limits per period, referred to by `budget:` on a step: a call that would pass one waits for the next period.',
+      }),
+    ),
     senders: Type.Optional(Type.Array(SenderSchema)),
     prices: Type.Optional(
       Type.Record(Type.String(), Type.Number({ minimum: 0 }), {
@@ -138,6 +154,7 @@ export type EngineConfig = Static<typeof ConfigSchema>;
 export type QuotaConfig = Static<typeof QuotaSchema>;
 export type VerifierConfig = Static<typeof VerifierSchema>;
 export type DaemonConfig = Static<typeof DaemonSchema>;
+export type BudgetConfig = Static<typeof BudgetSchema>;
 
 export const emptyConfig: EngineConfig = {};
 

@@ -247,6 +247,26 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('payments_attribution').on('payments').columns(['channel', 'campaign', 'variant']).execute();
     },
   },
+  '0006_budgets': {
+    async up(db: Kysely<any>) {
+      // What each budget spent, per period: a row per call, reserved at its estimate before
+      // the call and settled to what it really cost after.
+      await db.schema
+        .createTable('budget_ledger')
+        .addColumn('id', 'bigserial', (c) => c.primaryKey())
+        .addColumn('budget', 'text', (c) => c.notNull())
+        .addColumn('period_start', 'timestamptz', (c) => c.notNull())
+        .addColumn('run_id', 'text', (c) => c.notNull())
+        .addColumn('step_id', 'text', (c) => c.notNull())
+        .addColumn('item_key', 'text', (c) => c.notNull())
+        .addColumn('units', 'jsonb', (c) => c.notNull())
+        .addColumn('usd', 'numeric(14, 6)', (c) => c.notNull().defaultTo(0))
+        .addColumn('settled', 'boolean', (c) => c.notNull().defaultTo(false))
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('budget_ledger_period').on('budget_ledger').columns(['budget', 'period_start']).execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -192,6 +192,19 @@ export interface ReportRequestsTable {
   fulfilled_at: Timestamp | null;
 }
 
+export interface BudgetLedgerTable {
+  id: Generated<string>;
+  budget: string;
+  period_start: Timestamp;
+  run_id: string;
+  step_id: string;
+  item_key: string;
+  units: Json<Record<string, number>>;
+  usd: ColumnType<string, number | string, number | string>;
+  settled: boolean;
+  created_at: Timestamp;
+}
+
 export interface Tables {
   flow_runs: FlowRunsTable;
   flow_steps: FlowStepsTable;
@@ -206,4 +219,5 @@ export interface Tables {
   generated_reports: GeneratedReportsTable;
   report_requests: ReportRequestsTable;
   payments: PaymentsTable;
+  budget_ledger: BudgetLedgerTable;
 }

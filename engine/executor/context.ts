@@ -1,6 +1,7 @@
 import { CompiledQuery } from 'kysely';
 import type { Clock } from '../clock.ts';
 import type { EngineConfig } from '../config.ts';
+import type { BudgetExhaustedError } from '../budget.ts';
 import type { Cost } from '../cost.ts';
 import type { Database } from '../db/connect.ts';
 import type { DryRunSink } from '../dry-run.ts';
@@ -51,6 +52,8 @@ export interface RunContext {
    * graceful stop and ends "waiting") instead of holding a worker while it sleeps.
    */
   readonly park?: { afterMs: number; controller: AbortController; until?: Date };
+  /** Set when a budget is spent: the run stops taking work and waits for the next period. */
+  readonly halt: { controller: AbortController; until?: Date; reason?: string };
 }
 
 export function writableQueryable(db: Database): Queryable {
@@ -68,4 +71,16 @@ export function readOnlyQueryable(db: Database): Queryable {
         return (await trx.executeQuery<R>(CompiledQuery.raw(text, [...params]))).rows as R[];
       }),
   };
+}
+
+/** Stops the run because a budget is spent: it ends "waiting" until the budget's next period. */
+export function haltForBudget(rc: RunContext, err: BudgetExhaustedError): void {
+  if (!rc.halt.until || err.until < rc.halt.until) {
+    rc.halt.until = err.until;
+    rc.halt.reason = err.message;
+  }
+  if (!rc.halt.controller.signal.aborted) {
+    rc.log.warn({ budget: err.budget, until: err.until.toISOString() }, err.message);
+    rc.halt.controller.abort();
+  }
 }

@@ -1,3 +1,4 @@
+import { reserveBudget, settleBudget } from '../budget.ts';
 import { NonRetriableError } from '../errors.ts';
 import type { CallStep } from '../pipeline/types.ts';
 import type { Reservation } from '../store.ts';
@@ -27,7 +28,7 @@ export async function performOutside(
   }
   let output: unknown;
   try {
-    output = await step.type.run(context(rc.db), input);
+    output = step.budget ? await runWithinBudget(rc, step, step.budget, key, input, context(rc.db)) : await step.type.run(context(rc.db), input);
   } catch (err) {
     await store.releaseEffect(key);
     throw err;
@@ -35,6 +36,29 @@ export async function performOutside(
   await store.completeEffect(store.kysely, key, output, rc.clock.now());
   rc.events.emit('effect:done', { runId: rc.runId, stepId: step.id, key, kind, repeated: false });
   return output;
+}
+
+/**
+ * Reserves the call's planned (most expensive) cost against the budget, makes the call, and
+ * settles the reservation to what the step reported spending (ctx.spend), whatever happened.
+ */
+async function runWithinBudget(rc: RunContext, step: CallStep, budget: string, key: string, input: Record<string, unknown>, ctx: StepContext): Promise<unknown> {
+  const planned = await step.type.effect!.plan(ctx, input);
+  const id = await reserveBudget(rc.store.db, rc.config, budget, planned.cost ?? {}, { runId: rc.runId, stepId: step.id, itemKey: key }, rc.clock.now());
+  const spent: Record<string, number> = {};
+  const counted: StepContext = Object.create(ctx, {
+    spend: {
+      value: (units: Record<string, number>) => {
+        for (const [unit, n] of Object.entries(units)) spent[unit] = (spent[unit] ?? 0) + n;
+        ctx.spend(units);
+      },
+    },
+  });
+  try {
+    return await step.type.run(counted, input);
+  } finally {
+    await settleBudget(rc.store.db, rc.config, id, spent);
+  }
 }
 
 export function repeated(rc: RunContext, step: CallStep, kind: string, key: string, output: unknown): unknown {

@@ -11,7 +11,8 @@ import { isCallStep, type Pipeline } from '../pipeline/types.ts';
 import { resolveInputs } from '../pipeline/inputs.ts';
 import type { Scrubber } from '../secrets.ts';
 import type { RunRow, RunStore } from '../store.ts';
-import { type RunContext, readOnlyQueryable, writableQueryable } from './context.ts';
+import { BudgetExhaustedError } from '../budget.ts';
+import { haltForBudget, type RunContext, readOnlyQueryable, writableQueryable } from './context.ts';
 import { runForeach } from './foreach.ts';
 import { DatabaseEffects } from './write-batch.ts';
 import { RateLimits } from '../rate-limits.ts';
@@ -116,6 +117,7 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
   if (changedSinceStart) log.warn('the pipeline file changed since this run started; resuming with the current file');
 
   const park: RunContext['park'] = options.parkAfterMs !== undefined && !dryRun ? { afterMs: options.parkAfterMs, controller: new AbortController() } : undefined;
+  const halt: RunContext['halt'] = { controller: new AbortController() };
   const stop = options.stop ?? never;
   const sink = dryRun ? new DryRunSink(options.outDir ?? `.flows/dry-runs/${runId}`, scrub) : undefined;
   const rc: RunContext = {
@@ -129,8 +131,9 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
     events,
     store,
     scrub,
-    stop: park ? AbortSignal.any([stop, park.controller.signal]) : stop,
+    stop: AbortSignal.any([stop, halt.controller.signal, ...(park ? [park.controller.signal] : [])]),
     park,
+    halt,
     abort: options.abort ?? never,
     scope: {
       inputs,
@@ -191,6 +194,8 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
         }
       }
     } catch (err) {
+      const spent = findCause(err, BudgetExhaustedError);
+      if (spent) haltForBudget(rc, spent);
       if (stoppedWaiting(err)) stepStatus = 'running';
       else if (needsAttention(err)) {
         stepStatus = 'failed';
@@ -245,9 +250,12 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
     }
   }
   // Parked for a quota window (and not stopped for another reason): the run waits.
-  if (status === 'interrupted' && park?.until && !stop.aborted) status = 'waiting';
+  if (status === 'interrupted' && (park?.until || halt.until) && !stop.aborted) status = 'waiting';
   const failures = (await store.failedItems(runId)).map((f) => ({ step: f.step_id, item: f.item_key, error: f.error }));
-  if (park?.until) await store.setRunWaiting(runId, park.until, rc.waiting?.reason ?? 'quota');
+  if (halt.until) {
+    await store.setRunWaiting(runId, halt.until, halt.reason ?? 'budget');
+    runError = halt.reason;
+  } else if (park?.until) await store.setRunWaiting(runId, park.until, rc.waiting?.reason ?? 'quota');
   else if (rc.waiting && status !== 'interrupted') await store.setRunWaiting(runId, null, null);
   await store.setRunStatus(runId, status, clock.now(), runError ?? null);
   events.emit('run:finish', { runId, status });

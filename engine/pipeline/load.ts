@@ -222,7 +222,7 @@ function checkStep(
   const isGroup = Array.isArray(raw.steps);
   if (isGroup) {
     if (raw.foreach === undefined) at(['steps'], 'a step with its own steps is a foreach group: add foreach (the items to run them for)', true);
-    for (const field of ['uses', 'with', 'key', 'quota', 'quota_key', 'rate_limit', 'retry', 'timeout'] as const) {
+    for (const field of ['uses', 'with', 'key', 'quota', 'quota_key', 'rate_limit', 'budget', 'retry', 'timeout'] as const) {
       if (raw[field] !== undefined) at([field], `a foreach group has no ${field}: put it on the steps inside the group`, true);
     }
   } else if (raw.uses === undefined && raw.id !== undefined) {
@@ -251,6 +251,10 @@ function checkStep(
   if (typeof raw.rate_limit === 'string' && !config.rate_limits?.[raw.rate_limit]) {
     const names = Object.keys(config.rate_limits ?? {});
     at(['rate_limit'], `unknown rate limit "${raw.rate_limit}"${didYouMean(raw.rate_limit, names) || (names.length ? `; rate limits in the config: ${names.join(', ')}` : '; the config declares no rate_limits')}`);
+  }
+  if (typeof raw.budget === 'string' && !config.budgets?.[raw.budget]) {
+    const names = Object.keys(config.budgets ?? {});
+    at(['budget'], `unknown budget "${raw.budget}"${didYouMean(raw.budget, names) || (names.length ? `; budgets in the config: ${names.join(', ')}` : '; the config declares no budgets')}`);
   }
   const quota = typeof raw.quota === 'string' ? config.quotas?.[raw.quota] : undefined;
   if (quota?.per_key && raw.quota_key === undefined) {
@@ -299,6 +303,7 @@ function checkStep(
     quota: raw.quota as string | undefined,
     quotaKey: raw.quota_key as string | undefined,
     rateLimit: raw.rate_limit as string | undefined,
+    budget: raw.budget as string | undefined,
     key: raw.key as string | undefined,
     outputSchema: foreach ? foreachOutputSchema(itemOutput) : itemOutput,
   };

@@ -136,6 +136,9 @@ const stepProperties = {
   timeout: Type.Optional(duration('Time limit of one attempt, e.g. "30s".')),
   quota: Type.Optional(Type.String({ description: 'Name of a quota in the config that caps this step\'s effects.' })),
   rate_limit: Type.Optional(Type.String({ description: 'Name of a rate limit in the config that each attempt of this step waits for.' })),
+  budget: Type.Optional(
+    Type.String({ description: 'Name of a budget in the config: each call reserves its most expensive estimate first, and a call that would pass the budget waits for the next period.' }),
+  ),
   quota_key: Type.Optional(
     Type.String({ description: 'For a quota with per_key: expression giving the key this effect counts under (e.g. the sender domain).' }),
   ),

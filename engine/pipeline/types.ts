@@ -44,6 +44,7 @@ export interface PipelineStep {
   readonly quota?: string;
   readonly quotaKey?: string;
   readonly rateLimit?: string;
+  readonly budget?: string;
   readonly key?: string;
   /** The output later steps see: the type's output, or the foreach summary around it. */
   readonly outputSchema: TSchema;

@@ -39,7 +39,7 @@ export const calls = {
 export const sendStep = defineStep({
   type: 'test.send',
   description: 'Records a send (test only).',
-  input: Type.Object({ to: Type.String(), units: Type.Optional(Type.Number()) }),
+  input: Type.Object({ to: Type.String(), units: Type.Optional(Type.Number()), spent: Type.Optional(Type.Number()) }),
   output: Type.Object({ sent: Type.String() }),
   effect: {
     kind: () => 'message',
@@ -48,8 +48,9 @@ export const sendStep = defineStep({
       return { summary: `message to ${input.to}`, output: { sent: 'planned' }, artifacts: [{ name: 'message.txt', content: `Hello ${input.to}` }], cost: { widget_units: input.units ?? 1 } };
     },
   },
-  async run(_ctx, input) {
+  async run(ctx, input) {
     calls.performed.push(input.to);
+    if (input.spent !== undefined) ctx.spend({ widget_units: input.spent });
     return { sent: input.to };
   },
 });

@@ -20,6 +20,8 @@ interface RunOptions {
 export function exitCodeOf(result: RunResult): number {
   if (result.status === 'completed') return 0;
   if (result.status === 'interrupted') return 130;
+  // A spent budget stops a run cleanly: it waits for the next period (or --resume then).
+  if (result.status === 'waiting') return 0;
   return 1;
 }
 

@@ -1,0 +1,77 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { budgetPeriod, budgetUse } from '../engine/budget.ts';
+import { ManualClock } from '../engine/clock.ts';
+import type { EngineConfig } from '../engine/config.ts';
+import type { Database } from '../engine/db/connect.ts';
+import { executeRun } from '../engine/executor/run.ts';
+import { RunStore } from '../engine/store.ts';
+import { testDatabases } from './helpers/db.ts';
+import { calls, diagnosticsOf, pipelineFrom, testConfig } from './helpers/pipeline.ts';
+
+const config: EngineConfig = { ...testConfig, budgets: { api: { per: 'week', limits: { widget_units: 10, usd: 100 } } } };
+
+describe('budget periods', () => {
+  it('are calendar weeks from Monday 00:00 in the business timezone, right across a clock change', () => {
+    const week = { per: 'week' as const, limits: {} };
+    expect(budgetPeriod(week, 'Europe/London', new Date('2026-11-25T10:00:00Z'))).toEqual({ start: new Date('2026-11-23T00:00:00Z'), end: new Date('2026-11-30T00:00:00Z') });
+    // The week of the spring change (Sunday 29 March): Monday 00:00 GMT to Monday 00:00 BST.
+    expect(budgetPeriod(week, 'Europe/London', new Date('2026-03-28T12:00:00Z'))).toEqual({ start: new Date('2026-03-23T00:00:00Z'), end: new Date('2026-03-29T23:00:00Z') });
+    expect(budgetPeriod({ per: 'month', limits: {} }, 'America/New_York', new Date('2026-12-01T03:00:00Z'))).toEqual({ start: new Date('2026-11-01T04:00:00Z'), end: new Date('2026-12-01T05:00:00Z') });
+  });
+
+  it('are checked when the pipeline is loaded', () => {
+    const yaml = `
+name: b
+trigger: { manual: {} }
+steps:
+  - { id: send, uses: test.send, budget: apii, with: { to: x } }
+`;
+    expect(diagnosticsOf(yaml, undefined, config)).toEqual(['p.yaml:5:42: steps[0].budget: unknown budget "apii" (did you mean "api"?)']);
+  });
+});
+
+describe.each(testDatabases)('budgets on $name', ({ open }) => {
+  let db: Database;
+  beforeAll(async () => (db = await open()));
+  afterAll(() => db.close());
+
+  it('reserve each call\'s estimate, settle to what it spent, and stop the run cleanly when the next call would pass the limit', async () => {
+    calls.reset();
+    // Each call may cost 3 units (its plan) and really costs 2: four fit in 10, the fifth would not.
+    const pipeline = pipelineFrom(
+      `
+name: budgeted
+trigger: { manual: {} }
+steps:
+  - id: send
+    uses: test.send
+    foreach: "\${{ ['a', 'b', 'c', 'd', 'e', 'f'] }}"
+    item_key: "\${{ item }}"
+    budget: api
+    key: "\${{ 'budgeted:' + item }}"
+    with: { to: "\${{ item }}", units: 3, spent: 2 }
+`,
+      undefined,
+      config,
+    );
+    const clock = new ManualClock(new Date('2026-11-25T10:00:00Z'));
+    const store = new RunStore(db);
+    const first = await executeRun({ pipeline, config, store, clock });
+    expect(first.status).toBe('waiting');
+    expect(first.error).toBe('budget api reached: 8 of 10 widget_units spent this week, and the next call may take 3; resumes 2026-11-30T00:00:00.000Z');
+    expect(calls.performed).toEqual(['a', 'b', 'c', 'd']);
+    const run = await store.getRun(first.run_id);
+    expect(run).toMatchObject({ status: 'waiting', waiting_reason: first.error });
+    expect(new Date(run!.waiting_until!).toISOString()).toBe('2026-11-30T00:00:00.000Z');
+    const use = await budgetUse(db, config, 'api', clock.now());
+    expect(use.units).toEqual({ widget_units: 8 });
+    expect(await db.query('SELECT 1 FROM budget_ledger WHERE NOT settled')).toEqual([]);
+
+    // Next week: the run resumes and finishes, repeating nothing.
+    clock.advance(new Date('2026-11-30T00:00:01Z').getTime() - clock.now().getTime());
+    const resumed = await executeRun({ pipeline, config, store, clock, resume: first.run_id });
+    expect(resumed.status).toBe('completed');
+    expect(calls.performed).toEqual(['a', 'b', 'c', 'd', 'e', 'f']);
+    expect((await budgetUse(db, config, 'api', clock.now())).units).toEqual({ widget_units: 4 });
+  });
+});
