@@ -25,6 +25,14 @@ export function renderRunSummary(result: RunResult): string {
       lines.push(`  ${items.length} × ${reason}${items.length <= 3 ? ` [${items.map((i) => i.item).join(', ')}]` : ''}`);
     }
   }
+  if (result.skipped?.length) {
+    lines.push('', 'Skipped items by reason:');
+    for (const s of result.skipped) lines.push(`  ${s.n} × ${s.step}: ${s.reason}`);
+  }
+  if (result.notes?.length) {
+    lines.push('');
+    for (const n of result.notes) lines.push(`${n.step}: ${n.text}`);
+  }
   if (result.dry_run) {
     const quotas = groupBy(
       result.effects.filter((e) => e.quota && e.slot),

@@ -56,6 +56,8 @@ export interface StepContext {
   limit<T>(name: string, call: () => Promise<T>): Promise<T>;
   /** Records usage of a real run by unit name (priced by config `prices`), e.g. { semrush_units: 40 }. */
   spend(units: Record<string, number>): void;
+  /** A line for the run's summary (real and dry runs), e.g. "120 new, 30 stale, 4,850 fresh". */
+  note(text: string): void;
 }
 
 /** A file a person can open, written to the dry-run folder. */

@@ -50,6 +50,7 @@ function contextOn(db: Database, config: EngineConfig = testConfig, resources?: 
     use: (r) => resources!.use(r),
     limit: (_name, call) => call(),
     spend: () => {},
+    note: () => {},
   };
 }
 

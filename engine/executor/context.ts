@@ -40,6 +40,8 @@ export interface RunContext {
   /** Dry runs: slot planners by quota and key. */
   readonly slots: Map<string, Promise<SlotPlanner>>;
   readonly costByStep: Map<string, Cost>;
+  /** Lines steps add to the run's summary. */
+  readonly notes: { step: string; text: string }[];
   /** Database writes with their idempotency keys, committed together in small groups. */
   readonly writes: DatabaseEffects;
   readonly calendars: Map<string, QuotaCalendar>;

@@ -51,6 +51,9 @@ export async function invokeStep(rc: RunContext, step: CallStep, scope: Record<s
     evaluate: (source, extra = {}) => evaluate(parseExpression(source), { ...scope, ...extra }, { now }),
     use: (resource) => rc.resources.use(resource),
     limit: (name, call) => (rc.config.rate_limits?.[name] ? rc.rateLimits.schedule(name, call) : call()),
+    note: (text) => {
+      rc.notes.push({ step: step.id, text });
+    },
     spend: (units) => {
       const stepCost = rc.costByStep.get(step.id) ?? zeroCost();
       addCost(stepCost, units, rc.config.prices);

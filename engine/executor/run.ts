@@ -75,6 +75,10 @@ export interface RunResult {
   error?: string;
   steps: StepSummary[];
   failures: { step: string; item: string; error: string | null }[];
+  /** Items skipped with a reason, counted. */
+  skipped: { step: string; reason: string; n: number }[];
+  /** Lines the steps wrote for the summary. */
+  notes: { step: string; text: string }[];
   /** Planned effects of a dry run (empty for a real run). */
   effects: PlannedEffectRecord[];
   cost: Cost;
@@ -146,6 +150,7 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
     sink,
     slots: new Map(),
     costByStep: new Map(),
+    notes: [],
     writes: new DatabaseEffects(store, () => clock.now()),
     calendars: new Map(),
     rateLimits: options.rateLimits ?? new RateLimits(options.config),
@@ -274,6 +279,8 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
     error: runError && scrub(runError),
     steps: summaries,
     failures,
+    skipped: (await store.skipReasons(runId)).map((r) => ({ step: r.step_id, reason: r.reason, n: r.n })),
+    notes: rc.notes,
     effects: sink?.effects ?? [],
     cost,
     artifacts: sink?.dir,
