@@ -237,20 +237,47 @@ export function loadConfig(text: string, file: string, env: Record<string, strin
       diagnostics.push(doc.at(['webhooks', 'verifiers', name, 'tolerance'], `"${v.tolerance}" is not a duration (write "5m")`));
     }
   }
-  for (const t of findTemplates(raw)) {
+  const schema = configSchemaWith(sections);
+  // Fields marked x-deferred (category reasons ...) are templates over run-time data, kept as written.
+  const deferred = findTemplates(raw).filter((t) => schemaAt(schema, t.path)?.['x-deferred'] === true);
+  const templates = findTemplates(raw).filter((t) => !deferred.includes(t) && !deferred.some((d) => d.path.join('.') === t.path.join('.')));
+  for (const t of templates) {
     if (!/^\s*\$\{\{\s*env\.[A-Za-z_][A-Za-z0-9_]*\s*\}\}\s*$/.test(t.text)) {
       diagnostics.push(doc.at(t.path, 'config values may only use ${{ env.NAME }} (a whole value from the environment)'));
     }
   }
   if (diagnostics.length) return { diagnostics };
-  const config = renderDeep(raw, { env: { ...env } }) as EngineConfig;
+  // An escaped template comes out of renderDeep as written.
+  const kept = structuredClone(raw);
+  for (const d of deferred) setAt(kept, d.path, d.text.replaceAll('${{', () => '$${{'));
+  const config = renderDeep(kept, { env: { ...env } }) as EngineConfig;
   const unset = new Map<string, string>();
-  for (const t of findTemplates(raw)) {
+  for (const t of templates) {
     const name = /env\.([A-Za-z_][A-Za-z0-9_]*)/.exec(t.text)?.[1];
     if (name && !env[name]) unset.set(t.path.join('.'), name);
   }
   unsetVariables.set(config, unset);
   return { config, diagnostics };
+}
+
+/** The schema of the value at `path`, through objects, records and arrays. */
+function schemaAt(schema: TSchema, path: readonly (string | number)[]): Record<string, unknown> | undefined {
+  let at: TSchema | undefined = schema;
+  for (const key of path) {
+    if (!at) return undefined;
+    if (at.type === 'array') at = at.items as TSchema;
+    else if (at.properties && typeof key === 'string' && key in at.properties) at = at.properties[key] as TSchema;
+    else if (at.patternProperties) at = Object.values(at.patternProperties)[0] as TSchema;
+    else if (typeof at.additionalProperties === 'object') at = at.additionalProperties as TSchema;
+    else return undefined;
+  }
+  return at as Record<string, unknown> | undefined;
+}
+
+function setAt(root: unknown, path: readonly (string | number)[], value: unknown): void {
+  let at = root as Record<string | number, unknown>;
+  for (const key of path.slice(0, -1)) at = at[key] as Record<string | number, unknown>;
+  at[path[path.length - 1]!] = value;
 }
 
 const unsetVariables = new WeakMap<EngineConfig, Map<string, string>>();
