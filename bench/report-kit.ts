@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PdfRenderer } from '../connectors/browser/browser.ts';
+import { createClaudeBatches } from '../connectors/claude/batch.ts';
 import { createClaudeAnalyst } from '../connectors/claude/client.ts';
 import { SANDBOX_API_KEY, startClaudeSandbox } from '../connectors/claude/sandbox.ts';
 import { createSemrushClient, parseSemrushConfig } from '../connectors/semrush/client.ts';
@@ -60,11 +61,13 @@ export async function startConnectors(config: EngineConfig, latency: Latencies):
   const section = (name: string) => (config.connectors?.[name] ?? {}) as Record<string, unknown>;
   const { model, maxTokens } = claudeSettings(config);
   const claudeTimeout = section('claude').timeout;
+  const claudeConfig = { api_key: SANDBOX_API_KEY, base_url: claudeBox.url, model, max_tokens: maxTokens, timeout: typeof claudeTimeout === 'number' ? claudeTimeout : undefined };
   return {
     semrush: createSemrushClient(parseSemrushConfig({ ...section('semrush'), key: SEMRUSH_SANDBOX_KEY, base_url: semrushBox.url }), { parseDuration }),
     spyfu: createSpyfuClient({ ...(section('spyfu') as Partial<SpyfuConfig>), api_key: 'sandbox-key', api_id: undefined, base_url: spyfuBox.url }),
     claude: {
-      analyst: createClaudeAnalyst({ api_key: SANDBOX_API_KEY, base_url: claudeBox.url, model, max_tokens: maxTokens, timeout: typeof claudeTimeout === 'number' ? claudeTimeout : undefined }),
+      analyst: createClaudeAnalyst(claudeConfig),
+      batches: createClaudeBatches(claudeConfig),
       model,
       maxTokens,
     },

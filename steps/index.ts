@@ -11,6 +11,10 @@ import { sqlExecute, sqlInsert, sqlQuery, sqlUpsert } from './sql.ts';
 import { stripeCheckout } from './stripe.ts';
 import { prospectsRead, prospectsSave } from './prospects/import.ts';
 import { SourcesSchema } from './prospects/sources.ts';
+import { CategoriesSchema, prospectsCategorise } from './prospects/categorise.ts';
+import { EnrichmentSchema, prospectsCensus } from './prospects/census.ts';
+import { LinkedinSchema, linkedinSelect } from './prospects/select.ts';
+import { reportAnalyseBatch } from './report/batch.ts';
 
 /** Every built-in step type. A new step type is one file here plus one line below. */
 export const builtinSteps = [
@@ -31,11 +35,19 @@ export const builtinSteps = [
   emailSend,
   prospectsRead,
   prospectsSave,
+  prospectsCensus,
+  prospectsCategorise,
+  linkedinSelect,
+  reportAnalyseBatch,
 ];
 
 /** Pages the daemon serves besides webhooks. */
 export const builtinPages: readonly Page[] = [...reportPages];
 
 export function createRegistry(): StepRegistry {
-  return new StepRegistry(builtinSteps).configSection('prospect_sources', SourcesSchema);
+  return new StepRegistry(builtinSteps)
+    .configSection('prospect_sources', SourcesSchema)
+    .configSection('enrichment', EnrichmentSchema)
+    .configSection('categories', CategoriesSchema)
+    .configSection('linkedin', LinkedinSchema);
 }

@@ -1,6 +1,7 @@
 import { join, resolve } from 'node:path';
 import { PdfRenderer, type BrowserConfig } from '../connectors/browser/browser.ts';
 import { type ClaudeAnalyst, type ClaudeConfig, createClaudeAnalyst } from '../connectors/claude/client.ts';
+import { type ClaudeBatches, createClaudeBatches } from '../connectors/claude/batch.ts';
 import { SANDBOX_API_KEY, startClaudeSandbox } from '../connectors/claude/sandbox.ts';
 import { createSemrushClient, parseSemrushConfig, type SemrushClient } from '../connectors/semrush/client.ts';
 import { SANDBOX_KEY as SEMRUSH_SANDBOX_KEY, startSemrushSandbox } from '../connectors/semrush/sandbox.ts';
@@ -78,6 +79,8 @@ export const spyfuResource = defineResource<SpyfuApi>({
 /** The analyst, and the model settings steps need to price and label their work. */
 export interface ClaudeResource {
   analyst: ClaudeAnalyst;
+  /** Message Batches at half price, for reports made ahead of time. */
+  batches: ClaudeBatches;
   model: string;
   maxTokens: number;
 }
@@ -102,9 +105,11 @@ export const claudeResource = defineResource<ClaudeResource>({
       price_per_input_token: raw.price_per_input_token ?? prices.claude_input_token,
       price_per_output_token: raw.price_per_output_token ?? prices.claude_output_token,
     };
-    if (isLive(env, 'claude', 'api_key', 'Claude')) return { analyst: createClaudeAnalyst(config, { now: () => env.clock.now().getTime() }), model, maxTokens };
+    const now = () => env.clock.now().getTime();
+    if (isLive(env, 'claude', 'api_key', 'Claude')) return { analyst: createClaudeAnalyst(config, { now }), batches: createClaudeBatches(config, { now }), model, maxTokens };
     const sandbox = await startClaudeSandbox();
-    const value = { analyst: createClaudeAnalyst({ ...config, api_key: SANDBOX_API_KEY, base_url: sandbox.url }), model, maxTokens };
+    const local = { ...config, api_key: SANDBOX_API_KEY, base_url: sandbox.url };
+    const value = { analyst: createClaudeAnalyst(local), batches: createClaudeBatches(local), model, maxTokens };
     sandboxes.set(value, sandbox);
     return value;
   },

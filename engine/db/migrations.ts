@@ -267,6 +267,34 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('budget_ledger_period').on('budget_ledger').columns(['budget', 'period_start']).execute();
     },
   },
+  '0007_linkedin_week': {
+    async up(db: Kysely<any>) {
+      // The prospects LinkedIn contacts each week, chosen by score, with their ready report.
+      await db.schema
+        .createTable('linkedin_selections')
+        .addColumn('week', 'text', (c) => c.notNull())
+        .addColumn('prospect_id', 'uuid', (c) => c.notNull().references('prospects.id').onDelete('cascade'))
+        .addColumn('rank', 'integer', (c) => c.notNull())
+        .addColumn('score', 'double precision', (c) => c.notNull())
+        .addColumn('report_id', 'uuid', (c) => c.references('generated_reports.id').onDelete('set null'))
+        .addColumn('run_id', 'text')
+        .addColumn('selected_at', 'timestamptz', (c) => c.notNull())
+        .addPrimaryKeyConstraint('linkedin_selections_pk', ['week', 'prospect_id'])
+        .execute();
+      await db.schema.createIndex('linkedin_selections_prospect').on('linkedin_selections').columns(['prospect_id']).execute();
+
+      // Message batches submitted, by the effect that submitted them: a resumed run polls the
+      // batch it already paid for instead of submitting another.
+      await db.schema
+        .createTable('claude_batches')
+        .addColumn('effect_key', 'text', (c) => c.primaryKey())
+        .addColumn('batch_id', 'text', (c) => c.notNull())
+        .addColumn('requests', 'integer', (c) => c.notNull())
+        .addColumn('submitted_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('ended_at', 'timestamptz')
+        .execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

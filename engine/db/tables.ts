@@ -205,6 +205,24 @@ export interface BudgetLedgerTable {
   created_at: Timestamp;
 }
 
+export interface LinkedinSelectionsTable {
+  week: string;
+  prospect_id: string;
+  rank: number;
+  score: number;
+  report_id: string | null;
+  run_id: string | null;
+  selected_at: Timestamp;
+}
+
+export interface ClaudeBatchesTable {
+  effect_key: string;
+  batch_id: string;
+  requests: number;
+  submitted_at: Timestamp;
+  ended_at: Timestamp | null;
+}
+
 export interface Tables {
   flow_runs: FlowRunsTable;
   flow_steps: FlowStepsTable;
@@ -220,4 +238,6 @@ export interface Tables {
   report_requests: ReportRequestsTable;
   payments: PaymentsTable;
   budget_ledger: BudgetLedgerTable;
+  linkedin_selections: LinkedinSelectionsTable;
+  claude_batches: ClaudeBatchesTable;
 }

@@ -58,6 +58,8 @@ export const prospectsRead = defineStep({
     const invalidByReason: Record<string, number> = {};
     for (const r of rows) if (r.problem) invalidByReason[r.problem] = (invalidByReason[r.problem] ?? 0) + 1;
     const invalid = rows.filter((r) => r.problem).length;
+    const reasons = Object.entries(invalidByReason).map(([reason, n]) => `${reason} ${n}`).join(', ');
+    ctx.note(`${all.length} records from ${input.sources.join(', ')}: ${rows.length - invalid} prospects, ${merged} duplicates merged, ${invalid} invalid${reasons ? ` (${reasons})` : ''}`);
     return { rows, counts: { records: all.length, prospects: rows.length - invalid, invalid, merged }, invalid_by_reason: invalidByReason };
   },
 });

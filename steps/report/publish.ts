@@ -38,6 +38,8 @@ export interface PublishDeps {
 export interface PublishRequest {
   view: ReportView;
   claudeUsage: { input_tokens: number; output_tokens: number };
+  /** The analysis came from a message batch (priced at batch prices). */
+  claudeVia?: 'single' | 'batch';
   prospectId?: string | null;
   runId?: string | null;
   /** Makes a retry after a crash find the report made before instead of making another. */
@@ -66,14 +68,19 @@ interface ReportRow {
   cost: ReportCost | string;
 }
 
-export function reportCost(intel: SearchIntel, usage: { input_tokens: number; output_tokens: number }, prices: Record<string, number> = {}): ReportCost {
+/** What a report cost; tokens of a batch analysis are priced as batch tokens (half price). */
+export function reportCost(intel: SearchIntel, usage: { input_tokens: number; output_tokens: number }, prices: Record<string, number> = {}, via: 'single' | 'batch' = 'single'): ReportCost {
   const units = {
     semrush_units: intel.usage.semrushUnits,
     spyfu_rows: intel.usage.spyfuRows,
     claude_input_tokens: usage.input_tokens,
     claude_output_tokens: usage.output_tokens,
   };
-  return { ...units, usd: Math.round(priceOf(units, prices) * 1e6) / 1e6 };
+  const priced =
+    via === 'batch'
+      ? { semrush_units: units.semrush_units, spyfu_rows: units.spyfu_rows, claude_batch_input_tokens: usage.input_tokens, claude_batch_output_tokens: usage.output_tokens }
+      : units;
+  return { ...units, usd: Math.round(priceOf(priced, prices) * 1e6) / 1e6 };
 }
 
 function published(row: ReportRow, config: EngineConfig, timings: PublishedReport['timings']): PublishedReport {
@@ -109,7 +116,7 @@ export async function publishReport(deps: PublishDeps, request: PublishRequest):
   const pdfKey = `${token}/report.pdf`;
   await deps.storage.put(htmlKey, html, 'text/html; charset=utf-8', { signal: deps.signal });
   await deps.storage.put(pdfKey, pdf, 'application/pdf', { signal: deps.signal });
-  const cost = reportCost(view.intel, request.claudeUsage, deps.config.prices);
+  const cost = reportCost(view.intel, request.claudeUsage, deps.config.prices, request.claudeVia);
   // A row made by an earlier attempt wins: its files are the ones already linked to.
   const rows = await deps.db.query<ReportRow>(
     `INSERT INTO generated_reports (prospect_id, domain, company_name, token, html_path, pdf_path, pdf_bytes, cost, cost_usd, run_id, effect_key)
@@ -142,6 +149,7 @@ export const reportRender = defineStep({
       intel: Type.Record(Type.String(), Type.Unknown(), { description: 'The output of intel.collect.' }),
       analysis: Type.Record(Type.String(), Type.Unknown(), { description: 'The analysis of report.analyse.' }),
       claude_usage: Type.Optional(Usage),
+      claude_via: Type.Optional(Type.Unsafe<'single' | 'batch'>({ type: 'string', enum: ['single', 'batch'], description: 'batch: the analysis came from report.analyse_batch (priced at batch prices).' })),
       company: Type.Optional(Type.String({ description: 'Name on the report (default: the domain).' })),
       prospect_id: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'The prospect the report is for, when known.' })),
     },
@@ -198,7 +206,7 @@ export const reportRender = defineStep({
     const view = reportView(ctx.config, intel, input.analysis as unknown as Analysis, input.company, ctx.clock.now());
     return publishReport(
       { renderer, browser, storage, db: ctx.db, config: ctx.config, signal: ctx.signal },
-      { view, claudeUsage: input.claude_usage ?? { input_tokens: 0, output_tokens: 0 }, prospectId: input.prospect_id, runId: ctx.run.id, effectKey: ctx.effectKey },
+      { view, claudeUsage: input.claude_usage ?? { input_tokens: 0, output_tokens: 0 }, claudeVia: input.claude_via, prospectId: input.prospect_id, runId: ctx.run.id, effectKey: ctx.effectKey },
     );
   },
 });

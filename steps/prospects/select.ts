@@ -1,0 +1,174 @@
+import { type Static, Type } from '@sinclair/typebox';
+import { Cron } from 'croner';
+import { configSection, type EngineConfig } from '../../engine/config.ts';
+import { NonRetriableError } from '../../engine/errors.ts';
+import { evaluate, parseExpression } from '../../engine/expr/index.ts';
+import { defineStep, type Queryable } from '../../engine/types.ts';
+import type { SearchIntel } from '../report/model.ts';
+import { metricsOf } from './categorise.ts';
+import { INTEL_SOURCE } from './census.ts';
+
+/**
+ * `linkedin.select`: the week's LinkedIn prospects. Among prospects with a LinkedIn profile
+ * and search data who were never selected before (so never contacted), each gets the score
+ * of the config's `linkedin.score` expression over its metrics; the best `linkedin.weekly`
+ * are recorded in linkedin_selections for the week, which makes the choice once per week.
+ */
+
+export const LinkedinSchema = Type.Object(
+  {
+    weekly: Type.Integer({ minimum: 1, description: 'Connection requests a week: how many prospects are selected (and have a report made) each Sunday.' }),
+    score: Type.String({
+      minLength: 1,
+      description: 'Bare expression over metrics (see prospects.categorise) and prospect (company_name, has_email): higher is better. Ties go to the domain first in order.',
+    }),
+  },
+  { additionalProperties: false, description: 'Weekly LinkedIn outreach: volume and who comes first.' },
+);
+interface LinkedinConfig {
+  weekly: number;
+  score: string;
+}
+
+/** ISO week ("2026-W49") of the week that starts at the next Monday 00:00 in `tz`. */
+export function comingWeek(now: Date, tz: string): string {
+  const monday = new Cron('0 0 * * 1', { timezone: tz, paused: true }).nextRun(now)!;
+  const [y, m, d] = new Intl.DateTimeFormat('en-CA', { timeZone: tz, year: 'numeric', month: '2-digit', day: '2-digit' }).format(monday).split('-').map(Number) as [number, number, number];
+  // ISO week: the week with the year's first Thursday is week 1.
+  const date = new Date(Date.UTC(y, m - 1, d));
+  const thursday = new Date(date.getTime() + 3 * 86_400_000);
+  const yearStart = Date.UTC(thursday.getUTCFullYear(), 0, 1);
+  const week = Math.floor((thursday.getTime() - yearStart) / (7 * 86_400_000)) + 1;
+  return `${thursday.getUTCFullYear()}-W${String(week).padStart(2, '0')}`;
+}
+
+export interface Candidate {
+  prospect_id: string;
+  domain: string;
+  company_name: string | null;
+  contact_name: string | null;
+  linkedin_url: string;
+  score: number;
+}
+
+function settings(config: EngineConfig): LinkedinConfig {
+  const linkedin = configSection<LinkedinConfig>(config, 'linkedin');
+  if (!linkedin) throw new NonRetriableError('no linkedin section in the config: set linkedin.weekly and linkedin.score');
+  return linkedin;
+}
+
+/** Every eligible prospect with its score, best first. */
+export async function scoreCandidates(db: Queryable, config: EngineConfig): Promise<Candidate[]> {
+  const { score } = settings(config);
+  let expression: ReturnType<typeof parseExpression>;
+  try {
+    expression = parseExpression(score);
+  } catch (err) {
+    throw new NonRetriableError(`linkedin.score: ${(err as Error).message}`);
+  }
+  const rows = await db.query<{ id: string; domain: string; company_name: string | null; contact_name: string | null; email: string | null; linkedin_url: string; data: SearchIntel | string }>(
+    `SELECT p.id, p.domain, p.company_name, p.contact_name, p.email, p.linkedin_url, i.data
+       FROM prospects p
+       JOIN prospect_intelligence i ON i.domain = p.domain AND i.source = $1
+      WHERE p.linkedin_url IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM linkedin_selections s WHERE s.prospect_id = p.id)`,
+    [INTEL_SOURCE],
+  );
+  const scored = rows.map((r) => {
+    const intel = typeof r.data === 'string' ? (JSON.parse(r.data) as SearchIntel) : r.data;
+    const scope = { metrics: metricsOf(intel), prospect: { company_name: r.company_name, has_email: r.email !== null } };
+    const value = evaluate(expression, scope, { now: () => new Date(0) });
+    if (typeof value !== 'number' || !Number.isFinite(value)) throw new NonRetriableError(`linkedin.score gave ${JSON.stringify(value)} for ${r.domain}, not a number`);
+    return { prospect_id: r.id, domain: r.domain, company_name: r.company_name, contact_name: r.contact_name, linkedin_url: r.linkedin_url, score: Math.round(value * 1000) / 1000 };
+  });
+  return scored.sort((a, b) => b.score - a.score || a.domain.localeCompare(b.domain));
+}
+
+const Selected = Type.Object(
+  {
+    prospect_id: Type.String(),
+    domain: Type.String(),
+    company_name: Type.Union([Type.String(), Type.Null()]),
+    contact_name: Type.Union([Type.String(), Type.Null()]),
+    linkedin_url: Type.String(),
+    score: Type.Number(),
+    report_id: Type.Union([Type.String(), Type.Null()], { description: 'The report made for the prospect this week, once made.' }),
+  },
+  { additionalProperties: false },
+);
+
+async function selectionOf(db: Queryable, week: string): Promise<Static<typeof Selected>[]> {
+  const rows = await db.query<Static<typeof Selected> & { score: number | string }>(
+    `SELECT s.prospect_id, p.domain, p.company_name, p.contact_name, p.linkedin_url, s.score, s.report_id
+       FROM linkedin_selections s JOIN prospects p ON p.id = s.prospect_id
+      WHERE s.week = $1 ORDER BY s.rank`,
+    [week],
+  );
+  return rows.map((r) => ({ ...r, score: Number(r.score) }));
+}
+
+export const linkedinSelect = defineStep({
+  type: 'linkedin.select',
+  description: 'Chooses the coming week\'s LinkedIn prospects (config linkedin.weekly, by linkedin.score) among never-selected ones with a profile and search data.',
+  input: Type.Object(
+    { count: Type.Optional(Type.Integer({ minimum: 0, description: 'How many (default: linkedin.weekly from the config).' })) },
+    { additionalProperties: false },
+  ),
+  output: Type.Object(
+    {
+      week: Type.String({ description: 'ISO week, e.g. 2026-W49.' }),
+      eligible: Type.Integer(),
+      selected: Type.Array(Selected),
+      pending: Type.Array(Selected, { description: 'The selected prospects whose report is not made yet (all of them the first time).' }),
+    },
+    { additionalProperties: false },
+  ),
+  effect: {
+    kind: () => 'db.write',
+    transactional: true,
+    async plan(ctx, input) {
+      const week = comingWeek(ctx.clock.now(), ctx.config.business?.timezone ?? 'UTC');
+      const chosen = await selectionOf(ctx.db, week);
+      const candidates = chosen.length ? [] : await scoreCandidates(ctx.db, ctx.config);
+      const selected = chosen.length ? chosen : candidates.slice(0, input.count ?? settings(ctx.config).weekly);
+      ctx.note(noteOf(week, selected, chosen.length ? selected.length : candidates.length));
+      const csv = ['rank,domain,company,score', ...selected.map((s, i) => `${i + 1},${s.domain},"${(s.company_name ?? '').replace(/"/g, '""')}",${s.score}`)].join('\n');
+      return {
+        summary: `LinkedIn ${week}: ${selected.length} of ${chosen.length ? selected.length : candidates.length} eligible prospects${chosen.length ? ' (already chosen)' : ''}`,
+        output: { week, eligible: chosen.length ? selected.length : candidates.length, selected: withReports(selected), pending: withReports(selected).filter((s) => !s.report_id) },
+        artifacts: [{ name: 'linkedin-selection.csv', content: `${csv}\n` }],
+      };
+    },
+  },
+  async run(ctx, input) {
+    const week = comingWeek(ctx.clock.now(), ctx.config.business?.timezone ?? 'UTC');
+    const chosen = await selectionOf(ctx.db, week);
+    if (chosen.length) {
+      const pending = chosen.filter((s) => !s.report_id);
+      ctx.note(`LinkedIn ${week}: chosen before (${chosen.length} prospects, ${pending.length} without a report yet)`);
+      return { week, eligible: chosen.length, selected: chosen, pending };
+    }
+    const candidates = await scoreCandidates(ctx.db, ctx.config);
+    const selected = candidates.slice(0, input.count ?? settings(ctx.config).weekly);
+    const now = ctx.clock.now();
+    for (const [i, s] of selected.entries()) {
+      await ctx.db.query('INSERT INTO linkedin_selections (week, prospect_id, rank, score, run_id, selected_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING', [
+        week,
+        s.prospect_id,
+        i + 1,
+        s.score,
+        ctx.run.id,
+        now,
+      ]);
+    }
+    ctx.note(noteOf(week, selected, candidates.length));
+    return { week, eligible: candidates.length, selected: withReports(selected), pending: withReports(selected) };
+  },
+});
+
+const withReports = (list: (Candidate & { report_id?: string | null })[]) => list.map((c) => ({ ...c, report_id: c.report_id ?? null }));
+
+function noteOf(week: string, selected: Candidate[], eligible: number): string {
+  const top = selected.slice(0, 5).map((s) => `${s.domain} ${s.score}`).join(', ');
+  return `LinkedIn ${week}: ${selected.length} of ${eligible} eligible prospects${top ? `; best: ${top}` : ''}`;
+}
