@@ -16,6 +16,7 @@ import { createSpyfuClient, type SpyfuConfig } from '../connectors/spyfu/client.
 import { startSpyfuSandbox } from '../connectors/spyfu/sandbox.ts';
 import { systemClock } from '../engine/clock.ts';
 import { type EngineConfig, loadConfig } from '../engine/config.ts';
+import { createRegistry } from '../steps/index.ts';
 import type { Database } from '../engine/db/connect.ts';
 import { parseDuration } from '../engine/duration.ts';
 import { writableQueryable } from '../engine/executor/context.ts';
@@ -45,7 +46,7 @@ export interface Connectors {
 /** pipelines/flows.config.yaml as shipped, with report files under `stateDir`. */
 export function shippedConfig(stateDir: string, env: Record<string, string | undefined>): EngineConfig {
   const file = join(PIPELINES_DIR, 'flows.config.yaml');
-  const loaded = loadConfig(readFileSync(file, 'utf8'), file, env);
+  const loaded = loadConfig(readFileSync(file, 'utf8'), file, env, createRegistry().configSections);
   if (!loaded.config) throw new Error(`${file}: ${loaded.diagnostics.map((d) => d.message).join('; ')}`);
   const base = loaded.config;
   return { ...base, connectors: { ...base.connectors, storage: { dir: join(stateDir, 'reports') } } };

@@ -79,7 +79,7 @@ describe.runIf(hasChromium).each(testDatabases)('paid-report on $name', ({ open 
     db = await open();
     state = mkdtempSync(join(tmpdir(), 'flows-paid-'));
     const env = { STRIPE_WEBHOOK_SECRET: SECRET };
-    const loaded = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', env);
+    const loaded = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', env, createRegistry().configSections);
     const base = loaded.config!;
     const config = { ...base, public_url: 'https://reports.example.test', connectors: { ...base.connectors, storage: { dir: join(state, 'reports') } } };
     const { pipeline, diagnostics } = loadPipeline(readFileSync('pipelines/paid-report.yaml', 'utf8'), 'paid-report.yaml', { registry: createRegistry(), config });
