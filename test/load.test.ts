@@ -216,3 +216,21 @@ connectors:
     expect(config!.connectors!.semrush!.key).toBe('k-123');
   });
 });
+
+describe('schedule timezones', () => {
+  const yaml = (tz = '') => `
+name: weekly
+trigger:
+  schedule: { cron: "0 22 * * 0"${tz} }
+steps:
+  - { id: hello, uses: log, with: { message: hi } }
+`;
+  it('default to business.timezone, and are required without it', () => {
+    const pipeline = pipelineFrom(yaml());
+    expect(pipeline.trigger).toMatchObject({ kind: 'schedule', timezone: 'Europe/London' });
+    expect(pipelineFrom(yaml(', timezone: America/New_York')).trigger).toMatchObject({ timezone: 'America/New_York' });
+    expect(diagnosticsOf(yaml(), undefined, {})).toEqual([
+      'p.yaml:4:13: trigger.schedule: a schedule needs a timezone: write timezone: "Europe/London" here, or set business.timezone in the config',
+    ]);
+  });
+});

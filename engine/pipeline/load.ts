@@ -127,8 +127,11 @@ function checkTrigger(
   const body = raw[kind] ?? {};
   switch (kind) {
     case 'schedule': {
-      const { cron, timezone } = body;
-      if (typeof timezone === 'string' && !isValidTimezone(timezone)) {
+      const { cron } = body;
+      const timezone = body.timezone ?? config?.business?.timezone;
+      if (timezone === undefined) {
+        out.push(doc.at(['trigger', 'schedule'], 'a schedule needs a timezone: write timezone: "Europe/London" here, or set business.timezone in the config'));
+      } else if (typeof body.timezone === 'string' && !isValidTimezone(timezone)) {
         out.push(doc.at(['trigger', 'schedule', 'timezone'], `unknown timezone "${timezone}" (write an IANA name like "Europe/London")`));
       }
       if (typeof cron === 'string') {

@@ -14,7 +14,7 @@ const duration = (description: string) => Type.String({ description, 'x-hint': '
 export const ScheduleSchema = Type.Object(
   {
     cron: Type.String({ description: 'Cron expression (5 or 6 fields), e.g. "0 22 * * 0" for Sundays at 22:00.' }),
-    timezone: Type.String({ description: 'IANA timezone the cron is read in, e.g. "Europe/London".' }),
+    timezone: Type.Optional(Type.String({ description: 'IANA timezone the cron is read in, e.g. "Europe/London" (default: business.timezone in the config).' })),
     catchup: Type.Optional(
       Type.Unsafe<'none' | 'last' | 'all'>({
         type: 'string',
