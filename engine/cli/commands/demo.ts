@@ -72,6 +72,7 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
           const notify = again.steps.find((s) => s.id === 'notify');
           say(`   second run ${again.run_id}: ${again.status}; notify effects performed this time: ${notify?.effects ?? 0}`);
           await demoDaemon(p, db, say, deps.pages ?? [], deps.reportsUnavailable?.());
+          await demoWeekly(p, db, say, deps.reportsUnavailable?.());
           say(`\nInspect: npx flows runs --db ${opts.data}    npx flows show ${real.run_id} --db ${opts.data}`);
           say(`Dry-run artifacts: ${dry.artifacts}/`);
           return exitCodeOf(real);
@@ -212,6 +213,39 @@ async function demoPayment(
   const orphan = await post(event(`evt_${randomBytes(6).toString('hex')}`, {}, `cs_demo_${randomBytes(6).toString('hex')}`));
   const orphanStatus = await finished(orphan.run_id!);
   say(`   a payment naming no prospect and no domain: Stripe got 200; run ${orphan.run_id}: ${orphanStatus} (flows runs --status needs_attention)`);
+}
+
+/**
+ * The Sunday-night pipeline on the sample sources: a dry run that says what the week would
+ * cost, then the run: import, enrichment, categories, the LinkedIn week and its reports,
+ * analysed in one Claude message batch (all on sandboxes).
+ */
+async function demoWeekly(p: Project, db: Database, say: (s?: string) => void, noReports: string | undefined): Promise<void> {
+  if (noReports) {
+    say(`\n9. The weekly run (weekly-enrich): skipped, ${noReports}.`);
+    return;
+  }
+  const pipeline = p.pipeline('weekly-enrich');
+  // Quiet: the connectors' "no key, sandbox answers" warnings are what the demo is about.
+  const log = p.log.child({}, { level: 'error' });
+  const base = { pipeline, config: p.config, store: new RunStore(db, p.scrub), env: p.env, log, scrub: p.scrub, projectDir: p.dir };
+  say(`\n9. The weekly run (weekly-enrich, Sundays 22:00 ${p.config.business?.timezone ?? 'UTC'}) on the sources in the config (${p.display(join(p.dir, 'data'))}):`);
+  const dry = await executeRun({ ...base, dryRun: true, outDir: join('.flows', 'demo', 'weekly-dry-run') });
+  say(`   dry run ${dry.run_id}: ${dry.status}; it would spend ${Object.entries(dry.cost.units).map(([u, n]) => `${n} ${u}`).join(', ') || 'nothing'} ($${dry.cost.usd.toFixed(2)})`);
+  for (const n of dry.notes) say(`     ${n.step}: ${n.text}`);
+  const started = performance.now();
+  const real = await executeRun(base);
+  say(
+    `   run ${real.run_id}: ${real.status} in ${((performance.now() - started) / 1000).toFixed(1)}s (paced by the SEMrush and SpyFu rate limits), $${real.cost.usd.toFixed(2)} spent (Claude batch at half price)`,
+  );
+  for (const n of real.notes) say(`     ${n.step}: ${n.text}`);
+  for (const s of real.skipped) say(`     skipped ${s.n} × ${s.reason}`);
+  const categories = await db.query<{ category: string; n: number }>('SELECT category, count(*)::int AS n FROM prospects WHERE category IS NOT NULL AND source <> $1 GROUP BY category ORDER BY n DESC, category', ['demo']);
+  say(`   teaser categories: ${categories.map((c) => `${c.category} ${c.n}`).join(', ')}`);
+  const week = await db.query<{ week: string; n: number; reports: number }>(
+    'SELECT week, count(*)::int AS n, count(report_id)::int AS reports FROM linkedin_selections GROUP BY week ORDER BY week DESC LIMIT 1',
+  );
+  if (week[0]) say(`   LinkedIn ${week[0].week}: ${week[0].n} prospects chosen, ${week[0].reports} reports ready for their acceptance (flows runs, flows show ${real.run_id})`);
 }
 
 /** A port nothing listens on now, so report links can name it before the daemon starts. */
