@@ -234,3 +234,18 @@ steps:
     ]);
   });
 });
+
+describe('the README', () => {
+  it('shows a pipeline that is valid against the shipped config', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { createRegistry } = await import('../steps/index.ts');
+    const { loadPipeline } = await import('../engine/pipeline/load.ts');
+    const readme = readFileSync('README.md', 'utf8');
+    const start = readme.indexOf('```yaml', readme.indexOf('## Pipeline files')) + '```yaml\n'.length;
+    const example = readme.slice(start, readme.indexOf('```', start));
+    const registry = createRegistry();
+    const { config } = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', {}, registry.configSections);
+    const { diagnostics } = loadPipeline(example, 'README.md', { registry, config: config! });
+    expect(diagnostics.map(formatDiagnostic)).toEqual([]);
+  });
+});
