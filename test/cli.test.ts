@@ -44,15 +44,15 @@ steps:
   it('prints help for the program and every command', async () => {
     const top = await flows('--help');
     expect(top.code).toBe(0);
-    for (const command of ['validate', 'run', 'runs', 'show', 'effects', 'quotas', 'schedule', 'daemon', 'demo', 'schemas']) expect(top.stdout).toContain(command);
-    const results = await Promise.all(['validate', 'run', 'runs', 'show', 'effects', 'quotas', 'schedule', 'daemon', 'demo', 'schemas'].map((c) => flows(c, '--help')));
+    for (const command of ['validate', 'run', 'runs', 'show', 'effects', 'quotas', 'budgets', 'schedule', 'daemon', 'demo', 'schemas']) expect(top.stdout).toContain(command);
+    const results = await Promise.all(['validate', 'run', 'runs', 'show', 'effects', 'quotas', 'budgets', 'schedule', 'daemon', 'demo', 'schemas', 'report'].map((c) => flows(c, '--help')));
     for (const r of results) {
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/^Usage: flows /);
     }
     expect(results[1]!.stdout).toContain('--dry-run');
     expect(results[1]!.stdout).toContain('Exit codes');
-    expect(results[7]!.stdout).toContain('/healthz');
+    expect(results[8]!.stdout).toContain('/healthz');
   });
 
   it('validates: one summary line and exit 0, or every problem at file:line:col and exit 2', async () => {

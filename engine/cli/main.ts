@@ -9,7 +9,7 @@ import { demoCommand } from './commands/demo.ts';
 import { runCommand } from './commands/run.ts';
 import { runsCommand, showCommand } from './commands/runs.ts';
 import { effectsCommand } from './commands/effects.ts';
-import { quotasCommand } from './commands/quotas.ts';
+import { budgetsCommand, quotasCommand } from './commands/quotas.ts';
 import { scheduleCommand } from './commands/schedule.ts';
 import { schemasCommand } from './commands/schemas.ts';
 import { validateCommand } from './commands/validate.ts';
@@ -55,6 +55,7 @@ export function createProgram(deps: CliDeps, setExit: (code: number) => void): C
   showCommand(program, project, wrap);
   effectsCommand(program, project, wrap);
   quotasCommand(program, project, wrap);
+  budgetsCommand(program, project, wrap);
   scheduleCommand(program, project, wrap);
   daemonCommand(program, project, wrap, deps.pages ?? []);
   schemasCommand(program, project, wrap);
