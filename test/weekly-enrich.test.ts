@@ -17,6 +17,8 @@ import { createRegistry } from '../steps/index.ts';
 import { categorise, metricsOf } from '../steps/prospects/categorise.ts';
 import { comingWeek } from '../steps/prospects/select.ts';
 import { claudeResource } from '../steps/resources.ts';
+import { reportAnalyseBatch } from '../steps/report/batch.ts';
+import type { StepContext } from '../engine/types.ts';
 import { sampleReportView } from './helpers/report-view.ts';
 import { testDatabases } from './helpers/db.ts';
 
@@ -142,7 +144,61 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     expect(again.notes.find((n) => n.step === 'select')!.text).toBe('LinkedIn 2026-W49: chosen before (15 prospects, 0 without a report yet)');
     expect(await count('SELECT count(*) AS n FROM generated_reports')).toBe(15);
     expect(await count('SELECT count(*) AS n FROM claude_batches')).toBe(1);
+    expect(claude.batches).toHaveLength(1);
   }, 180_000);
+
+  it('polls the batch it already submitted when the step runs again after a crash, instead of paying for another', async () => {
+    let now = Date.now();
+    const slow = await startClaudeSandbox({ batchProcessingMs: 3_600_000, now: () => now });
+    const { config } = shipped({}, state);
+    const local = { api_key: SANDBOX_API_KEY, base_url: slow.url, model: 'claude-sonnet-5', max_tokens: 4096 };
+    const resources = new Resources({ config, env: {}, log: silentLogger, clock: new ManualClock(new Date()), projectDir: 'pipelines', stateDir: state }).provide(claudeResource, {
+      analyst: createClaudeAnalyst(local),
+      batches: createClaudeBatches(local),
+      model: local.model,
+      maxTokens: local.max_tokens,
+    });
+    const prospects = await db.query<{ prospect_id: string; domain: string; company_name: string | null }>(
+      "SELECT p.id AS prospect_id, p.domain, p.company_name FROM prospects p JOIN prospect_intelligence i ON i.domain = p.domain AND i.source = 'search' ORDER BY p.domain LIMIT 3",
+    );
+    const crash = new AbortController();
+    const context = (signal: AbortSignal): StepContext => ({
+      run: { id: 'r-crash', pipeline: 'weekly-enrich', dryRun: false },
+      step: { id: 'analyses' },
+      effectKey: 'weekly-enrich:analyses:crash-test',
+      attempt: 1,
+      signal,
+      log: silentLogger,
+      db: {
+        writable: true,
+        // The process "dies" right after the batch id is recorded.
+        query: async (text, params) => {
+          const rows = await db.query(text, params);
+          if (text.startsWith('INSERT INTO claude_batches')) crash.abort(new Error('killed'));
+          return rows as never;
+        },
+      },
+      clock: new ManualClock(new Date()),
+      config,
+      evaluate: () => undefined,
+      use: (r) => resources.use(r),
+      limit: (_n, call) => call(),
+      spend: () => {},
+      note: () => {},
+    });
+    try {
+      await expect(reportAnalyseBatch.run(context(crash.signal), { prospects, poll: '10ms' })).rejects.toThrow();
+      expect(slow.batches).toHaveLength(1);
+      now += 3_600_001; // the batch has ended meanwhile
+      const done = await reportAnalyseBatch.run(context(new AbortController().signal), { prospects, poll: '10ms' });
+      expect(slow.batches).toHaveLength(1);
+      expect(done.batch_id).toBe(slow.batches[0]!.id);
+      expect(done.results.map((r) => r.prospect_id)).toEqual(prospects.map((p) => p.prospect_id));
+    } finally {
+      await resources.close();
+      await slow.close();
+    }
+  });
 
   it('stops cleanly when the weekly budget would be passed, and goes on when the next week starts', async () => {
     await db.query('TRUNCATE prospect_intelligence, linkedin_selections, claude_batches, budget_ledger');
