@@ -62,7 +62,7 @@ export async function startConnectors(config: EngineConfig, latency: Latencies):
   const section = (name: string) => (config.connectors?.[name] ?? {}) as Record<string, unknown>;
   const { model, maxTokens } = claudeSettings(config);
   const claudeTimeout = section('claude').timeout;
-  const claudeConfig = { api_key: SANDBOX_API_KEY, base_url: claudeBox.url, model, max_tokens: maxTokens, timeout: typeof claudeTimeout === 'number' ? claudeTimeout : undefined };
+  const claudeConfig = { api_key: SANDBOX_API_KEY, base_url: claudeBox.url, model, max_tokens: maxTokens, timeout: typeof claudeTimeout === 'string' ? claudeTimeout : undefined };
   return {
     semrush: createSemrushClient(parseSemrushConfig({ ...section('semrush'), key: SEMRUSH_SANDBOX_KEY, base_url: semrushBox.url }), { parseDuration }),
     spyfu: createSpyfuClient({ ...(section('spyfu') as Partial<SpyfuConfig>), api_key: 'sandbox-key', api_id: undefined, base_url: spyfuBox.url }),

@@ -47,7 +47,7 @@ async function setup(options: ClaudeSandboxOptions = {}, overrides: Partial<Clau
     api_key: SANDBOX_API_KEY,
     model: 'claude-sonnet-5',
     max_tokens: 2048,
-    timeout: 5000,
+    timeout: '5s',
     price_per_input_token: 0.000003,
     price_per_output_token: 0.000015,
     ...overrides,

@@ -226,7 +226,7 @@ describe('SpyFu config', () => {
   const valid = new Ajv({ strict: false }).compile(SpyfuConfigSchema);
 
   it('builds a client from the checked config, sending its market and key', async () => {
-    const config = { base_url: 'http://spyfu.test/apis', api_key: KEY, country_code: 'UK' as const, timeout: 1000 };
+    const config = { base_url: 'http://spyfu.test/apis', api_key: KEY, country_code: 'UK' as const, timeout: '1s' };
     expect(valid(config)).toBe(true);
     const seen: string[] = [];
     const client = createSpyfuClient(config, {

@@ -3,12 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Browser, Page } from 'puppeteer-core';
+import { parseDuration } from '../../engine/duration.ts';
 
 export const BrowserConfigSchema = Type.Object(
   {
     executable_path: Type.Optional(Type.String({ description: 'Chromium binary (default CHROMIUM_PATH, else /usr/bin/chromium).' })),
     pages: Type.Optional(Type.Integer({ minimum: 1, maximum: 16, description: 'Pages kept open for rendering at once (default 2).' })),
-    timeout: Type.Optional(Type.Integer({ minimum: 1000, description: 'Milliseconds a render may take (default 30000).' })),
+    timeout: Type.Optional(Type.String({ pattern: '^(\\d+(\\.\\d+)?(ms|s|m|h))+$', description: 'How long a render may take, like "30s" (default "30s").' })),
   },
   { additionalProperties: false },
 );
@@ -63,7 +64,9 @@ export class PdfRenderer {
   constructor(config: BrowserConfig = {}, env: Record<string, string | undefined> = process.env) {
     this.executablePath = config.executable_path ?? chromiumPath(env);
     this.poolSize = config.pages ?? 2;
-    this.timeoutMs = config.timeout ?? 30_000;
+    const timeout = config.timeout === undefined ? 30_000 : parseDuration(config.timeout);
+    if (timeout === undefined) throw new Error(`connectors.browser.timeout: expected a duration like "30s", got "${config.timeout}"`);
+    this.timeoutMs = timeout;
   }
 
   /** The PDF of `html`: A4, backgrounds printed, page numbers in the footer. */

@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { parseDuration } from '../../engine/duration.ts';
 import { NonRetriableError, RetryAfterError, retryAfterMs } from '../../engine/errors.ts';
 
 /**
@@ -74,7 +75,7 @@ export const SpyfuConfigSchema = Type.Object(
     country_code: Type.Optional(
       Type.Unsafe<SpyfuCountryCode>({ type: 'string', enum: [...SPYFU_COUNTRY_CODES], default: 'US', description: 'Google market to read (default US; UK, not GB).' }),
     ),
-    timeout: Type.Optional(Type.Integer({ minimum: 100, description: 'Milliseconds one request may take (default 30000).' })),
+    timeout: Type.Optional(Type.String({ pattern: '^(\\d+(\\.\\d+)?(ms|s|m|h))+$', description: 'How long one request may take, like "30s" (default "30s").' })),
   },
   { additionalProperties: false },
 );
@@ -307,9 +308,16 @@ export function createSpyfuClient(config: SpyfuConfig, deps: Pick<SpyfuClientOpt
     apiKey: config.api_key,
     apiId: config.api_id,
     countryCode: config.country_code,
-    timeoutMs: config.timeout,
+    timeoutMs: timeoutOf(config.timeout),
     ...deps,
   });
+}
+
+function timeoutOf(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const ms = parseDuration(text);
+  if (ms === undefined) throw new NonRetriableError(`connectors.spyfu.timeout: expected a duration like "30s", got "${text}"`);
+  return ms;
 }
 
 function hostName(domain: string): string {
