@@ -44,17 +44,30 @@ export interface BudgetUse {
 
 type Query = <R>(text: string, params: readonly unknown[]) => Promise<R[]>;
 
+/** Spent and reserved so far in a period: one row per unit in budget_totals, kept with the ledger. */
 async function useIn(query: Query, budget: string, start: Date): Promise<BudgetUse> {
-  const rows = await query<{ unit: string; amount: string | number }>(
-    `SELECT u.key AS unit, sum((u.value)::numeric) AS amount
-       FROM budget_ledger l, jsonb_each_text(l.units) u
-      WHERE l.budget = $1 AND l.period_start = $2
-      GROUP BY u.key`,
-    [budget, start],
-  );
-  const usdRows = await query<{ usd: string | number | null }>('SELECT sum(usd) AS usd FROM budget_ledger WHERE budget = $1 AND period_start = $2', [budget, start]);
-  return { units: Object.fromEntries(rows.map((r) => [r.unit, Number(r.amount)])), usd: Number(usdRows[0]?.usd ?? 0) };
+  const rows = await query<{ unit: string; amount: string | number }>('SELECT unit, amount FROM budget_totals WHERE budget = $1 AND period_start = $2', [budget, start]);
+  const units = Object.fromEntries(rows.filter((r) => r.unit !== 'usd').map((r) => [r.unit, Number(r.amount)]));
+  return { units, usd: Number(rows.find((r) => r.unit === 'usd')?.amount ?? 0) };
 }
+
+/** Adds `deltas` (by unit, usd included) to the period's totals in one statement. */
+async function addToTotals(query: Query, budget: string, start: Date, deltas: Record<string, number>): Promise<void> {
+  const entries = Object.entries(deltas).filter(([, n]) => n !== 0);
+  if (!entries.length) return;
+  const values = entries.map((_, i) => `($1, $2, $${3 + 2 * i}, $${4 + 2 * i})`).join(', ');
+  await query(
+    `INSERT INTO budget_totals (budget, period_start, unit, amount) VALUES ${values}
+     ON CONFLICT (budget, period_start, unit) DO UPDATE SET amount = budget_totals.amount + EXCLUDED.amount`,
+    [budget, start, ...entries.flat()],
+  );
+}
+
+/** Raw parameterised SQL on a kysely transaction (or the database). */
+const queryOn =
+  (on: { executeQuery: Database['kysely']['executeQuery'] }): Query =>
+  async <R>(text: string, params: readonly unknown[]) =>
+    (await on.executeQuery<R>(CompiledQuery.raw(text, [...params]))).rows;
 
 /** What a budget has spent (and reserved) in its current period. */
 export async function budgetUse(db: Database, config: EngineConfig, name: string, now: Date): Promise<BudgetUse & { start: Date; end: Date }> {
@@ -82,7 +95,7 @@ export async function reserveBudget(
   const usd = priceOf(estimate, config.prices);
   return db.kysely.transaction().execute(async (trx) => {
     await sql`SELECT pg_advisory_xact_lock(hashtext(${`flows budget ${name}`}))`.execute(trx);
-    const query: Query = async <R>(text: string, params: readonly unknown[]) => (await trx.executeQuery<R>(CompiledQuery.raw(text, [...params]))).rows;
+    const query = queryOn(trx);
     const used = await useIn(query, name, period.start);
     for (const [unit, limit] of Object.entries(budget.limits)) {
       const spent = unit === 'usd' ? used.usd : (used.units[unit] ?? 0);
@@ -100,15 +113,25 @@ export async function reserveBudget(
       .values({ budget: name, period_start: period.start, run_id: ref.runId, step_id: ref.stepId, item_key: ref.itemKey, units: JSON.stringify(estimate), usd, settled: false, created_at: now })
       .returning('id')
       .executeTakeFirstOrThrow();
+    await addToTotals(query, name, period.start, { ...estimate, usd });
     return String(row.id);
   });
 }
 
-/** Replaces a reservation's estimate with what the call really spent. */
+/** Replaces a reservation's estimate with what the call really spent, in the ledger and the totals. */
 export async function settleBudget(db: Database, config: EngineConfig, id: string, spent: Record<string, number>): Promise<void> {
-  await db.kysely
-    .updateTable('budget_ledger')
-    .set({ units: JSON.stringify(spent), usd: priceOf(spent, config.prices), settled: true })
-    .where('id', '=', id)
-    .execute();
+  const usd = priceOf(spent, config.prices);
+  await db.kysely.transaction().execute(async (trx) => {
+    const query = queryOn(trx);
+    const [row] = await query<{ budget: string; period_start: Date; units: Record<string, number> | string; usd: string | number; settled: boolean }>(
+      'SELECT budget, period_start, units, usd, settled FROM budget_ledger WHERE id = $1 FOR UPDATE',
+      [id],
+    );
+    if (!row || row.settled) return;
+    const reserved = typeof row.units === 'string' ? (JSON.parse(row.units) as Record<string, number>) : row.units;
+    const deltas: Record<string, number> = { usd: usd - Number(row.usd) };
+    for (const unit of new Set([...Object.keys(reserved), ...Object.keys(spent)])) deltas[unit] = (spent[unit] ?? 0) - (reserved[unit] ?? 0);
+    await query('UPDATE budget_ledger SET units = $2, usd = $3, settled = true WHERE id = $1', [id, JSON.stringify(spent), usd]);
+    await addToTotals(query, row.budget, new Date(row.period_start), deltas);
+  });
 }

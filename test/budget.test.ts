@@ -48,6 +48,7 @@ steps:
     foreach: "\${{ ['a', 'b', 'c', 'd', 'e', 'f'] }}"
     item_key: "\${{ item }}"
     budget: api
+    keep_results: 0
     key: "\${{ 'budgeted:' + item }}"
     with: { to: "\${{ item }}", units: 3, spent: 2 }
 `,
@@ -66,6 +67,9 @@ steps:
     const use = await budgetUse(db, config, 'api', clock.now());
     expect(use.units).toEqual({ widget_units: 8 });
     expect(await db.query('SELECT 1 FROM budget_ledger WHERE NOT settled')).toEqual([]);
+    // The running totals agree with the ledger they summarise.
+    const ledger = await db.query<{ n: string }>("SELECT sum((units->>'widget_units')::numeric) AS n FROM budget_ledger WHERE budget = 'api' AND period_start = $1", [use.start]);
+    expect(Number(ledger[0]!.n)).toBe(8);
 
     // Next week: the run resumes and finishes, repeating nothing.
     clock.advance(new Date('2026-11-30T00:00:01Z').getTime() - clock.now().getTime());
@@ -73,5 +77,7 @@ steps:
     expect(resumed.status).toBe('completed');
     expect(calls.performed).toEqual(['a', 'b', 'c', 'd', 'e', 'f']);
     expect((await budgetUse(db, config, 'api', clock.now())).units).toEqual({ widget_units: 4 });
+    const output = (await store.getSteps(first.run_id)).find((s) => s.step_id === 'send')!.output as { results: unknown[]; succeeded: number };
+    expect(output).toMatchObject({ results: [], succeeded: 6 }); // keep_results: 0
   });
 });

@@ -295,6 +295,26 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0008_totals_and_metrics': {
+    async up(db: Kysely<any>) {
+      // Running totals of each budget per period and unit (usd included), updated with the
+      // ledger, so checking a budget reads a few rows however many calls the week made.
+      await db.schema
+        .createTable('budget_totals')
+        .addColumn('budget', 'text', (c) => c.notNull())
+        .addColumn('period_start', 'timestamptz', (c) => c.notNull())
+        .addColumn('unit', 'text', (c) => c.notNull())
+        .addColumn('amount', 'numeric', (c) => c.notNull())
+        .addPrimaryKeyConstraint('budget_totals_pk', ['budget', 'period_start', 'unit'])
+        .execute();
+      await sql`INSERT INTO budget_totals (budget, period_start, unit, amount)
+                SELECT l.budget, l.period_start, u.key, sum((u.value)::numeric) FROM budget_ledger l, jsonb_each_text(l.units) u GROUP BY 1, 2, 3
+                UNION ALL
+                SELECT budget, period_start, 'usd', sum(usd) FROM budget_ledger GROUP BY 1, 2`.execute(db);
+      // The numbers a prospect is categorised and scored by, kept small beside the category.
+      await db.schema.alterTable('prospects').addColumn('metrics', 'jsonb').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

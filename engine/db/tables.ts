@@ -129,6 +129,7 @@ export interface ProspectsTable {
   linkedin_url: string | null;
   category: string | null;
   category_reason: string | null;
+  metrics: Json<Record<string, unknown>> | null;
   source: string | null;
   status: Generated<string>;
   created_at: Generated<Date>;
@@ -223,6 +224,13 @@ export interface ClaudeBatchesTable {
   ended_at: Timestamp | null;
 }
 
+export interface BudgetTotalsTable {
+  budget: string;
+  period_start: Timestamp;
+  unit: string;
+  amount: ColumnType<string, number | string, number | string>;
+}
+
 export interface Tables {
   flow_runs: FlowRunsTable;
   flow_steps: FlowStepsTable;
@@ -238,6 +246,7 @@ export interface Tables {
   report_requests: ReportRequestsTable;
   payments: PaymentsTable;
   budget_ledger: BudgetLedgerTable;
+  budget_totals: BudgetTotalsTable;
   linkedin_selections: LinkedinSelectionsTable;
   claude_batches: ClaudeBatchesTable;
 }
