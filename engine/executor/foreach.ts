@@ -42,7 +42,7 @@ export async function runForeach(rc: RunContext, step: PipelineStep): Promise<Fo
   // 50,000 item outputs would be megabytes of JSON written for nobody.
   let outputsKept = 0;
   const record = (key: string, status: 'succeeded' | 'failed' | 'skipped', attempts: number, output: unknown, error: string | null) => {
-    const keep = status === 'succeeded' && outputsKept < FOREACH_RESULTS_LIMIT;
+    const keep = status === 'succeeded' && outputsKept < (step.keepResults ?? FOREACH_RESULTS_LIMIT);
     if (keep) outputsKept++;
     recorder.add({ runId: rc.runId, stepId: step.id, itemKey: key, status, attempts, output: keep ? output : null, error, finishedAt: rc.clock.now() });
     rc.events.emit('item:done', { runId: rc.runId, stepId: step.id, itemKey: key, status, error: error ?? undefined });
@@ -90,7 +90,7 @@ export async function runForeach(rc: RunContext, step: PipelineStep): Promise<Fo
   await recorder.flush();
 
   const counts = await rc.store.itemCounts(rc.runId, step.id);
-  const results = await rc.store.itemOutputs(rc.runId, step.id, FOREACH_RESULTS_LIMIT);
+  const results = await rc.store.itemOutputs(rc.runId, step.id, step.keepResults ?? FOREACH_RESULTS_LIMIT);
   return {
     output: {
       total: counts.succeeded + counts.failed + counts.skipped,

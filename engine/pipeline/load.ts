@@ -266,6 +266,7 @@ function checkStep(
   if (raw.quota_key !== undefined && raw.quota === undefined) at(['quota_key'], 'quota_key goes with quota', true);
   if (raw.concurrency !== undefined && raw.foreach === undefined) at(['concurrency'], 'concurrency applies to a foreach step (add foreach, or remove concurrency)', true);
   if (raw.item_key !== undefined && raw.foreach === undefined) at(['item_key'], 'item_key applies to a foreach step', true);
+  if (raw.keep_results !== undefined && raw.foreach === undefined) at(['keep_results'], 'keep_results applies to a foreach step', true);
 
   let foreach: ForeachSource | undefined;
   if (typeof raw.foreach === 'string') {
@@ -295,6 +296,7 @@ function checkStep(
     with: withValue,
     foreach,
     itemKey: raw.item_key as string | undefined,
+    keepResults: typeof raw.keep_results === 'number' ? raw.keep_results : undefined,
     concurrency: (raw.concurrency as number | undefined) ?? 1,
     when: raw.when as string | boolean | undefined,
     retry: {

@@ -130,6 +130,13 @@ const stepProperties = {
     }),
   ),
   item_key: Type.Optional(Type.String({ description: 'Expression giving each item a stable key (default item.id, or its position).' })),
+  keep_results: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      maximum: 1000,
+      description: 'How many item outputs a foreach step keeps as its results (default 1000); 0 when no later step reads them, so large outputs cost neither memory nor disk.',
+    }),
+  ),
   concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'Items in flight at once (default 1).' })),
   when: Type.Optional(Type.Unsafe({ anyOf: [Type.String(), Type.Boolean()], description: 'Run only when this expression is true (per item in a foreach).' })),
   retry: Type.Optional(RetrySchema),
@@ -147,7 +154,7 @@ const stepProperties = {
   ),
 };
 
-const { foreach: _f, item_key: _k, concurrency: _c, ...subStepProperties } = stepProperties;
+const { foreach: _f, item_key: _k, concurrency: _c, keep_results: _r, ...subStepProperties } = stepProperties;
 
 /** A step inside a foreach group: runs once per item, after the group's earlier steps. */
 export const SubStepSchema = Type.Object(subStepProperties, { additionalProperties: false });

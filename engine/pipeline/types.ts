@@ -37,6 +37,8 @@ export interface PipelineStep {
   readonly with: Record<string, unknown>;
   readonly foreach?: ForeachSource;
   readonly itemKey?: string;
+  /** Item outputs kept as the step's results (default FOREACH_RESULTS_LIMIT). */
+  readonly keepResults?: number;
   readonly concurrency: number;
   readonly when?: string | boolean;
   readonly retry: RetryPolicy;

@@ -107,10 +107,10 @@ export function categorise(categories: Categories, intel: SearchIntel): { catego
   return { category: categories.default.name, reason: String(renderDeep(categories.default.reason, scope)), metrics };
 }
 
-function updateStatement(domain: string, category: string, reason: string): DatabaseStatement {
+function updateStatement(domain: string, category: string, reason: string, metrics: Metrics): DatabaseStatement {
   return {
-    sql: 'UPDATE prospects SET category = $2, category_reason = $3, updated_at = now() WHERE domain = $1 RETURNING id',
-    params: [domain, category, reason],
+    sql: 'UPDATE prospects SET category = $2, category_reason = $3, metrics = $4, updated_at = now() WHERE domain = $1 RETURNING id',
+    params: [domain, category, reason, JSON.stringify(metrics)],
     output: () => ({}),
   };
 }
@@ -136,7 +136,7 @@ export const prospectsCategorise = defineStep({
   },
   async run(ctx, input) {
     const result = categorise(categoriesOf(ctx.config), input.intel as unknown as SearchIntel);
-    const statement = updateStatement((input.intel as unknown as SearchIntel).domain, result.category, result.reason);
+    const statement = updateStatement((input.intel as unknown as SearchIntel).domain, result.category, result.reason, result.metrics);
     await ctx.db.query(statement.sql, statement.params);
     return result as unknown as { category: string; reason: string; metrics: Record<string, unknown> };
   },

@@ -4,8 +4,7 @@ import { configSection, type EngineConfig } from '../../engine/config.ts';
 import { NonRetriableError } from '../../engine/errors.ts';
 import { evaluate, parseExpression } from '../../engine/expr/index.ts';
 import { defineStep, type Queryable } from '../../engine/types.ts';
-import type { SearchIntel } from '../report/model.ts';
-import { metricsOf } from './categorise.ts';
+import type { Metrics } from './categorise.ts';
 import { INTEL_SOURCE } from './census.ts';
 
 /**
@@ -66,17 +65,18 @@ export async function scoreCandidates(db: Queryable, config: EngineConfig): Prom
   } catch (err) {
     throw new NonRetriableError(`linkedin.score: ${(err as Error).message}`);
   }
-  const rows = await db.query<{ id: string; domain: string; company_name: string | null; contact_name: string | null; email: string | null; linkedin_url: string; data: SearchIntel | string }>(
-    `SELECT p.id, p.domain, p.company_name, p.contact_name, p.email, p.linkedin_url, i.data
+  // Metrics are stored with the category (small); the search data itself is not read here.
+  const rows = await db.query<{ id: string; domain: string; company_name: string | null; contact_name: string | null; email: string | null; linkedin_url: string; metrics: Metrics | string }>(
+    `SELECT p.id, p.domain, p.company_name, p.contact_name, p.email, p.linkedin_url, p.metrics
        FROM prospects p
-       JOIN prospect_intelligence i ON i.domain = p.domain AND i.source = $1
-      WHERE p.linkedin_url IS NOT NULL
+      WHERE p.linkedin_url IS NOT NULL AND p.metrics IS NOT NULL
+        AND EXISTS (SELECT 1 FROM prospect_intelligence i WHERE i.domain = p.domain AND i.source = $1)
         AND NOT EXISTS (SELECT 1 FROM linkedin_selections s WHERE s.prospect_id = p.id)`,
     [INTEL_SOURCE],
   );
   const scored = rows.map((r) => {
-    const intel = typeof r.data === 'string' ? (JSON.parse(r.data) as SearchIntel) : r.data;
-    const scope = { metrics: metricsOf(intel), prospect: { company_name: r.company_name, has_email: r.email !== null } };
+    const metrics = typeof r.metrics === 'string' ? (JSON.parse(r.metrics) as Metrics) : r.metrics;
+    const scope = { metrics, prospect: { company_name: r.company_name, has_email: r.email !== null } };
     const value = evaluate(expression, scope, { now: () => new Date(0) });
     if (typeof value !== 'number' || !Number.isFinite(value)) throw new NonRetriableError(`linkedin.score gave ${JSON.stringify(value)} for ${r.domain}, not a number`);
     return { prospect_id: r.id, domain: r.domain, company_name: r.company_name, contact_name: r.contact_name, linkedin_url: r.linkedin_url, score: Math.round(value * 1000) / 1000 };
