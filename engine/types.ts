@@ -112,6 +112,12 @@ export interface EffectSpec<I> {
    * of the effect it is safe to perform it again with the same key.
    */
   providerIdempotent?(input: I): boolean;
+  /**
+   * false: the output is not stored with the effect's record (it is large and kept elsewhere,
+   * like search data). A repeat after a crash then performs the call again instead of
+   * returning the stored output, so the effect must be providerIdempotent.
+   */
+  keepOutput?: boolean;
 }
 
 export interface StepType<I extends TSchema = TSchema, O extends TSchema = TSchema> {

@@ -122,7 +122,10 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     expect(run.notes.find((n) => n.step === 'census')!.text).toMatch(/^17 new, 1 stale \(to enrich\), 0 fresh/);
     expect(Object.fromEntries(run.skipped.map((s) => [s.reason, s.n]))).toEqual({ 'no domain': 2, 'invalid domain': 1, 'invalid email': 1, 'invalid LinkedIn URL': 1 });
     expect(await count("SELECT count(*) AS n FROM prospect_intelligence WHERE source = 'search' AND fetched_at >= '2026-11-29'")).toBe(18);
-    expect(await count('SELECT count(*) AS n FROM prospects WHERE category IS NULL OR category_reason IS NULL')).toBe(0);
+    expect(await count('SELECT count(*) AS n FROM prospects WHERE category IS NULL OR category_reason IS NULL OR metrics IS NULL')).toBe(0);
+    // The search data is stored once, in prospect_intelligence, not again with each call's effect record.
+    expect(await count("SELECT count(*) AS n FROM flow_effects WHERE step_id = 'intel' AND status = 'done'")).toBe(18);
+    expect(await count("SELECT count(*) AS n FROM flow_effects WHERE step_id = 'intel' AND output IS NOT NULL AND output::text <> 'null'")).toBe(0);
 
     const selected = await db.query<{ week: string; rank: number; report_id: string | null }>('SELECT week, rank, report_id FROM linkedin_selections ORDER BY rank');
     expect(selected.map((s) => s.week)).toEqual(Array(15).fill('2026-W49')); // every prospect with a profile, fewer than 85

@@ -19,7 +19,10 @@ export async function performOutside(
   reservation: Reservation,
 ): Promise<unknown> {
   const { store } = rc;
-  if (reservation.state === 'done') return repeated(rc, step, kind, key, reservation.row.output);
+  const spec = step.type.effect!;
+  // An effect whose output was not kept is done again (it is safe to: providerIdempotent).
+  const again = reservation.state === 'done' && spec.keepOutput === false && spec.providerIdempotent?.(input);
+  if (reservation.state === 'done' && !again) return repeated(rc, step, kind, key, reservation.row.output);
   if (reservation.state === 'in-doubt' && !step.type.effect!.providerIdempotent?.(input)) {
     throw new NonRetriableError(
       `effect ${key} was started by run ${reservation.row.run_id} but never confirmed (the process stopped in the middle); ` +
@@ -33,7 +36,7 @@ export async function performOutside(
     await store.releaseEffect(key);
     throw err;
   }
-  await store.completeEffect(store.kysely, key, output, rc.clock.now());
+  await store.completeEffect(store.kysely, key, spec.keepOutput === false ? null : output, rc.clock.now());
   rc.events.emit('effect:done', { runId: rc.runId, stepId: step.id, key, kind, repeated: false });
   return output;
 }

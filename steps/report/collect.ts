@@ -132,6 +132,8 @@ export const intelCollect = defineStep({
     // A paid call: planned, not made, in a dry run. Repeating one after a crash costs units but changes nothing.
     kind: () => 'api',
     providerIdempotent: () => true,
+    // 30-40 KiB of data a domain, stored by the pipeline where it belongs (prospect_intelligence).
+    keepOutput: false,
     plan: (ctx, input) => {
       const domain = domainOf(input.domain);
       const empty: SearchIntel = {
