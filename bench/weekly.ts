@@ -101,7 +101,7 @@ try {
 
 // ------------------------------------------------------------ report
 const settings = [
-  `rate limits ${realLimits ? 'as shipped' : `raised to ${RAISED_LIMITS.per_second.toLocaleString('en-US')}/s, ${RAISED_LIMITS.concurrency} in flight`}`,
+  `rate limits ${realLimits ? 'as shipped' : `replaced by ${RAISED_LIMITS.concurrency} in flight, no rate`}`,
   `budget ${realBudget ? 'as shipped' : `limits x${BUDGET_FACTOR * Math.ceil(prospects / 5000)}`}`,
 ];
 const context = { prospects, reference: SMALL, settings, realLimits, shipped: shippedConfig(tmpdir(), {}) };
