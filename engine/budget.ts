@@ -16,9 +16,13 @@ import { StoppedWaitingError } from './quota/ledger.ts';
 const PERIOD_CRON = { day: '0 0 * * *', week: '0 0 * * 1', month: '0 0 1 * *' } as const;
 const SPAN_MS = { day: 86_400_000, week: 7 * 86_400_000, month: 31 * 86_400_000 } as const;
 
+const crons = new Map<string, Cron>();
+
 /** The calendar period holding `at`. */
 export function budgetPeriod(budget: BudgetConfig, defaultTimezone: string, at: Date): { start: Date; end: Date } {
-  const cron = new Cron(PERIOD_CRON[budget.per], { timezone: budget.timezone ?? defaultTimezone, paused: true });
+  const tz = budget.timezone ?? defaultTimezone;
+  let cron = crons.get(`${budget.per} ${tz}`);
+  if (!cron) crons.set(`${budget.per} ${tz}`, (cron = new Cron(PERIOD_CRON[budget.per], { timezone: tz, paused: true })));
   let start = cron.nextRun(new Date(at.getTime() - SPAN_MS[budget.per] - 86_400_000))!;
   for (let next = cron.nextRun(start); next && next <= at; next = cron.nextRun(start)) start = next;
   return { start, end: cron.nextRun(start)! };
