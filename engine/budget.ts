@@ -122,20 +122,26 @@ export async function reserveBudget(
   });
 }
 
-/** Replaces a reservation's estimate with what the call really spent, in the ledger and the totals. */
+/**
+ * Replaces a reservation's estimate with what the call really spent, in the ledger and the
+ * totals, in one statement (one round trip per call: it runs for every enriched domain).
+ */
 export async function settleBudget(db: Database, config: EngineConfig, id: string, spent: Record<string, number>): Promise<void> {
-  const usd = priceOf(spent, config.prices);
-  await db.kysely.transaction().execute(async (trx) => {
-    const query = queryOn(trx);
-    const [row] = await query<{ budget: string; period_start: Date; units: Record<string, number> | string; usd: string | number; settled: boolean }>(
-      'SELECT budget, period_start, units, usd, settled FROM budget_ledger WHERE id = $1 FOR UPDATE',
-      [id],
-    );
-    if (!row || row.settled) return;
-    const reserved = typeof row.units === 'string' ? (JSON.parse(row.units) as Record<string, number>) : row.units;
-    const deltas: Record<string, number> = { usd: usd - Number(row.usd) };
-    for (const unit of new Set([...Object.keys(reserved), ...Object.keys(spent)])) deltas[unit] = (spent[unit] ?? 0) - (reserved[unit] ?? 0);
-    await query('UPDATE budget_ledger SET units = $2, usd = $3, settled = true WHERE id = $1', [id, JSON.stringify(spent), usd]);
-    await addToTotals(query, row.budget, new Date(row.period_start), deltas);
-  });
+  await db.query(
+    `WITH prev AS (
+       SELECT id, budget, period_start, units, usd FROM budget_ledger WHERE id = $1 AND NOT settled FOR UPDATE
+     ), done AS (
+       UPDATE budget_ledger l SET units = $2::jsonb, usd = $3::numeric, settled = true FROM prev WHERE l.id = prev.id RETURNING l.id
+     ), deltas AS (
+       SELECT prev.budget, prev.period_start, k.unit,
+              coalesce(($2::jsonb ->> k.unit)::numeric, 0) - coalesce((prev.units ->> k.unit)::numeric, 0) AS amount
+         FROM prev, (SELECT jsonb_object_keys($2::jsonb) AS unit UNION SELECT jsonb_object_keys(units) FROM prev) k
+       UNION ALL
+       SELECT budget, period_start, 'usd', $3::numeric - usd FROM prev
+     )
+     INSERT INTO budget_totals (budget, period_start, unit, amount)
+     SELECT budget, period_start, unit, amount FROM deltas WHERE amount <> 0 AND EXISTS (SELECT 1 FROM done)
+     ON CONFLICT (budget, period_start, unit) DO UPDATE SET amount = budget_totals.amount + EXCLUDED.amount`,
+    [id, JSON.stringify(spent), priceOf(spent, config.prices)],
+  );
 }
