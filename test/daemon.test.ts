@@ -20,6 +20,7 @@ const HMAC_SECRET = 'hmac-test-secret';
 const config: EngineConfig = {
   business: { name: 'Test Co', timezone: 'Europe/London' },
   quotas: { office: { cap: 5, per: 'day', days: ['mon', 'tue', 'wed', 'thu', 'fri'], window: '09:00-17:00' } },
+  budgets: { api: { per: 'week', limits: { widget_units: 2 } } },
   webhooks: {
     body_limit: 4096,
     verifiers: {
@@ -111,6 +112,18 @@ steps:
     with: { to: "p\${{ item }}" }
 `);
 
+const budgeted = load(`
+name: budgeted
+trigger: { manual: {} }
+steps:
+  - id: call
+    uses: test.send
+    foreach: "\${{ ['a', 'b', 'c'] }}"
+    item_key: "\${{ item }}"
+    budget: api
+    with: { to: "\${{ item }}", units: 1, spent: 1 }
+`);
+
 function stripeRequest(event: Record<string, unknown>, now: Date, secret = STRIPE_SECRET): { body: string; headers: Record<string, string> } {
   const body = JSON.stringify(event);
   const header = Stripe.webhooks.generateTestHeaderString({ payload: body, secret, timestamp: Math.floor(now.getTime() / 1000) });
@@ -160,7 +173,7 @@ describe.each(testDatabases)('daemon on $name', ({ open }) => {
   let store: RunStore;
   let clock: ManualClock;
   let daemon: Daemon;
-  const pipelines = [nightly('last'), paid, partner, clicked, clicker, office];
+  const pipelines = [nightly('last'), paid, partner, clicked, clicker, office, budgeted];
 
   beforeAll(async () => {
     db = await open();
@@ -294,6 +307,21 @@ describe.each(testDatabases)('daemon on $name', ({ open }) => {
     expect(job.state).toBe('created');
     expect(new Date(job.start_after).toISOString()).toBe(new Date(row.waiting_until!).toISOString());
     expect(daemon.running).toEqual([]); // no worker is held
+  });
+
+  it('parks a run whose budget is spent until the next period, and queues it for then', async () => {
+    const run = await db.kysely.transaction().execute((trx) => daemon.claims.enqueueNew(trx, { pipeline: budgeted, inputs: {}, trigger: 'manual', ref: null, now: clock.now() }));
+    daemon.queue.wake(1);
+    await eventually(async () => {
+      const row = await store.getRun(run);
+      return row?.status === 'waiting' && row.claimed_by === null;
+    }, 'the run to wait for its budget');
+    const row = (await store.getRun(run))!;
+    expect(row.waiting_reason).toMatch(/^budget api reached: 2 of 2 widget_units spent this week, and the next call may take 1; resumes /);
+    const job = await first(db.query<{ start_after: Date; state: string }>("SELECT start_after, state FROM pgboss.job WHERE data->>'run_id' = $1 ORDER BY created_on DESC LIMIT 1", [run]));
+    expect(job.state).toBe('created');
+    expect(new Date(job.start_after).toISOString()).toBe(new Date(row.waiting_until!).toISOString());
+    expect(new Date(row.waiting_until!).getUTCDay()).toBe(1); // Monday 00:00 London
   });
 
   it('takes over a run whose lease ran out and resumes it without repeating effects', async () => {
