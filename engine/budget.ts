@@ -55,18 +55,6 @@ async function useIn(query: Query, budget: string, start: Date): Promise<BudgetU
   return { units, usd: Number(rows.find((r) => r.unit === 'usd')?.amount ?? 0) };
 }
 
-/** Adds `deltas` (by unit, usd included) to the period's totals in one statement. */
-async function addToTotals(query: Query, budget: string, start: Date, deltas: Record<string, number>): Promise<void> {
-  const entries = Object.entries(deltas).filter(([, n]) => n !== 0);
-  if (!entries.length) return;
-  const values = entries.map((_, i) => `($1, $2, $${3 + 2 * i}, $${4 + 2 * i})`).join(', ');
-  await query(
-    `INSERT INTO budget_totals (budget, period_start, unit, amount) VALUES ${values}
-     ON CONFLICT (budget, period_start, unit) DO UPDATE SET amount = budget_totals.amount + EXCLUDED.amount`,
-    [budget, start, ...entries.flat()],
-  );
-}
-
 /** Raw parameterised SQL on a kysely transaction (or the database). */
 const queryOn =
   (on: { executeQuery: Database['kysely']['executeQuery'] }): Query =>
@@ -112,13 +100,25 @@ export async function reserveBudget(
         );
       }
     }
-    const row = await trx
-      .insertInto('budget_ledger')
-      .values({ budget: name, period_start: period.start, run_id: ref.runId, step_id: ref.stepId, item_key: ref.itemKey, units: JSON.stringify(estimate), usd, settled: false, created_at: now })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    await addToTotals(query, name, period.start, { ...estimate, usd });
-    return String(row.id);
+    // The ledger row and the totals in one statement.
+    const totals = Object.entries({ ...estimate, usd }).filter(([, n]) => n !== 0);
+    const values = totals.map((_, i) => `($1, $2, $${9 + 2 * i}, $${10 + 2 * i}::numeric)`).join(', ');
+    const [row] = await query<{ id: string }>(
+      `WITH row AS (
+         INSERT INTO budget_ledger (budget, period_start, run_id, step_id, item_key, units, usd, settled, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, false, $8) RETURNING id
+       )${
+         totals.length
+           ? `, totals AS (
+         INSERT INTO budget_totals (budget, period_start, unit, amount) VALUES ${values}
+         ON CONFLICT (budget, period_start, unit) DO UPDATE SET amount = budget_totals.amount + EXCLUDED.amount
+       )`
+           : ''
+       }
+       SELECT id FROM row`,
+      [name, period.start, ref.runId, ref.stepId, ref.itemKey, JSON.stringify(estimate), usd, now, ...totals.flat()],
+    );
+    return String(row!.id);
   });
 }
 
