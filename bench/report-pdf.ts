@@ -11,21 +11,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import puppeteer from 'puppeteer-core';
-import { PdfRenderer } from '../connectors/browser/browser.ts';
+import { CHROMIUM_FLAGS as FLAGS, PdfRenderer } from '../connectors/browser/browser.ts';
 import { median, percentile } from './report-kit.ts';
 
-/** connectors/browser/browser.ts's FLAGS, copied (it does not export them): the baseline launches Chromium the same way. */
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-dev-shm-usage',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-quic',
-];
 
 export interface PdfComparison {
   rounds: number;

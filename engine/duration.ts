@@ -13,6 +13,9 @@ const UNIT_MS: Record<string, number> = {
 
 const PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/y;
 
+/** JSON Schema `pattern` of a duration, for config and step schemas (same grammar as parseDuration). */
+export const DURATION_PATTERN = '^(\\d+(\\.\\d+)?(ms|s|m|h|d|w))+$';
+
 /** Parses a duration string to milliseconds; returns undefined when it is not one. */
 export function parseDuration(text: string): number | undefined {
   const s = text.trim();

@@ -3,13 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Browser, Page } from 'puppeteer-core';
-import { parseDuration } from '../../engine/duration.ts';
+import { DURATION_PATTERN, parseDuration } from '../../engine/duration.ts';
 
 export const BrowserConfigSchema = Type.Object(
   {
     executable_path: Type.Optional(Type.String({ description: 'Chromium binary (default CHROMIUM_PATH, else /usr/bin/chromium).' })),
     pages: Type.Optional(Type.Integer({ minimum: 1, maximum: 16, description: 'Pages kept open for rendering at once (default 2).' })),
-    timeout: Type.Optional(Type.String({ pattern: '^(\\d+(\\.\\d+)?(ms|s|m|h))+$', description: 'How long a render may take, like "30s" (default "30s").' })),
+    timeout: Type.Optional(Type.String({ pattern: DURATION_PATTERN, description: 'How long a render may take, like "30s" (default "30s").' })),
   },
   { additionalProperties: false },
 );
@@ -27,7 +27,7 @@ export interface PdfOptions {
 }
 
 /** Chromium's flags for a server: headless, no sandbox (root in a container), nothing phoned home. */
-const FLAGS = [
+export const CHROMIUM_FLAGS = [
   '--headless',
   '--no-sandbox',
   '--disable-gpu',
@@ -114,7 +114,7 @@ export class PdfRenderer {
       this.profileDir = mkdtempSync(join(tmpdir(), 'flows-chromium-'));
       const browser = await puppeteer.launch({
         executablePath: this.executablePath,
-        args: [...FLAGS, `--user-data-dir=${this.profileDir}`],
+        args: [...CHROMIUM_FLAGS, `--user-data-dir=${this.profileDir}`],
         headless: true,
       });
       this.launches++;

@@ -46,7 +46,7 @@ import type { ContentBlock, ContentBlockParam, Message, MessageCreateParamsNonSt
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import { parseDuration } from '../../engine/duration.ts';
+import { DURATION_PATTERN, parseDuration } from '../../engine/duration.ts';
 import { NonRetriableError, RetryAfterError, retryAfterMs } from '../../engine/errors.ts';
 
 export type Sdk = typeof import('@anthropic-ai/sdk');
@@ -65,7 +65,7 @@ export const ClaudeConfigSchema = Type.Object(
     model: Type.String({ minLength: 1, description: 'The model that writes the analyses, e.g. claude-sonnet-5.' }),
     max_tokens: Type.Integer({ minimum: 1, description: 'Most output tokens one answer may use; a step may lower or raise it per call.' }),
     timeout: Type.Optional(
-      Type.String({ pattern: '^(\\d+(\\.\\d+)?(ms|s|m|h))+$', description: 'How long one request may take, like "120s"; past it the attempt fails as retriable (default "120s").' }),
+      Type.String({ pattern: DURATION_PATTERN, description: 'How long one request may take, like "120s"; past it the attempt fails as retriable (default "120s").' }),
     ),
     price_per_input_token: Type.Optional(Type.Number({ minimum: 0, description: 'USD per input token, to price each analysis.' })),
     price_per_output_token: Type.Optional(Type.Number({ minimum: 0, description: 'USD per output token, to price each analysis.' })),

@@ -33,6 +33,7 @@
  */
 import { type Static, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { DURATION_PATTERN } from '../../engine/duration.ts';
 import { NonRetriableError, RetryAfterError, retryAfterMs } from '../../engine/errors.ts';
 import {
   type AdwordsKeywordRow,
@@ -69,7 +70,6 @@ export const DEFAULT_DISPLAY_LIMITS = { domain_organic: 100, domain_organic_orga
 /** SEMrush returns at most this many lines to one request. */
 export const MAX_DISPLAY_LIMIT = 100_000;
 
-const DURATION = '^(\\d+(\\.\\d+)?(ms|s|m|h))+$';
 const limit = (report: keyof typeof DEFAULT_DISPLAY_LIMITS, what: string) =>
   Type.Integer({ minimum: 1, maximum: MAX_DISPLAY_LIMIT, default: DEFAULT_DISPLAY_LIMITS[report], description: `Lines of ${what} asked for by default.` });
 const units = Type.Optional(Type.Integer({ minimum: 0 }));
@@ -93,7 +93,7 @@ export const SemrushConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {}, description: 'Lines asked for per report when a step names no limit.' },
     ),
-    timeout: Type.String({ pattern: DURATION, default: '30s', description: 'How long one request may take, like "30s".', 'x-hint': 'write timeout: "30s"' }),
+    timeout: Type.String({ pattern: DURATION_PATTERN, default: '30s', description: 'How long one request may take, like "30s".', 'x-hint': 'write timeout: "30s"' }),
     units_per_line: Type.Optional(
       Type.Object(
         { domain_rank: units, domain_organic: units, domain_organic_organic: units, domain_adwords: units },

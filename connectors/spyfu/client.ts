@@ -1,6 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { parseDuration } from '../../engine/duration.ts';
+import { DURATION_PATTERN, parseDuration } from '../../engine/duration.ts';
 import { NonRetriableError, RetryAfterError, retryAfterMs } from '../../engine/errors.ts';
 
 /**
@@ -75,7 +75,7 @@ export const SpyfuConfigSchema = Type.Object(
     country_code: Type.Optional(
       Type.Unsafe<SpyfuCountryCode>({ type: 'string', enum: [...SPYFU_COUNTRY_CODES], default: 'US', description: 'Google market to read (default US; UK, not GB).' }),
     ),
-    timeout: Type.Optional(Type.String({ pattern: '^(\\d+(\\.\\d+)?(ms|s|m|h))+$', description: 'How long one request may take, like "30s" (default "30s").' })),
+    timeout: Type.Optional(Type.String({ pattern: DURATION_PATTERN, description: 'How long one request may take, like "30s" (default "30s").' })),
   },
   { additionalProperties: false },
 );
