@@ -1,10 +1,9 @@
 import PQueue from 'p-queue';
-import { BudgetExhaustedError } from '../budget.ts';
 import { errorMessage, findCause, SkipItemError } from '../errors.ts';
 import { renderDeep } from '../expr/index.ts';
 import type { PipelineStep } from '../pipeline/types.ts';
 import { FOREACH_RESULTS_LIMIT, isCallStep } from '../pipeline/types.ts';
-import { haltForBudget, type RunContext } from './context.ts';
+import type { RunContext } from './context.ts';
 import { invokeStep } from './invoke.ts';
 import { ItemRecorder } from './recorder.ts';
 import { isTruthy, whenHolds } from './when.ts';
@@ -56,9 +55,7 @@ export async function runForeach(rc: RunContext, step: PipelineStep): Promise<Fo
       record(item.key, 'succeeded', attempts, output, null);
     } catch (err) {
       if (stoppedWaiting(err)) {
-        finished = false; // the item waits for its quota window: it stays pending for a resume
-        const spent = findCause(err, BudgetExhaustedError);
-        if (spent) haltForBudget(rc, spent);
+        finished = false; // the item waits for its quota window or budget: it stays pending for a resume
         return;
       }
       const skip = findCause(err, SkipItemError);

@@ -1,9 +1,9 @@
-import { reserveBudget, settleBudget } from '../budget.ts';
+import { BudgetExhaustedError, reserveBudget, settleBudget } from '../budget.ts';
 import { NonRetriableError } from '../errors.ts';
 import type { CallStep } from '../pipeline/types.ts';
 import type { Reservation } from '../store.ts';
 import type { Queryable, StepContext } from '../types.ts';
-import type { RunContext } from './context.ts';
+import { haltForBudget, type RunContext } from './context.ts';
 
 /**
  * An outside effect whose key was reserved (or found): performs it unless it was done, or
@@ -47,7 +47,14 @@ export async function performOutside(
  */
 async function runWithinBudget(rc: RunContext, step: CallStep, budget: string, key: string, input: Record<string, unknown>, ctx: StepContext): Promise<unknown> {
   const planned = await step.type.effect!.plan(ctx, input);
-  const id = await reserveBudget(rc.store.db, rc.config, budget, planned.cost ?? {}, { runId: rc.runId, stepId: step.id, itemKey: key }, rc.clock.now());
+  let id: string;
+  try {
+    id = await reserveBudget(rc.store.db, rc.config, budget, planned.cost ?? {}, { runId: rc.runId, stepId: step.id, itemKey: key }, rc.clock.now());
+  } catch (err) {
+    // The run takes no more work; the item stays pending (a StoppedWaitingError) for the resume.
+    if (err instanceof BudgetExhaustedError) haltForBudget(rc, err);
+    throw err;
+  }
   const spent: Record<string, number> = {};
   const counted: StepContext = Object.create(ctx, {
     spend: {

@@ -11,8 +11,7 @@ import { isCallStep, type Pipeline } from '../pipeline/types.ts';
 import { resolveInputs } from '../pipeline/inputs.ts';
 import type { Scrubber } from '../secrets.ts';
 import type { RunRow, RunStore } from '../store.ts';
-import { BudgetExhaustedError } from '../budget.ts';
-import { haltForBudget, type RunContext, readOnlyQueryable, writableQueryable } from './context.ts';
+import { type RunContext, readOnlyQueryable, writableQueryable } from './context.ts';
 import { runForeach } from './foreach.ts';
 import { DatabaseEffects } from './write-batch.ts';
 import { RateLimits } from '../rate-limits.ts';
@@ -199,8 +198,6 @@ export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
         }
       }
     } catch (err) {
-      const spent = findCause(err, BudgetExhaustedError);
-      if (spent) haltForBudget(rc, spent);
       if (stoppedWaiting(err)) stepStatus = 'running';
       else if (needsAttention(err)) {
         stepStatus = 'failed';
