@@ -239,8 +239,9 @@ export function loadConfig(text: string, file: string, env: Record<string, strin
   }
   const schema = configSchemaWith(sections);
   // Fields marked x-deferred (category reasons ...) are templates over run-time data, kept as written.
-  const deferred = findTemplates(raw).filter((t) => schemaAt(schema, t.path)?.['x-deferred'] === true);
-  const templates = findTemplates(raw).filter((t) => !deferred.includes(t) && !deferred.some((d) => d.path.join('.') === t.path.join('.')));
+  const all = findTemplates(raw);
+  const deferred = all.filter((t) => schemaAt(schema, t.path)?.['x-deferred'] === true);
+  const templates = all.filter((t) => !deferred.includes(t));
   for (const t of templates) {
     if (!/^\s*\$\{\{\s*env\.[A-Za-z_][A-Za-z0-9_]*\s*\}\}\s*$/.test(t.text)) {
       diagnostics.push(doc.at(t.path, 'config values may only use ${{ env.NAME }} (a whole value from the environment)'));

@@ -86,7 +86,8 @@ export const eventEmit = defineStep({
   },
 });
 
-function eventStatement(input: { type: string; key?: string; payload?: Record<string, unknown> }, runId: string, now: Date): DatabaseStatement {
+/** The insert of one tracking event (runId null: recorded outside a run, like a report view). */
+export function eventStatement(input: { type: string; key?: string; payload?: Record<string, unknown> }, runId: string | null, now: Date): DatabaseStatement {
   return {
     sql: 'INSERT INTO events (type, key, payload, run_id, occurred_at) VALUES ($1, $2, $3, $4, $5) RETURNING id',
     params: [input.type, input.key ?? null, JSON.stringify(input.payload ?? {}), runId, now],

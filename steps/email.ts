@@ -8,6 +8,7 @@ import type { EngineConfig } from '../engine/config.ts';
 import { NonRetriableError } from '../engine/errors.ts';
 import { defineResource } from '../engine/resources.ts';
 import { defineStep, type StepContext } from '../engine/types.ts';
+import { escapeXml } from './report/charts.ts';
 import { mailResource, storageResource } from './resources.ts';
 
 /**
@@ -91,7 +92,7 @@ async function render(ctx: StepContext, input: SendInput): Promise<Rendered> {
   const footer = `${business.name} · ${business.address}`;
   return {
     from: { name: sender.from_name, email: sender.from_email },
-    html: withFooter(html, `<p style="color:#6b7280;font-size:12px;margin-top:24px">${escapeHtml(footer)}</p>`),
+    html: withFooter(html, `<p style="color:#6b7280;font-size:12px;margin-top:24px">${escapeXml(footer)}</p>`),
     text: `${text.trimEnd()}\n\n--\n${footer}\n`,
   };
 }
@@ -100,10 +101,6 @@ async function render(ctx: StepContext, input: SendInput): Promise<Rendered> {
 function withFooter(html: string, footer: string): string {
   const at = html.search(/<\/body>/i);
   return at < 0 ? `${html}${footer}` : `${html.slice(0, at)}${footer}${html.slice(at)}`;
-}
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 /** A Message-ID derived from the effect key: a resend after a crash carries the same one. */

@@ -13,8 +13,7 @@ import { normalizeDomain } from './domain.ts';
  * website or company_website. Without any, `domain` is null and `problem` says why.
  */
 
-const nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
-const text = () => nullable(Type.String());
+const text = () => Type.Union([Type.String(), Type.Null()]);
 
 const Output = Type.Object(
   {

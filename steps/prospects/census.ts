@@ -66,11 +66,11 @@ export const prospectsCensus = defineStep({
     const known = new Set(rows.map((r) => r.domain));
     const fresh: string[] = [];
     const stale: { domain: string; prospect_id: string; at: number }[] = [];
-    const fresh_ = (at: Date | string) => new Date(at) >= freshAfter;
+    const isFresh = (at: Date | string) => new Date(at) >= freshAfter;
     const news: { domain: string; prospect_id: string | null }[] = [];
     for (const r of rows) {
       if (r.fetched_at === null) news.push({ domain: r.domain, prospect_id: r.id });
-      else if (fresh_(r.fetched_at)) fresh.push(r.domain);
+      else if (isFresh(r.fetched_at)) fresh.push(r.domain);
       else stale.push({ domain: r.domain, prospect_id: r.id, at: new Date(r.fetched_at).getTime() });
     }
     for (const row of input.rows ?? []) {

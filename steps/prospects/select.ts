@@ -3,7 +3,7 @@ import { Cron } from 'croner';
 import { configSection, type EngineConfig } from '../../engine/config.ts';
 import { NonRetriableError } from '../../engine/errors.ts';
 import { evaluate, parseExpression } from '../../engine/expr/index.ts';
-import { defineStep, type Queryable } from '../../engine/types.ts';
+import { defineStep, type Queryable, type StepContext } from '../../engine/types.ts';
 import type { Metrics } from './categorise.ts';
 import { INTEL_SOURCE } from './census.ts';
 
@@ -127,46 +127,54 @@ export const linkedinSelect = defineStep({
     kind: () => 'db.write',
     transactional: true,
     async plan(ctx, input) {
-      const week = comingWeek(ctx.clock.now(), ctx.config.business?.timezone ?? 'UTC');
-      const chosen = await selectionOf(ctx.db, week);
-      const candidates = chosen.length ? [] : await scoreCandidates(ctx.db, ctx.config);
-      const selected = chosen.length ? chosen : candidates.slice(0, input.count ?? settings(ctx.config).weekly);
-      ctx.note(noteOf(week, selected, chosen.length ? selected.length : candidates.length));
-      const csv = ['rank,domain,company,score', ...selected.map((s, i) => `${i + 1},${s.domain},"${(s.company_name ?? '').replace(/"/g, '""')}",${s.score}`)].join('\n');
+      const week = await choose(ctx, input.count);
+      const csv = ['rank,domain,company,score', ...week.selected.map((s, i) => `${i + 1},${s.domain},"${(s.company_name ?? '').replace(/"/g, '""')}",${s.score}`)];
       return {
-        summary: `LinkedIn ${week}: ${selected.length} of ${chosen.length ? selected.length : candidates.length} eligible prospects${chosen.length ? ' (already chosen)' : ''}`,
-        output: { week, eligible: chosen.length ? selected.length : candidates.length, selected: withReports(selected), pending: withReports(selected).filter((s) => !s.report_id) },
-        artifacts: [{ name: 'linkedin-selection.csv', content: `${csv}\n` }],
+        summary: `LinkedIn ${week.week}: ${week.selected.length} of ${week.eligible} eligible prospects${week.before ? ' (already chosen)' : ''}`,
+        output: outputOf(week),
+        artifacts: [{ name: 'linkedin-selection.csv', content: `${csv.join('\n')}\n` }],
       };
     },
   },
   async run(ctx, input) {
-    const week = comingWeek(ctx.clock.now(), ctx.config.business?.timezone ?? 'UTC');
-    const chosen = await selectionOf(ctx.db, week);
-    if (chosen.length) {
-      const pending = chosen.filter((s) => !s.report_id);
-      ctx.note(`LinkedIn ${week}: chosen before (${chosen.length} prospects, ${pending.length} without a report yet)`);
-      return { week, eligible: chosen.length, selected: chosen, pending };
+    const week = await choose(ctx, input.count);
+    if (!week.before && week.selected.length) {
+      await ctx.db.query(
+        `INSERT INTO linkedin_selections (week, prospect_id, rank, score, run_id, selected_at)
+         SELECT $1, s.prospect_id, s.rank, s.score, $2, $3
+           FROM unnest($4::uuid[], $5::int[], $6::float8[]) AS s(prospect_id, rank, score)
+         ON CONFLICT DO NOTHING`,
+        [week.week, ctx.run.id, ctx.clock.now(), week.selected.map((s) => s.prospect_id), week.selected.map((_, i) => i + 1), week.selected.map((s) => s.score)],
+      );
     }
-    const candidates = await scoreCandidates(ctx.db, ctx.config);
-    const selected = candidates.slice(0, input.count ?? settings(ctx.config).weekly);
-    const now = ctx.clock.now();
-    for (const [i, s] of selected.entries()) {
-      await ctx.db.query('INSERT INTO linkedin_selections (week, prospect_id, rank, score, run_id, selected_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING', [
-        week,
-        s.prospect_id,
-        i + 1,
-        s.score,
-        ctx.run.id,
-        now,
-      ]);
-    }
-    ctx.note(noteOf(week, selected, candidates.length));
-    return { week, eligible: candidates.length, selected: withReports(selected), pending: withReports(selected) };
+    return outputOf(week);
   },
 });
 
-const withReports = (list: (Candidate & { report_id?: string | null })[]) => list.map((c) => ({ ...c, report_id: c.report_id ?? null }));
+interface Week {
+  week: string;
+  /** The week was chosen by an earlier run: its selection is returned as it was. */
+  before: boolean;
+  eligible: number;
+  selected: Static<typeof Selected>[];
+}
+
+/** The coming week's selection: the one recorded, or the best-scored candidates now. Notes it on the run. */
+async function choose(ctx: StepContext, count: number | undefined): Promise<Week> {
+  const week = comingWeek(ctx.clock.now(), ctx.config.business?.timezone ?? 'UTC');
+  const chosen = await selectionOf(ctx.db, week);
+  if (chosen.length) {
+    const pending = chosen.filter((s) => !s.report_id).length;
+    ctx.note(`LinkedIn ${week}: chosen before (${chosen.length} prospects, ${pending} without a report yet)`);
+    return { week, before: true, eligible: chosen.length, selected: chosen };
+  }
+  const candidates = await scoreCandidates(ctx.db, ctx.config);
+  const selected = candidates.slice(0, count ?? settings(ctx.config).weekly).map((c) => ({ ...c, report_id: null }));
+  ctx.note(noteOf(week, selected, candidates.length));
+  return { week, before: false, eligible: candidates.length, selected };
+}
+
+const outputOf = (w: Week) => ({ week: w.week, eligible: w.eligible, selected: w.selected, pending: w.selected.filter((s) => !s.report_id) });
 
 function noteOf(week: string, selected: Candidate[], eligible: number): string {
   const top = selected.slice(0, 5).map((s) => `${s.domain} ${s.score}`).join(', ');

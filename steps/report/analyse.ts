@@ -67,7 +67,8 @@ export async function renderPrompt(liquid: Liquid, name: string, data: PromptDat
   const root = (liquid.options.root as string[])[0] ?? '.';
   const file = (suffix: string) => join(root, `${name}${suffix}`);
   if (!existsSync(file('.md'))) throw new NonRetriableError(`prompt "${name}": no file ${file('.md')}`);
-  const scope = { ...promptData(data), data_json: JSON.stringify(promptData(data), null, 1) };
+  const shown = promptData(data);
+  const scope = { ...shown, data_json: JSON.stringify(shown, null, 1) };
   try {
     const user = await liquid.renderFile(`${name}.md`, scope);
     const system = existsSync(file('.system.md')) ? await liquid.renderFile(`${name}.system.md`, scope) : undefined;

@@ -1,5 +1,6 @@
 import type { Page, PageAnswer } from '../../engine/daemon/daemon.ts';
 import { errorMessage } from '../../engine/errors.ts';
+import { eventStatement } from '../data.ts';
 import { storageResource } from '../resources.ts';
 
 /**
@@ -43,8 +44,9 @@ export const reportPage: Page = {
       log.error({ report: row.id, key }, 'report file missing from storage');
       return notFound();
     }
+    const view = eventStatement({ type: 'report.viewed', key: row.id, payload: { format: pdf ? 'pdf' : 'html' } }, null, clock.now());
     await db
-      .query('INSERT INTO events (type, key, payload, occurred_at) VALUES ($1, $2, $3, $4)', ['report.viewed', row.id, JSON.stringify({ format: pdf ? 'pdf' : 'html' }), clock.now()])
+      .query(view.sql, view.params)
       .catch((err) => log.warn({ report: row.id, err: errorMessage(err) }, 'could not record the report view'));
     if (pdf) {
       return {
