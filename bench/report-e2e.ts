@@ -12,7 +12,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Stripe from 'stripe';
+import { checkoutSession, signedStripeRequest, stripeEvent } from '../test/helpers/stripe.ts';
 import { Daemon } from '../engine/daemon/daemon.ts';
 import { openDatabase } from '../engine/db/connect.ts';
 import { RunEvents } from '../engine/events.ts';
@@ -70,24 +70,12 @@ export async function paymentToEmail(latencies: Latencies, say: (s: string) => v
     const finished = events.once('run:finish').then((e) => (runStatus = e.status));
 
     const domain = 'e2e-widgets.com';
-    const session = {
-      id: 'cs_bench_e2e_1',
-      object: 'checkout.session',
-      amount_total: 4900,
-      currency: 'usd',
-      payment_status: 'paid',
-      status: 'complete',
-      mode: 'payment',
-      customer_details: { email: `founder@${domain}`, name: 'Bench Buyer' },
-      metadata: { domain, channel: 'bench' },
-      custom_fields: [],
-    };
-    const body = JSON.stringify({ id: 'evt_bench_e2e_1', object: 'event', type: 'checkout.session.completed', created: Math.floor(Date.now() / 1000), livemode: false, data: { object: session } });
-    const signature = Stripe.webhooks.generateTestHeaderString({ payload: body, secret: SECRET, timestamp: Math.floor(Date.now() / 1000) });
+    const session = checkoutSession('cs_bench_e2e_1', { customer_details: { email: `founder@${domain}`, name: 'Bench Buyer' }, metadata: { domain, channel: 'bench' } });
+    const request = signedStripeRequest(stripeEvent('evt_bench_e2e_1', 'checkout.session.completed', session), SECRET);
 
     say(`  e2e: posting the payment; the email should arrive after about ${((Math.max(latencies.semrushMs, latencies.spyfuMs) + latencies.claudeMs) / 1000).toFixed(1)} s ...`);
     t0 = performance.now();
-    const answer = await fetch(`${daemon.url}/hooks/stripe`, { method: 'POST', body, headers: { 'content-type': 'application/json', 'stripe-signature': signature } });
+    const answer = await fetch(`${daemon.url}/hooks/stripe`, { method: 'POST', body: request.body, headers: request.headers });
     const answered = (await answer.json()) as { status: string };
     const webhookAnswerMs = at();
     if (answer.status !== 200 || answered.status !== 'started') throw new Error(`the webhook answered ${answer.status} ${JSON.stringify(answered)}`);

@@ -19,7 +19,7 @@ import { INTEL_SOURCE } from '../steps/prospects/census.ts';
 import { mergeDuplicates, type Source, toProspect } from '../steps/prospects/sources.ts';
 import { collectIntel, DEFAULT_LIMITS } from '../steps/report/collect.ts';
 import { semrushResource, spyfuResource } from '../steps/resources.ts';
-import { createPostgresDatabase } from '../test/helpers/db.ts';
+import { openFreshPostgres } from '../test/helpers/db.ts';
 import { PIPELINES_DIR } from './report-kit.ts';
 import { SOURCE } from './weekly-data.ts';
 
@@ -64,17 +64,7 @@ export class MemorySampler {
 /** A fresh database of the kind: in memory, or a new Postgres database dropped on close. */
 export async function freshDatabase(kind: DbKind): Promise<Database> {
   if (kind === 'pglite') return openDatabase({ dataDir: 'memory://' });
-  const created = await createPostgresDatabase(PG_URL, 'flows_bench');
-  const db = await openDatabase({ url: created.url });
-  return {
-    ...db,
-    kysely: db.kysely,
-    query: db.query,
-    async close() {
-      await db.close();
-      await created.drop();
-    },
-  };
+  return openFreshPostgres(PG_URL, 'flows_bench');
 }
 
 /** Resources as the daemon makes them: connectors without keys answer from in-process sandboxes. */

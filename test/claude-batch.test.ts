@@ -6,6 +6,7 @@ import { buildParams, type ClaudeConfig, createClaudeAnalyst } from '../connecto
 import { type ClaudeSandbox, type ClaudeSandboxOptions, SANDBOX_API_KEY, startClaudeSandbox } from '../connectors/claude/sandbox.ts';
 import { ManualClock } from '../engine/clock.ts';
 import { NonRetriableError, RetryAfterError } from '../engine/errors.ts';
+import { failureOf, sandboxClaudeConfig } from './helpers/claude.ts';
 
 const CompetitorAnalysis = Type.Object(
   {
@@ -42,16 +43,7 @@ async function setup(options: ClaudeSandboxOptions = {}, overrides: Partial<Clau
   await sandbox?.close();
   const clock = new ManualClock();
   sandbox = await startClaudeSandbox({ batchProcessingMs: 60_000, now: () => clock.now().getTime(), ...options });
-  const config: ClaudeConfig = {
-    base_url: sandbox.url,
-    api_key: SANDBOX_API_KEY,
-    model: 'claude-sonnet-5',
-    max_tokens: 2048,
-    timeout: '5s',
-    price_per_input_token: 0.000003,
-    price_per_output_token: 0.000015,
-    ...overrides,
-  };
+  const config = sandboxClaudeConfig(sandbox.url, overrides);
   const batches = createClaudeBatches(config, { sleep: (ms, signal) => clock.sleep(ms, signal) });
   return { sandbox, clock, config, batches, analyst: createClaudeAnalyst(config) };
 }
@@ -65,15 +57,6 @@ async function collect<T>(outcomes: AsyncIterable<T>): Promise<T[]> {
 async function endedResults(batches: ClaudeBatches, batchId: string) {
   await batches.pollUntilEnded(batchId, { intervalMs: 60_000 });
   return collect(await batches.results(batchId, expectation));
-}
-
-async function failureOf(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a failure');
 }
 
 describe('Claude Message Batches against the sandbox', () => {

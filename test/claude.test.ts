@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type ClaudeConfig, createClaudeAnalyst, InvalidAnalysisError } from '../connectors/claude/client.ts';
 import { type ClaudeSandbox, type ClaudeSandboxOptions, SANDBOX_API_KEY, startClaudeSandbox } from '../connectors/claude/sandbox.ts';
 import { NonRetriableError, RetryAfterError } from '../engine/errors.ts';
+import { failureOf, sandboxClaudeConfig } from './helpers/claude.ts';
 
 const CompetitorAnalysis = Type.Object(
   {
@@ -44,30 +45,12 @@ afterEach(async () => {
 
 async function setup(options: ClaudeSandboxOptions = {}, overrides: Partial<ClaudeConfig> = {}) {
   sandbox = await startClaudeSandbox(options);
-  const config: ClaudeConfig = {
-    base_url: sandbox.url,
-    api_key: SANDBOX_API_KEY,
-    model: 'claude-sonnet-5',
-    max_tokens: 2048,
-    timeout: '5s',
-    price_per_input_token: 0.000003,
-    price_per_output_token: 0.000015,
-    ...overrides,
-  };
+  const config = sandboxClaudeConfig(sandbox.url, overrides);
   return { sandbox, analyst: createClaudeAnalyst(config) };
 }
 
 const analyse = (analyst: ReturnType<typeof createClaudeAnalyst>, domain = 'acme-widgets.com', extra: { maxTokens?: number; signal?: AbortSignal } = {}) =>
   analyst.analyse({ system: SYSTEM, prompt: promptFor(domain), schema: CompetitorAnalysis, toolName: TOOL, ...extra });
-
-async function failureOf(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected the analysis to fail');
-}
 
 describe('Claude analyst against the sandbox', () => {
   it('returns a validated, typed analysis with its usage and cost', async () => {

@@ -1,5 +1,4 @@
 import { createHmac } from 'node:crypto';
-import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../engine/clock.ts';
 import type { EngineConfig } from '../engine/config.ts';
@@ -13,6 +12,7 @@ import { RunStore } from '../engine/store.ts';
 import { first, testDatabases } from './helpers/db.ts';
 import { calls, diagnosticsOf, pipelineFrom, testRegistry } from './helpers/pipeline.ts';
 import { eventually } from './helpers/eventually.ts';
+import { signedStripeRequest } from './helpers/stripe.ts';
 
 const STRIPE_SECRET = 'whsec_test_secret';
 const HMAC_SECRET = 'hmac-test-secret';
@@ -124,11 +124,7 @@ steps:
     with: { to: "\${{ item }}", units: 1, spent: 1 }
 `);
 
-function stripeRequest(event: Record<string, unknown>, now: Date, secret = STRIPE_SECRET): { body: string; headers: Record<string, string> } {
-  const body = JSON.stringify(event);
-  const header = Stripe.webhooks.generateTestHeaderString({ payload: body, secret, timestamp: Math.floor(now.getTime() / 1000) });
-  return { body, headers: { 'content-type': 'application/json', 'stripe-signature': header } };
-}
+const stripeRequest = (event: Record<string, unknown>, now: Date, secret = STRIPE_SECRET) => signedStripeRequest(event, secret, now);
 
 const checkout = (id: string, session = `cs_${id}`) => ({
   id,

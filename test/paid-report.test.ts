@@ -2,7 +2,6 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../engine/config.ts';
 import { Daemon } from '../engine/daemon/daemon.ts';
@@ -15,6 +14,7 @@ import { builtinPages, createRegistry } from '../steps/index.ts';
 import { mailResource } from '../steps/resources.ts';
 import { first, testDatabases } from './helpers/db.ts';
 import { eventually } from './helpers/eventually.ts';
+import { checkoutSession, signedStripeRequest, stripeEvent } from './helpers/stripe.ts';
 
 /**
  * The paid-report pipeline end to end, as shipped in pipelines/: a Stripe test-signed
@@ -33,31 +33,9 @@ const hasPdftoppm = (() => {
   }
 })();
 
-function session(id: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    id,
-    object: 'checkout.session',
-    amount_total: 4900,
-    currency: 'usd',
-    payment_status: 'paid',
-    status: 'complete',
-    mode: 'payment',
-    customer_details: { email: 'founder@acme-widgets.com', name: 'Ada Founder' },
-    metadata: {},
-    custom_fields: [],
-    ...extra,
-  };
-}
-
-function event(id: string, type: string, object: Record<string, unknown>): Record<string, unknown> {
-  return { id, object: 'event', type, api_version: '2025-10-29.clover', created: Math.floor(Date.now() / 1000), livemode: false, data: { object } };
-}
-
-function signed(body: Record<string, unknown>): { body: string; headers: Record<string, string> } {
-  const text = JSON.stringify(body);
-  const header = Stripe.webhooks.generateTestHeaderString({ payload: text, secret: SECRET, timestamp: Math.floor(Date.now() / 1000) });
-  return { body: text, headers: { 'content-type': 'application/json', 'stripe-signature': header } };
-}
+const session = checkoutSession;
+const event = stripeEvent;
+const signed = (body: Record<string, unknown>) => signedStripeRequest(body, SECRET);
 
 /** Grey levels of page 1 at low resolution: a blank page has (almost) one level. */
 function distinctGreyLevels(pdfFile: string): number {

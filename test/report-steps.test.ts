@@ -10,11 +10,11 @@ import { executeRun } from '../engine/executor/run.ts';
 import { silentLogger } from '../engine/log.ts';
 import { Resources } from '../engine/resources.ts';
 import { RunStore } from '../engine/store.ts';
-import type { StepContext } from '../engine/types.ts';
 import { normalizeDomain } from '../steps/domain.ts';
 import { emailSend } from '../steps/email.ts';
 import { semrushResource } from '../steps/resources.ts';
 import { stripeCheckout } from '../steps/stripe.ts';
+import { stepContext } from './helpers/context.ts';
 import { testDatabases } from './helpers/db.ts';
 import { calls, pipelineFrom, testConfig } from './helpers/pipeline.ts';
 
@@ -35,24 +35,9 @@ describe('normalizeDomain', () => {
   });
 });
 
-/** A step context over a real database, for steps that only read it. */
-function contextOn(db: Database, config: EngineConfig = testConfig, resources?: Resources): StepContext {
-  return {
-    run: { id: 'r-test', pipeline: 'test', dryRun: false },
-    step: { id: 's' },
-    attempt: 1,
-    signal: new AbortController().signal,
-    log: silentLogger,
-    db: writableQueryable(db),
-    clock: systemClock,
-    config,
-    evaluate: () => undefined,
-    use: (r) => resources!.use(r),
-    limit: (_name, call) => call(),
-    spend: () => {},
-    note: () => {},
-  };
-}
+/** A step context over a real database (or none, for steps that do not touch it). */
+const contextOn = (db: Database | undefined, config: EngineConfig = testConfig, resources?: Resources) =>
+  stepContext(db ? writableQueryable(db) : (undefined as never), config, resources);
 
 describe.each(testDatabases)('stripe.checkout on $name', ({ open }) => {
   let db: Database;
@@ -172,7 +157,7 @@ describe('email.send', () => {
   };
 
   it('escapes every value in the HTML part, not in the text part, and ends with the business address', async () => {
-    const planned = await emailSend.effect!.plan(contextOn(undefined as never, config, resources), input);
+    const planned = await emailSend.effect!.plan(contextOn(undefined, config, resources), input);
     const html = planned.artifacts!.find((a) => a.name === 'email.html')!.content;
     const text = planned.artifacts!.find((a) => a.name === 'email.txt')!.content;
     expect(html).not.toMatch(/<script|<img/i);
@@ -187,7 +172,7 @@ describe('email.send', () => {
 
   it('will not send without a physical address, nor from an unknown sender', async () => {
     const bare = { ...config, business: { name: 'X', timezone: 'UTC' } };
-    await expect(emailSend.effect!.plan(contextOn(undefined as never, bare, resources), input)).rejects.toThrow('set business.address in the config');
-    await expect(emailSend.effect!.plan(contextOn(undefined as never, config, resources), { ...input, sender: 'd9' })).rejects.toThrow('unknown sender "d9" (senders in the config: d1)');
+    await expect(emailSend.effect!.plan(contextOn(undefined, bare, resources), input)).rejects.toThrow('set business.address in the config');
+    await expect(emailSend.effect!.plan(contextOn(undefined, config, resources), { ...input, sender: 'd9' })).rejects.toThrow('unknown sender "d9" (senders in the config: d1)');
   });
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClaudeBatches } from '../connectors/claude/batch.ts';
 import { createClaudeAnalyst } from '../connectors/claude/client.ts';
-import { SANDBOX_API_KEY, startClaudeSandbox, type ClaudeSandbox } from '../connectors/claude/sandbox.ts';
+import { startClaudeSandbox, type ClaudeSandbox } from '../connectors/claude/sandbox.ts';
 import { ManualClock } from '../engine/clock.ts';
 import { type EngineConfig, loadConfig } from '../engine/config.ts';
 import type { Database } from '../engine/db/connect.ts';
@@ -18,9 +18,10 @@ import { categorise, metricsOf } from '../steps/prospects/categorise.ts';
 import { comingWeek } from '../steps/prospects/select.ts';
 import { claudeResource } from '../steps/resources.ts';
 import { reportAnalyseBatch } from '../steps/report/batch.ts';
-import type { StepContext } from '../engine/types.ts';
+import { stepContext } from './helpers/context.ts';
 import { sampleReportView } from './helpers/report-view.ts';
 import { testDatabases } from './helpers/db.ts';
+import { sandboxClaudeConfig } from './helpers/claude.ts';
 
 /** The shipped weekly-enrich pipeline and config, on sandboxes, with an injected clock. */
 
@@ -83,7 +84,7 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
   });
 
   const resourcesFor = (config: EngineConfig, clock: ManualClock) => {
-    const local = { api_key: SANDBOX_API_KEY, base_url: claude.url, model: 'claude-sonnet-5', max_tokens: 4096 };
+    const local = sandboxClaudeConfig(claude.url, { max_tokens: 4096 });
     return new Resources({ config, env: {}, log: silentLogger, clock, projectDir: 'pipelines', stateDir: state }).provide(claudeResource, {
       analyst: createClaudeAnalyst(local),
       batches: createClaudeBatches(local),
@@ -154,7 +155,7 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     let now = Date.now();
     const slow = await startClaudeSandbox({ batchProcessingMs: 3_600_000, now: () => now });
     const { config } = shipped({}, state);
-    const local = { api_key: SANDBOX_API_KEY, base_url: slow.url, model: 'claude-sonnet-5', max_tokens: 4096 };
+    const local = sandboxClaudeConfig(slow.url, { max_tokens: 4096 });
     const resources = new Resources({ config, env: {}, log: silentLogger, clock: new ManualClock(new Date()), projectDir: 'pipelines', stateDir: state }).provide(claudeResource, {
       analyst: createClaudeAnalyst(local),
       batches: createClaudeBatches(local),
@@ -165,30 +166,17 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
       "SELECT p.id AS prospect_id, p.domain, p.company_name FROM prospects p JOIN prospect_intelligence i ON i.domain = p.domain AND i.source = 'search' ORDER BY p.domain LIMIT 3",
     );
     const crash = new AbortController();
-    const context = (signal: AbortSignal): StepContext => ({
-      run: { id: 'r-crash', pipeline: 'weekly-enrich', dryRun: false },
-      step: { id: 'analyses' },
-      effectKey: 'weekly-enrich:analyses:crash-test',
-      attempt: 1,
-      signal,
-      log: silentLogger,
-      db: {
-        writable: true,
-        // The process "dies" right after the batch id is recorded.
-        query: async (text, params) => {
-          const rows = await db.query(text, params);
-          if (text.startsWith('INSERT INTO claude_batches')) crash.abort(new Error('killed'));
-          return rows as never;
-        },
+    // The process "dies" right after the batch id is recorded.
+    const db_ = {
+      writable: true,
+      query: async <R,>(text: string, params?: readonly unknown[]) => {
+        const rows = await db.query<R>(text, params);
+        if (text.startsWith('INSERT INTO claude_batches')) crash.abort(new Error('killed'));
+        return rows;
       },
-      clock: new ManualClock(new Date()),
-      config,
-      evaluate: () => undefined,
-      use: (r) => resources.use(r),
-      limit: (_n, call) => call(),
-      spend: () => {},
-      note: () => {},
-    });
+    };
+    const context = (signal: AbortSignal) =>
+      stepContext(db_, config, resources, { run: { id: 'r-crash', pipeline: 'weekly-enrich', dryRun: false }, step: { id: 'analyses' }, effectKey: 'weekly-enrich:analyses:crash-test', signal });
     try {
       await expect(reportAnalyseBatch.run(context(crash.signal), { prospects, poll: '10ms' })).rejects.toThrow();
       expect(slow.batches).toHaveLength(1);

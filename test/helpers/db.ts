@@ -33,21 +33,24 @@ export async function createPostgresDatabase(adminUrl: string, prefix = 'flows_t
   };
 }
 
+/** A database of its own on the server, dropped when it is closed. */
+export async function openFreshPostgres(adminUrl: string, prefix?: string): Promise<Database> {
+  const created = await createPostgresDatabase(adminUrl, prefix);
+  const db = await openDatabase({ url: created.url });
+  return {
+    ...db,
+    kysely: db.kysely,
+    query: db.query,
+    async close() {
+      await db.close();
+      await created.drop();
+    },
+  };
+}
+
 const postgres = (adminUrl: string): TestDatabase => ({
   name: 'postgres',
-  async open() {
-    const created = await createPostgresDatabase(adminUrl);
-    const db = await openDatabase({ url: created.url });
-    return {
-      ...db,
-      kysely: db.kysely,
-      query: db.query,
-      async close() {
-        await db.close();
-        await created.drop();
-      },
-    };
-  },
+  open: () => openFreshPostgres(adminUrl),
 });
 
 export const testDatabases: TestDatabase[] = process.env.TEST_DATABASE_URL ? [pglite, postgres(process.env.TEST_DATABASE_URL)] : [pglite];
