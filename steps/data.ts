@@ -1,6 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { NeedsAttentionError, NonRetriableError } from '../engine/errors.ts';
-import { type DatabaseStatement, defineStep } from '../engine/types.ts';
+import { type DatabaseStatement, defineStep, NeedsAttentionError, NonRetriableError } from '../engine/sdk.ts';
 
 export const transform = defineStep({
   type: 'transform',

@@ -4,10 +4,7 @@ import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { Liquid } from 'liquidjs';
 import type { EmailAttachment } from '../connectors/smtp/client.ts';
-import type { EngineConfig } from '../engine/config.ts';
-import { NonRetriableError } from '../engine/errors.ts';
-import { defineResource } from '../engine/resources.ts';
-import { defineStep, type StepContext } from '../engine/types.ts';
+import { defineResource, defineStep, type EngineConfig, NonRetriableError, type StepContext } from '../engine/sdk.ts';
 import { escapeXml } from './report/charts.ts';
 import { mailResource, storageResource } from './resources.ts';
 

@@ -1,6 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { NonRetriableError, RetryAfterError, retryAfterMs } from '../engine/errors.ts';
-import { defineStep } from '../engine/types.ts';
+import { defineStep, NonRetriableError, RetryAfterError, retryAfterMs } from '../engine/sdk.ts';
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
 

@@ -1,5 +1,4 @@
-import type { Page } from '../engine/daemon/daemon.ts';
-import { StepRegistry } from '../engine/registry.ts';
+import { type Page, StepRegistry } from '../engine/sdk.ts';
 import { eventEmit, filter, log, needsAttention, transform } from './data.ts';
 import { emailSend } from './email.ts';
 import { httpRequest } from './http-request.ts';

@@ -11,10 +11,7 @@ import { createSpyfuClient, type SpyfuApi, type SpyfuConfig } from '../connector
 import { startSpyfuSandbox } from '../connectors/spyfu/sandbox.ts';
 import type { ReportStorage } from '../connectors/storage/index.ts';
 import { LocalStorage } from '../connectors/storage/local.ts';
-import { type EngineConfig, unsetVariable } from '../engine/config.ts';
-import { parseDuration } from '../engine/duration.ts';
-import { NonRetriableError } from '../engine/errors.ts';
-import { defineResource, type ResourceEnv } from '../engine/resources.ts';
+import { defineResource, type EngineConfig, NonRetriableError, parseDuration, type ResourceEnv, unsetVariable } from '../engine/sdk.ts';
 import { createReportRenderer, type ReportRenderer } from './report/render.ts';
 
 /**

@@ -1,5 +1,4 @@
-import { NonRetriableError } from '../engine/errors.ts';
-import { checkIdentifier } from '../engine/sql-insert.ts';
+import { checkIdentifier, NonRetriableError } from '../engine/sdk.ts';
 
 const IDENT = /^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/;
 

@@ -1,6 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { NonRetriableError } from '../engine/errors.ts';
-import { defineStep, type Queryable } from '../engine/types.ts';
+import { defineStep, NonRetriableError, type Queryable } from '../engine/sdk.ts';
 import { normalizeDomain } from './domain.ts';
 
 /**

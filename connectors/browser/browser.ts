@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Browser, Page } from 'puppeteer-core';
-import { DURATION_PATTERN, parseDuration } from '../../engine/duration.ts';
+import { DURATION_PATTERN, parseDuration } from '../../engine/sdk.ts';
 
 export const BrowserConfigSchema = Type.Object(
   {

@@ -25,8 +25,7 @@
  *   an async iterable of the parsed lines.
  */
 import type { MessageBatch, MessageBatchIndividualResponse } from '@anthropic-ai/sdk/resources/messages';
-import { systemClock } from '../../engine/clock.ts';
-import { NonRetriableError, RetryAfterError } from '../../engine/errors.ts';
+import { NonRetriableError, RetryAfterError, systemClock } from '../../engine/sdk.ts';
 import {
   type AnalyseRequest,
   type AnalysisOf,

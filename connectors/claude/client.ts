@@ -46,8 +46,7 @@ import type { ContentBlock, ContentBlockParam, Message, MessageCreateParamsNonSt
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import { DURATION_PATTERN, parseDuration } from '../../engine/duration.ts';
-import { NonRetriableError, RetryAfterError, retryAfterMs } from '../../engine/errors.ts';
+import { DURATION_PATTERN, NonRetriableError, parseDuration, RetryAfterError, retryAfterMs } from '../../engine/sdk.ts';
 
 export type Sdk = typeof import('@anthropic-ai/sdk');
 type AnthropicClient = InstanceType<Sdk['default']>;

@@ -33,8 +33,7 @@
  */
 import { type Static, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { DURATION_PATTERN } from '../../engine/duration.ts';
-import { NonRetriableError, RetryAfterError, retryAfterMs } from '../../engine/errors.ts';
+import { DURATION_PATTERN, NonRetriableError, RetryAfterError, retryAfterMs } from '../../engine/sdk.ts';
 import {
   type AdwordsKeywordRow,
   type CompetitorRow,

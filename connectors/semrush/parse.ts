@@ -1,4 +1,4 @@
-import { NonRetriableError } from '../../engine/errors.ts';
+import { NonRetriableError } from '../../engine/sdk.ts';
 
 /**
  * Reading SEMrush Analytics API v3 answers. Pure: text in, typed rows (or a typed error) out.

@@ -1,7 +1,7 @@
 import { type Static, type TObject, Type } from '@sinclair/typebox';
 import { Value, ValueErrorType } from '@sinclair/typebox/value';
 import type { Mail, NodemailerError, SMTPPoolOptions, SMTPPoolSentMessageInfo } from 'nodemailer';
-import { NonRetriableError } from '../../engine/errors.ts';
+import { NonRetriableError } from '../../engine/sdk.ts';
 
 /**
  * Sends report emails over SMTP through a pool of open connections. nodemailer is loaded

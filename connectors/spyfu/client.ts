@@ -1,7 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { DURATION_PATTERN, parseDuration } from '../../engine/duration.ts';
-import { NonRetriableError, RetryAfterError, retryAfterMs } from '../../engine/errors.ts';
+import { DURATION_PATTERN, NonRetriableError, parseDuration, RetryAfterError, retryAfterMs } from '../../engine/sdk.ts';
 
 /**
  * SpyFu's v2 REST APIs: latest domain stats, top competitors, most valuable keywords.

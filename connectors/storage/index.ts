@@ -1,4 +1,4 @@
-import { NonRetriableError } from '../../engine/errors.ts';
+import { NonRetriableError } from '../../engine/sdk.ts';
 
 /**
  * Where finished reports are kept until the buyer downloads them. Keys are relative paths

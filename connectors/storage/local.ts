@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { NonRetriableError } from '../../engine/errors.ts';
+import { NonRetriableError } from '../../engine/sdk.ts';
 import { checkStorageKey, type ReportStorage, type StoredObject } from './index.ts';
 
 /**

@@ -1,8 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox';
-import { configSection } from '../../engine/config.ts';
-import { NonRetriableError } from '../../engine/errors.ts';
-import { evaluate, parseExpression, renderDeep } from '../../engine/expr/index.ts';
-import { type DatabaseStatement, defineStep } from '../../engine/types.ts';
+import { configSection, type DatabaseStatement, defineStep, evaluate, NonRetriableError, parseExpression, renderDeep } from '../../engine/sdk.ts';
 import type { SearchIntel } from '../report/model.ts';
 
 /**

@@ -1,7 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { configSection, type EngineConfig } from '../../engine/config.ts';
-import { parseDuration } from '../../engine/duration.ts';
-import { defineStep } from '../../engine/types.ts';
+import { configSection, defineStep, type EngineConfig, parseDuration } from '../../engine/sdk.ts';
 
 /**
  * `prospects.census`: which prospects need search data this week. New ones (never

@@ -1,7 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { configSection } from '../../engine/config.ts';
-import { NonRetriableError, SkipItemError } from '../../engine/errors.ts';
-import { type DatabaseStatement, defineStep } from '../../engine/types.ts';
+import { configSection, type DatabaseStatement, defineStep, NonRetriableError, SkipItemError } from '../../engine/sdk.ts';
 import { projectResource } from '../resources.ts';
 import { mergeDuplicates, type ProspectRow, readRecords, type Source, toProspect } from './sources.ts';
 

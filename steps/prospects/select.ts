@@ -1,9 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { Cron } from 'croner';
-import { configSection, type EngineConfig } from '../../engine/config.ts';
-import { NonRetriableError } from '../../engine/errors.ts';
-import { evaluate, parseExpression } from '../../engine/expr/index.ts';
-import { defineStep, type Queryable, type StepContext } from '../../engine/types.ts';
+import { configSection, defineStep, type EngineConfig, evaluate, NonRetriableError, parseExpression, type Queryable, type StepContext } from '../../engine/sdk.ts';
 import type { Metrics } from './categorise.ts';
 import { INTEL_SOURCE } from './census.ts';
 

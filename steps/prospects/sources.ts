@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { type Static, Type } from '@sinclair/typebox';
 import { parse } from 'csv-parse/sync';
-import { NonRetriableError } from '../../engine/errors.ts';
+import { NonRetriableError } from '../../engine/sdk.ts';
 import { normalizeDomain } from '../domain.ts';
 
 /**

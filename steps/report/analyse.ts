@@ -3,9 +3,7 @@ import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { Liquid } from 'liquidjs';
 import type { ClaudeAnalyst } from '../../connectors/claude/client.ts';
-import { NonRetriableError } from '../../engine/errors.ts';
-import { defineResource } from '../../engine/resources.ts';
-import { defineStep } from '../../engine/types.ts';
+import { defineResource, defineStep, NonRetriableError } from '../../engine/sdk.ts';
 import { claudeResource, claudeSettings } from '../resources.ts';
 import { type Analysis, AnalysisSchema, type SearchIntel } from './model.ts';
 

@@ -1,8 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { BatchItem } from '../../connectors/claude/batch.ts';
-import { parseDuration } from '../../engine/duration.ts';
-import { NonRetriableError } from '../../engine/errors.ts';
-import { defineStep, type StepContext } from '../../engine/types.ts';
+import { defineStep, NonRetriableError, parseDuration, type StepContext } from '../../engine/sdk.ts';
 import { INTEL_SOURCE } from '../prospects/census.ts';
 import { claudeResource, claudeSettings } from '../resources.ts';
 import { analyse, promptsResource, renderPrompt, TOOL_NAME } from './analyse.ts';

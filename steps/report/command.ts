@@ -1,11 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import type { Wrap } from '../../engine/cli/commands/types.ts';
-import { type Project, UsageError } from '../../engine/cli/project.ts';
-import { systemClock } from '../../engine/clock.ts';
-import { writableQueryable } from '../../engine/executor/context.ts';
-import { formatDuration } from '../../engine/duration.ts';
-import { Resources } from '../../engine/resources.ts';
+import { formatDuration, type Project, Resources, systemClock, UsageError, type Wrap, writableQueryable } from '../../engine/sdk.ts';
 import { normalizeDomain } from '../domain.ts';
 import { browserResource, claudeResource, semrushResource, spyfuResource, storageResource, templatesResource } from '../resources.ts';
 import { analyse, promptsResource, renderPrompt } from './analyse.ts';

@@ -1,5 +1,4 @@
-import type { Page, PageAnswer } from '../../engine/daemon/daemon.ts';
-import { errorMessage } from '../../engine/errors.ts';
+import { errorMessage, type Page, type PageAnswer } from '../../engine/sdk.ts';
 import { eventStatement } from '../data.ts';
 import { storageResource } from '../resources.ts';
 

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Liquid } from 'liquidjs';
-import { NonRetriableError } from '../../engine/errors.ts';
+import { NonRetriableError } from '../../engine/sdk.ts';
 import { formatCompact, formatMoney, formatNumber, formatPercent } from './format.ts';
 import type { ReportView } from './model.ts';
 import { templateView } from './template-view.ts';

@@ -1,0 +1,44 @@
+/**
+ * The engine as steps and connectors see it: the one module they import from `engine/`.
+ * Everything else in the engine is internal and may change shape; a test fails when a step
+ * or a connector imports anything but this file.
+ *
+ * - step types: defineStep and the types of a step's context, plans and effects;
+ * - connectors and shared resources: defineResource, the resource registry;
+ * - errors that carry their retry behaviour (the engine alone decides to retry);
+ * - durations, prices, identifiers for generated SQL, expressions over step data;
+ * - extension points of the daemon (pages) and the CLI (commands).
+ */
+export {
+  type AnyStepType,
+  type Artifact,
+  type DatabaseStatement,
+  defineStep,
+  type EffectSpec,
+  type PlannedEffect,
+  type Queryable,
+  type StepContext,
+  type StepType,
+} from './types.ts';
+export {
+  errorMessage,
+  findCause,
+  NeedsAttentionError,
+  NonRetriableError,
+  RetryAfterError,
+  retryAfterMs,
+  SkipItemError,
+  StepTimeoutError,
+} from './errors.ts';
+export { DURATION_PATTERN, formatDuration, parseDuration } from './duration.ts';
+export { type Clock, systemClock } from './clock.ts';
+export { defineResource, type Resource, type ResourceEnv, Resources } from './resources.ts';
+export { configSection, type EngineConfig, unsetVariable } from './config.ts';
+export { evaluate, parseExpression, renderDeep } from './expr/index.ts';
+export { checkIdentifier, type InsertShape, insertSql } from './sql-insert.ts';
+export { priceOf } from './cost.ts';
+export { StepRegistry } from './registry.ts';
+export type { Page, PageAnswer, PageContext } from './daemon/daemon.ts';
+export type { Wrap } from './cli/commands/types.ts';
+export { type Project, UsageError } from './cli/project.ts';
+export { writableQueryable } from './executor/context.ts';
