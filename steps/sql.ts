@@ -1,7 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { NonRetriableError } from '../engine/errors.ts';
-import { type DatabaseStatement, defineStep } from '../engine/types.ts';
-import { insertSql, type InsertShape } from '../engine/sql-insert.ts';
+import { type DatabaseStatement, defineStep, type InsertShape, insertSql, NonRetriableError } from '../engine/sdk.ts';
 import { checkTable, toRow } from './sql-names.ts';
 
 const Rows = Type.Array(Type.Record(Type.String(), Type.Unknown()), { description: 'Result rows as objects.' });
