@@ -1,5 +1,6 @@
 import { type TSchema, Type } from '@sinclair/typebox';
 import type { StepRegistry } from '../registry.ts';
+import { acceptExpressionsWithin, EXPRESSION_DEFINITION } from './expression-schema.ts';
 
 /**
  * The shape of a pipeline file. The loader validates against the base schema (where `with`
@@ -189,13 +190,16 @@ export const PipelineSchema = Type.Object(
   { additionalProperties: false },
 );
 
-/** The editor schema: the base schema with `uses` and `with` specialised per step type. */
+/**
+ * The editor schema: the base schema with `uses` and `with` specialised per step type. Values
+ * inside `with` may be ${{ }} expressions, as the loader allows (see expression-schema.ts).
+ */
 export function editorPipelineSchema(registry: StepRegistry): TSchema {
   const steps = registry.all();
   const uses = { type: 'string', enum: steps.map((s) => s.type), description: 'The step type.' };
   const allOf = steps.map((s) => ({
     if: { properties: { uses: { const: s.type } }, required: ['uses'] },
-    then: { properties: { with: { ...s.input, description: s.description } } },
+    then: { properties: { with: { ...(acceptExpressionsWithin(s.input) as object), description: s.description } } },
   }));
   const sub = { ...SubStepSchema, properties: { ...SubStepSchema.properties, uses }, allOf };
   const step = {
@@ -208,5 +212,6 @@ export function editorPipelineSchema(registry: StepRegistry): TSchema {
     title: 'flows pipeline',
     ...PipelineSchema,
     properties: { ...PipelineSchema.properties, steps: { type: 'array', minItems: 1, items: step } },
+    definitions: { expression: EXPRESSION_DEFINITION },
   } as TSchema;
 }
