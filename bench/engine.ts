@@ -38,7 +38,6 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, table } from './common.ts';
-import { CompiledQuery } from 'kysely';
 import pg from 'pg';
 import { emptyConfig } from '../engine/config.ts';
 import { type Database, openDatabase } from '../engine/db/connect.ts';
@@ -47,7 +46,7 @@ import { RunEvents } from '../engine/events.ts';
 import { executeRun } from '../engine/executor/run.ts';
 import { resolveInputs } from '../engine/pipeline/inputs.ts';
 import { loadPipeline } from '../engine/pipeline/load.ts';
-import { RunStore } from '../engine/store.ts';
+import { RunStore } from '../engine/store/index.ts';
 import { createRegistry } from '../steps/index.ts';
 import { type CpuProfile, formatSummary, summarise } from './cpu-top.ts';
 import { scoreOf } from './score.ts';
@@ -152,15 +151,12 @@ async function runLoop(db: Database, url: string, mode: LoopMode): Promise<void>
     fetch: (id) => get(id),
     insert: (id) => insert({ id, score: scoreOf(id) }),
     // What the engine does for one sql.insert item: the write commits with its idempotency record.
-    'insert-effect': (id) =>
-      db.kysely.transaction().execute(async (trx) => {
-        const key = `bench:store:${id}`;
-        const now = new Date();
-        const r = await store.reserveEffect(trx, { key, runId: 'bench', stepId: 'store', itemKey: String(id), kind: 'db.write', summary: 'sql.insert db.write', now });
-        if (r.state !== 'reserved') throw new Error(`effect ${key} already ${r.state}`);
-        await trx.executeQuery(CompiledQuery.raw('INSERT INTO bench_results (id, score) VALUES ($1, $2)', [id, scoreOf(id)]));
-        await store.completeEffect(trx, key, { count: 1, rows: [] }, new Date());
-      }),
+    'insert-effect': async (id) => {
+      const effect = { key: `bench:store:${id}`, runId: 'bench', stepId: 'store', itemKey: String(id), kind: 'db.write', summary: 'sql.insert db.write' };
+      const statement = { sql: 'INSERT INTO bench_results (id, score) VALUES ($1, $2) RETURNING 1 AS one', params: [id, scoreOf(id)], output: () => ({}) };
+      const r = await store.effects.write(effect, [], { statement }, new Date());
+      if (r.state !== 'written') throw new Error(`effect ${effect.key} already ${r.state}`);
+    },
   };
   const worker = async () => {
     for (let id = await next(); id !== undefined; id = await next()) await one[mode](id);

@@ -628,7 +628,7 @@ async function daemonMain(args: Map<string, string>): Promise<void> {
       let events = -1;
       let quietSince = performance.now();
       while (performance.now() - quietSince < 2000 && performance.now() - t0 < c.timeoutMs) {
-        const [e] = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM webhook_events');
+        const [e] = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM flow_webhook_events');
         if (httpInFlight > 0 || e!.n !== events) quietSince = performance.now();
         events = e!.n;
         await sleep(200);
@@ -648,7 +648,7 @@ async function daemonMain(args: Map<string, string>): Promise<void> {
       const one = async <T>(text: string, params: unknown[] = []) => (await db.query<T>(text, params))[0]!;
       const events = await one<{ n: number; with_run: number; matching: number }>(
         `SELECT count(*)::int AS n, count(e.run_id)::int AS with_run, count(r.id)::int AS matching
-           FROM webhook_events e LEFT JOIN flow_runs r ON r.id = e.run_id AND r.trigger_ref = e.event_id AND r.pipeline = 'paid'
+           FROM flow_webhook_events e LEFT JOIN flow_runs r ON r.id = e.run_id AND r.trigger_ref = e.event_id AND r.pipeline = 'paid'
           WHERE e.route = $1`,
         [ROUTE],
       );

@@ -13,7 +13,7 @@ import { silentLogger } from '../engine/log.ts';
 import type { Pipeline } from '../engine/pipeline/types.ts';
 import { Resources } from '../engine/resources.ts';
 import { insertSql } from '../engine/sql-insert.ts';
-import { RunStore } from '../engine/store.ts';
+import { RunStore } from '../engine/store/index.ts';
 import { type Categories, categorise } from '../steps/prospects/categorise.ts';
 import { INTEL_SOURCE } from '../steps/prospects/census.ts';
 import { mergeDuplicates, type Source, toProspect } from '../steps/prospects/sources.ts';
@@ -151,7 +151,7 @@ export interface RunFootprint {
   tableBytes: Record<string, number>;
 }
 
-const TABLES = ['prospects', 'prospect_intelligence', 'flow_steps', 'flow_items', 'flow_effects', 'budget_ledger', 'generated_reports'];
+const TABLES = ['prospects', 'prospect_intelligence', 'flow_steps', 'flow_items', 'flow_effects', 'flow_budget_ledger', 'generated_reports'];
 
 export async function footprint(db: Database, runId: string): Promise<RunFootprint> {
   const count = async (sql: string) => Number((await db.query<{ n: string | number }>(sql))[0]!.n);

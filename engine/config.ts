@@ -4,6 +4,9 @@ import { parseDuration } from './duration.ts';
 import type { Diagnostic } from './errors.ts';
 import { findTemplates, renderDeep } from './expr/index.ts';
 import { checkSchema } from './schema-check.ts';
+import { BudgetSchema, type BudgetConfig } from './flow-control/budget-spec.ts';
+import { parseSpacing, QuotaSchema, type QuotaConfig } from './flow-control/quota-spec.ts';
+import { isValidTimezone, reviseFlowControl } from './flow-control/config-check.ts';
 import { parseYamlSource } from './yaml.ts';
 
 /**
@@ -15,47 +18,11 @@ import { parseYamlSource } from './yaml.ts';
 const StringEnum = <T extends string[]>(values: [...T], description?: string) =>
   Type.Unsafe<T[number]>({ type: 'string', enum: values, description });
 
-export const WEEKDAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
-
-export const QuotaSchema = Type.Object(
-  {
-    cap: Type.Integer({ minimum: 1, description: 'How many effects may happen per period.' }),
-    per: StringEnum(['hour', 'day', 'week'], 'The period of the cap; "week" is a rolling 7 days.'),
-    days: Type.Optional(
-      Type.Array(StringEnum([...WEEKDAYS]), { minItems: 1, description: 'Days of the week on which effects may happen.' }),
-    ),
-    window: Type.Optional(
-      Type.String({
-        pattern: '^([01]\\d|2[0-3]):[0-5]\\d-([01]\\d|2[0-4]):[0-5]\\d$',
-        description: 'Local time of day when effects may happen, like "09:00-17:00".',
-        'x-hint': 'write window: "09:00-17:00"',
-      }),
-    ),
-    timezone: Type.Optional(Type.String({ description: 'IANA timezone of days and window; defaults to business.timezone.' })),
-    per_key: Type.Optional(Type.String({ description: 'Apply the cap separately for each value of this key (e.g. sender_domain).' })),
-    spacing: Type.Optional(
-      Type.String({ description: 'Minimum time between effects, with optional random jitter: "60s" or "60s..180s".' }),
-    ),
-  },
-  { additionalProperties: false },
-);
-
 export const RateLimitSchema = Type.Object(
   {
     per_second: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'Requests per second.' })),
     per_minute: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'Requests per minute.' })),
     concurrency: Type.Optional(Type.Integer({ minimum: 1, description: 'Requests in flight at once.' })),
-  },
-  { additionalProperties: false },
-);
-
-export const BudgetSchema = Type.Object(
-  {
-    per: StringEnum(['day', 'week', 'month'], 'Calendar period: a day, a week from Monday 00:00, a month, in the timezone.'),
-    limits: Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_]*$' }), Type.Number({ minimum: 0 }), {
-      description: 'Most to spend per period, by unit (semrush_units, spyfu_rows, claude_input_tokens ...) and usd (at the config prices).',
-    }),
-    timezone: Type.Optional(Type.String({ description: 'IANA timezone of the periods (default business.timezone).' })),
   },
   { additionalProperties: false },
 );
@@ -151,21 +118,14 @@ export const ConfigSchema = Type.Object(
 );
 
 export type EngineConfig = Static<typeof ConfigSchema>;
-export type QuotaConfig = Static<typeof QuotaSchema>;
 export type VerifierConfig = Static<typeof VerifierSchema>;
 export type DaemonConfig = Static<typeof DaemonSchema>;
-export type BudgetConfig = Static<typeof BudgetSchema>;
+export type { BudgetConfig, QuotaConfig };
+export { parseSpacing };
 
 export const emptyConfig: EngineConfig = {};
 
-export function isValidTimezone(tz: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: tz });
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { isValidTimezone };
 
 export function checkCron(expression: string, timezone: string): string | undefined {
   try {
@@ -205,28 +165,13 @@ export function loadConfig(text: string, file: string, env: Record<string, strin
   const doc = parseYamlSource(text, file);
   if (doc.diagnostics.length) return { diagnostics: doc.diagnostics };
   const raw = doc.value ?? {};
-  const diagnostics = checkSchema(configSchemaWith(sections), raw, doc, []);
+  let diagnostics = checkSchema(configSchemaWith(sections), raw, doc, []);
   const cfg = raw as EngineConfig;
   const defaultTz = cfg.business?.timezone;
   if (defaultTz && !isValidTimezone(defaultTz)) {
     diagnostics.push(doc.at(['business', 'timezone'], `unknown timezone "${defaultTz}" (write an IANA name like "Europe/London")`));
   }
-  for (const [name, quota] of Object.entries(cfg.quotas ?? {})) {
-    if (!quota || typeof quota !== 'object') continue;
-    const tz = quota.timezone ?? defaultTz;
-    if (quota.timezone && !isValidTimezone(quota.timezone)) {
-      diagnostics.push(doc.at(['quotas', name, 'timezone'], `unknown timezone "${quota.timezone}" (write an IANA name like "Europe/London")`));
-    } else if ((quota.window || quota.days) && !tz) {
-      diagnostics.push(doc.at(['quotas', name], 'a quota with days or a window needs a timezone (set timezone here or business.timezone)'));
-    }
-    if (typeof quota.window === 'string' && /^\d\d:\d\d-\d\d:\d\d$/.test(quota.window)) {
-      const [from, to] = quota.window.split('-');
-      if (from && to && from >= to) diagnostics.push(doc.at(['quotas', name, 'window'], `window "${quota.window}" ends before it starts`));
-    }
-    if (typeof quota.spacing === 'string' && !parseSpacing(quota.spacing)) {
-      diagnostics.push(doc.at(['quotas', name, 'spacing'], `"${quota.spacing}" is not a spacing (write "60s" or "60s..180s")`));
-    }
-  }
+  diagnostics = reviseFlowControl(raw as Record<string, unknown>, doc, diagnostics);
   for (const [key, value] of Object.entries(cfg.daemon ?? {})) {
     if (['lease', 'poll', 'park_after', 'stop_timeout'].includes(key) && typeof value === 'string' && parseDuration(value) === undefined) {
       diagnostics.push(doc.at(['daemon', key], `"${value}" is not a duration (write "30s" or "2m")`));
@@ -290,12 +235,3 @@ const unsetVariables = new WeakMap<EngineConfig, Map<string, string>>();
 export function unsetVariable(config: EngineConfig, path: readonly (string | number)[]): string | undefined {
   return unsetVariables.get(config)?.get(path.join('.'));
 }
-
-export function parseSpacing(text: string): { minMs: number; maxMs: number } | undefined {
-  const [a, b] = text.split('..');
-  const min = parseDuration(a ?? '');
-  const max = b === undefined ? min : parseDuration(b);
-  if (min === undefined || max === undefined || max < min) return undefined;
-  return { minMs: min, maxMs: max };
-}
-

@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Slot } from './quota/slots.ts';
+import type { Slot } from './flow-control/quota-simulator.ts';
 import type { Scrubber } from './secrets.ts';
 import type { Artifact } from './types.ts';
 
@@ -15,6 +15,8 @@ export interface PlannedEffectRecord {
   skipped?: boolean;
   quota?: string;
   slot?: Slot;
+  /** Why the run would wait before this effect (a spent budget stops the run). */
+  waits?: string;
   cost: Record<string, number>;
   usd: number;
   /** Files written to the artifacts folder for this effect, relative to it. */

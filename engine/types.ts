@@ -14,7 +14,12 @@
  * - effect:    an outside effect of a step (a send, a launch, a charge, a write). It gets an
  *              idempotency key, reserved in the database before it happens, so it is never
  *              repeated; in a dry run it is planned, never performed.
- * - quota:     a named cap on effects (per day/hour/week, days, window) declared in config.
+ * - gate:      flow control a call passes through: a rate limit (each attempt), a quota (a
+ *              slot in its caps, days and window), a budget (its most expensive estimate).
+ * - quota:     named caps on calls (per hour, day, rolling 24 hours or 7 days, calendar week),
+ *              with days, a window, spacing and a ramp, declared in config; per key or not.
+ * - ledger:    where effects (and gated calls) are reserved before they happen and confirmed
+ *              after: the effect ledger, the quota ledger and the budget ledger.
  */
 import type { Static, TSchema } from '@sinclair/typebox';
 import type { Logger } from 'pino';
@@ -58,6 +63,12 @@ export interface StepContext {
   spend(units: Record<string, number>): void;
   /** A line for the run's summary (real and dry runs), e.g. "120 new, 30 stale, 4,850 fresh". */
   note(text: string): void;
+  /**
+   * Pauses a quota (or one key of it) with a reason, for a time or until a person resumes it
+   * (`flows quotas resume`): a rule a step applies, like "the provider says rate limited".
+   * Calls under it wait meanwhile. Not done in a dry run.
+   */
+  pauseQuota(pause: { quota: string; key?: string; reason: string; forMs?: number }): Promise<void>;
 }
 
 /** A file a person can open, written to the dry-run folder. */
@@ -96,6 +107,19 @@ export interface EffectSpec<I> {
   /** Computes what would happen. Gets a read-only context: it cannot cause the effect. */
   plan(ctx: StepContext, input: I): Promise<PlannedEffect> | PlannedEffect;
   /**
+   * One line and what identifies the effect outside (recipient, subject, Message-ID ...),
+   * known before it happens: recorded with its key, so a person can look an effect in doubt
+   * up in the outside system before settling it. Cheap: it runs before every effect.
+   */
+  describe?(input: I, ctx: StepContext): { summary: string; identity?: Record<string, string> };
+  /**
+   * The most one call can spend, by unit (priced by config `prices`): what a budget reserves
+   * before the call. A step type without it cannot take a budget.
+   */
+  cost?(input: I, config: EngineConfig): Record<string, number>;
+  /** Why this step's `with` leaves the cost unknown (checked at load when the step names a budget). */
+  costUnknown?(withValue: Record<string, unknown>): string | undefined;
+  /**
    * The effect writes only to our database: the executor runs it in the same transaction
    * that records its idempotency key, so it happens exactly once.
    */
@@ -113,11 +137,11 @@ export interface EffectSpec<I> {
    */
   providerIdempotent?(input: I): boolean;
   /**
-   * false: the output is not stored with the effect's record (it is large and kept elsewhere,
-   * like search data). A repeat after a crash then performs the call again instead of
-   * returning the stored output, so the effect must be providerIdempotent.
+   * The output is large and a later step stores it where it belongs (search data): the ledger
+   * keeps it only until the item is recorded, which is as long as a resume can need it. A
+   * confirmed effect is never performed again either way.
    */
-  keepOutput?: boolean;
+  transientOutput?: boolean;
 }
 
 export interface StepType<I extends TSchema = TSchema, O extends TSchema = TSchema> {

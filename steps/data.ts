@@ -88,7 +88,7 @@ export const eventEmit = defineStep({
 /** The insert of one tracking event (runId null: recorded outside a run, like a report view). */
 export function eventStatement(input: { type: string; key?: string; payload?: Record<string, unknown> }, runId: string | null, now: Date): DatabaseStatement {
   return {
-    sql: 'INSERT INTO events (type, key, payload, run_id, occurred_at) VALUES ($1, $2, $3, $4, $5) RETURNING id',
+    sql: 'INSERT INTO flow_events (type, key, payload, run_id, occurred_at) VALUES ($1, $2, $3, $4, $5) RETURNING id',
     params: [input.type, input.key ?? null, JSON.stringify(input.payload ?? {}), runId, now],
     output: (rows) => ({ id: String(rows[0]?.id ?? ''), type: input.type }),
   };

@@ -119,6 +119,11 @@ export const emailSend = defineStep({
   ),
   effect: {
     kind: () => 'email',
+    // Known before sending, so an email left in doubt by a crash can be looked up in the mail logs.
+    describe: (input, ctx) => {
+      const messageId = messageIdOf(ctx.effectKey, senderOf(ctx.config, input.sender).domain);
+      return { summary: `email to ${input.to}: ${input.subject}`, identity: { to: input.to, subject: input.subject, ...(messageId ? { message_id: messageId } : {}) } };
+    },
     async plan(ctx, input) {
       const email = await render(ctx, input);
       const attached = (input.attachments ?? []).map((a) => a.filename).join(', ');

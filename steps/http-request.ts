@@ -13,6 +13,11 @@ const Input = Type.Object(
     effect: Type.Optional(
       Type.Boolean({ description: 'Whether the request changes something outside (default: true for POST/PUT/PATCH/DELETE, false for GET/HEAD). Effects are planned, not sent, in a dry run.' }),
     ),
+    cost: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_]*$' }), Type.Number({ minimum: 0 }), {
+        description: 'What one call spends, by unit (priced by config prices), e.g. { partner_api_call: 1 }: reported as the run\'s cost, and what a budget reserves.',
+      }),
+    ),
     idempotency_header: Type.Optional(
       Type.String({ description: 'Send the effect\'s idempotency key in this header (e.g. Idempotency-Key); the request is then safely repeated after a crash.' }),
     ),
@@ -48,9 +53,14 @@ export const httpRequest = defineStep({
       return {
         summary: `${method} ${url}`,
         output: { status: 0, headers: {}, body: null },
+        cost: input.cost,
         artifacts: [{ name: 'request.json', content: JSON.stringify({ method, url, headers: input.headers ?? {}, body: input.body ?? null }, null, 2) }],
       };
     },
+    cost: (input) => input.cost ?? {},
+    costUnknown: (withValue) =>
+      withValue.cost === undefined ? 'a budget needs to know what one call costs: add with.cost, the units one call spends, e.g. cost: { partner_api_call: 1 }' : undefined,
+    describe: (input) => ({ summary: `${input.method ?? 'GET'} ${buildUrl(input.url, input.query)}` }),
     providerIdempotent: (input) => Boolean(input.idempotency_header),
   },
   async run(ctx, input) {
@@ -83,6 +93,7 @@ export const httpRequest = defineStep({
     if (response.status === 429) throw new RetryAfterError(`${method} ${input.url}: 429 Too Many Requests`, retryAfterMs(response.headers.get('retry-after'), ctx.clock.now().getTime()) ?? 1000);
     if (response.status >= 500 || response.status === 408) throw new Error(`${method} ${input.url}: ${response.status} ${snippet}`);
     if (response.status >= 400) throw new NonRetriableError(`${method} ${input.url}: ${response.status} ${snippet}`);
+    if (input.cost) ctx.spend(input.cost);
     return { status: response.status, headers: Object.fromEntries(response.headers), body: parsed };
   },
 });

@@ -15,7 +15,7 @@ describe('flows CLI', () => {
     // The repo's config, plus a quota open at any hour so real runs need not wait for a window.
     writeFileSync(
       join(dir, 'pipelines', 'flows.config.yaml'),
-      readFileSync(join(repo, 'pipelines', 'flows.config.yaml'), 'utf8').replace('quotas:\n', 'quotas:\n  anytime: { cap: 1000, per: day }\n'),
+      readFileSync(join(repo, 'pipelines', 'flows.config.yaml'), 'utf8').replace(/^quotas:.*\n/m, 'quotas:\n  anytime: { caps: { day: 1000 } }\n'),
     );
     const greet = (name: string, quota: string) =>
       `name: ${name}
@@ -137,9 +137,15 @@ steps:
     expect(json.effects).toEqual([{ step_id: 'note', kind: 'event', status: 'done', n: 2 }]);
 
     const quotas = JSON.parse((await flows('quotas', '--json')).stdout);
-    expect(quotas.find((q: { quota: string }) => q.quota === 'anytime')).toMatchObject({ used: 2, cap: 1000, remaining: 998, per: 'day', period: { open: true } });
-    expect(quotas.find((q: { quota: string }) => q.quota === 'linkedin-connect')).toMatchObject({ used: 0, cap: 17 });
-    expect((await flows('quotas')).stdout).toMatch(/anytime\s+-\s+2\s+1000\/day\s+998/);
+    expect(quotas.find((q: { quota: string }) => q.quota === 'anytime')).toMatchObject({
+      caps: [{ period: 'day', cap: 1000, today: 1000, used: 2, remaining: 998 }],
+      remaining: 998,
+      window: { open: true },
+      next: null,
+    });
+    expect(quotas.find((q: { quota: string }) => q.quota === 'linkedin-connect')).toMatchObject({ caps: [{ period: 'day', cap: 17, used: 0 }, { period: 'rolling_7d', cap: 85, used: 0 }] });
+    expect(quotas.filter((q: { quota: string }) => q.quota === 'teaser-email').map((q: { key: string }) => q.key)).toEqual(['intel-mail-one.example', 'intel-mail-two.example', 'intel-mail-three.example']);
+    expect((await flows('quotas')).stdout).toMatch(/anytime\s+-\s+2\/1000 day\s+998\s+\S+ \d\d \w+ all day Europe\/London\s+open/);
 
     const text = await flows('runs');
     expect(text.stdout).toContain(runId);

@@ -8,7 +8,7 @@ import type { Database } from '../engine/db/connect.ts';
 import { executeRun } from '../engine/executor/run.ts';
 import { checkPipelineSet } from '../engine/pipeline/load.ts';
 import type { Pipeline } from '../engine/pipeline/types.ts';
-import { RunStore } from '../engine/store.ts';
+import { RunStore } from '../engine/store/index.ts';
 import { first, testDatabases } from './helpers/db.ts';
 import { calls, diagnosticsOf, pipelineFrom, testRegistry } from './helpers/pipeline.ts';
 import { eventually } from './helpers/eventually.ts';
@@ -19,8 +19,8 @@ const HMAC_SECRET = 'hmac-test-secret';
 
 const config: EngineConfig = {
   business: { name: 'Test Co', timezone: 'Europe/London' },
-  quotas: { office: { cap: 5, per: 'day', days: ['mon', 'tue', 'wed', 'thu', 'fri'], window: '09:00-17:00' } },
-  budgets: { api: { per: 'week', limits: { widget_units: 2 } } },
+  quotas: { office: { caps: { day: 5 }, days: ['mon', 'tue', 'wed', 'thu', 'fri'], window: '09:00-17:00' } },
+  budgets: { api: { per: 'calendar_week', limits: { widget_units: 2 } } },
   webhooks: {
     body_limit: 4096,
     verifiers: {
@@ -226,7 +226,7 @@ describe.each(testDatabases)('daemon on $name', ({ open }) => {
     const runs = await runsOf('paid');
     expect(runs).toEqual([expect.objectContaining({ id: started.run_id, status: 'completed', trigger: 'webhook', trigger_ref: 'evt_1' })]);
     expect(calls.performed).toEqual(['evt_1@example.com']);
-    const run = await store.getRun(started.run_id);
+    const run = await store.runs.get(started.run_id);
     expect(run!.inputs).toEqual({ session: 'cs_evt_1', email: 'evt_1@example.com' });
   });
 
@@ -250,7 +250,7 @@ describe.each(testDatabases)('daemon on $name', ({ open }) => {
     expect(ignored.status).toBe(200);
     expect(await ignored.json()).toMatchObject({ status: 'ignored' });
     expect(await runsOf('paid')).toHaveLength(before);
-    const { n } = await first(db.query<{ n: number }>("SELECT count(*)::int AS n FROM webhook_events WHERE event_id <> 'evt_1' AND route = '/hooks/stripe'"));
+    const { n } = await first(db.query<{ n: number }>("SELECT count(*)::int AS n FROM flow_webhook_events WHERE event_id <> 'evt_1' AND route = '/hooks/stripe'"));
     expect(n).toBe(0);
   });
 
@@ -293,10 +293,10 @@ describe.each(testDatabases)('daemon on $name', ({ open }) => {
     const run = await db.kysely.transaction().execute((trx) => daemon.claims.enqueueNew(trx, { pipeline: office, inputs: {}, trigger: 'manual', ref: null, now: clock.now() }));
     daemon.queue.wake(1);
     await eventually(async () => {
-      const row = await store.getRun(run);
+      const row = await store.runs.get(run);
       return row?.status === 'waiting' && row.claimed_by === null; // parked, then handed back
     }, 'the run to park');
-    const row = (await store.getRun(run))!;
+    const row = (await store.runs.get(run))!;
     expect(row.waiting_reason).toMatch(/outside the window of quota office/);
     expect(row.claimed_by).toBeNull();
     const job = await first(db.query<{ start_after: Date; state: string }>("SELECT start_after, state FROM pgboss.job WHERE data->>'run_id' = $1 ORDER BY created_on DESC LIMIT 1", [run]));
@@ -309,11 +309,11 @@ describe.each(testDatabases)('daemon on $name', ({ open }) => {
     const run = await db.kysely.transaction().execute((trx) => daemon.claims.enqueueNew(trx, { pipeline: budgeted, inputs: {}, trigger: 'manual', ref: null, now: clock.now() }));
     daemon.queue.wake(1);
     await eventually(async () => {
-      const row = await store.getRun(run);
+      const row = await store.runs.get(run);
       return row?.status === 'waiting' && row.claimed_by === null;
     }, 'the run to wait for its budget');
-    const row = (await store.getRun(run))!;
-    expect(row.waiting_reason).toMatch(/^budget api reached: 2 of 2 widget_units spent this week, and the next call may take 1; resumes /);
+    const row = (await store.runs.get(run))!;
+    expect(row.waiting_reason).toMatch(/^budget api reached: 2 of 2 widget_units spent this calendar week, and the next call may take 1; resumes /);
     const job = await first(db.query<{ start_after: Date; state: string }>("SELECT start_after, state FROM pgboss.job WHERE data->>'run_id' = $1 ORDER BY created_on DESC LIMIT 1", [run]));
     expect(job.state).toBe('created');
     expect(new Date(job.start_after).toISOString()).toBe(new Date(row.waiting_until!).toISOString());
@@ -328,9 +328,9 @@ describe.each(testDatabases)('daemon on $name', ({ open }) => {
     // Another daemon claimed it and died: its lease is in the past.
     await db.query("UPDATE flow_runs SET status = 'running', claimed_by = 'dead:1', lease_until = $2 WHERE id = $1", [runId, new Date(clock.now().getTime() - 1000)]);
     await daemon.tick();
-    await eventually(async () => (await store.getRun(runId))?.status === 'completed', 'the run to be taken over');
+    await eventually(async () => (await store.runs.get(runId))?.status === 'completed', 'the run to be taken over');
     expect(calls.performed).toEqual(['lease@example.com']);
-    expect((await store.getRun(runId))!.claimed_by).toBeNull();
+    expect((await store.runs.get(runId))!.claimed_by).toBeNull();
   });
 
   it('serves health and Prometheus metrics', async () => {
@@ -342,7 +342,7 @@ describe.each(testDatabases)('daemon on $name', ({ open }) => {
     expect(metrics).toMatch(/flows_webhook_responses_total\{route="\/hooks\/stripe",status="400"\} [4-9]/);
     expect(metrics).toMatch(/flows_webhook_responses_total\{route="\/hooks\/stripe",status="413"\} 1/);
     expect(metrics).toMatch(/flows_effects\{kind="message",status="done"\} [1-9]/);
-    expect(metrics).toMatch(/flows_quota_cap\{quota="office"\} 5/);
+    expect(metrics).toMatch(/flows_quota_cap\{quota="office",key="",period="day"\} 5/);
     expect(metrics).toMatch(/flows_queue_depth \d+/);
     expect(metrics).toMatch(/flows_webhook_duration_seconds_bucket/);
   });

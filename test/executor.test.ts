@@ -7,7 +7,7 @@ import type { Database } from '../engine/db/connect.ts';
 import { RunEvents } from '../engine/events.ts';
 import { executeRun, type ExecuteOptions } from '../engine/executor/run.ts';
 import { createScrubber } from '../engine/secrets.ts';
-import { RunStore } from '../engine/store.ts';
+import { RunStore } from '../engine/store/index.ts';
 import { first, testDatabases } from './helpers/db.ts';
 import { calls, pipelineFrom, testConfig } from './helpers/pipeline.ts';
 
@@ -51,7 +51,7 @@ steps:
         text: "\${{ inputs.greeting }} \${{ length(steps.pick.output.rows) }}"
 `);
     expect(result.status).toBe('completed');
-    const steps = await store.getSteps(result.run_id);
+    const steps = await store.runs.steps(result.run_id);
     expect(steps.map((s) => [s.step_id, s.status])).toEqual([
       ['pick', 'completed'],
       ['shape', 'completed'],
@@ -197,7 +197,7 @@ steps:
     expect(second.status).toBe('completed');
     expect(calls.performed).toEqual(['ann', 'bob']);
     expect(second.steps[0]!.effects).toBe(0);
-    const effects = await store.effectsOfRun(first.run_id);
+    const effects = await store.effects.ofRun(first.run_id);
     expect(effects.map((e) => [e.key, e.status])).toEqual([
       ['send:welcome:ann', 'done'],
       ['send:welcome:bob', 'done'],
@@ -225,7 +225,7 @@ steps:
     expect(one.status).toBe('completed');
     expect(two.status).toBe('completed');
     expect(two.steps[0]!.effects).toBe(0);
-    const results = (await store.getSteps(two.run_id))[1]!.output as { value: { count: number; rows: { id: number }[] }[] };
+    const results = (await store.runs.steps(two.run_id))[1]!.output as { value: { count: number; rows: { id: number }[] }[] };
     expect(results.value.map((r) => r.rows[0]!.id).sort()).toEqual([501, 502, 503]);
     const { n } = await first(db.query<{ n: number }>('SELECT count(*)::int AS n FROM written WHERE id > 500'));
     expect(n).toBe(3);
@@ -322,14 +322,14 @@ steps:
     const performedBefore = calls.performed.length;
     expect(performedBefore).toBeGreaterThanOrEqual(40);
     expect(performedBefore).toBeLessThan(200);
-    expect((await store.getRun(first.run_id))!.status).toBe('interrupted');
+    expect((await store.runs.get(first.run_id))!.status).toBe('interrupted');
 
     const resumed = await run(yaml, { resume: first.run_id });
     expect(resumed.run_id).toBe(first.run_id);
     expect(resumed.status).toBe('completed');
     expect(calls.performed).toHaveLength(200);
     expect(new Set(calls.performed).size).toBe(200);
-    const steps = await store.getSteps(first.run_id);
+    const steps = await store.runs.steps(first.run_id);
     expect(steps.map((s) => [s.step_id, s.status])).toEqual([
       ['send', 'completed'],
       ['after', 'completed'],

@@ -88,7 +88,7 @@ steps:
         "p.yaml:13:12: steps[1].quota: unknown quota "linkedin"; quotas in the config: daily",
         "p.yaml:15:35: steps[1].with.url: step "later" runs later; a step can only use outputs of the steps before it",
         "p.yaml:16:15: steps[1].with.method: expected one of "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", got "FETCH"",
-        "p.yaml:18:7: steps[1].with.extra: unknown key "extra"; allowed keys: url, method, headers, query, body, effect, idempotency_header",
+        "p.yaml:18:7: steps[1].with.extra: unknown key "extra"; allowed keys: url, method, headers, query, body, effect, cost, idempotency_header",
         "p.yaml:21:5: steps[2].concurrency: concurrency applies to a foreach step (add foreach, or remove concurrency)",
         "p.yaml:22:27: steps[2].with.message: "item" exists only in a step with foreach (and not in foreach itself)",
         "p.yaml:22:41: steps[2].with.message: unknown input "nope"; the pipeline declares no inputs",
@@ -188,25 +188,27 @@ steps:
 });
 
 describe('loadConfig', () => {
-  it('checks quotas, windows, timezones and secret references', () => {
+  it('checks quotas, windows, timezones, ramps and secret references', () => {
     const text = `business: { name: B, timezone: Europe/London }
 quotas:
-  a: { cap: 0, per: day }
-  b: { cap: 5, per: fortnight, window: "9-5" }
-  c: { cap: 5, per: day, window: "17:00-09:00", timezone: Mars/Base, spacing: "soon" }
+  a: { caps: { day: -1 } }
+  b: { caps: { fortnight: 5 }, window: "9-5" }
+  c: { caps: { day: 5 }, window: "17:00-09:00", timezone: Mars/Base, spacing: "soon" }
+  d: { caps: { day: 50 }, ramp: { start: 10, step: 5 }, keys: { ana@one.example: { ramp_from: "2026-12-01" }, bob@one.example: } }
 connectors:
   semrush: { key: "\${{ env.SEMRUSH_KEY }}", other: "\${{ inputs.x }}" }
 `;
     const { diagnostics } = loadConfig(text, 'flows.config.yaml', {});
     expect(diagnostics.map(formatDiagnostic)).toMatchInlineSnapshot(`
       [
-        "flows.config.yaml:3:13: quotas.a.cap: expected a positive integer, got 0",
-        "flows.config.yaml:4:21: quotas.b.per: expected one of "hour", "day", "week", got "fortnight"",
+        "flows.config.yaml:3:21: quotas.a.caps.day: expected an integer >= 0, got -1",
+        "flows.config.yaml:4:16: quotas.b.caps.fortnight: unknown key "fortnight"; allowed keys: hour, day, rolling_24h, rolling_7d, calendar_week",
         "flows.config.yaml:4:40: quotas.b.window: "9-5" does not have the expected form (^([01]\\d|2[0-3]):[0-5]\\d-([01]\\d|2[0-4]):[0-5]\\d$) (write window: "09:00-17:00")",
         "flows.config.yaml:5:59: quotas.c.timezone: unknown timezone "Mars/Base" (write an IANA name like "Europe/London")",
         "flows.config.yaml:5:34: quotas.c.window: window "17:00-09:00" ends before it starts",
-        "flows.config.yaml:5:79: quotas.c.spacing: "soon" is not a spacing (write "60s" or "60s..180s")",
-        "flows.config.yaml:7:52: connectors.semrush.other: config values may only use \${{ env.NAME }} (a whole value from the environment)",
+        "flows.config.yaml:5:79: quotas.c.spacing: "soon" is not a spacing (write "60s" or "600s..900s")",
+        "flows.config.yaml:6:33: quotas.d.ramp: a ramp starts on a date: write ramp.from: "2026-12-01", or ramp_from on each key (missing on bob@one.example)",
+        "flows.config.yaml:8:52: connectors.semrush.other: config values may only use \${{ env.NAME }} (a whole value from the environment)",
       ]
     `);
   });

@@ -97,7 +97,7 @@ describe.runIf(hasChromium).each(testDatabases)('paid-report on $name', ({ open 
     const payment = await first(db.query<Record<string, unknown>>('SELECT * FROM payments WHERE session_id = $1', ['cs_test_paid_1']));
     expect(payment).toMatchObject({ prospect_id: prospectId, domain: 'acme-widgets.com', channel: 'linkedin', campaign: '2026-w48', variant: 'B', currency: 'usd', event_id: 'evt_paid_1' });
     expect(Number(payment.amount)).toBe(4900);
-    const paid = await first(db.query<{ key: string; payload: unknown }>("SELECT key, payload FROM events WHERE type = 'paid'"));
+    const paid = await first(db.query<{ key: string; payload: unknown }>("SELECT key, payload FROM flow_events WHERE type = 'paid'"));
     expect(paid.key).toBe(prospectId);
     expect(typeof paid.payload === 'string' ? JSON.parse(paid.payload) : paid.payload).toMatchObject({ channel: 'linkedin', campaign: '2026-w48', variant: 'B', amount: 4900 });
 
@@ -144,7 +144,7 @@ describe.runIf(hasChromium).each(testDatabases)('paid-report on $name', ({ open 
     for (const wrong of ['A'.repeat(32), `${String(report.token).slice(0, 31)}x`, 'short', '..%2F..%2Fetc%2Fpasswd']) {
       expect((await fetch(`${daemon.url}/reports/${wrong}`)).status).toBe(404);
     }
-    const views = await db.query("SELECT 1 FROM events WHERE type = 'report.viewed' AND key = $1", [report.id]);
+    const views = await db.query("SELECT 1 FROM flow_events WHERE type = 'report.viewed' AND key = $1", [report.id]);
     expect(views).toHaveLength(2);
   }, 120_000);
 

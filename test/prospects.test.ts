@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EngineConfig } from '../engine/config.ts';
 import type { Database } from '../engine/db/connect.ts';
 import { executeRun } from '../engine/executor/run.ts';
-import { RunStore } from '../engine/store.ts';
+import { RunStore } from '../engine/store/index.ts';
 import { createRegistry } from '../steps/index.ts';
 import { mergeDuplicates, normalizeLinkedInUrl, readRecords, toProspect, type Source } from '../steps/prospects/sources.ts';
 import { testDatabases } from './helpers/db.ts';
@@ -99,7 +99,7 @@ steps:
     const result = await executeRun({ pipeline, config, store, projectDir: 'pipelines' });
     expect(result.status).toBe('completed');
     expect(result.steps[1]!.items).toEqual({ total: 22, succeeded: 17, failed: 0, skipped: 5 });
-    const reasons = Object.fromEntries((await store.skipReasons(result.run_id)).map((r) => [r.reason, r.n]));
+    const reasons = Object.fromEntries((await store.items.skipReasons(result.run_id)).map((r) => [r.reason, r.n]));
     expect(reasons).toEqual({ 'no domain': 2, 'invalid domain': 1, 'invalid email': 1, 'invalid LinkedIn URL': 1 });
     const globex = (await db.query<{ company_name: string; email: string }>("SELECT company_name, email FROM prospects WHERE domain = 'globex-corp.com'"))[0]!;
     expect(globex).toEqual({ company_name: 'Globex (known)', email: 'hank@globex-corp.com' });

@@ -4,17 +4,17 @@ import type { EngineConfig } from '../engine/config.ts';
 import type { Database } from '../engine/db/connect.ts';
 import { RunEvents } from '../engine/events.ts';
 import { executeRun, type ExecuteOptions } from '../engine/executor/run.ts';
-import { RunStore } from '../engine/store.ts';
+import { RunStore } from '../engine/store/index.ts';
 import { testDatabases } from './helpers/db.ts';
 import { calls, pipelineFrom, testRegistry } from './helpers/pipeline.ts';
 
 const config: EngineConfig = {
   business: { name: 'Test Co', timezone: 'Europe/London' },
   quotas: {
-    weekdays: { cap: 2, per: 'day', days: ['mon', 'tue', 'wed', 'thu', 'fri'], window: '09:00-17:00' },
-    per_domain: { cap: 1, per: 'day', per_key: 'sender_domain', window: '09:00-17:00' },
-    spaced: { cap: 100, per: 'day', spacing: '60s..120s' },
-    shared: { cap: 3, per: 'day', window: '09:00-17:00' },
+    weekdays: { caps: { day: 2 }, days: ['mon', 'tue', 'wed', 'thu', 'fri'], window: '09:00-17:00' },
+    per_domain: { caps: { day: 1 }, per_key: 'sender_domain', window: '09:00-17:00' },
+    spaced: { caps: { day: 100 }, spacing: '60s..120s' },
+    shared: { caps: { day: 3 }, window: '09:00-17:00' },
   },
 };
 
@@ -45,12 +45,13 @@ describe.each(testDatabases)('quotas on $name', ({ open }) => {
   beforeEach(async () => {
     calls.reset();
     await db.query('DELETE FROM flow_effects');
+    await db.query('DELETE FROM flow_quota_ledger');
   });
 
   const run = (yaml: string, options: Partial<ExecuteOptions> = {}) =>
     executeRun({ pipeline: pipelineFrom(yaml, testRegistry(), config), config, store, clock, ...options });
   const reservedAt = async (quota: string) =>
-    (await db.query<{ at: Date; key: string | null }>('SELECT reserved_at AS at, quota_key AS key FROM flow_effects WHERE quota = $1 ORDER BY reserved_at', [quota])).map((r) => ({
+    (await db.query<{ at: Date; key: string | null }>('SELECT at, quota_key AS key FROM flow_quota_ledger WHERE quota = $1 ORDER BY at, id', [quota])).map((r) => ({
       at: new Date(r.at).toISOString(),
       key: r.key,
     }));
@@ -68,7 +69,7 @@ describe.each(testDatabases)('quotas on $name', ({ open }) => {
       '2026-11-30T09:00:00.000Z',
       '2026-12-01T09:00:00.000Z',
     ]);
-    expect((await store.getRun(result.run_id))!.waiting_until).toBeNull();
+    expect((await store.runs.get(result.run_id))!.waiting_until).toBeNull();
   });
 
   it('does nothing before the window opens', async () => {
@@ -110,9 +111,9 @@ describe.each(testDatabases)('quotas on $name', ({ open }) => {
     expect(first.status).toBe('interrupted');
     expect(first.failures).toEqual([]);
     expect(calls.performed).toHaveLength(2);
-    const waiting = await store.getRun(first.run_id);
+    const waiting = await store.runs.get(first.run_id);
     expect(new Date(waiting!.waiting_until!).toISOString()).toBe('2026-11-30T09:00:00.000Z');
-    expect(waiting!.waiting_reason).toMatch(/^quota weekdays is full \(2 per day\)/);
+    expect(waiting!.waiting_reason).toBe('quota weekdays is full: 2 a day');
 
     const resumed = await run(sends('weekdays'), { resume: first.run_id });
     expect(resumed.status).toBe('completed');
@@ -135,7 +136,7 @@ steps:
     const result = await run(yaml);
     expect(result.status).toBe('completed');
     expect((await reservedAt('weekdays')).map((r) => r.at)).toEqual(['2026-11-23T16:59:00.000Z', '2026-11-23T16:59:00.000Z', '2026-11-24T09:00:00.000Z']);
-    const events = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM events WHERE type = 'quota.test'");
+    const events = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM flow_events WHERE type = 'quota.test'");
     expect(events[0]!.n).toBe(3);
   });
 

@@ -4,8 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EngineConfig } from '../engine/config.ts';
 import { type Database, openDatabase } from '../engine/db/connect.ts';
 import { executeRun } from '../engine/executor/run.ts';
-import { RateLimits } from '../engine/rate-limits.ts';
-import { RunStore } from '../engine/store.ts';
+import { RateLimits } from '../engine/flow-control/rate-limits.ts';
+import { RunStore } from '../engine/store/index.ts';
 import { diagnosticsOf, pipelineFrom, testRegistry } from './helpers/pipeline.ts';
 
 const config: EngineConfig = { rate_limits: { api: { per_second: 25, concurrency: 2 } } };
@@ -62,8 +62,8 @@ describe('rate limits', () => {
   });
 
   it('are checked by name when a pipeline loads', () => {
-    const yaml = 'name: r\ntrigger: { manual: {} }\nsteps:\n  - { id: a, uses: log, rate_limit: apl, with: { message: m } }\n';
-    expect(diagnosticsOf(yaml, testRegistry(), config)).toEqual(['p.yaml:4:37: steps[0].rate_limit: unknown rate limit "apl" (did you mean "api"?)']);
+    const yaml = 'name: r\ntrigger: { manual: {} }\nsteps:\n  - { id: a, uses: test.send, rate_limit: apl, with: { to: m } }\n';
+    expect(diagnosticsOf(yaml, testRegistry(), config)).toEqual(['p.yaml:4:43: steps[0].rate_limit: unknown rate limit "apl" (did you mean "api"?)']);
   });
 
   it('space the attempts of a step and cap those in flight, whatever its concurrency', async () => {

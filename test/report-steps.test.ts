@@ -9,7 +9,7 @@ import { writableQueryable } from '../engine/executor/context.ts';
 import { executeRun } from '../engine/executor/run.ts';
 import { silentLogger } from '../engine/log.ts';
 import { Resources } from '../engine/resources.ts';
-import { RunStore } from '../engine/store.ts';
+import { RunStore } from '../engine/store/index.ts';
 import { normalizeDomain } from '../steps/domain.ts';
 import { emailSend } from '../steps/email.ts';
 import { semrushResource } from '../steps/resources.ts';
@@ -105,7 +105,7 @@ steps:
     expect(stopped.error).toBe('step check: no domain: look the company up');
     expect(stopped.steps.map((s) => s.status)).toEqual(['failed', 'not_run']);
     expect(calls.performed).toEqual([]);
-    expect((await store.listRuns({ status: 'needs_attention' })).map((r) => r.id)).toEqual([stopped.run_id]);
+    expect((await store.runs.list({ status: 'needs_attention' })).map((r) => r.id)).toEqual([stopped.run_id]);
 
     const fine = await executeRun({ pipeline, config: testConfig, store, inputs: { domain: 'a.com' } });
     expect(fine.status).toBe('completed');

@@ -1,9 +1,8 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { parseSpacing } from '../engine/config.ts';
+import { parseSpacing } from '../engine/flow-control/quota-spec.ts';
 import { formatDuration, parseDuration } from '../engine/duration.ts';
 import { createLogger } from '../engine/log.ts';
-import { SlotPlanner } from '../engine/quota/slots.ts';
 import { createScrubber, secretValues } from '../engine/secrets.ts';
 import { closest } from '../engine/suggest.ts';
 import { backoffMs } from '../engine/executor/attempt.ts';
@@ -36,46 +35,6 @@ describe('backoff', () => {
     expect(retryAfterMs('Wed, 25 Nov 2026 10:00:10 GMT', now.getTime())).toBe(10_000);
     expect(retryAfterMs(null, now.getTime())).toBeUndefined();
     expect(retryAfterMs('soon', now.getTime())).toBeUndefined();
-  });
-});
-
-describe('quota slots', () => {
-  const quota = { cap: 17, per: 'day' as const, days: ['mon', 'tue', 'wed', 'thu', 'fri'] as ('mon' | 'tue' | 'wed' | 'thu' | 'fri')[], window: '09:00-17:00' };
-
-  it('fills the current window, then the next weekday windows', () => {
-    const planner = new SlotPlanner(quota, 'Europe/London', new Date('2026-11-27T16:00:00Z')); // Friday 16:00 London
-    const slots = Array.from({ length: 40 }, () => planner.next());
-    expect(slots[0]).toEqual({ window_start: '2026-11-27T09:00:00.000Z', window_end: '2026-11-27T17:00:00.000Z', position: 1, label: 'Fri 27 Nov 09:00-17:00 Europe/London' });
-    expect(slots[16]!.position).toBe(17);
-    expect(slots[17]!.label).toBe('Mon 30 Nov 09:00-17:00 Europe/London'); // the weekend is skipped
-    expect(slots[34]!.label).toBe('Tue 01 Dec 09:00-17:00 Europe/London');
-    expect(slots[39]!.position).toBe(6);
-  });
-
-  it('after the window closes, starts with the next one', () => {
-    const planner = new SlotPlanner(quota, 'Europe/London', new Date('2026-11-23T18:30:00Z'));
-    expect(planner.next().label).toBe('Tue 24 Nov 09:00-17:00 Europe/London');
-  });
-
-  it('keeps local hours across a daylight-saving change', () => {
-    // London moves from GMT to BST on Sunday 29 March 2026.
-    const planner = new SlotPlanner({ ...quota, cap: 1 }, 'Europe/London', new Date('2026-03-27T12:00:00Z'));
-    const [fri, mon] = [planner.next(), planner.next()];
-    expect(fri.window_start).toBe('2026-03-27T09:00:00.000Z');
-    expect(mon.window_start).toBe('2026-03-30T08:00:00.000Z'); // 09:00 BST
-    expect(mon.label).toBe('Mon 30 Mar 09:00-17:00 Europe/London');
-  });
-
-  it('counts already used effects and honours hourly and weekly caps', () => {
-    const used = new SlotPlanner(quota, 'Europe/London', new Date('2026-11-23T10:00:00Z'), 16);
-    expect(used.next().position).toBe(17);
-    expect(used.next().label).toBe('Tue 24 Nov 09:00-17:00 Europe/London');
-    const hourly = new SlotPlanner({ cap: 2, per: 'hour', window: '09:00-17:00' }, 'UTC', new Date('2026-11-23T09:30:00Z'));
-    const h = Array.from({ length: 5 }, () => hourly.next().window_start);
-    expect(h).toEqual(['2026-11-23T09:00:00.000Z', '2026-11-23T09:00:00.000Z', '2026-11-23T10:00:00.000Z', '2026-11-23T10:00:00.000Z', '2026-11-23T11:00:00.000Z']);
-    const weekly = new SlotPlanner({ cap: 3, per: 'week' }, 'UTC', new Date('2026-11-23T10:00:00Z'));
-    const w = Array.from({ length: 4 }, () => weekly.next().window_start.slice(0, 10));
-    expect(w).toEqual(['2026-11-23', '2026-11-23', '2026-11-23', '2026-11-30']);
   });
 });
 

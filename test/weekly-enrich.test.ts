@@ -12,7 +12,7 @@ import { executeRun } from '../engine/executor/run.ts';
 import { silentLogger } from '../engine/log.ts';
 import { loadPipeline } from '../engine/pipeline/load.ts';
 import { Resources } from '../engine/resources.ts';
-import { RunStore } from '../engine/store.ts';
+import { RunStore } from '../engine/store/index.ts';
 import { createRegistry } from '../steps/index.ts';
 import { categorise, metricsOf } from '../steps/prospects/categorise.ts';
 import { comingWeek } from '../steps/prospects/select.ts';
@@ -133,7 +133,7 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     expect(selected.every((s) => s.report_id !== null)).toBe(true);
     const analyses = run.steps.find((s) => s.id === 'analyses')!;
     expect(analyses.cost.units.claude_batch_input_tokens).toBeGreaterThan(0);
-    const batchOutput = (await store.getSteps(run.run_id)).find((s) => s.step_id === 'analyses')!.output as { counts: { retried: number; submitted: number } };
+    const batchOutput = (await store.runs.steps(run.run_id)).find((s) => s.step_id === 'analyses')!.output as { counts: { retried: number; submitted: number } };
     expect(batchOutput.counts.submitted).toBe(15);
     expect(batchOutput.counts.retried).toBeGreaterThan(0); // errored and expired requests, made again singly
     expect(run.steps.find((s) => s.id === 'analyses')!.cost.units.claude_input_tokens).toBeGreaterThan(0);
@@ -192,15 +192,15 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
   });
 
   it('stops cleanly when the weekly budget would be passed, and goes on when the next week starts', async () => {
-    await db.query('TRUNCATE prospect_intelligence, linkedin_selections, claude_batches, budget_ledger');
+    await db.query('TRUNCATE prospect_intelligence, linkedin_selections, claude_batches, flow_budget_ledger');
     const clock = new ManualClock(new Date('2026-12-06T22:00:00Z'));
     // Three collections' worth of SEMrush units (each may take 1,430).
-    const { config, pipeline } = shipped({ budgets: { 'weekly-api': { per: 'week', limits: { semrush_units: 4500 } } } }, state);
+    const { config, pipeline } = shipped({ budgets: { 'weekly-api': { per: 'calendar_week', limits: { semrush_units: 4500 } } } }, state);
     const resources = resourcesFor(config, clock);
     const store = new RunStore(db);
     const first = await executeRun({ pipeline, config, store, clock, resources, projectDir: 'pipelines' });
     expect(first.status).toBe('waiting');
-    expect(first.error).toMatch(/^budget weekly-api reached: [\d,]+ of 4,500 semrush_units spent this week, and the next call may take 1,430; resumes 2026-12-07T00:00:00.000Z$/);
+    expect(first.error).toMatch(/^budget weekly-api reached: [\d,]+ of 4,500 semrush_units spent this calendar week, and the next call may take 1,430; resumes 2026-12-07T00:00:00.000Z$/);
     const enriched = await count("SELECT count(*) AS n FROM prospect_intelligence WHERE source = 'search'");
     expect(enriched).toBeGreaterThanOrEqual(3);
     expect(enriched).toBeLessThan(18);

@@ -3,7 +3,7 @@ import type { Database } from '../db/connect.ts';
 import type { Tables } from '../db/tables.ts';
 import { newRunId } from '../ids.ts';
 import type { Pipeline } from '../pipeline/types.ts';
-import type { RunRow } from '../store.ts';
+import type { RunRow } from '../store/index.ts';
 import type { RunQueue } from './queue.ts';
 
 export type TriggerKind = 'schedule' | 'webhook' | 'event' | 'manual';
@@ -52,7 +52,7 @@ export class RunClaims {
     const id = newRunId(run.now);
     const { rows } = await sql<{ id: string }>`
       WITH fresh AS (
-        INSERT INTO webhook_events (route, event_id, run_id, received_at) VALUES (${route}, ${eventId}, ${id}, ${run.now})
+        INSERT INTO flow_webhook_events (route, event_id, run_id, received_at) VALUES (${route}, ${eventId}, ${id}, ${run.now})
         ON CONFLICT (route, event_id) DO NOTHING RETURNING event_id
       )
       ${queuedRunInsert(id, run, sql`FROM fresh`)}

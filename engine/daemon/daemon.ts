@@ -11,10 +11,10 @@ import { RunEvents } from '../events.ts';
 import { executeRun, type RunResult } from '../executor/run.ts';
 import { type Logger, silentLogger } from '../log.ts';
 import type { Pipeline } from '../pipeline/types.ts';
-import { RateLimits } from '../rate-limits.ts';
+import { RateLimits } from '../flow-control/rate-limits.ts';
 import { Resources } from '../resources.ts';
 import type { Scrubber } from '../secrets.ts';
-import { type RunRow, RunStore } from '../store.ts';
+import { type RunRow, RunStore } from '../store/index.ts';
 import { RunClaims } from './claims.ts';
 import { type Dispatched, EventDispatcher } from './dispatcher.ts';
 import { DaemonMetrics } from './metrics.ts';
@@ -236,7 +236,7 @@ export class Daemon {
     const log = this.log.child({ run: run.id, pipeline: run.pipeline });
     if (!pipeline) {
       log.error('run belongs to a pipeline this daemon has not loaded');
-      await this.store.setRunStatus(run.id, 'failed', this.clock.now(), `pipeline "${run.pipeline}" is not loaded by the daemon that claimed it`);
+      await this.store.runs.setStatus(run.id, 'failed', this.clock.now(), `pipeline "${run.pipeline}" is not loaded by the daemon that claimed it`);
       await this.claims.release(run.id, this.workerId);
       return;
     }
@@ -295,14 +295,14 @@ export class Daemon {
       });
     } catch (err) {
       log.error({ err: errorMessage(err) }, 'run could not be executed');
-      await this.store.setRunStatus(runId, 'failed', this.clock.now(), errorMessage(err)).catch(() => {});
+      await this.store.runs.setStatus(runId, 'failed', this.clock.now(), errorMessage(err)).catch(() => {});
     } finally {
       clearInterval(heartbeat);
     }
     if (leaseLost.signal.aborted) return; // the run is another worker's now
     const now = this.clock.now();
     if (result?.status === 'waiting') {
-      const row = await this.store.getRun(runId);
+      const row = await this.store.runs.get(runId);
       const until = row?.waiting_until ? new Date(row.waiting_until) : now;
       await this.claims.requeue(runId, this.workerId, 'waiting', now, until);
       log.info({ until: until.toISOString(), reason: row?.waiting_reason }, 'run parked until its quota window');

@@ -38,7 +38,7 @@ export class EventDispatcher {
     const listeners = pipelines.filter((p) => p.trigger.kind === 'event');
     const result = await this.db.kysely.transaction().execute(async (trx) => {
       const events = await trx
-        .selectFrom('events')
+        .selectFrom('flow_events')
         .selectAll()
         .where('dispatched_at', 'is', null)
         .orderBy('occurred_at')
@@ -88,7 +88,7 @@ export class EventDispatcher {
       }
       if (events.length) {
         await trx
-          .updateTable('events')
+          .updateTable('flow_events')
           .set({ dispatched_at: now })
           .where(
             'id',
@@ -110,7 +110,7 @@ export class EventDispatcher {
   /** Events not yet dispatched (for metrics). */
   async backlog(): Promise<number> {
     const row = await this.db.kysely
-      .selectFrom('events')
+      .selectFrom('flow_events')
       .select((eb) => eb.fn.countAll<number>().as('n'))
       .where('dispatched_at', 'is', null)
       .executeTakeFirst();

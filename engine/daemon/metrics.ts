@@ -1,8 +1,9 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Clock } from '../clock.ts';
 import type { EngineConfig } from '../config.ts';
-import { quotaReports } from '../quota/report.ts';
-import type { RunStore } from '../store.ts';
+import { flowControlOf } from '../flow-control/index.ts';
+import { quotaReports } from '../flow-control/report.ts';
+import type { RunStore } from '../store/index.ts';
 import type { EventDispatcher } from './dispatcher.ts';
 import type { RunQueue } from './queue.ts';
 
@@ -75,20 +76,35 @@ export class DaemonMetrics {
     new Gauge({
       name: 'flows_quota_used',
       help: "Effects counted against each quota in its current period (per key where it counts per key).",
-      labelNames: ['quota', 'key'],
+      labelNames: ['quota', 'key', 'period'],
       registers,
       async collect() {
         this.reset();
-        for (const r of await quotaReports(deps.config, deps.store, deps.clock.now())) this.set({ quota: r.quota, key: r.key ?? '' }, r.used);
+        for (const r of await quotaReports(flowControlOf(deps.config), deps.store.quotas, deps.store.db, deps.clock.now())) {
+          for (const c of r.caps) this.set({ quota: r.quota, key: r.key ?? '', period: c.period }, c.used);
+        }
       },
     });
     new Gauge({
       name: 'flows_quota_cap',
-      help: 'The cap of each quota per period.',
-      labelNames: ['quota'],
+      help: "Each quota's cap per period at this moment (less than configured on a ramp day), per key.",
+      labelNames: ['quota', 'key', 'period'],
       registers,
-      collect() {
-        for (const [name, q] of Object.entries(deps.config.quotas ?? {})) this.set({ quota: name }, q.cap);
+      async collect() {
+        this.reset();
+        for (const r of await quotaReports(flowControlOf(deps.config), deps.store.quotas, deps.store.db, deps.clock.now())) {
+          for (const c of r.caps) this.set({ quota: r.quota, key: r.key ?? '', period: c.period }, c.today);
+        }
+      },
+    });
+    new Gauge({
+      name: 'flows_quota_paused',
+      help: 'Quotas (and keys) paused by a person or a rule: 1 while paused.',
+      labelNames: ['quota', 'key'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const p of await deps.store.quotas.pauses(deps.clock.now())) this.set({ quota: p.quota, key: p.key }, 1);
       },
     });
     new Gauge({

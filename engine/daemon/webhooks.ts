@@ -103,7 +103,7 @@ export class WebhookRoute {
     const result = await this.db.kysely.transaction().execute(async (trx) => {
       const runId = await this.claims.enqueueWebhook(trx, { pipeline: this.pipeline, inputs, trigger: 'webhook', ref: eventId, now }, this.path, eventId);
       if (runId) return { duplicate: false, runId };
-      const first = await trx.selectFrom('webhook_events').select('run_id').where('route', '=', this.path).where('event_id', '=', eventId).executeTakeFirst();
+      const first = await trx.selectFrom('flow_webhook_events').select('run_id').where('route', '=', this.path).where('event_id', '=', eventId).executeTakeFirst();
       return { duplicate: true, runId: first?.run_id ?? null };
     });
     return { status: 200, body: { status: result.duplicate ? 'duplicate' : 'started', run_id: result.runId, event_id: eventId } };

@@ -315,6 +315,58 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('prospects').addColumn('metrics', 'jsonb').execute();
     },
   },
+  '0009_flow_control': {
+    async up(db: Kysely<any>) {
+      // The quota ledger is a table of its own: a gated read counts as well as an effect, and
+      // a cap is counted from it alone.
+      await db.schema
+        .createTable('flow_quota_ledger')
+        .addColumn('id', 'bigserial', (c) => c.primaryKey())
+        .addColumn('quota', 'text', (c) => c.notNull())
+        .addColumn('quota_key', 'text', (c) => c.notNull())
+        .addColumn('at', 'timestamptz', (c) => c.notNull())
+        .addColumn('run_id', 'text', (c) => c.notNull())
+        .addColumn('step_id', 'text', (c) => c.notNull())
+        .addColumn('item_key', 'text', (c) => c.notNull())
+        .addColumn('effect_key', 'text')
+        .execute();
+      await db.schema.createIndex('flow_quota_ledger_use').on('flow_quota_ledger').columns(['quota', 'quota_key', 'at']).execute();
+      await sql`INSERT INTO flow_quota_ledger (quota, quota_key, at, run_id, step_id, item_key, effect_key)
+                SELECT quota, coalesce(quota_key, ''), reserved_at, run_id, step_id, item_key, key FROM flow_effects WHERE quota IS NOT NULL`.execute(db);
+      await db.schema.dropIndex('flow_effects_quota').execute();
+      await db.schema.alterTable('flow_effects').dropColumn('quota').execute();
+      await db.schema.alterTable('flow_effects').dropColumn('quota_key').execute();
+
+      // Quotas (or one key of one) paused by a person or a rule, with the reason, maybe until a time.
+      await db.schema
+        .createTable('flow_quota_pauses')
+        .addColumn('quota', 'text', (c) => c.notNull())
+        .addColumn('quota_key', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addColumn('paused_by', 'text', (c) => c.notNull())
+        .addColumn('paused_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('until', 'timestamptz')
+        .addPrimaryKeyConstraint('flow_quota_pauses_pk', ['quota', 'quota_key'])
+        .execute();
+
+      // What identifies an effect outside (recipient, subject, Message-ID), for a person to look
+      // it up while it is in doubt; outputs kept only until their item is recorded.
+      await db.schema.alterTable('flow_effects').addColumn('identity', 'jsonb').execute();
+      await db.schema.alterTable('flow_effects').addColumn('transient', 'boolean', (c) => c.notNull().defaultTo(false)).execute();
+      await db.schema
+        .createIndex('flow_effects_transient')
+        .on('flow_effects')
+        .columns(['run_id', 'item_key'])
+        .where(sql.ref('transient'), '=', true)
+        .execute();
+
+      // The engine's tables are the flow_* ones; the business tables belong to the steps.
+      await db.schema.alterTable('budget_ledger').renameTo('flow_budget_ledger').execute();
+      await db.schema.alterTable('budget_totals').renameTo('flow_budget_totals').execute();
+      await db.schema.alterTable('webhook_events').renameTo('flow_webhook_events').execute();
+      await db.schema.alterTable('events').renameTo('flow_events').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

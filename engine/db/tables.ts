@@ -83,9 +83,30 @@ export interface FlowEffectsTable {
   output: Json | null;
   reserved_at: Timestamp;
   done_at: Timestamp | null;
-  /** The quota the effect counts against, and the key within it (per_key), if any. */
-  quota: ColumnType<string | null, string | null | undefined, string | null>;
-  quota_key: ColumnType<string | null, string | null | undefined, string | null>;
+  /** What identifies it outside (recipient, subject, Message-ID ...), shown while it is in doubt. */
+  identity: ColumnType<Record<string, string> | null, string | null | undefined, string | null>;
+  /** The output is kept only until the effect's item is recorded (large data stored elsewhere). */
+  transient: ColumnType<boolean, boolean | undefined, boolean>;
+}
+
+export interface FlowQuotaLedgerTable {
+  id: Generated<string>;
+  quota: string;
+  quota_key: string;
+  at: Timestamp;
+  run_id: string;
+  step_id: string;
+  item_key: string;
+  effect_key: string | null;
+}
+
+export interface FlowQuotaPausesTable {
+  quota: string;
+  quota_key: string;
+  reason: string;
+  paused_by: string;
+  paused_at: Timestamp;
+  until: Timestamp | null;
 }
 
 export interface EventsTable {
@@ -236,17 +257,19 @@ export interface Tables {
   flow_steps: FlowStepsTable;
   flow_items: FlowItemsTable;
   flow_effects: FlowEffectsTable;
-  events: EventsTable;
+  flow_quota_ledger: FlowQuotaLedgerTable;
+  flow_quota_pauses: FlowQuotaPausesTable;
+  flow_events: EventsTable;
   flow_schedules: FlowSchedulesTable;
-  webhook_events: WebhookEventsTable;
+  flow_webhook_events: WebhookEventsTable;
   flow_trigger_keys: FlowTriggerKeysTable;
   prospects: ProspectsTable;
   prospect_intelligence: ProspectIntelligenceTable;
   generated_reports: GeneratedReportsTable;
   report_requests: ReportRequestsTable;
   payments: PaymentsTable;
-  budget_ledger: BudgetLedgerTable;
-  budget_totals: BudgetTotalsTable;
+  flow_budget_ledger: BudgetLedgerTable;
+  flow_budget_totals: BudgetTotalsTable;
   linkedin_selections: LinkedinSelectionsTable;
   claude_batches: ClaudeBatchesTable;
 }

@@ -1,61 +1,65 @@
 import { CompiledQuery } from 'kysely';
 import type { Clock } from '../clock.ts';
 import type { EngineConfig } from '../config.ts';
-import type { BudgetExhaustedError } from '../budget.ts';
-import type { Cost } from '../cost.ts';
+import { addCost, type Cost, zeroCost } from '../cost.ts';
 import type { Database } from '../db/connect.ts';
 import type { DryRunSink } from '../dry-run.ts';
 import type { RunEvents } from '../events.ts';
+import type { FlowControl } from '../flow-control/index.ts';
+import type { DryRunPlanner } from '../flow-control/planner.ts';
+import type { RateLimits } from '../flow-control/rate-limits.ts';
 import type { Logger } from '../log.ts';
-import type { QuotaCalendar } from '../quota/calendar.ts';
-import type { RateLimits } from '../rate-limits.ts';
 import type { Resources } from '../resources.ts';
-import type { SlotPlanner } from '../quota/slots.ts';
 import type { Scrubber } from '../secrets.ts';
-import type { RunStore } from '../store.ts';
+import type { RunStore } from '../store/index.ts';
 import type { Queryable } from '../types.ts';
-import type { DatabaseEffects } from './write-batch.ts';
+import type { RunState } from './state.ts';
 
-/** Everything one run's steps share. Built once per run by the executor. */
-export interface RunContext {
+/**
+ * What one run's steps share and never change: who the run is, its config and flow control,
+ * the store, the clock, logs and events, the process's resources. Built once per run; what
+ * changes while the run goes lives in its RunState.
+ */
+export interface RunEnvironment {
   readonly runId: string;
   readonly pipeline: string;
   readonly dryRun: boolean;
   /** A resumed run: items may have finished before, and are looked up to be skipped. */
   readonly resumed: boolean;
   readonly config: EngineConfig;
+  readonly flow: FlowControl;
   readonly clock: Clock;
   readonly log: Logger;
   readonly events: RunEvents;
   readonly store: RunStore;
   readonly scrub: Scrubber;
+  /** What steps query through: read-only in a dry run. */
+  readonly db: Queryable;
+  readonly rateLimits: RateLimits;
+  readonly resources: Resources;
   /** Graceful stop: take no new items, let in-flight ones finish. */
   readonly stop: AbortSignal;
   /** Hard stop: abort in-flight attempts. */
   readonly abort: AbortSignal;
+  /** Set for a daemon run: a quota wait longer than this parks the run instead of sleeping. */
+  readonly parkAfterMs?: number;
+  /** A dry run's artifacts and its flow-control planner. */
+  readonly sink?: DryRunSink;
+  readonly planner?: DryRunPlanner;
+}
+
+/** A run as its steps see it: the environment and the state. */
+export interface RunContext extends RunEnvironment {
+  readonly state: RunState;
   /** Expression scope shared by every step: inputs, steps, config, env, run. */
   readonly scope: Record<string, unknown> & { steps: Record<string, { output: unknown }> };
-  readonly db: Queryable;
-  readonly sink?: DryRunSink;
-  /** Dry runs: slot planners by quota and key. */
-  readonly slots: Map<string, Promise<SlotPlanner>>;
-  readonly costByStep: Map<string, Cost>;
-  /** Lines steps add to the run's summary. */
-  readonly notes: { step: string; text: string }[];
-  /** Database writes with their idempotency keys, committed together in small groups. */
-  readonly writes: DatabaseEffects;
-  readonly calendars: Map<string, QuotaCalendar>;
-  readonly rateLimits: RateLimits;
-  readonly resources: Resources;
-  /** The latest quota wait, as recorded on the run. */
-  waiting?: { until: Date; reason: string };
-  /**
-   * Set by the daemon: a quota wait longer than `afterMs` parks the run (it stops as on a
-   * graceful stop and ends "waiting") instead of holding a worker while it sleeps.
-   */
-  readonly park?: { afterMs: number; controller: AbortController; until?: Date };
-  /** Set when a budget is spent: the run stops taking work and waits for the next period. */
-  readonly halt: { controller: AbortController; until?: Date; reason?: string };
+}
+
+/** Adds usage to the step's cost (both real spending and a dry run's estimates). */
+export function addStepCost(rc: RunContext, stepId: string, units: Record<string, number>): void {
+  const cost: Cost = rc.state.costByStep.get(stepId) ?? zeroCost();
+  addCost(cost, units, rc.config.prices);
+  rc.state.costByStep.set(stepId, cost);
 }
 
 export function writableQueryable(db: Database): Queryable {
@@ -73,16 +77,4 @@ export function readOnlyQueryable(db: Database): Queryable {
         return (await trx.executeQuery<R>(CompiledQuery.raw(text, [...params]))).rows as R[];
       }),
   };
-}
-
-/** Stops the run because a budget is spent: it ends "waiting" until the budget's next period. */
-export function haltForBudget(rc: RunContext, err: BudgetExhaustedError): void {
-  if (!rc.halt.until || err.until < rc.halt.until) {
-    rc.halt.until = err.until;
-    rc.halt.reason = err.message;
-  }
-  if (!rc.halt.controller.signal.aborted) {
-    rc.log.warn({ budget: err.budget, until: err.until.toISOString() }, err.message);
-    rc.halt.controller.abort();
-  }
 }

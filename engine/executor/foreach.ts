@@ -7,7 +7,8 @@ import type { RunContext } from './context.ts';
 import { invokeStep } from './invoke.ts';
 import { ItemRecorder } from './recorder.ts';
 import { isTruthy, whenHolds } from './when.ts';
-import { stoppedWaiting } from '../quota/ledger.ts';
+import { stoppedWaiting } from './wait.ts';
+import type { Lane } from '../flow-control/planner.ts';
 
 export interface ForeachOutcome {
   output: { total: number; succeeded: number; failed: number; skipped: number; results: unknown[]; results_truncated: boolean };
@@ -28,7 +29,10 @@ interface Item {
  */
 export async function runForeach(rc: RunContext, step: PipelineStep): Promise<ForeachOutcome> {
   const queue = new PQueue({ concurrency: step.concurrency });
-  const recorder = new ItemRecorder(rc.store);
+  // Outputs kept only until their item is recorded are dropped once it is.
+  const transient = [step, ...(step.steps ?? [])].some((s) => s.type?.effect?.transientOutput);
+  const recorder = new ItemRecorder(rc.store.items, transient ? (keys) => rc.store.effects.forget(rc.runId, keys) : undefined);
+  const lanes = rc.planner?.lanes(step.concurrency);
   const highWater = Math.max(step.concurrency * 2, 16);
   let finished = true;
 
@@ -49,9 +53,11 @@ export async function runForeach(rc: RunContext, step: PipelineStep): Promise<Fo
 
   const processItem = async (item: Item) => {
     const scope = { ...rc.scope, item: item.value };
+    const lane = lanes?.acquire();
     try {
       if (!whenHolds(step.when, scope, rc.clock)) return record(item.key, 'skipped', 0, null, null);
-      const { output, attempts } = isCallStep(step) ? await invokeStep(rc, step, scope, item.key) : await runGroupItem(rc, step, scope, item.key);
+      const site = { key: item.key, lane };
+      const { output, attempts } = isCallStep(step) ? await invokeStep(rc, step, scope, site) : await runGroupItem(rc, step, scope, site);
       record(item.key, 'succeeded', attempts, output, null);
     } catch (err) {
       if (stoppedWaiting(err)) {
@@ -63,14 +69,16 @@ export async function runForeach(rc: RunContext, step: PipelineStep): Promise<Fo
       const attempts = (err as { attempts?: number }).attempts ?? 1;
       rc.log.warn({ step: step.id, item: item.key, err: errorMessage(err) }, 'item failed');
       record(item.key, 'failed', attempts, null, errorMessage(err));
+    } finally {
+      if (lane) lanes!.release(lane);
     }
   };
 
   const none = new Set<string>();
   for await (const page of list ? listPages(rc, step, list) : queryPages(rc, step)) {
-    const done = rc.resumed ? await rc.store.finishedItemKeys(rc.runId, step.id, page.map((i) => i.key)) : none;
+    const done = rc.resumed ? await rc.store.items.finished(rc.runId, step.id, page.map((i) => i.key)) : none;
     for (const item of page) {
-      if (rc.stop.aborted) break;
+      if (rc.state.noNewWork.aborted) break;
       if (done.has(item.key)) {
         rc.events.emit('item:done', { runId: rc.runId, stepId: step.id, itemKey: item.key, status: 'succeeded' });
         continue;
@@ -78,16 +86,17 @@ export async function runForeach(rc: RunContext, step: PipelineStep): Promise<Fo
       if (queue.size + queue.pending >= highWater) await queue.onSizeLessThan(step.concurrency);
       void queue.add(() => processItem(item));
     }
-    if (rc.stop.aborted) {
+    if (rc.state.noNewWork.aborted) {
       finished = false;
       break;
     }
   }
   await queue.onIdle();
   await recorder.flush();
+  if (lanes) rc.planner!.finished(lanes);
 
-  const counts = await rc.store.itemCounts(rc.runId, step.id);
-  const results = await rc.store.itemOutputs(rc.runId, step.id, step.keepResults ?? FOREACH_RESULTS_LIMIT);
+  const counts = await rc.store.items.counts(rc.runId, step.id);
+  const results = await rc.store.items.outputs(rc.runId, step.id, step.keepResults ?? FOREACH_RESULTS_LIMIT);
   return {
     output: {
       total: counts.succeeded + counts.failed + counts.skipped,
@@ -103,7 +112,7 @@ export async function runForeach(rc: RunContext, step: PipelineStep): Promise<Fo
  * One item of a foreach group: its steps in order, each seeing the outputs of the ones
  * before it (for this item) as steps.<id>.output. The item's output holds every step's.
  */
-async function runGroupItem(rc: RunContext, group: PipelineStep, scope: Record<string, unknown>, itemKey: string): Promise<{ output: unknown; attempts: number }> {
+async function runGroupItem(rc: RunContext, group: PipelineStep, scope: Record<string, unknown>, site: { key: string; lane?: Lane }): Promise<{ output: unknown; attempts: number }> {
   const outputs: Record<string, unknown> = {};
   const steps: Record<string, { output: unknown }> = { ...rc.scope.steps };
   const itemScope = { ...scope, steps };
@@ -116,7 +125,7 @@ async function runGroupItem(rc: RunContext, group: PipelineStep, scope: Record<s
       continue;
     }
     try {
-      const result = await invokeStep(rc, sub, itemScope, itemKey);
+      const result = await invokeStep(rc, sub, itemScope, site);
       attempts += result.attempts;
       outputs[sub.id] = result.output;
       steps[sub.id] = { output: result.output };

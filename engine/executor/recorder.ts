@@ -1,4 +1,5 @@
-import type { ItemRecord, RunStore } from '../store.ts';
+import type { ItemRecords } from '../store/items.ts';
+import type { ItemRecord } from '../store/records.ts';
 
 /**
  * Finished items are written in batches: one statement per up to `batchSize` items or per
@@ -12,7 +13,9 @@ export class ItemRecorder {
   private failure: unknown;
 
   constructor(
-    private readonly store: RunStore,
+    private readonly items: ItemRecords,
+    /** Called with the keys of the succeeded and skipped items of each batch, once written. */
+    private readonly afterWrite?: (keys: string[]) => Promise<void>,
     private readonly batchSize = 250,
     private readonly intervalMs = 100,
   ) {}
@@ -30,11 +33,14 @@ export class ItemRecorder {
     const batch = this.buffer;
     this.buffer = [];
     if (batch.length) {
-      this.writing = this.writing.then(() =>
-        this.store.recordItems(batch).catch((err) => {
+      this.writing = this.writing.then(async () => {
+        try {
+          await this.items.record(batch);
+          await this.afterWrite?.(batch.filter((i) => i.status !== 'failed').map((i) => i.itemKey));
+        } catch (err) {
           this.failure ??= err;
-        }),
-      );
+        }
+      });
     }
     return this.writing.then(() => {
       if (this.failure) throw this.failure;

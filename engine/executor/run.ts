@@ -5,21 +5,24 @@ import type { RunStatus, StepStatus } from '../db/tables.ts';
 import { DryRunSink, type PlannedEffectRecord } from '../dry-run.ts';
 import { errorMessage, findCause, NeedsAttentionError } from '../errors.ts';
 import { RunEvents } from '../events.ts';
+import { flowControlOf } from '../flow-control/index.ts';
+import { DryRunPlanner } from '../flow-control/planner.ts';
+import { RateLimits } from '../flow-control/rate-limits.ts';
 import { newRunId } from '../ids.ts';
 import { type Logger, silentLogger } from '../log.ts';
-import { isCallStep, type Pipeline } from '../pipeline/types.ts';
 import { resolveInputs } from '../pipeline/inputs.ts';
+import { isCallStep, type Pipeline, type PipelineStep } from '../pipeline/types.ts';
+import { Resources } from '../resources.ts';
 import type { Scrubber } from '../secrets.ts';
-import type { RunRow, RunStore } from '../store.ts';
+import type { RunStore } from '../store/index.ts';
+import type { RunRow } from '../store/records.ts';
+import { renderRunSummary } from '../summary.ts';
 import { type RunContext, readOnlyQueryable, writableQueryable } from './context.ts';
 import { runForeach } from './foreach.ts';
-import { DatabaseEffects } from './write-batch.ts';
-import { RateLimits } from '../rate-limits.ts';
-import { Resources } from '../resources.ts';
 import { invokeStep } from './invoke.ts';
+import { RunState } from './state.ts';
+import { stoppedWaiting } from './wait.ts';
 import { whenHolds } from './when.ts';
-import { stoppedWaiting } from '../quota/ledger.ts';
-import { renderRunSummary } from '../summary.ts';
 
 export interface ExecuteOptions {
   pipeline: Pipeline;
@@ -78,6 +81,8 @@ export interface RunResult {
   skipped: { step: string; reason: string; n: number }[];
   /** Lines the steps wrote for the summary. */
   notes: { step: string; text: string }[];
+  /** Effects in doubt after a crash that were performed again (their steps allow it). */
+  repeated: { step: string; key: string }[];
   /** Planned effects of a dry run (empty for a real run). */
   effects: PlannedEffectRecord[];
   cost: Cost;
@@ -86,207 +91,201 @@ export interface RunResult {
 
 const never = new AbortController().signal;
 
+interface Opened {
+  runId: string;
+  inputs: Record<string, unknown>;
+  dryRun: boolean;
+  /** Outputs of the steps that finished before (a resumed run). */
+  completed: Map<string, unknown>;
+  changed: boolean;
+}
+
 /** Runs (or resumes, or dry-runs) a pipeline to its end, recording every step and item. */
 export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
+  const opened = await openRun(options);
+  const rc = buildContext(options, opened);
+  rc.events.emit('run:start', { runId: rc.runId, pipeline: rc.pipeline, dryRun: rc.dryRun, resumed: rc.resumed });
+  rc.log.info({ dryRun: rc.dryRun, resumed: rc.resumed }, 'run started');
+  if (opened.changed) rc.log.warn('the pipeline file changed since this run started; resuming with the current file');
+  const summaries: StepSummary[] = [];
+  for (const step of options.pipeline.steps) summaries.push(await runTopStep(rc, step, opened.completed));
+  try {
+    return await finishRun(rc, options, summaries);
+  } finally {
+    if (!options.rateLimits) await rc.rateLimits.close();
+    if (!options.resources) await rc.resources.close();
+  }
+}
+
+async function openRun(options: ExecuteOptions): Promise<Opened> {
   const { pipeline, store } = options;
   const clock = options.clock ?? systemClock;
-  const events = options.events ?? new RunEvents();
-  const scrub = options.scrub ?? ((v) => v);
+  if (!options.resume) {
+    const runId = newRunId(clock.now());
+    const inputs = resolveInputs(pipeline, options.inputs ?? {});
+    const dryRun = options.dryRun ?? false;
+    await store.runs.create({ id: runId, pipeline: pipeline.name, file: pipeline.file, hash: pipeline.hash, dryRun, inputs, now: clock.now() });
+    return { runId, inputs, dryRun, completed: new Map(), changed: false };
+  }
+  const run = options.claimed?.id === options.resume ? options.claimed : await store.runs.get(options.resume);
+  if (!run) throw new Error(`no run "${options.resume}" (see flows runs)`);
+  if (run.pipeline !== pipeline.name) throw new Error(`run ${run.id} belongs to pipeline "${run.pipeline}", not "${pipeline.name}"`);
+  if (run.dry_run) throw new Error(`run ${run.id} was a dry run; start a new one instead of resuming it`);
+  if (run.status === 'completed') throw new Error(`run ${run.id} already completed; nothing to resume`);
+  const completed = new Map<string, unknown>();
+  for (const s of await store.runs.steps(run.id)) if (s.status === 'completed' || s.status === 'skipped') completed.set(s.step_id, s.output);
+  if (run.status !== 'running' || options.claimed?.id !== run.id) await store.runs.setStatus(run.id, 'running', clock.now());
+  return { runId: run.id, inputs: run.inputs, dryRun: false, completed, changed: run.pipeline_hash !== pipeline.hash };
+}
+
+function buildContext(options: ExecuteOptions, opened: Opened): RunContext {
+  const { pipeline, store, config } = options;
+  const clock = options.clock ?? systemClock;
+  const { runId, dryRun } = opened;
   // A plain copy: expressions read only plain data (process.env is an exotic object).
   const env: Record<string, string | undefined> = { ...options.env };
-
-  let runId: string;
-  let inputs = options.resume ? {} : resolveInputs(pipeline, options.inputs ?? {});
-  let dryRun = options.dryRun ?? false;
-  const completed = new Map<string, unknown>();
-  let changedSinceStart = false;
-  if (options.resume) {
-    const run = options.claimed?.id === options.resume ? options.claimed : await store.getRun(options.resume);
-    if (!run) throw new Error(`no run "${options.resume}" (see flows runs)`);
-    if (run.pipeline !== pipeline.name) throw new Error(`run ${run.id} belongs to pipeline "${run.pipeline}", not "${pipeline.name}"`);
-    if (run.dry_run) throw new Error(`run ${run.id} was a dry run; start a new one instead of resuming it`);
-    if (run.status === 'completed') throw new Error(`run ${run.id} already completed; nothing to resume`);
-    runId = run.id;
-    inputs = run.inputs;
-    changedSinceStart = run.pipeline_hash !== pipeline.hash;
-    dryRun = false;
-    for (const s of await store.getSteps(runId)) if (s.status === 'completed' || s.status === 'skipped') completed.set(s.step_id, s.output);
-    if (run.status !== 'running' || options.claimed?.id !== run.id) await store.setRunStatus(runId, 'running', clock.now());
-  } else {
-    runId = newRunId(clock.now());
-    await store.createRun({ id: runId, pipeline: pipeline.name, file: pipeline.file, hash: pipeline.hash, dryRun, inputs, now: clock.now() });
-  }
   const log = (options.log ?? silentLogger).child({ run: runId, pipeline: pipeline.name });
-  if (changedSinceStart) log.warn('the pipeline file changed since this run started; resuming with the current file');
-
-  const park: RunContext['park'] = options.parkAfterMs !== undefined && !dryRun ? { afterMs: options.parkAfterMs, controller: new AbortController() } : undefined;
-  const halt: RunContext['halt'] = { controller: new AbortController() };
   const stop = options.stop ?? never;
-  const sink = dryRun ? new DryRunSink(options.outDir ?? `.flows/dry-runs/${runId}`, scrub) : undefined;
-  const rc: RunContext = {
+  const scrub = options.scrub ?? ((v) => v);
+  const flow = flowControlOf(config);
+  return {
     runId,
     pipeline: pipeline.name,
     dryRun,
     resumed: Boolean(options.resume),
-    config: options.config,
+    config,
+    flow,
     clock,
     log,
-    events,
+    events: options.events ?? new RunEvents(),
     store,
     scrub,
-    stop: AbortSignal.any([stop, halt.controller.signal, ...(park ? [park.controller.signal] : [])]),
-    park,
-    halt,
-    abort: options.abort ?? never,
-    scope: {
-      inputs,
-      steps: {},
-      config: options.config,
-      env,
-      run: { id: runId, pipeline: pipeline.name, dry_run: dryRun, started_at: clock.now().toISOString() },
-    },
     db: dryRun ? readOnlyQueryable(store.db) : writableQueryable(store.db),
-    sink,
-    slots: new Map(),
-    costByStep: new Map(),
-    notes: [],
-    writes: new DatabaseEffects(store, () => clock.now()),
-    calendars: new Map(),
-    rateLimits: options.rateLimits ?? new RateLimits(options.config),
-    resources:
-      options.resources ??
-      new Resources({ config: options.config, env, log, clock, projectDir: options.projectDir ?? 'pipelines', stateDir: '.flows' }),
+    rateLimits: options.rateLimits ?? new RateLimits(config),
+    resources: options.resources ?? new Resources({ config, env, log, clock, projectDir: options.projectDir ?? 'pipelines', stateDir: '.flows' }),
+    stop,
+    abort: options.abort ?? never,
+    parkAfterMs: dryRun ? undefined : options.parkAfterMs,
+    sink: dryRun ? new DryRunSink(options.outDir ?? `.flows/dry-runs/${runId}`, scrub) : undefined,
+    planner: dryRun ? new DryRunPlanner(flow, store, clock.now()) : undefined,
+    state: new RunState(stop),
+    scope: { inputs: opened.inputs, steps: {}, config, env, run: { id: runId, pipeline: pipeline.name, dry_run: dryRun, started_at: clock.now().toISOString() } },
   };
+}
 
-  events.emit('run:start', { runId, pipeline: pipeline.name, dryRun, resumed: Boolean(options.resume) });
-  log.info({ dryRun, resumed: Boolean(options.resume) }, 'run started');
+/** One top-level step: skipped when an earlier one stopped the run, restored when it finished before. */
+async function runTopStep(rc: RunContext, step: PipelineStep, completed: Map<string, unknown>): Promise<StepSummary> {
+  const summary: StepSummary = { id: step.id, uses: step.uses, status: 'not_run', effects: 0, cost: zeroCost() };
+  if (!rc.state.going) return summary;
+  if (completed.has(step.id)) {
+    rc.scope.steps[step.id] = { output: completed.get(step.id) };
+    summary.status = 'completed';
+    return summary;
+  }
+  if (rc.state.noNewWork.aborted) {
+    rc.state.interrupted();
+    return summary;
+  }
+  await rc.store.runs.startStep(rc.runId, step.id, step.position, rc.clock.now());
+  const ended = await executeStep(rc, step);
+  summary.status = ended.status;
+  summary.items = ended.items;
+  summary.error = ended.error && rc.scrub(ended.error);
+  rc.state.stepEnded(step.id, ended.status, ended.error, ended.attention);
+  if (ended.status === 'running') return summary;
+  await rc.store.runs.finishStep(rc.runId, step.id, { status: ended.status, output: ended.output, error: ended.error, counts: ended.items, now: rc.clock.now() });
+  rc.events.emit('step:finish', { runId: rc.runId, stepId: step.id, status: ended.status });
+  rc.scope.steps[step.id] = { output: ended.output };
+  return summary;
+}
 
-  const summaries: StepSummary[] = [];
-  let status: RunStatus = 'completed';
-  let runError: string | undefined;
-  let attention: string | undefined;
-  for (const step of pipeline.steps) {
-    const summary: StepSummary = { id: step.id, uses: step.uses, status: 'not_run', effects: 0, cost: zeroCost() };
-    summaries.push(summary);
-    if (status === 'failed' || status === 'interrupted' || status === 'needs_attention') continue;
-    if (completed.has(step.id)) {
-      rc.scope.steps[step.id] = { output: completed.get(step.id) };
-      summary.status = 'completed';
-      continue;
-    }
-    if (rc.stop.aborted) {
-      status = 'interrupted';
-      continue;
-    }
-    await store.startStep(runId, step.id, step.position, clock.now());
-    let stepStatus: StepStatus;
-    let output: unknown = null;
-    let error: string | undefined;
-    try {
-      if (step.foreach) {
-        const outcome = await runForeach(rc, step);
-        output = outcome.output;
-        summary.items = { total: outcome.output.total, succeeded: outcome.output.succeeded, failed: outcome.output.failed, skipped: outcome.output.skipped };
-        stepStatus = !outcome.finished ? 'running' : outcome.output.failed > 0 ? 'completed_with_errors' : 'completed';
-      } else {
-        events.emit('step:start', { runId, stepId: step.id });
-        if (!whenHolds(step.when, rc.scope, clock)) stepStatus = 'skipped';
-        else {
-          if (!isCallStep(step)) throw new Error(`step ${step.id} is a group without foreach`);
-          output = (await invokeStep(rc, step, rc.scope)).output;
-          stepStatus = 'completed';
-        }
-      }
-    } catch (err) {
-      if (stoppedWaiting(err)) stepStatus = 'running';
-      else if (needsAttention(err)) {
-        stepStatus = 'failed';
-        error = errorMessage(needsAttention(err));
-        attention = error;
-        log.warn({ step: step.id, reason: error }, 'run needs attention');
-      } else {
-        stepStatus = 'failed';
-        error = errorMessage(err);
-        log.error({ step: step.id, err: error }, 'step failed');
-      }
-    }
-    summary.status = stepStatus;
-    summary.error = error && scrub(error);
-    summary.cost = rc.costByStep.get(step.id) ?? zeroCost();
-    if (stepStatus === 'running') {
-      status = 'interrupted';
-      continue;
-    }
-    await store.finishStep(runId, step.id, { status: stepStatus, output, error, counts: summary.items, now: clock.now() });
-    events.emit('step:finish', { runId, stepId: step.id, status: stepStatus });
-    rc.scope.steps[step.id] = { output };
-    if (attention !== undefined) {
-      status = 'needs_attention';
-      runError = `step ${step.id}: ${attention}`;
-    } else if (stepStatus === 'failed') {
-      status = 'failed';
-      runError = `step ${step.id} failed: ${error}`;
-    } else if (stepStatus === 'completed_with_errors') status = 'completed_with_errors';
-  }
+interface StepEnd {
+  status: StepStatus | 'running';
+  output: unknown;
+  items?: StepSummary['items'];
+  error?: string;
+  attention?: boolean;
+}
 
-  // Effects and costs of a group's steps count for the group.
-  const owner = new Map<string, StepSummary>();
-  for (const step of pipeline.steps) {
-    const summary = summaries.find((s) => s.id === step.id)!;
-    owner.set(step.id, summary);
-    for (const sub of step.steps ?? []) owner.set(sub.id, summary);
-  }
-  for (const [stepId, cost] of rc.costByStep) {
-    const s = owner.get(stepId);
-    if (s && s.id !== stepId) addCost(s.cost, cost.units, options.config.prices);
-  }
-  if (!dryRun) {
-    for (const c of await store.effectCounts(runId)) {
-      const s = owner.get(c.step_id);
-      if (s && c.status === 'done') s.effects += c.n;
+async function executeStep(rc: RunContext, step: PipelineStep): Promise<StepEnd> {
+  try {
+    if (step.foreach) {
+      const { output, finished } = await runForeach(rc, step);
+      const items = { total: output.total, succeeded: output.succeeded, failed: output.failed, skipped: output.skipped };
+      return { status: !finished ? 'running' : output.failed > 0 ? 'completed_with_errors' : 'completed', output, items };
     }
-  } else {
-    for (const e of sink!.effects) {
-      const s = owner.get(e.step);
-      if (s && !e.skipped) s.effects += 1;
+    rc.events.emit('step:start', { runId: rc.runId, stepId: step.id });
+    if (!whenHolds(step.when, rc.scope, rc.clock)) return { status: 'skipped', output: null };
+    if (!isCallStep(step)) throw new Error(`step ${step.id} is a group without foreach`);
+    const lanes = rc.planner?.lanes(1);
+    const lane = lanes?.acquire();
+    const { output } = await invokeStep(rc, step, rc.scope, { lane });
+    if (lanes) rc.planner!.finished(lanes);
+    return { status: 'completed', output };
+  } catch (err) {
+    if (stoppedWaiting(err)) return { status: 'running', output: null };
+    const attention = findCause(err, NeedsAttentionError);
+    if (attention) {
+      rc.log.warn({ step: step.id, reason: errorMessage(attention) }, 'run needs attention');
+      return { status: 'failed', output: null, error: errorMessage(attention), attention: true };
     }
+    rc.log.error({ step: step.id, err: errorMessage(err) }, 'step failed');
+    return { status: 'failed', output: null, error: errorMessage(err) };
   }
-  // Parked for a quota window (and not stopped for another reason): the run waits.
-  if (status === 'interrupted' && (park?.until || halt.until) && !stop.aborted) status = 'waiting';
-  const failures = (await store.failedItems(runId)).map((f) => ({ step: f.step_id, item: f.item_key, error: f.error }));
-  if (halt.until) {
-    await store.setRunWaiting(runId, halt.until, halt.reason ?? 'budget');
-    runError = halt.reason;
-  } else if (park?.until) await store.setRunWaiting(runId, park.until, rc.waiting?.reason ?? 'quota');
-  else if (rc.waiting && status !== 'interrupted') await store.setRunWaiting(runId, null, null);
-  await store.setRunStatus(runId, status, clock.now(), runError ?? null);
-  events.emit('run:finish', { runId, status });
-  log.info({ status }, 'run finished');
+}
 
+async function finishRun(rc: RunContext, options: ExecuteOptions, summaries: StepSummary[]): Promise<RunResult> {
+  const { state, store } = rc;
+  await countEffects(rc, options.pipeline, summaries);
+  const status = state.status;
+  const wait = state.wait;
+  if (wait) await store.runs.setWaiting(rc.runId, wait.until, wait.reason);
+  else if (state.waiting && status !== 'interrupted') await store.runs.setWaiting(rc.runId, null, null);
+  if (state.repeated.length) {
+    state.notes.push({ step: state.repeated[0]!.step, text: `${state.repeated.length} effect${state.repeated.length === 1 ? '' : 's'} in doubt after a crash performed again (in_doubt: repeat): ${state.repeated.map((r) => r.key).slice(0, 5).join(', ')}` });
+  }
+  if (status === 'completed' && !rc.dryRun) await store.effects.forgetRun(rc.runId);
+  await store.runs.setStatus(rc.runId, status, rc.clock.now(), state.message ?? null);
+  rc.events.emit('run:finish', { runId: rc.runId, status });
+  rc.log.info({ status }, 'run finished');
   const cost = zeroCost();
-  for (const s of summaries) {
-    cost.usd += s.cost.usd;
-    for (const [unit, n] of Object.entries(s.cost.units)) cost.units[unit] = (cost.units[unit] ?? 0) + n;
-  }
+  for (const s of summaries) addCost(cost, s.cost.units, options.config.prices);
   const result: RunResult = {
-    run_id: runId,
-    pipeline: pipeline.name,
-    dry_run: dryRun,
+    run_id: rc.runId,
+    pipeline: rc.pipeline,
+    dry_run: rc.dryRun,
     status,
-    error: runError && scrub(runError),
+    error: state.message && rc.scrub(state.message),
     steps: summaries,
-    failures,
-    skipped: (await store.skipReasons(runId)).map((r) => ({ step: r.step_id, reason: r.reason, n: r.n })),
-    notes: rc.notes,
-    effects: sink?.effects ?? [],
+    failures: (await store.items.failed(rc.runId)).map((f) => ({ step: f.step_id, item: f.item_key, error: f.error })),
+    skipped: (await store.items.skipReasons(rc.runId)).map((r) => ({ step: r.step_id, reason: r.reason, n: r.n })),
+    notes: state.notes,
+    repeated: state.repeated,
+    effects: rc.sink?.effects ?? [],
     cost,
-    artifacts: sink?.dir,
+    artifacts: rc.sink?.dir,
   };
-  sink?.finish(renderRunSummary(result));
-  if (!options.rateLimits) await rc.rateLimits.close();
-  if (!options.resources) await rc.resources.close();
+  rc.sink?.finish(renderRunSummary(result));
   return result;
 }
 
-/** The NeedsAttentionError a step threw, through the executor's wrapping of the last attempt. */
-const needsAttention = (err: unknown) => findCause(err, NeedsAttentionError);
+/** Effects and costs of a group's steps count for the group. */
+async function countEffects(rc: RunContext, pipeline: Pipeline, summaries: StepSummary[]): Promise<void> {
+  const owner = new Map<string, StepSummary>();
+  pipeline.steps.forEach((step, i) => {
+    owner.set(step.id, summaries[i]!);
+    for (const sub of step.steps ?? []) owner.set(sub.id, summaries[i]!);
+  });
+  for (const [stepId, cost] of rc.state.costByStep) {
+    const s = owner.get(stepId);
+    if (s) addCost(s.cost, cost.units, rc.config.prices);
+  }
+  if (rc.sink) {
+    for (const e of rc.sink.effects) if (!e.skipped) owner.get(e.step)!.effects += 1;
+    return;
+  }
+  for (const c of await rc.store.effects.counts(rc.runId)) {
+    const s = owner.get(c.step_id);
+    if (s && c.status === 'done') s.effects += c.n;
+  }
+}

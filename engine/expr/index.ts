@@ -13,9 +13,11 @@ export { parseExpression, references, type Reference } from './parse.ts';
 export { evaluate, type EvalOptions } from './evaluate.ts';
 export {
   isTemplate,
+  isWholeTemplate,
   parseTemplate,
   renderTemplate,
   templateExpressions,
   type Template,
 } from './template.ts';
 export { findTemplates, renderDeep } from './deep.ts';
+export { type CompiledValue, type Condition, ConditionError, compileCondition, compileValue } from './compile.ts';

@@ -100,6 +100,11 @@ function partsOf(t: Template): ParsedTemplate {
   return (parsed.has(t) ? t : parseTemplate(t.source)) as ParsedTemplate;
 }
 
+/** True when the whole text is one expression (nothing around it): rendering gives its raw value. */
+export function isWholeTemplate(t: Template): boolean {
+  return partsOf(t).whole;
+}
+
 /** Each expression of the template, with the offset of its source inside the text. */
 export function templateExpressions(t: Template): { expr: Expression; offset: number }[] {
   return partsOf(t).parts.filter((p) => typeof p !== 'string');

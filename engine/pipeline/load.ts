@@ -4,6 +4,7 @@ import { parseDuration } from '../duration.ts';
 import type { Diagnostic } from '../errors.ts';
 import { ExpressionError, findTemplates, isTemplate, parseExpression, parseTemplate, references, templateExpressions } from '../expr/index.ts';
 import type { StepRegistry } from '../registry.ts';
+import type { AnyStepType } from '../types.ts';
 import { checkSchema, schemaProblems } from '../schema-check.ts';
 import { didYouMean } from '../suggest.ts';
 import { formatPath, type Path, parseYamlSource, type SourceDoc } from '../yaml.ts';
@@ -260,9 +261,13 @@ function checkStep(
     at(['budget'], `unknown budget "${raw.budget}"${didYouMean(raw.budget, names) || (names.length ? `; budgets in the config: ${names.join(', ')}` : '; the config declares no budgets')}`);
   }
   const quota = typeof raw.quota === 'string' ? config.quotas?.[raw.quota] : undefined;
-  if (quota?.per_key && raw.quota_key === undefined) {
-    at(['quota'], `quota "${raw.quota}" counts per ${quota.per_key}: add quota_key (an expression giving the ${quota.per_key})`);
+  const perKey = quota && (quota.per_key !== undefined || quota.keys !== undefined);
+  if (perKey && raw.quota_key === undefined) {
+    const what = quota!.per_key ?? 'key';
+    at(['quota'], `quota "${raw.quota}" counts per ${what}: add quota_key (an expression giving the ${what})`);
   }
+  if (quota && !perKey && raw.quota_key !== undefined) at(['quota_key'], `quota "${raw.quota}" has no per_key or keys: remove quota_key, or give the quota keys`, true);
+  if (type) checkGates(raw, type, withValue, at);
   if (raw.quota_key !== undefined && raw.quota === undefined) at(['quota_key'], 'quota_key goes with quota', true);
   if (raw.concurrency !== undefined && raw.foreach === undefined) at(['concurrency'], 'concurrency applies to a foreach step (add foreach, or remove concurrency)', true);
   if (raw.item_key !== undefined && raw.foreach === undefined) at(['item_key'], 'item_key applies to a foreach step', true);
@@ -310,8 +315,31 @@ function checkStep(
     rateLimit: raw.rate_limit as string | undefined,
     budget: raw.budget as string | undefined,
     key: raw.key as string | undefined,
+    inDoubt: raw.in_doubt as 'stop' | 'repeat' | undefined,
     outputSchema: foreach ? foreachOutputSchema(itemOutput) : itemOutput,
   };
+}
+
+/**
+ * Flow control a step names must be flow control its type can take: a quota or a rate limit
+ * counts calls out (a step type with no outside call has nothing to count), a budget reserves
+ * what a call costs (the type must say what that is).
+ */
+function checkGates(raw: RawStep, type: AnyStepType, withValue: Record<string, unknown>, at: (path: Path, message: string, key?: boolean) => void): void {
+  const effect = type.effect;
+  const none = `${type.type} makes no outside call`;
+  if (!effect) {
+    if (raw.quota !== undefined) at(['quota'], `${none}, so quota "${raw.quota}" has nothing to count (a quota goes on a step that sends, writes or calls out)`, true);
+    if (raw.rate_limit !== undefined) at(['rate_limit'], `${none}, so rate limit "${raw.rate_limit}" has nothing to pace`, true);
+    if (raw.in_doubt !== undefined) at(['in_doubt'], `${none}, so nothing of it can be in doubt`, true);
+  }
+  if (raw.budget === undefined) return;
+  if (!effect?.cost) {
+    at(['budget'], `${type.type} reports no cost, so budget "${raw.budget}" cannot meter it (a budget goes on a paid call, such as intel.collect)`, true);
+    return;
+  }
+  const unknown = withValue && typeof withValue === 'object' ? effect.costUnknown?.(withValue) : undefined;
+  if (unknown) at(['budget'], unknown, true);
 }
 
 /** True when the value at `path` (or a parent of it) is a ${{ }} expression. */

@@ -150,6 +150,14 @@ const stepProperties = {
   quota_key: Type.Optional(
     Type.String({ description: 'For a quota with per_key: expression giving the key this effect counts under (e.g. the sender domain).' }),
   ),
+  in_doubt: Type.Optional(
+    Type.Unsafe<'stop' | 'repeat'>({
+      type: 'string',
+      enum: ['stop', 'repeat'],
+      description:
+        'An effect a crash left in doubt (started, never confirmed): stop (default) waits for a person to settle it with flows effects resolve; repeat performs it again, for calls that are harmless to repeat (a paid read). Repeats are counted in the run summary.',
+    }),
+  ),
   key: Type.Optional(
     Type.String({ description: "Expression for the effect's idempotency key (default: run, step and item). Make it span runs to never repeat an effect." }),
   ),

@@ -47,6 +47,11 @@ export interface PipelineStep {
   readonly quotaKey?: string;
   readonly rateLimit?: string;
   readonly budget?: string;
+  /**
+   * An effect left in doubt by a crash: `stop` (default) waits for a person to settle it;
+   * `repeat` performs it again, for a call the user declares harmless to repeat (a paid read).
+   */
+  readonly inDoubt?: 'stop' | 'repeat';
   readonly key?: string;
   /** The output later steps see: the type's output, or the foreach summary around it. */
   readonly outputSchema: TSchema;

@@ -122,8 +122,11 @@ export const reportAnalyse = defineStep({
     { additionalProperties: false },
   ),
   effect: {
+    // A paid call; repeating one after a crash costs tokens and changes nothing (in_doubt: repeat says so).
     kind: () => 'api',
-    providerIdempotent: () => true,
+    // About four characters a token; the prompt's own text adds about a thousand.
+    cost: (input, config) => ({ claude_input_tokens: Math.ceil(JSON.stringify(input.intel).length / 4) + 1000, claude_output_tokens: input.max_tokens ?? claudeSettings(config).maxTokens }),
+    describe: (input) => ({ summary: `Claude analysis of ${(input.intel as { domain?: string }).domain ?? 'a domain'}` }),
     async plan(ctx, input) {
       const intel = input.intel as unknown as SearchIntel;
       const prompt = await renderPrompt(await ctx.use(promptsResource), input.prompt ?? 'report-analysis', { company: input.company ?? intel.domain, intel });

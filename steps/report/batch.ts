@@ -66,6 +66,9 @@ export const reportAnalyseBatch = defineStep({
     kind: () => 'api',
     // The batch id is kept by effect key: a repeat resumes the same batch.
     providerIdempotent: () => true,
+    // About 3,000 prompt tokens and 1,500 written per analysis, billed at half price.
+    cost: (input, config) => ({ claude_batch_input_tokens: input.prospects.length * 3000, claude_batch_output_tokens: input.prospects.length * Math.min(claudeSettings(config).maxTokens, 1500) }),
+    describe: (input) => ({ summary: `Claude batch of ${input.prospects.length} analyses` }),
     async plan(ctx, input) {
       const { maxTokens } = claudeSettings(ctx.config);
       const n = input.prospects.length;

@@ -128,11 +128,13 @@ export const intelCollect = defineStep({
   input: Input,
   output: Output,
   effect: {
-    // A paid call: planned, not made, in a dry run. Repeating one after a crash costs units but changes nothing.
+    // A paid call: planned, not made, in a dry run. Repeating one after a crash costs units but
+    // changes nothing: a pipeline may say so with in_doubt: repeat.
     kind: () => 'api',
-    providerIdempotent: () => true,
     // 30-40 KiB of data a domain, stored by the pipeline where it belongs (prospect_intelligence).
-    keepOutput: false,
+    transientOutput: true,
+    cost: (input) => maxUsage(limitsOf(input)),
+    describe: (input) => ({ summary: `SEMrush and SpyFu data for ${input.domain}`, identity: { domain: input.domain } }),
     plan: (ctx, input) => {
       const domain = domainOf(input.domain);
       const empty: SearchIntel = {

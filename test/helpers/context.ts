@@ -23,6 +23,7 @@ export function stepContext(db: Queryable, config: EngineConfig, resources?: Res
     limit: (_name, call) => call(),
     spend: () => {},
     note: () => {},
+    pauseQuota: async () => {},
     ...overrides,
   };
 }

@@ -9,7 +9,7 @@ import { createRegistry } from '../../steps/index.ts';
 
 export const testConfig: EngineConfig = {
   business: { name: 'Test Co', timezone: 'Europe/London' },
-  quotas: { daily: { cap: 2, per: 'day', days: ['mon', 'tue', 'wed', 'thu', 'fri'], window: '09:00-17:00' } },
+  quotas: { daily: { caps: { day: 2 }, days: ['mon', 'tue', 'wed', 'thu', 'fri'], window: '09:00-17:00' } },
   prices: { widget_unit: 0.5 },
 };
 
@@ -43,6 +43,8 @@ export const sendStep = defineStep({
   output: Type.Object({ sent: Type.String() }),
   effect: {
     kind: () => 'message',
+    cost: (input) => ({ widget_units: input.units ?? 1 }),
+    describe: (input) => ({ summary: `message to ${input.to}`, identity: { to: input.to } }),
     plan: (_ctx, input) => {
       calls.planned.push(input.to);
       return { summary: `message to ${input.to}`, output: { sent: 'planned' }, artifacts: [{ name: 'message.txt', content: `Hello ${input.to}` }], cost: { widget_units: input.units ?? 1 } };

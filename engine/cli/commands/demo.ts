@@ -10,7 +10,7 @@ import { type Database, openDatabase } from '../../db/connect.ts';
 import { RunEvents } from '../../events.ts';
 import { executeRun } from '../../executor/run.ts';
 import { resolveInputs } from '../../pipeline/inputs.ts';
-import { RunStore } from '../../store.ts';
+import { RunStore } from '../../store/index.ts';
 import { renderRunSummary } from '../../summary.ts';
 import { table } from '../../format.ts';
 import { showProgress } from '../progress.ts';
@@ -106,7 +106,7 @@ async function demoDaemon(project: Project, db: Database, say: (s?: string) => v
   await daemon.start();
   const finished = async (runId: string) => {
     for (let i = 0; i < 600; i++) {
-      const run = await store.getRun(runId);
+      const run = await store.runs.get(runId);
       if (run && !['queued', 'running'].includes(run.status)) return run.status;
       await new Promise((r) => setTimeout(r, 50));
     }

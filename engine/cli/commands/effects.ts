@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { RunStore } from '../../store.ts';
+import { RunStore } from '../../store/index.ts';
 import { table, when } from '../../format.ts';
 import type { Project } from '../project.ts';
 import { UsageError } from '../project.ts';
@@ -23,11 +23,18 @@ export function effectsCommand(program: Command, project: () => Project, wrap: W
         const p = project();
         const db = await p.openDb();
         try {
-          const rows = await new RunStore(db).effectsInDoubt(opts.run);
+          const rows = await new RunStore(db).effects.inDoubt(opts.run);
           if (opts.json) process.stdout.write(`${JSON.stringify(rows)}\n`);
           else if (!rows.length) process.stdout.write('no effects in doubt\n');
           else {
-            process.stdout.write(`${table(['key', 'run', 'step', 'item', 'kind', 'started'], rows.map((r) => [r.key, r.run_id, r.step_id, r.item_key, r.kind, when(r.reserved_at)]))}\n`);
+            // What identifies each outside (recipient, subject, Message-ID ...), to look it up there.
+            const identity = (r: (typeof rows)[number]) => (r.identity ? Object.entries(r.identity).map(([k, v]) => `${k}: ${v}`).join('; ') : '');
+            process.stdout.write(
+              `${table(
+                ['key', 'run', 'step', 'item', 'what', 'identity', 'started'],
+                rows.map((r) => [r.key, r.run_id, r.step_id, r.item_key, r.summary, identity(r), when(r.reserved_at)]),
+              )}\n`,
+            );
             process.stdout.write('\nCheck each in the outside system, then: flows effects resolve <key> --happened | --did-not-happen\n');
           }
           return 0;
@@ -50,15 +57,14 @@ export function effectsCommand(program: Command, project: () => Project, wrap: W
         const db = await p.openDb();
         try {
           const store = new RunStore(db);
-          const effect = await store.findEffect(key);
+          const effect = await store.effects.find(key);
           if (!effect) throw new UsageError(`no effect with key "${key}" (see flows effects)`);
           if (effect.status !== 'reserved') throw new UsageError(`effect "${key}" is not in doubt (it is ${effect.status})`);
+          await store.effects.resolve(key, Boolean(opts.happened), new Date());
           if (opts.happened) {
-            await store.completeEffect(store.kysely, key, { resolved: 'happened' }, new Date());
             process.stdout.write(`recorded ${key} as done: it will not be repeated\n`);
           } else {
-            await store.releaseEffect(key);
-            const run = await store.getRun(effect.run_id);
+            const run = await store.runs.get(effect.run_id);
             process.stdout.write(`freed ${key}: resuming the run performs it (flows run ${run?.pipeline ?? '<pipeline>'} --resume ${effect.run_id})\n`);
           }
           return 0;

@@ -1,24 +1,28 @@
 import type { Command } from 'commander';
 import { type Clock, systemClock } from '../../clock.ts';
-import { quotaReports } from '../../quota/report.ts';
-import { RunStore } from '../../store.ts';
+import { parseDuration } from '../../duration.ts';
+import { budgetPeriod } from '../../flow-control/budget-spec.ts';
+import { flowControlOf } from '../../flow-control/index.ts';
+import { capsText, quotaReports } from '../../flow-control/report.ts';
+import { quotaLabel } from '../../flow-control/quota-spec.ts';
 import { table, when } from '../../format.ts';
-import { budgetUse } from '../../budget.ts';
-import type { Project } from '../project.ts';
+import { RunStore } from '../../store/index.ts';
+import { didYouMean } from '../../suggest.ts';
+import { type Project, UsageError } from '../project.ts';
 import type { Wrap } from './types.ts';
 
 export function quotasCommand(program: Command, project: () => Project, wrap: Wrap, clock: Clock = systemClock): void {
-  program
-    .command('quotas')
-    .description("Show each quota's use and what remains in its current window (per key where it counts per key)")
+  const quotas = program.command('quotas').description("Each quota's use now, per key, what remains, its window, and what is paused");
+  quotas
+    .command('list', { isDefault: true })
+    .description("Show each quota's caps (used/today's cap per period, ramp included), what remains, its window and why it waits")
     .option('--json', 'print the quotas as JSON on stdout')
     .action(
       wrap(async (opts: { json?: boolean }) => {
         const p = project();
         const db = await p.openDb();
         try {
-          const store = new RunStore(db);
-          const reports = await quotaReports(p.config, store, clock.now());
+          const reports = await quotaReports(flowControlOf(p.config), new RunStore(db).quotas, db, clock.now());
           if (opts.json) {
             process.stdout.write(`${JSON.stringify(reports)}\n`);
             return 0;
@@ -27,10 +31,12 @@ export function quotasCommand(program: Command, project: () => Project, wrap: Wr
             process.stdout.write(`no quotas in ${p.display(p.configFile)}\n`);
             return 0;
           }
+          const status = (r: (typeof reports)[number]) =>
+            r.paused ? `paused: ${r.paused.reason}${r.paused.until ? ` (until ${when(r.paused.until)})` : ''}` : r.next ? `waits until ${when(r.next.at)}: ${r.next.reason}` : 'open';
           process.stdout.write(
             `${table(
-              ['quota', 'key', 'used', 'cap', 'remaining', 'window'],
-              reports.map((r) => [r.quota, r.key ?? '-', r.used, `${r.cap}/${r.per}`, r.remaining, `${r.period.label}${r.period.open ? ' (open)' : ' (next)'}`]),
+              ['quota', 'key', 'used / cap today', 'remaining', 'window', 'now'],
+              reports.map((r) => [r.quota, r.key ?? '-', capsText(r.caps), r.remaining, `${r.window.label}${r.window.open ? '' : ' (next)'}`, status(r)]),
             )}\n`,
           );
           return 0;
@@ -39,6 +45,65 @@ export function quotasCommand(program: Command, project: () => Project, wrap: Wr
         }
       }),
     );
+
+  quotas
+    .command('pause')
+    .description('Pause a quota, or one key of it: calls under it wait until it is resumed (or until --for has passed)')
+    .argument('<quota[:key]>', 'the quota, e.g. teaser-email, or one key of it, e.g. mailbox:ana@one.example')
+    .requiredOption('--reason <text>', 'why, shown by flows quotas, in the runs that wait and in the logs')
+    .option('--for <duration>', 'resume by itself after this long, e.g. 4h (default: until flows quotas resume)')
+    .action(
+      wrap(async (target: string, opts: { reason: string; for?: string }) => {
+        const p = project();
+        const { quota, key } = parseTarget(p, target);
+        const forMs = opts.for === undefined ? undefined : parseDuration(opts.for);
+        if (opts.for !== undefined && forMs === undefined) throw new UsageError(`--for "${opts.for}" is not a duration (write 30m, 4h or 2d)`);
+        const db = await p.openDb();
+        try {
+          const now = clock.now();
+          const until = forMs === undefined ? null : new Date(now.getTime() + forMs);
+          await new RunStore(db).quotas.pause({ quota, key, reason: opts.reason, by: `flows quotas pause (${process.env.USER ?? 'a person'})`, until, now });
+          process.stdout.write(`paused ${quotaLabel(quota, key)}${until ? ` until ${when(until)}` : ' until resumed (flows quotas resume ' + quotaLabel(quota, key) + ')'}: ${opts.reason}\n`);
+          return 0;
+        } finally {
+          await db.close();
+        }
+      }),
+    );
+
+  quotas
+    .command('resume')
+    .description('Lift the pause of a quota, or of one key of it')
+    .argument('<quota[:key]>', 'as given to flows quotas pause')
+    .action(
+      wrap(async (target: string) => {
+        const p = project();
+        const { quota, key } = parseTarget(p, target);
+        const db = await p.openDb();
+        try {
+          const lifted = await new RunStore(db).quotas.resume(quota, key);
+          process.stdout.write(lifted ? `resumed ${quotaLabel(quota, key)}\n` : `${quotaLabel(quota, key)} was not paused\n`);
+          return 0;
+        } finally {
+          await db.close();
+        }
+      }),
+    );
+}
+
+/** "mailbox:ana@one.example" -> the quota and the key, checked against the config. */
+function parseTarget(p: Project, target: string): { quota: string; key: string } {
+  const at = target.indexOf(':');
+  const quota = at < 0 ? target : target.slice(0, at);
+  const key = at < 0 ? '' : target.slice(at + 1);
+  const flow = flowControlOf(p.config);
+  const names = flow.quotaNames();
+  if (!names.includes(quota)) throw new UsageError(`unknown quota "${quota}"${didYouMean(quota, names) || `; quotas in the config: ${names.join(', ') || 'none'}`}`);
+  const compiled = flow.quota(quota);
+  if (key && !compiled.perKey) throw new UsageError(`quota ${quota} has no keys: write ${quota} alone`);
+  const declared = compiled.declaredKeys;
+  if (key && declared.length && !declared.includes(key)) throw new UsageError(`quota ${quota} has no key "${key}"${didYouMean(key, declared) || `; its keys: ${declared.join(', ')}`}`);
+  return { quota, key };
 }
 
 export function budgetsCommand(program: Command, project: () => Project, wrap: Wrap, clock: Clock = systemClock): void {
@@ -51,12 +116,15 @@ export function budgetsCommand(program: Command, project: () => Project, wrap: W
         const p = project();
         const db = await p.openDb();
         try {
+          const ledger = new RunStore(db).budgets;
+          const flow = flowControlOf(p.config);
           const rows: { budget: string; unit: string; spent: number; limit: number; remaining: number; period: { start: string; end: string } }[] = [];
           for (const [name, budget] of Object.entries(p.config.budgets ?? {})) {
-            const use = await budgetUse(db, p.config, name, clock.now());
+            const period = budgetPeriod(budget, flow.timezone, clock.now());
+            const use = await ledger.useNow(name, period.start);
             for (const [unit, limit] of Object.entries(budget.limits)) {
               const spent = Math.round((unit === 'usd' ? use.usd : (use.units[unit] ?? 0)) * 100) / 100;
-              rows.push({ budget: name, unit, spent, limit, remaining: Math.max(0, Math.round((limit - spent) * 100) / 100), period: { start: use.start.toISOString(), end: use.end.toISOString() } });
+              rows.push({ budget: name, unit, spent, limit, remaining: Math.max(0, Math.round((limit - spent) * 100) / 100), period: { start: period.start.toISOString(), end: period.end.toISOString() } });
             }
           }
           if (opts.json) {

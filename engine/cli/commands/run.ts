@@ -2,8 +2,8 @@ import type { Command } from 'commander';
 import { RunEvents } from '../../events.ts';
 import { executeRun, type RunResult } from '../../executor/run.ts';
 import { parseInputPairs, resolveInputs } from '../../pipeline/inputs.ts';
-import { RateLimits } from '../../rate-limits.ts';
-import { RunStore } from '../../store.ts';
+import { RateLimits } from '../../flow-control/rate-limits.ts';
+import { RunStore } from '../../store/index.ts';
 import { renderRunSummary } from '../../summary.ts';
 import { showProgress } from '../progress.ts';
 import { type Project, UsageError } from '../project.ts';
@@ -46,7 +46,7 @@ export function runCommand(program: Command, project: () => Project, wrap: Wrap)
         const inputs = opts.resume ? {} : resolveInputs(pipeline, parseInputPairs(opts.input));
         const db = await p.openDb();
         if (opts.resume) {
-          const run = await new RunStore(db).getRun(opts.resume);
+          const run = await new RunStore(db).runs.get(opts.resume);
           // A run the daemon owns is resumed by the daemon; two executors would race.
           if (run && (run.status === 'queued' || run.status === 'waiting' || (run.claimed_by && run.lease_until && new Date(run.lease_until) > new Date()))) {
             await db.close();

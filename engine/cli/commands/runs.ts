@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { formatDuration } from '../../duration.ts';
 import type { RunStatus } from '../../db/tables.ts';
-import { RunStore } from '../../store.ts';
+import { RunStore } from '../../store/index.ts';
 import { table, when } from '../../format.ts';
 import type { Project } from '../project.ts';
 import { UsageError } from '../project.ts';
@@ -20,7 +20,7 @@ export function runsCommand(program: Command, project: () => Project, wrap: Wrap
         const p = project();
         const db = await p.openDb();
         try {
-          const runs = await new RunStore(db).listRuns({ pipeline: opts.pipeline, status: opts.status, limit: opts.limit });
+          const runs = await new RunStore(db).runs.list({ pipeline: opts.pipeline, status: opts.status, limit: opts.limit });
           if (opts.json) {
             process.stdout.write(`${JSON.stringify(runs)}\n`);
             return 0;
@@ -62,12 +62,12 @@ export function showCommand(program: Command, project: () => Project, wrap: Wrap
         const db = await p.openDb();
         try {
           const store = new RunStore(db);
-          const run = await store.getRun(runId);
+          const run = await store.runs.get(runId);
           if (!run) throw new UsageError(`no run "${runId}" (see flows runs)`);
-          const steps = await store.getSteps(runId);
-          const failures = await store.failedItems(runId, 1000);
-          const effects = await store.effectCounts(runId);
-          const skipped = await store.skipReasons(runId);
+          const steps = await store.runs.steps(runId);
+          const failures = await store.items.failed(runId, 1000);
+          const effects = await store.effects.counts(runId);
+          const skipped = await store.items.skipReasons(runId);
           if (opts.json) {
             process.stdout.write(`${JSON.stringify({ run, steps, failures, skipped, effects })}\n`);
             return 0;

@@ -1,5 +1,5 @@
 import type Bottleneck from 'bottleneck';
-import type { EngineConfig } from './config.ts';
+import type { EngineConfig } from '../config.ts';
 
 /**
  * Named rate limits from the config (`rate_limits:`), applied to each attempt of a step that

@@ -1,0 +1,122 @@
+import type { Database } from '../db/connect.ts';
+import type { Sql } from '../ledger/types.ts';
+import { countingSpans, lookbackStart, type QuotaUse } from './quota-policy.ts';
+import type { QuotaRules } from './quota-spec.ts';
+
+/** One effect (or gated call) counted against a quota and key. */
+export interface QuotaEntry {
+  quota: string;
+  key: string;
+  at: Date;
+  runId: string;
+  stepId: string;
+  itemKey: string;
+  effectKey?: string;
+}
+
+export interface QuotaPause {
+  quota: string;
+  key: string;
+  reason: string;
+  by: string;
+  paused_at: Date;
+  until: Date | null;
+}
+
+const date = (v: unknown) => (v === null || v === undefined ? null : new Date(v as string));
+
+/**
+ * The quota ledger: what each quota and key has spent, and who paused what. Caps are counted
+ * here under an advisory lock per quota and key (in the transaction that also reserves the
+ * effect), so they hold across items, runs, processes and machines on one Postgres.
+ */
+export class QuotaLedger {
+  constructor(private readonly db: Database) {}
+
+  /** Serialises reservations under one quota and key until the transaction ends. */
+  async lock(sql: Sql, quota: string, key: string): Promise<void> {
+    await sql.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`flows quota ${quota}\u001f${key}`]);
+  }
+
+  /** What the caps count at `now`, the latest effect and any pause in force: one statement. */
+  async use(sql: Sql, rules: QuotaRules, now: Date): Promise<QuotaUse> {
+    const spans = countingSpans(rules, now);
+    const filters = spans.map((_, i) => `at >= $${5 + 2 * i} AND at < $${6 + 2 * i}`);
+    const columns = filters.map((f, i) => `count(*) FILTER (WHERE ${f})::int AS c${i}, min(at) FILTER (WHERE ${f}) AS o${i}`);
+    const [row] = await sql.query<Record<string, unknown>>(
+      `SELECT ${[...columns, 'max(at) AS last'].join(', ')},
+              (SELECT json_build_object('reason', p.reason, 'until', p.until) FROM flow_quota_pauses p
+                WHERE p.quota = $1 AND p.quota_key IN ($2, '') AND (p.until IS NULL OR p.until > $4)
+                ORDER BY p.until IS NULL DESC, p.until DESC LIMIT 1) AS pause
+         FROM flow_quota_ledger WHERE quota = $1 AND quota_key = $2 AND at >= $3`,
+      [rules.quota, rules.key, lookbackStart(rules, now), now, ...spans.flatMap((s) => [s.start, s.end])],
+    );
+    const pause = row?.pause as { reason: string; until: string | null } | null | undefined;
+    return {
+      caps: spans.map((_, i) => ({ count: Number(row?.[`c${i}`] ?? 0), oldest: date(row?.[`o${i}`]) })),
+      last: date(row?.last),
+      pause: pause ? { reason: pause.reason, until: date(pause.until) } : undefined,
+    };
+  }
+
+  async record(sql: Sql, entry: QuotaEntry): Promise<string> {
+    const [row] = await sql.query<{ id: string }>(
+      'INSERT INTO flow_quota_ledger (quota, quota_key, at, run_id, step_id, item_key, effect_key) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id',
+      [entry.quota, entry.key, entry.at, entry.runId, entry.stepId, entry.itemKey, entry.effectKey ?? null],
+    );
+    return String(row!.id);
+  }
+
+  async remove(sql: Sql, id: string): Promise<void> {
+    await sql.query('DELETE FROM flow_quota_ledger WHERE id = $1', [id]);
+  }
+
+  /** The times a dry run starts its simulation from: every entry since lookbackStart. */
+  async history(rules: QuotaRules, now: Date): Promise<Date[]> {
+    const rows = await this.db.query<{ at: unknown }>('SELECT at FROM flow_quota_ledger WHERE quota = $1 AND quota_key = $2 AND at >= $3 ORDER BY at', [
+      rules.quota,
+      rules.key,
+      lookbackStart(rules, now),
+    ]);
+    return rows.map((r) => new Date(r.at as string));
+  }
+
+  /** The pause in force for this quota and key at `now` (the key's or the whole quota's). */
+  async pauseAt(quota: string, key: string, now: Date): Promise<QuotaUse['pause']> {
+    const [row] = await this.db.query<{ reason: string; until: unknown }>(
+      `SELECT reason, until FROM flow_quota_pauses WHERE quota = $1 AND quota_key IN ($2, '') AND (until IS NULL OR until > $3)
+        ORDER BY until IS NULL DESC, until DESC LIMIT 1`,
+      [quota, key, now],
+    );
+    return row ? { reason: row.reason, until: date(row.until) } : undefined;
+  }
+
+  /** Keys with entries since `from` (for `flows quotas` on quotas whose keys are not declared). */
+  async keysSince(quota: string, from: Date): Promise<string[]> {
+    const rows = await this.db.query<{ k: string }>('SELECT DISTINCT quota_key AS k FROM flow_quota_ledger WHERE quota = $1 AND at >= $2 ORDER BY 1', [quota, from]);
+    return rows.map((r) => r.k);
+  }
+
+  /** Pauses a quota (key '') or one key, until `until` or until resumed. A later pause replaces an earlier one. */
+  async pause(p: { quota: string; key: string; reason: string; by: string; until: Date | null; now: Date }): Promise<void> {
+    await this.db.query(
+      `INSERT INTO flow_quota_pauses (quota, quota_key, reason, paused_by, paused_at, until) VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT (quota, quota_key) DO UPDATE SET reason = EXCLUDED.reason, paused_by = EXCLUDED.paused_by, paused_at = EXCLUDED.paused_at, until = EXCLUDED.until`,
+      [p.quota, p.key, p.reason, p.by, p.now, p.until],
+    );
+  }
+
+  /** Lifts a pause; returns whether there was one. */
+  async resume(quota: string, key: string): Promise<boolean> {
+    const rows = await this.db.query('DELETE FROM flow_quota_pauses WHERE quota = $1 AND quota_key = $2 RETURNING quota', [quota, key]);
+    return rows.length > 0;
+  }
+
+  async pauses(now: Date): Promise<QuotaPause[]> {
+    const rows = await this.db.query<{ quota: string; quota_key: string; reason: string; paused_by: string; paused_at: unknown; until: unknown }>(
+      'SELECT quota, quota_key, reason, paused_by, paused_at, until FROM flow_quota_pauses WHERE until IS NULL OR until > $1 ORDER BY quota, quota_key',
+      [now],
+    );
+    return rows.map((r) => ({ quota: r.quota, key: r.quota_key, reason: r.reason, by: r.paused_by, paused_at: new Date(r.paused_at as string), until: date(r.until) }));
+  }
+}

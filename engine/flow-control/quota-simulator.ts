@@ -1,0 +1,92 @@
+import { countingSpans, type CapUse, decide, type QuotaUse } from './quota-policy.ts';
+import type { QuotaRules } from './quota-spec.ts';
+import type { Span } from './periods.ts';
+
+/** Where a planned effect falls under its quota: when, in which sending window, and why it waits. */
+export interface Slot {
+  /** When the effect would happen (the run's clock moves on by waiting, as here). */
+  at: string;
+  /** The sending window holding `at` (UTC, ISO). */
+  window_start: string;
+  window_end: string;
+  /** 1-based place of the effect in its first cap's period (its day, for a day cap). */
+  position: number;
+  /** Local reading of the window, e.g. "Mon 30 Nov 09:00-17:00 Europe/London". */
+  label: string;
+  /** What it waits for first, when it cannot happen at once. */
+  waits?: string;
+}
+
+/**
+ * The dry run's stand-in for the quota ledger of one quota and key: it starts from what the
+ * ledger holds and admits each planned effect by the same decision the run makes (decide()),
+ * moving its clock as the run's would by waiting. With the run's clock and the same order of
+ * effects, the run puts every effect exactly where this predicts.
+ */
+export class QuotaSimulator {
+  private readonly times: number[];
+
+  constructor(
+    private readonly rules: QuotaRules,
+    /** Effects the ledger holds under this quota and key, from lookbackStart(), in time order. */
+    history: readonly Date[],
+    private readonly pause: QuotaUse['pause'],
+  ) {
+    this.times = history.map((d) => d.getTime()).sort((a, b) => a - b);
+  }
+
+  /** The slot of the next effect, tried first at `from` (when the run gets to it), whose spacing gap is `gapMs`. */
+  admit(from: Date, gapMs: number): Slot {
+    let at = from;
+    let waits: string | undefined;
+    for (let guard = 0; ; guard++) {
+      if (guard > 10_000) throw new Error(`quota ${this.rules.quota}: no time with room found (is every cap 0?)`);
+      const decision = decide(this.rules, this.useAt(at), at, gapMs);
+      if (decision.ok) break;
+      waits ??= decision.reason;
+      at = decision.until;
+      if (this.pause && !this.pause.until) {
+        waits = decision.reason;
+        break; // paused until a person resumes it: the plan cannot say when
+      }
+    }
+    const first = countingSpans(this.rules, at)[0];
+    const position = first ? this.count(first) + 1 : 1;
+    this.times.splice(this.indexOf(at.getTime() + 1), 0, at.getTime());
+    const window = this.rules.calendar.windowAt(at) ?? { start: at, end: at };
+    return { at: at.toISOString(), window_start: window.start.toISOString(), window_end: window.end.toISOString(), position, label: this.rules.calendar.label(window), waits };
+  }
+
+  private useAt(at: Date): QuotaUse {
+    const caps: CapUse[] = countingSpans(this.rules, at).map((span) => ({ count: this.count(span), oldest: this.oldest(span) }));
+    // The latest effect the run could have seen by then: none planned later counts yet.
+    const seen = this.indexOf(at.getTime() + 1);
+    return { caps, last: seen ? new Date(this.times[seen - 1]!) : null, pause: this.pauseAt(at) };
+  }
+
+  private pauseAt(at: Date): QuotaUse['pause'] {
+    if (!this.pause) return undefined;
+    return this.pause.until && this.pause.until <= at ? undefined : this.pause;
+  }
+
+  private count(span: Span): number {
+    return this.indexOf(span.end.getTime()) - this.indexOf(span.start.getTime());
+  }
+
+  private oldest(span: Span): Date | null {
+    const i = this.indexOf(span.start.getTime());
+    return i < this.times.length && this.times[i]! < span.end.getTime() ? new Date(this.times[i]!) : null;
+  }
+
+  /** First index whose time is >= t. */
+  private indexOf(t: number): number {
+    let lo = 0;
+    let hi = this.times.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.times[mid]! < t) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+}

@@ -1,0 +1,70 @@
+import type { Database } from '../db/connect.ts';
+import type { FlowControl } from './index.ts';
+import type { QuotaLedger } from './quota-ledger.ts';
+import { capAt, decide, lookbackStart } from './quota-policy.ts';
+import type { QuotaPeriod } from './quota-spec.ts';
+
+export interface CapReport {
+  period: QuotaPeriod;
+  /** The configured cap, and the cap at this moment (less on a ramp day). */
+  cap: number;
+  today: number;
+  used: number;
+  remaining: number;
+}
+
+/** One quota and key as `flows quotas` and /metrics show it. */
+export interface QuotaReport {
+  quota: string;
+  key: string | null;
+  caps: CapReport[];
+  /** The least room left under any cap. */
+  remaining: number;
+  /** The sending window now open, or the next one. */
+  window: { start: string; end: string; label: string; open: boolean };
+  /** Set while a person or a rule has paused it. */
+  paused?: { reason: string; until: string | null };
+  /** When the next effect may happen: now (null) or later, and why. */
+  next: { at: string; reason: string } | null;
+}
+
+/** Each quota's use now, per key (every declared key, and keys the ledger has seen lately), from the ledger. */
+export async function quotaReports(flow: FlowControl, ledger: QuotaLedger, db: Database, now: Date): Promise<QuotaReport[]> {
+  const reports: QuotaReport[] = [];
+  for (const name of flow.quotaNames()) {
+    const quota = flow.quota(name);
+    let keys = [''];
+    if (quota.perKey) {
+      const probe = quota.declaredKeys[0] ?? 'x';
+      const seen = quota.declaredKeys.length ? [] : await ledger.keysSince(name, lookbackStart(quota.rulesFor(probe), now));
+      keys = [...new Set([...quota.declaredKeys, ...seen])];
+    }
+    for (const key of keys) {
+      const rules = quota.rulesFor(key);
+      const use = await ledger.use(db, rules, now);
+      const caps = rules.caps.map(({ period, cap }, i): CapReport => {
+        const today = capAt(rules, period, cap, now);
+        const used = use.caps[i]?.count ?? 0;
+        return { period, cap, today, used, remaining: Math.max(0, today - used) };
+      });
+      const open = rules.calendar.windowAt(now);
+      const window = open ?? rules.calendar.nextWindowAfter(now);
+      const decision = decide(rules, use, now, 0);
+      reports.push({
+        quota: name,
+        key: quota.perKey ? key : null,
+        caps,
+        remaining: Math.min(...caps.map((c) => c.remaining)),
+        window: { start: window.start.toISOString(), end: window.end.toISOString(), label: rules.calendar.label(window), open: Boolean(open) },
+        paused: use.pause ? { reason: use.pause.reason, until: use.pause.until?.toISOString() ?? null } : undefined,
+        next: decision.ok ? null : { at: decision.until.toISOString(), reason: decision.reason },
+      });
+    }
+  }
+  return reports;
+}
+
+/** "12/17 day, 40/85 rolling_7d (ramp: 15 today)" */
+export function capsText(caps: readonly CapReport[]): string {
+  return caps.map((c) => `${c.used}/${c.today} ${c.period}${c.today < c.cap ? ` (ramp; cap ${c.cap})` : ''}`).join(', ');
+}
