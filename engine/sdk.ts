@@ -34,7 +34,7 @@ export { DURATION_PATTERN, formatDuration, parseDuration } from './duration.ts';
 export { type Clock, systemClock } from './clock.ts';
 export { defineResource, type Resource, type ResourceEnv, Resources } from './resources.ts';
 export { configSection, type EngineConfig, unsetVariable } from './config.ts';
-export { evaluate, parseExpression, renderDeep } from './expr/index.ts';
+export { compileCondition, type Condition, evaluate, parseExpression, renderDeep } from './expr/index.ts';
 export { checkIdentifier, type InsertShape, insertSql } from './sql-insert.ts';
 export { priceOf } from './cost.ts';
 export { StepRegistry } from './registry.ts';

@@ -345,7 +345,7 @@ steps:
   - id: each
     uses: test.flaky
     foreach: "\${{ range(0, 6) }}"
-    when: item % 2 == 0
+    when: "\${{ item % 2 == 0 }}"
     retry: { attempts: 1 }
     with: { key: "w\${{ item }}", failures: "\${{ item == 4 ? 1 : 0 }}", mode: fatal }
 `);

@@ -40,8 +40,8 @@ function shipped(overrides: Partial<EngineConfig> = {}, state: string) {
 describe('categories and the LinkedIn week', () => {
   const categories = {
     rules: [
-      { name: 'traffic-falling', when: 'metrics.traffic_trend <= -0.1', reason: 'down ${{ round(-metrics.traffic_trend * 100) }}%' },
-      { name: 'paid-heavy', when: 'metrics.paid_share >= 0.4', reason: '${{ round(metrics.paid_share * 100) }}% paid' },
+      { name: 'traffic-falling', when: '${{ metrics.traffic_trend <= -0.1 }}', reason: 'down ${{ round(-metrics.traffic_trend * 100) }}%' },
+      { name: 'paid-heavy', when: '${{ metrics.paid_share >= 0.4 }}', reason: '${{ round(metrics.paid_share * 100) }}% paid' },
     ],
     default: { name: 'growth', reason: 'steady' },
   };

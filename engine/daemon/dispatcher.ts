@@ -10,7 +10,7 @@ export interface Dispatched {
   event: string;
   type: string;
   pipeline: string;
-  action: 'started' | 'deduplicated' | 'invalid';
+  action: 'started' | 'deduplicated' | 'ignored' | 'invalid';
   runId?: string;
   reason?: string;
 }
@@ -57,6 +57,10 @@ export class EventDispatcher {
           let dedupeKey: string | undefined;
           try {
             const scope = { event };
+            if (trigger.when && !trigger.when.holds(scope)) {
+              outcomes.push({ ...base, action: 'ignored', reason: `${pipeline.name} starts only when ${trigger.when.source}` });
+              continue;
+            }
             inputs = resolveInputs(pipeline, trigger.inputs ? (renderDeep(trigger.inputs, scope) as Record<string, unknown>) : { event });
             if (trigger.dedupe) {
               const key = renderDeep(trigger.dedupe.key, scope);
@@ -102,6 +106,7 @@ export class EventDispatcher {
     for (const o of result.outcomes) {
       const line = { event: o.event, type: o.type, pipeline: o.pipeline, run: o.runId };
       if (o.action === 'invalid') this.log.warn({ ...line, err: o.reason }, 'event not dispatched: its inputs are invalid');
+      else if (o.action === 'ignored') this.log.debug({ ...line, reason: o.reason }, 'event does not meet the trigger condition');
       else this.log.info(line, o.action === 'started' ? 'event started a run' : `event deduplicated: ${o.reason}`);
     }
     return result;

@@ -5,7 +5,7 @@ import type { Database } from '../db/connect.ts';
 import { type EngineConfig, unsetVariable, type VerifierConfig } from '../config.ts';
 import { parseDuration } from '../duration.ts';
 import { errorMessage } from '../errors.ts';
-import { renderDeep } from '../expr/index.ts';
+import { type Condition, renderDeep } from '../expr/index.ts';
 import { InputError, resolveInputs } from '../pipeline/inputs.ts';
 import type { Pipeline } from '../pipeline/types.ts';
 import type { RunClaims } from './claims.ts';
@@ -110,10 +110,10 @@ export class WebhookRoute {
   }
 
   /** Why `when` turns this request away, or undefined when it starts a run. */
-  private whenSkips(when: string, scope: Record<string, unknown>): string | undefined {
+  private whenSkips(when: Condition, scope: Record<string, unknown>): string | undefined {
     try {
-      // Resending would not change the answer, so an expression error ignores the request too.
-      return renderDeep(when, scope) === true ? undefined : `${this.pipeline.name} starts only when ${when}`;
+      // Resending would not change the answer, so an expression error ignores the request too (and says why).
+      return when.holds(scope) ? undefined : `${this.pipeline.name} starts only when ${when.source}`;
     } catch (err) {
       return `trigger.webhook.when failed: ${errorMessage(err)}`;
     }

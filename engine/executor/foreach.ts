@@ -1,12 +1,12 @@
 import PQueue from 'p-queue';
 import { errorMessage, findCause, SkipItemError } from '../errors.ts';
-import { renderDeep } from '../expr/index.ts';
-import type { PipelineStep } from '../pipeline/types.ts';
+import type { CompiledValue } from '../expr/index.ts';
+import type { ForeachSource, PipelineStep } from '../pipeline/types.ts';
 import { FOREACH_RESULTS_LIMIT, isCallStep } from '../pipeline/types.ts';
 import type { RunContext } from './context.ts';
 import { invokeStep } from './invoke.ts';
 import { ItemRecorder } from './recorder.ts';
-import { isTruthy, whenHolds } from './when.ts';
+import { whenHolds } from './when.ts';
 import { stoppedWaiting } from './wait.ts';
 import type { Lane } from '../flow-control/planner.ts';
 
@@ -137,14 +137,14 @@ async function runGroupItem(rc: RunContext, group: PipelineStep, scope: Record<s
 }
 
 function renderList(rc: RunContext, step: PipelineStep): unknown[] {
-  const source = step.foreach as { template: string };
-  const list = renderDeep(source.template, rc.scope, { now: () => rc.clock.now() });
+  const source = step.foreach as Extract<ForeachSource, { kind: 'expression' }>;
+  const list = source.list.render(rc.scope, { now: () => rc.clock.now() });
   if (!Array.isArray(list)) throw new Error(`foreach of step "${step.id}" gave ${list === null ? 'null' : typeof list}, not a list`);
   return list;
 }
 
 async function countQuery(rc: RunContext, step: PipelineStep): Promise<number> {
-  const source = step.foreach as { query: string; params: unknown[] };
+  const source = step.foreach as Extract<ForeachSource, { kind: 'query' }>;
   const rows = await rc.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM (${source.query}) AS q`, queryParams(rc, source.params));
   return Number(rows[0]?.n ?? 0);
 }
@@ -166,7 +166,7 @@ function* listPages(rc: RunContext, step: PipelineStep, list: unknown[]): Genera
 
 /** A query's rows in pages, by its key column: never the whole result in memory. */
 async function* queryPages(rc: RunContext, step: PipelineStep): AsyncGenerator<Item[]> {
-  const source = step.foreach as { query: string; params: unknown[]; key: string; pageSize: number };
+  const source = step.foreach as Extract<ForeachSource, { kind: 'query' }>;
   const keyColumn = quoteIdent(source.key);
   const params = queryParams(rc, source.params);
   const last = params.length + 1;
@@ -187,8 +187,8 @@ async function* queryPages(rc: RunContext, step: PipelineStep): AsyncGenerator<I
 
 function itemKeyOf(rc: RunContext, step: PipelineStep, value: unknown, index: number): string {
   if (step.itemKey !== undefined) {
-    const key = renderDeep(step.itemKey, { ...rc.scope, item: value }, { now: () => rc.clock.now() });
-    if (isTruthy(key) || key === 0) return String(key);
+    const key = step.itemKey.render({ ...rc.scope, item: value }, { now: () => rc.clock.now() });
+    if (key !== null && key !== undefined && key !== '' && key !== false) return String(key);
   }
   if (value && typeof value === 'object' && 'id' in value) {
     const id = (value as { id: unknown }).id;
@@ -197,8 +197,8 @@ function itemKeyOf(rc: RunContext, step: PipelineStep, value: unknown, index: nu
   return String(index);
 }
 
-function queryParams(rc: RunContext, params: unknown[]): unknown[] {
-  return renderDeep(params, rc.scope, { now: () => rc.clock.now() }) as unknown[];
+function queryParams(rc: RunContext, params: CompiledValue): unknown[] {
+  return params.render(rc.scope, { now: () => rc.clock.now() }) as unknown[];
 }
 
 function quoteIdent(name: string): string {

@@ -1,5 +1,4 @@
 import { NonRetriableError } from '../errors.ts';
-import { renderDeep } from '../expr/index.ts';
 import type { GatedCall } from '../flow-control/index.ts';
 import type { Lane } from '../flow-control/planner.ts';
 import type { EffectRecord } from '../ledger/types.ts';
@@ -40,7 +39,7 @@ export async function invokeStep(rc: RunContext, step: CallStep, scope: Record<s
 }
 
 function renderInput(rc: RunContext, step: CallStep, scope: Record<string, unknown>): Record<string, unknown> {
-  const input = renderDeep(step.with, scope, { now: () => rc.clock.now() }) as Record<string, unknown>;
+  const input = step.input.render(scope, { now: () => rc.clock.now() }) as Record<string, unknown>;
   const validate = runtimeValidatorFor(step.type.input);
   if (!validate(input)) throw new NonRetriableError(`invalid input for ${step.uses}: ${schemaErrors(validate, input).join('; ')}`);
   return input;
@@ -60,7 +59,7 @@ function describeCall(rc: RunContext, step: CallStep, input: Record<string, unkn
     step.quota || step.budget
       ? {
           quota: step.quota,
-          quotaKey: step.quota && step.quotaKey !== undefined ? String(renderDeep(step.quotaKey, scope, { now: () => rc.clock.now() }) ?? '') : undefined,
+          quotaKey: step.quota && step.quotaKey !== undefined ? String(step.quotaKey.render(scope, { now: () => rc.clock.now() }) ?? '') : undefined,
           budget: step.budget,
           estimate: step.budget ? (spec?.cost?.(input, rc.config) ?? {}) : undefined,
           ref: { runId: rc.runId, stepId: step.id, itemKey: itemKey ?? '' },
@@ -71,7 +70,7 @@ function describeCall(rc: RunContext, step: CallStep, input: Record<string, unkn
 
 function effectKeyOf(rc: RunContext, step: CallStep, scope: Record<string, unknown>, itemKey?: string): string {
   if (step.key === undefined) return `${rc.runId}:${step.id}:${itemKey ?? '-'}`;
-  const key = renderDeep(step.key, scope, { now: () => rc.clock.now() });
+  const key = step.key.render(scope, { now: () => rc.clock.now() });
   if (key === undefined || key === null || key === '') throw new NonRetriableError(`the idempotency key expression gave an empty value`);
   return `${step.id}:${String(key)}`;
 }

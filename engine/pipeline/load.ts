@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { checkCron, ConfigSchema, type EngineConfig, isValidTimezone } from '../config.ts';
 import { parseDuration } from '../duration.ts';
 import type { Diagnostic } from '../errors.ts';
-import { ExpressionError, findTemplates, isTemplate, parseExpression, parseTemplate, references, templateExpressions } from '../expr/index.ts';
+import { type CompiledValue, type Condition, ConditionError, compileCondition, compileValue, ExpressionError, findTemplates, isTemplate, parseTemplate, references, templateExpressions } from '../expr/index.ts';
 import type { StepRegistry } from '../registry.ts';
 import type { AnyStepType } from '../types.ts';
 import { checkSchema, schemaProblems } from '../schema-check.ts';
@@ -158,7 +158,7 @@ function checkTrigger(
         path: body.path ?? `/hooks/${typeof name === 'string' ? name : 'pipeline'}`,
         verify: body.verify,
         events: body.events,
-        when: body.when,
+        when: conditionAt(body.when, ['trigger', 'webhook', 'when'], doc, out),
         eventId: body.event_id,
         inputs: body.inputs,
       };
@@ -172,6 +172,7 @@ function checkTrigger(
       return {
         kind: 'event',
         name: body.name,
+        when: conditionAt(body.when, ['trigger', 'event', 'when'], doc, out),
         dedupe: body.dedupe && windowMs !== undefined ? { key: body.dedupe.key, windowMs } : undefined,
         inputs: body.inputs,
       };
@@ -196,7 +197,7 @@ function checkTriggerTemplates(doc: SourceDoc, base: Path, body: Record<string, 
 }
 
 function placeholder(raw: RawStep, order: number, group?: string): PipelineStep {
-  return { id: raw.id, order, group, position: -1, uses: String(raw.uses), with: {}, concurrency: 1, retry: DEFAULT_RETRY, outputSchema: Type.Any() };
+  return { id: raw.id, order, group, position: -1, uses: String(raw.uses), with: {}, input: compileValue({}), concurrency: 1, retry: DEFAULT_RETRY, outputSchema: Type.Any() };
 }
 
 interface Placement {
@@ -276,16 +277,17 @@ function checkStep(
   let foreach: ForeachSource | undefined;
   if (typeof raw.foreach === 'string') {
     if (!isTemplate(raw.foreach)) at(['foreach'], 'foreach takes an expression giving a list, like "${{ steps.load.output.rows }}", or a query');
-    foreach = { kind: 'expression', template: raw.foreach };
+    foreach = { kind: 'expression', list: compiled(raw.foreach) };
   } else if (raw.foreach && typeof raw.foreach === 'object' && !Array.isArray(raw.foreach)) {
     const q = raw.foreach as { query?: string; params?: unknown[]; key?: string; page_size?: number };
     if (typeof q.query === 'string' && !/^\s*(select|with)\b/i.test(q.query)) at(['foreach', 'query'], 'a foreach query must be a SELECT (or WITH ... SELECT)');
     if (typeof q.query === 'string' && /;\s*$/.test(q.query)) at(['foreach', 'query'], 'remove the trailing ";" (the query is paged inside another one)');
-    foreach = { kind: 'query', query: q.query ?? '', params: q.params ?? [], key: q.key ?? 'id', pageSize: q.page_size ?? DEFAULT_PAGE_SIZE };
+    foreach = { kind: 'query', query: q.query ?? '', params: compiled(q.params ?? []), key: q.key ?? 'id', pageSize: q.page_size ?? DEFAULT_PAGE_SIZE };
   } else if (raw.foreach !== undefined) {
     at(['foreach'], 'foreach takes an expression giving a list, like "${{ steps.load.output.rows }}", or { query: "SELECT ..." }');
   }
 
+  const when = conditionAt(raw.when, [...place.base, 'when'], doc, out);
   if (typeof raw.id !== 'string' || (!type && !isGroup)) return undefined;
   const subs = place.subs ?? [];
   const itemOutput = isGroup ? Type.Object(Object.fromEntries(subs.map((s) => [s.id, s.outputSchema])), { additionalProperties: false }) : type!.output;
@@ -299,11 +301,12 @@ function checkStep(
     type,
     steps: isGroup ? subs : undefined,
     with: withValue,
+    input: compiled(withValue),
     foreach,
-    itemKey: raw.item_key as string | undefined,
+    itemKey: compiledOr(raw.item_key),
     keepResults: typeof raw.keep_results === 'number' ? raw.keep_results : undefined,
     concurrency: (raw.concurrency as number | undefined) ?? 1,
-    when: raw.when as string | boolean | undefined,
+    when,
     retry: {
       attempts: retry?.attempts ?? DEFAULT_RETRY.attempts,
       backoffMs: parseDuration(retry?.backoff ?? '') ?? DEFAULT_RETRY.backoffMs,
@@ -311,10 +314,10 @@ function checkStep(
     },
     timeoutMs: typeof raw.timeout === 'string' ? parseDuration(raw.timeout) : undefined,
     quota: raw.quota as string | undefined,
-    quotaKey: raw.quota_key as string | undefined,
+    quotaKey: compiledOr(raw.quota_key),
     rateLimit: raw.rate_limit as string | undefined,
     budget: raw.budget as string | undefined,
-    key: raw.key as string | undefined,
+    key: compiledOr(raw.key),
     inDoubt: raw.in_doubt as 'stop' | 'repeat' | undefined,
     outputSchema: foreach ? foreachOutputSchema(itemOutput) : itemOutput,
   };
@@ -340,6 +343,37 @@ function checkGates(raw: RawStep, type: AnyStepType, withValue: Record<string, u
   }
   const unknown = withValue && typeof withValue === 'object' ? effect.costUnknown?.(withValue) : undefined;
   if (unknown) at(['budget'], unknown, true);
+}
+
+/**
+ * A value compiled for the executor. A syntax error in it is reported with its place by
+ * checkStepExpressions (the pipeline is then not returned), so here it only needs a stand-in.
+ */
+function compiled(value: unknown): CompiledValue {
+  try {
+    return compileValue(value);
+  } catch (err) {
+    if (!(err instanceof ExpressionError)) throw err;
+    return {
+      dynamic: true,
+      render: () => {
+        throw err;
+      },
+    };
+  }
+}
+const compiledOr = (value: unknown) => (value === undefined ? undefined : compiled(value));
+
+/** A `when` checked and compiled, or a diagnostic at its place (see compileCondition). */
+function conditionAt(raw: unknown, path: Path, doc: SourceDoc, out: Diagnostic[]): Condition | undefined {
+  if (raw === undefined || (typeof raw !== 'string' && typeof raw !== 'boolean')) return undefined;
+  try {
+    return compileCondition(raw);
+  } catch (err) {
+    if (err instanceof ConditionError) out.push(doc.at(path, err.message, { offset: err.offset }));
+    else if (!(err instanceof ExpressionError)) throw err; // a syntax error is reported with the references
+    return undefined;
+  }
 }
 
 /** True when the value at `path` (or a parent of it) is a ${{ }} expression. */
@@ -387,18 +421,6 @@ function checkStepExpressions(
           out.push(doc.at(path, problem.message, { offset: offset + problem.offset }));
         }
       }
-    }
-  }
-  // `when` may be a bare expression too: `when: item.score > 5`.
-  if (typeof raw.when === 'string' && !isTemplate(raw.when)) {
-    const path = [...base, 'when'];
-    try {
-      const expr = parseExpression(raw.when);
-      for (const problem of checkReferences(references(expr), { ...scope, from: step, itemAllowed: inForeach })) {
-        out.push(doc.at(path, problem.message, { offset: problem.offset }));
-      }
-    } catch (err) {
-      out.push(doc.at(path, `invalid expression: ${(err as Error).message}`, { offset: (err as ExpressionError).offset }));
     }
   }
 }

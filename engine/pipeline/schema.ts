@@ -67,6 +67,9 @@ export const TriggerSchema = Type.Object(
       Type.Object(
         {
           name: Type.String({ pattern: '^[a-z][a-z0-9_.-]*$', description: 'The event that starts a run, e.g. email.clicked.' }),
+          when: Type.Optional(
+            Type.String({ description: 'A condition over event (type, key, payload, occurred_at): an event for which it is false starts nothing, e.g. ${{ event.payload.human == true }}.' }),
+          ),
           dedupe: Type.Optional(
             Type.Object(
               {
@@ -139,7 +142,9 @@ const stepProperties = {
     }),
   ),
   concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'Items in flight at once (default 1).' })),
-  when: Type.Optional(Type.Unsafe({ anyOf: [Type.String(), Type.Boolean()], description: 'Run only when this expression is true (per item in a foreach).' })),
+  when: Type.Optional(
+    Type.Unsafe({ anyOf: [Type.String(), Type.Boolean()], description: 'Run only when this condition holds (per item in a foreach): one ${{ }} expression giving true or false, e.g. ${{ item.score > 5 }}.' }),
+  ),
   retry: Type.Optional(RetrySchema),
   timeout: Type.Optional(duration('Time limit of one attempt, e.g. "30s".')),
   quota: Type.Optional(Type.String({ description: 'Name of a quota in the config that caps this step\'s effects.' })),

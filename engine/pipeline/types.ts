@@ -1,17 +1,18 @@
 import { type TSchema, Type } from '@sinclair/typebox';
+import type { CompiledValue, Condition } from '../expr/index.ts';
 import type { AnyStepType } from '../types.ts';
 
 declare const parsed: unique symbol;
 
 export type Trigger =
   | { kind: 'schedule'; cron: string; timezone: string; catchup: 'none' | 'last' | 'all'; overlap: 'skip' | 'queue' }
-  | { kind: 'webhook'; path: string; verify?: string; events?: string[]; when?: string; eventId?: string; inputs?: Record<string, unknown> }
-  | { kind: 'event'; name: string; dedupe?: { key: string; windowMs: number }; inputs?: Record<string, unknown> }
+  | { kind: 'webhook'; path: string; verify?: string; events?: string[]; when?: Condition; eventId?: string; inputs?: Record<string, unknown> }
+  | { kind: 'event'; name: string; when?: Condition; dedupe?: { key: string; windowMs: number }; inputs?: Record<string, unknown> }
   | { kind: 'manual' };
 
 export type ForeachSource =
-  | { kind: 'expression'; template: string }
-  | { kind: 'query'; query: string; params: unknown[]; key: string; pageSize: number };
+  | { kind: 'expression'; list: CompiledValue }
+  | { kind: 'query'; query: string; params: CompiledValue; key: string; pageSize: number };
 
 export interface RetryPolicy {
   attempts: number;
@@ -34,17 +35,19 @@ export interface PipelineStep {
   readonly type?: AnyStepType;
   /** A foreach group's steps, run in order for each item. */
   readonly steps?: readonly PipelineStep[];
+  /** The step's inputs as written, and compiled: every template parsed once, at load. */
   readonly with: Record<string, unknown>;
+  readonly input: CompiledValue;
   readonly foreach?: ForeachSource;
-  readonly itemKey?: string;
+  readonly itemKey?: CompiledValue;
   /** Item outputs kept as the step's results (default FOREACH_RESULTS_LIMIT). */
   readonly keepResults?: number;
   readonly concurrency: number;
-  readonly when?: string | boolean;
+  readonly when?: Condition;
   readonly retry: RetryPolicy;
   readonly timeoutMs?: number;
   readonly quota?: string;
-  readonly quotaKey?: string;
+  readonly quotaKey?: CompiledValue;
   readonly rateLimit?: string;
   readonly budget?: string;
   /**
@@ -52,7 +55,7 @@ export interface PipelineStep {
    * `repeat` performs it again, for a call the user declares harmless to repeat (a paid read).
    */
   readonly inDoubt?: 'stop' | 'repeat';
-  readonly key?: string;
+  readonly key?: CompiledValue;
   /** The output later steps see: the type's output, or the foreach summary around it. */
   readonly outputSchema: TSchema;
 }

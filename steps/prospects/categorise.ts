@@ -1,5 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox';
-import { configSection, type DatabaseStatement, defineStep, evaluate, NonRetriableError, parseExpression, renderDeep } from '../../engine/sdk.ts';
+import { compileCondition, configSection, type DatabaseStatement, defineStep, NonRetriableError, renderDeep } from '../../engine/sdk.ts';
 import type { SearchIntel } from '../report/model.ts';
 
 /**
@@ -72,7 +72,12 @@ export function metricsOf(intel: SearchIntel): Metrics {
 const Rule = Type.Object(
   {
     name: Type.String({ pattern: '^[a-z][a-z0-9_-]*$', description: 'The category, e.g. traffic-falling (email templates are chosen by it).' }),
-    when: Type.String({ minLength: 1, description: 'Bare expression over metrics (and intel), e.g. "metrics.traffic_trend <= -0.1".' }),
+    when: Type.String({
+      pattern: '^\\$\\{\\{.*\\}\\}$',
+      description: 'A condition over metrics (and intel), one ${{ }} expression like every when: "${{ metrics.traffic_trend <= -0.1 }}".',
+      'x-hint': 'write the condition inside ${{ }}, like when: "${{ metrics.paid_share >= 0.4 }}"',
+      'x-deferred': true,
+    }),
     reason: Type.String({ minLength: 1, description: 'Why, stored with the category: text with ${{ }} over metrics.', 'x-deferred': true }),
   },
   { additionalProperties: false },
@@ -93,13 +98,13 @@ export function categorise(categories: Categories, intel: SearchIntel): { catego
   const metrics = metricsOf(intel);
   const scope = { metrics, intel: { domain: intel.domain, database: intel.database } };
   for (const rule of categories.rules) {
-    let holds: unknown;
+    let holds: boolean;
     try {
-      holds = evaluate(parseExpression(rule.when), scope, { now: () => new Date(0) });
+      holds = compileCondition(rule.when).holds(scope, { now: () => new Date(0) });
     } catch (err) {
       throw new NonRetriableError(`categories rule "${rule.name}": when: ${(err as Error).message}`);
     }
-    if (holds === true) return { category: rule.name, reason: String(renderDeep(rule.reason, scope)), metrics };
+    if (holds) return { category: rule.name, reason: String(renderDeep(rule.reason, scope)), metrics };
   }
   return { category: categories.default.name, reason: String(renderDeep(categories.default.reason, scope)), metrics };
 }
