@@ -9,6 +9,7 @@
  * and SpyFu calls run at once (max of the two latencies), then Claude. The daemon is in its
  * steady state: resources made and the browser warm before the POST.
  */
+import { businessMigrations } from '../steps/tables.ts';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,7 +50,7 @@ export async function paymentToEmail(latencies: Latencies, say: (s: string) => v
   const { pipeline, diagnostics } = loadPipeline(readFileSync(file, 'utf8'), file, { registry: createRegistry(), config });
   if (!pipeline) throw new Error(`${file}: ${diagnostics.map((d) => d.message).join('; ')}`);
 
-  const db = await openDatabase({ dataDir: 'memory://' });
+  const db = await openDatabase({ dataDir: 'memory://', migrations: businessMigrations });
   const connectors = await startConnectors(config, latencies);
   const resources = benchResources(config, env, state, connectors);
   const events = new RunEvents();

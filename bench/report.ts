@@ -25,6 +25,7 @@
  * not, and never fail the process (a noisy machine is no bug). With --json the tables go to
  * stderr and stdout holds one JSON object with every figure.
  */
+import { businessMigrations } from '../steps/tables.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,7 +65,7 @@ const started = performance.now();
 const state = mkdtempSync(join(tmpdir(), 'flows-bench-report-'));
 const env = {};
 const config = shippedConfig(state, env);
-const db = await openDatabase({ dataDir: 'memory://' });
+const db = await openDatabase({ dataDir: 'memory://', migrations: businessMigrations });
 const connectors = await startConnectors(config, { semrushMs: 0, spyfuMs: 0, claudeMs: 0 });
 const resources = benchResources(config, env, state, connectors);
 const deps = { resources, connectors, db, config };

@@ -3,6 +3,7 @@
  * step by step from its events with the process's memory sampled meanwhile, and the bare
  * loop it is compared with (the enrich phase's work without the engine).
  */
+import { businessMigrations } from '../steps/tables.ts';
 import { readFileSync } from 'node:fs';
 import { ManualClock } from '../engine/clock.ts';
 import { configSection, type EngineConfig } from '../engine/config.ts';
@@ -63,7 +64,7 @@ export class MemorySampler {
 
 /** A fresh database of the kind: in memory, or a new Postgres database dropped on close. */
 export async function freshDatabase(kind: DbKind): Promise<Database> {
-  if (kind === 'pglite') return openDatabase({ dataDir: 'memory://' });
+  if (kind === 'pglite') return openDatabase({ dataDir: 'memory://', migrations: businessMigrations });
   return openFreshPostgres(PG_URL, 'flows_bench');
 }
 

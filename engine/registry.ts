@@ -1,5 +1,6 @@
-import type { AnyStepType, StepType } from './types.ts';
 import type { TSchema } from '@sinclair/typebox';
+import type { Migrations } from './db/migrations.ts';
+import type { AnyStepType, StepType } from './types.ts';
 
 /** The step types a pipeline may name in `uses`. The engine knows steps only through this. */
 export class StepRegistry {
@@ -9,6 +10,18 @@ export class StepRegistry {
    * key: validated with the rest of the config, with positions, and in the editor schema.
    */
   readonly configSections = new Map<string, TSchema>();
+
+  /** Migrations of the tables the steps own, applied with the engine's when a database opens. */
+  readonly migrations: Migrations = {};
+
+  /** Declares the tables (migrations by name) a family of steps owns. */
+  tables(migrations: Migrations): this {
+    for (const [name, migration] of Object.entries(migrations)) {
+      if (name in this.migrations) throw new Error(`migration "${name}" is declared twice`);
+      this.migrations[name] = migration;
+    }
+    return this;
+  }
 
   /** Declares a config section `name` checked against `schema`. */
   configSection(name: string, schema: TSchema): this {

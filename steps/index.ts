@@ -14,6 +14,7 @@ import { CategoriesSchema, prospectsCategorise } from './prospects/categorise.ts
 import { EnrichmentSchema, prospectsCensus } from './prospects/census.ts';
 import { LinkedinSchema, linkedinSelect } from './prospects/select.ts';
 import { reportAnalyseBatch } from './report/batch.ts';
+import { businessMigrations } from './tables.ts';
 
 /** Every built-in step type. A new step type is one file here plus one line below. */
 export const builtinSteps = [
@@ -45,6 +46,7 @@ export const builtinPages: readonly Page[] = [...reportPages];
 
 export function createRegistry(): StepRegistry {
   return new StepRegistry(builtinSteps)
+    .tables(businessMigrations)
     .configSection('prospect_sources', SourcesSchema)
     .configSection('enrichment', EnrichmentSchema)
     .configSection('categories', CategoriesSchema)

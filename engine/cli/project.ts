@@ -108,9 +108,10 @@ export class Project {
   /** DATABASE_URL (or --db URL) means Postgres; otherwise the embedded database under .flows/. */
   openDb(): Promise<Database> {
     const target = this.options.db ?? this.env.DATABASE_URL;
-    if (target && /^postgres(ql)?:\/\//.test(target)) return openDatabase({ url: target });
-    if (target?.startsWith('memory://')) return openDatabase({ dataDir: target });
-    return openDatabase({ dataDir: resolve(target ?? join('.flows', 'db')) });
+    const migrations = this.registry.migrations;
+    if (target && /^postgres(ql)?:\/\//.test(target)) return openDatabase({ url: target, migrations });
+    if (target?.startsWith('memory://')) return openDatabase({ dataDir: target, migrations });
+    return openDatabase({ dataDir: resolve(target ?? join('.flows', 'db')), migrations });
   }
 }
 

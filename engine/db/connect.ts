@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CompiledQuery, Kysely, PostgresDialect } from 'kysely';
-import { migrateToLatest } from './migrations.ts';
+import { type Migrations, migrateToLatest } from './migrations.ts';
 import type { Tables } from './tables.ts';
 
 export interface Database {
@@ -34,6 +34,8 @@ export interface OpenDatabaseOptions {
   dataDir?: string;
   /** Apply missing migrations (default true). */
   migrate?: boolean;
+  /** Migrations of the tables the steps own (the registry's), applied with the engine's. */
+  migrations?: Migrations;
   /** Postgres pool size (default 10). */
   poolSize?: number;
 }
@@ -57,7 +59,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   try {
     if (pool) kysely = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
     else ({ kysely, client: embedded } = await pglite(dataDir));
-    if (options.migrate !== false) await migrateToLatest(kysely);
+    if (options.migrate !== false) await migrateToLatest(kysely, options.migrations);
   } catch (err) {
     unlock();
     throw err;

@@ -1,11 +1,15 @@
 import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
 
 /**
- * Migrations live in code, in order; the Migrator applies the missing ones at start-up
- * (it takes a lock, so several processes starting at once on Postgres are safe).
- * Never edit a migration that has shipped: add the next one.
+ * The engine's migrations: its own flow_* tables, nothing else (the tables a business keeps
+ * belong to the steps that use them, which hand their migrations to openDatabase). They live
+ * in code, in order; the Migrator applies the missing ones at start-up (it takes a lock, so
+ * several processes starting at once on Postgres are safe). Never edit a migration that has
+ * shipped: add the next one.
  */
-const migrations: Record<string, Migration> = {
+export type Migrations = Record<string, Migration>;
+
+const migrations: Migrations = {
   '0001_engine': {
     async up(db: Kysely<any>) {
       await db.schema
@@ -88,60 +92,6 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('events_type_time').on('events').columns(['type', 'occurred_at']).execute();
     },
   },
-  '0002_business': {
-    async up(db: Kysely<any>) {
-      await db.schema
-        .createTable('prospects')
-        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
-        .addColumn('domain', 'text', (c) => c.notNull().unique())
-        .addColumn('company_name', 'text')
-        .addColumn('contact_name', 'text')
-        .addColumn('email', 'text')
-        .addColumn('linkedin_url', 'text')
-        .addColumn('category', 'text')
-        .addColumn('category_reason', 'text')
-        .addColumn('source', 'text')
-        .addColumn('status', 'text', (c) => c.notNull().defaultTo('new'))
-        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
-        .addColumn('updated_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
-        .execute();
-
-      await db.schema
-        .createTable('prospect_intelligence')
-        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
-        .addColumn('prospect_id', 'uuid', (c) => c.references('prospects.id').onDelete('cascade'))
-        .addColumn('domain', 'text', (c) => c.notNull())
-        .addColumn('source', 'text', (c) => c.notNull())
-        .addColumn('data', 'jsonb', (c) => c.notNull())
-        .addColumn('fetched_at', 'timestamptz', (c) => c.notNull())
-        .addUniqueConstraint('prospect_intelligence_domain_source', ['domain', 'source'])
-        .execute();
-
-      await db.schema
-        .createTable('generated_reports')
-        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
-        .addColumn('prospect_id', 'uuid', (c) => c.references('prospects.id').onDelete('set null'))
-        .addColumn('domain', 'text', (c) => c.notNull())
-        .addColumn('token', 'text', (c) => c.notNull().unique())
-        .addColumn('html_path', 'text')
-        .addColumn('pdf_path', 'text')
-        .addColumn('cost', 'jsonb', (c) => c.notNull().defaultTo(sql`'{}'::jsonb`))
-        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
-        .execute();
-
-      await db.schema
-        .createTable('report_requests')
-        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
-        .addColumn('prospect_id', 'uuid', (c) => c.references('prospects.id').onDelete('set null'))
-        .addColumn('domain', 'text', (c) => c.notNull())
-        .addColumn('reason', 'text', (c) => c.notNull())
-        .addColumn('status', 'text', (c) => c.notNull().defaultTo('pending'))
-        .addColumn('report_id', 'uuid', (c) => c.references('generated_reports.id').onDelete('set null'))
-        .addColumn('requested_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
-        .addColumn('fulfilled_at', 'timestamptz')
-        .execute();
-    },
-  },
   '0003_quota_ledger': {
     async up(db: Kysely<any>) {
       // The quota ledger is the effects table itself: an effect under a quota records which
@@ -214,39 +164,6 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
-  '0005_reports': {
-    async up(db: Kysely<any>) {
-      // A report is made once per effect: a retry after a crash finds the row by its key.
-      await db.schema.alterTable('generated_reports').addColumn('effect_key', 'text', (c) => c.unique()).execute();
-      await db.schema.alterTable('generated_reports').addColumn('run_id', 'text').execute();
-      await db.schema.alterTable('generated_reports').addColumn('company_name', 'text').execute();
-      await db.schema.alterTable('generated_reports').addColumn('cost_usd', 'numeric(12, 6)', (c) => c.notNull().defaultTo(0)).execute();
-      await db.schema.alterTable('generated_reports').addColumn('pdf_bytes', 'integer').execute();
-      await db.schema.createIndex('generated_reports_domain').on('generated_reports').columns(['domain', 'created_at']).execute();
-
-      // Money received: one row per Stripe Checkout Session, with the attribution it carried.
-      await db.schema
-        .createTable('payments')
-        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
-        .addColumn('provider', 'text', (c) => c.notNull().defaultTo('stripe'))
-        .addColumn('session_id', 'text', (c) => c.notNull().unique())
-        .addColumn('event_id', 'text', (c) => c.notNull())
-        .addColumn('prospect_id', 'uuid', (c) => c.references('prospects.id').onDelete('set null'))
-        .addColumn('domain', 'text')
-        .addColumn('email', 'text')
-        .addColumn('amount', 'bigint', (c) => c.notNull())
-        .addColumn('currency', 'text', (c) => c.notNull())
-        .addColumn('channel', 'text')
-        .addColumn('campaign', 'text')
-        .addColumn('variant', 'text')
-        .addColumn('report_id', 'uuid', (c) => c.references('generated_reports.id').onDelete('set null'))
-        .addColumn('run_id', 'text')
-        .addColumn('paid_at', 'timestamptz', (c) => c.notNull())
-        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
-        .execute();
-      await db.schema.createIndex('payments_attribution').on('payments').columns(['channel', 'campaign', 'variant']).execute();
-    },
-  },
   '0006_budgets': {
     async up(db: Kysely<any>) {
       // What each budget spent, per period: a row per call, reserved at its estimate before
@@ -267,34 +184,6 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('budget_ledger_period').on('budget_ledger').columns(['budget', 'period_start']).execute();
     },
   },
-  '0007_linkedin_week': {
-    async up(db: Kysely<any>) {
-      // The prospects LinkedIn contacts each week, chosen by score, with their ready report.
-      await db.schema
-        .createTable('linkedin_selections')
-        .addColumn('week', 'text', (c) => c.notNull())
-        .addColumn('prospect_id', 'uuid', (c) => c.notNull().references('prospects.id').onDelete('cascade'))
-        .addColumn('rank', 'integer', (c) => c.notNull())
-        .addColumn('score', 'double precision', (c) => c.notNull())
-        .addColumn('report_id', 'uuid', (c) => c.references('generated_reports.id').onDelete('set null'))
-        .addColumn('run_id', 'text')
-        .addColumn('selected_at', 'timestamptz', (c) => c.notNull())
-        .addPrimaryKeyConstraint('linkedin_selections_pk', ['week', 'prospect_id'])
-        .execute();
-      await db.schema.createIndex('linkedin_selections_prospect').on('linkedin_selections').columns(['prospect_id']).execute();
-
-      // Message batches submitted, by the effect that submitted them: a resumed run polls the
-      // batch it already paid for instead of submitting another.
-      await db.schema
-        .createTable('claude_batches')
-        .addColumn('effect_key', 'text', (c) => c.primaryKey())
-        .addColumn('batch_id', 'text', (c) => c.notNull())
-        .addColumn('requests', 'integer', (c) => c.notNull())
-        .addColumn('submitted_at', 'timestamptz', (c) => c.notNull())
-        .addColumn('ended_at', 'timestamptz')
-        .execute();
-    },
-  },
   '0008_totals_and_metrics': {
     async up(db: Kysely<any>) {
       // Running totals of each budget per period and unit (usd included), updated with the
@@ -311,8 +200,6 @@ const migrations: Record<string, Migration> = {
                 SELECT l.budget, l.period_start, u.key, sum((u.value)::numeric) FROM budget_ledger l, jsonb_each_text(l.units) u GROUP BY 1, 2, 3
                 UNION ALL
                 SELECT budget, period_start, 'usd', sum(usd) FROM budget_ledger GROUP BY 1, 2`.execute(db);
-      // The numbers a prospect is categorised and scored by, kept small beside the category.
-      await db.schema.alterTable('prospects').addColumn('metrics', 'jsonb').execute();
     },
   },
   '0009_flow_control': {
@@ -369,13 +256,27 @@ const migrations: Record<string, Migration> = {
   },
 };
 
-const provider: MigrationProvider = { getMigrations: async () => migrations };
-
-export async function migrateToLatest(db: Kysely<any>): Promise<void> {
-  const migrator = new Migrator({ db, provider });
+/**
+ * Applies the engine's migrations and `extra` (the steps' tables), ordered by name in one
+ * history; a migration added later with an earlier name is applied too.
+ */
+export async function migrateToLatest(db: Kysely<any>, extra: Migrations = {}): Promise<void> {
+  for (const name of Object.keys(extra)) if (name in migrations) throw new Error(`migration ${name} is declared by the engine and by a step`);
+  const known: Migrations = { ...migrations, ...extra };
+  // A database may hold tables of steps this process does not load (a tool that needs the
+  // engine's tables only): their applied migrations stand, unknown here but not missing.
+  for (const name of await appliedMigrations(db)) known[name] ??= { up: async () => {} };
+  const provider: MigrationProvider = { getMigrations: async () => known };
+  const migrator = new Migrator({ db, provider, allowUnorderedMigrations: true });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error');
     throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String(error)}`, { cause: error });
   }
+}
+
+async function appliedMigrations(db: Kysely<any>): Promise<string[]> {
+  const exists = await sql<{ t: string | null }>`SELECT to_regclass('kysely_migration')::text AS t`.execute(db);
+  if (!exists.rows[0]?.t) return [];
+  return (await sql<{ name: string }>`SELECT name FROM kysely_migration`.execute(db)).rows.map((r) => r.name);
 }

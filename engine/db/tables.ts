@@ -140,80 +140,6 @@ export interface FlowTriggerKeysTable {
   fired_at: Timestamp;
 }
 
-/** The business tables of the report company (see DESIGN.md). */
-export interface ProspectsTable {
-  id: Generated<string>;
-  domain: string;
-  company_name: string | null;
-  contact_name: string | null;
-  email: string | null;
-  linkedin_url: string | null;
-  category: string | null;
-  category_reason: string | null;
-  metrics: Json<Record<string, unknown>> | null;
-  source: string | null;
-  status: Generated<string>;
-  created_at: Generated<Date>;
-  updated_at: Generated<Date>;
-}
-
-export interface ProspectIntelligenceTable {
-  id: Generated<string>;
-  prospect_id: string | null;
-  domain: string;
-  source: string;
-  data: Json<Record<string, unknown>>;
-  fetched_at: Timestamp;
-}
-
-export interface GeneratedReportsTable {
-  id: Generated<string>;
-  prospect_id: string | null;
-  domain: string;
-  token: string;
-  html_path: string | null;
-  pdf_path: string | null;
-  cost: Json<Record<string, number>>;
-  created_at: Generated<Date>;
-  effect_key: string | null;
-  run_id: string | null;
-  company_name: string | null;
-  /** numeric: read back as a string by pg. */
-  cost_usd: ColumnType<string, number | string, number | string>;
-  pdf_bytes: number | null;
-}
-
-export interface PaymentsTable {
-  id: Generated<string>;
-  provider: Generated<string>;
-  session_id: string;
-  event_id: string;
-  prospect_id: string | null;
-  domain: string | null;
-  email: string | null;
-  /** In the currency's smallest unit (cents); bigint, read back as a string by pg. */
-  amount: ColumnType<string, number | string, number | string>;
-  currency: string;
-  channel: string | null;
-  campaign: string | null;
-  variant: string | null;
-  report_id: string | null;
-  run_id: string | null;
-  paid_at: Timestamp;
-  created_at: Generated<Date>;
-}
-
-export interface ReportRequestsTable {
-  id: Generated<string>;
-  prospect_id: string | null;
-  domain: string;
-  reason: string;
-  status: Generated<string>;
-  report_id: string | null;
-  requested_at: Generated<Date>;
-  fulfilled_at: Timestamp | null;
-}
-
 export interface BudgetLedgerTable {
   id: Generated<string>;
   budget: string;
@@ -227,24 +153,6 @@ export interface BudgetLedgerTable {
   created_at: Timestamp;
 }
 
-export interface LinkedinSelectionsTable {
-  week: string;
-  prospect_id: string;
-  rank: number;
-  score: number;
-  report_id: string | null;
-  run_id: string | null;
-  selected_at: Timestamp;
-}
-
-export interface ClaudeBatchesTable {
-  effect_key: string;
-  batch_id: string;
-  requests: number;
-  submitted_at: Timestamp;
-  ended_at: Timestamp | null;
-}
-
 export interface BudgetTotalsTable {
   budget: string;
   period_start: Timestamp;
@@ -252,6 +160,7 @@ export interface BudgetTotalsTable {
   amount: ColumnType<string, number | string, number | string>;
 }
 
+/** The engine's tables: the flow_* ones (the business tables belong to the steps, see steps/tables.ts). */
 export interface Tables {
   flow_runs: FlowRunsTable;
   flow_steps: FlowStepsTable;
@@ -263,13 +172,6 @@ export interface Tables {
   flow_schedules: FlowSchedulesTable;
   flow_webhook_events: WebhookEventsTable;
   flow_trigger_keys: FlowTriggerKeysTable;
-  prospects: ProspectsTable;
-  prospect_intelligence: ProspectIntelligenceTable;
-  generated_reports: GeneratedReportsTable;
-  report_requests: ReportRequestsTable;
-  payments: PaymentsTable;
   flow_budget_ledger: BudgetLedgerTable;
   flow_budget_totals: BudgetTotalsTable;
-  linkedin_selections: LinkedinSelectionsTable;
-  claude_batches: ClaudeBatchesTable;
 }

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { type Database, openDatabase } from '../../engine/db/connect.ts';
+import { businessMigrations } from '../../steps/tables.ts';
 
 /** Every database test runs on the embedded database and, when TEST_DATABASE_URL is set, on Postgres. */
 export interface TestDatabase {
@@ -8,7 +9,8 @@ export interface TestDatabase {
   open(): Promise<Database>;
 }
 
-const pglite: TestDatabase = { name: 'pglite', open: () => openDatabase({ dataDir: 'memory://' }) };
+const migrations = businessMigrations;
+const pglite: TestDatabase = { name: 'pglite', open: () => openDatabase({ dataDir: 'memory://', migrations }) };
 
 /** A fresh database on the server per call, dropped on close: tests never see each other's rows. */
 export async function createPostgresDatabase(adminUrl: string, prefix = 'flows_test'): Promise<{ url: string; drop(): Promise<void> }> {
@@ -36,7 +38,7 @@ export async function createPostgresDatabase(adminUrl: string, prefix = 'flows_t
 /** A database of its own on the server, dropped when it is closed. */
 export async function openFreshPostgres(adminUrl: string, prefix?: string): Promise<Database> {
   const created = await createPostgresDatabase(adminUrl, prefix);
-  const db = await openDatabase({ url: created.url });
+  const db = await openDatabase({ url: created.url, migrations });
   return {
     ...db,
     kysely: db.kysely,

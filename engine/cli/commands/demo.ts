@@ -41,7 +41,7 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
         const pipeline = p.pipeline('demo');
         say(`1. Validated ${p.display(pipeline.file)} and ${p.display(p.configFile)}: ${pipeline.steps.length} steps, all expressions and references resolve.`);
         const api = await deps.startApi();
-        const db = await openDatabase({ dataDir: resolve(opts.data) });
+        const db = await openDatabase({ dataDir: resolve(opts.data), migrations: p.registry.migrations });
         say(`2. Started the search-visibility sandbox at ${api.url}; database: ${db.description}.`);
         try {
           const store = new RunStore(db, p.scrub);

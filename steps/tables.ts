@@ -1,0 +1,240 @@
+import { type ColumnType, type Generated, type Kysely, type Migration, sql } from 'kysely';
+
+/**
+ * The tables of the report business, owned by the steps that read and write them (prospect
+ * import and enrichment, reports, payments, the LinkedIn week). The engine keeps only its
+ * flow_* tables; these migrations reach the database through the registry (openDatabase
+ * applies them with the engine's, in one history ordered by name). Never edit a migration
+ * that has shipped: add the next one. The first three were written before the engine and the
+ * steps kept separate migrations, and keep their names so databases made then stay current.
+ */
+
+type Json<T = unknown> = ColumnType<T, string, string>;
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+
+export interface ProspectsTable {
+  id: Generated<string>;
+  domain: string;
+  company_name: string | null;
+  contact_name: string | null;
+  email: string | null;
+  linkedin_url: string | null;
+  category: string | null;
+  category_reason: string | null;
+  metrics: Json<Record<string, unknown>> | null;
+  source: string | null;
+  status: Generated<string>;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export interface ProspectIntelligenceTable {
+  id: Generated<string>;
+  prospect_id: string | null;
+  domain: string;
+  source: string;
+  data: Json<Record<string, unknown>>;
+  fetched_at: Timestamp;
+}
+
+export interface GeneratedReportsTable {
+  id: Generated<string>;
+  prospect_id: string | null;
+  domain: string;
+  token: string;
+  html_path: string | null;
+  pdf_path: string | null;
+  cost: Json<Record<string, number>>;
+  created_at: Generated<Date>;
+  effect_key: string | null;
+  run_id: string | null;
+  company_name: string | null;
+  /** numeric: read back as a string by pg. */
+  cost_usd: ColumnType<string, number | string, number | string>;
+  pdf_bytes: number | null;
+}
+
+export interface PaymentsTable {
+  id: Generated<string>;
+  provider: Generated<string>;
+  session_id: string;
+  event_id: string;
+  prospect_id: string | null;
+  domain: string | null;
+  email: string | null;
+  /** In the currency's smallest unit (cents); bigint, read back as a string by pg. */
+  amount: ColumnType<string, number | string, number | string>;
+  currency: string;
+  channel: string | null;
+  campaign: string | null;
+  variant: string | null;
+  report_id: string | null;
+  run_id: string | null;
+  paid_at: Timestamp;
+  created_at: Generated<Date>;
+}
+
+export interface ReportRequestsTable {
+  id: Generated<string>;
+  prospect_id: string | null;
+  domain: string;
+  reason: string;
+  status: Generated<string>;
+  report_id: string | null;
+  requested_at: Generated<Date>;
+  fulfilled_at: Timestamp | null;
+}
+
+export interface LinkedinSelectionsTable {
+  week: string;
+  prospect_id: string;
+  rank: number;
+  score: number;
+  report_id: string | null;
+  run_id: string | null;
+  selected_at: Timestamp;
+}
+
+export interface ClaudeBatchesTable {
+  effect_key: string;
+  batch_id: string;
+  requests: number;
+  submitted_at: Timestamp;
+  ended_at: Timestamp | null;
+}
+
+
+export interface BusinessTables {
+  prospects: ProspectsTable;
+  prospect_intelligence: ProspectIntelligenceTable;
+  generated_reports: GeneratedReportsTable;
+  report_requests: ReportRequestsTable;
+  payments: PaymentsTable;
+  linkedin_selections: LinkedinSelectionsTable;
+  claude_batches: ClaudeBatchesTable;
+}
+
+export const businessMigrations: Record<string, Migration> = {
+  '0002_business': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('prospects')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('domain', 'text', (c) => c.notNull().unique())
+        .addColumn('company_name', 'text')
+        .addColumn('contact_name', 'text')
+        .addColumn('email', 'text')
+        .addColumn('linkedin_url', 'text')
+        .addColumn('category', 'text')
+        .addColumn('category_reason', 'text')
+        .addColumn('source', 'text')
+        .addColumn('status', 'text', (c) => c.notNull().defaultTo('new'))
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('updated_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+
+      await db.schema
+        .createTable('prospect_intelligence')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('prospect_id', 'uuid', (c) => c.references('prospects.id').onDelete('cascade'))
+        .addColumn('domain', 'text', (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('data', 'jsonb', (c) => c.notNull())
+        .addColumn('fetched_at', 'timestamptz', (c) => c.notNull())
+        .addUniqueConstraint('prospect_intelligence_domain_source', ['domain', 'source'])
+        .execute();
+
+      await db.schema
+        .createTable('generated_reports')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('prospect_id', 'uuid', (c) => c.references('prospects.id').onDelete('set null'))
+        .addColumn('domain', 'text', (c) => c.notNull())
+        .addColumn('token', 'text', (c) => c.notNull().unique())
+        .addColumn('html_path', 'text')
+        .addColumn('pdf_path', 'text')
+        .addColumn('cost', 'jsonb', (c) => c.notNull().defaultTo(sql`'{}'::jsonb`))
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+
+      await db.schema
+        .createTable('report_requests')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('prospect_id', 'uuid', (c) => c.references('prospects.id').onDelete('set null'))
+        .addColumn('domain', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull().defaultTo('pending'))
+        .addColumn('report_id', 'uuid', (c) => c.references('generated_reports.id').onDelete('set null'))
+        .addColumn('requested_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('fulfilled_at', 'timestamptz')
+        .execute();
+    },
+  },
+  '0005_reports': {
+    async up(db: Kysely<any>) {
+      // A report is made once per effect: a retry after a crash finds the row by its key.
+      await db.schema.alterTable('generated_reports').addColumn('effect_key', 'text', (c) => c.unique()).execute();
+      await db.schema.alterTable('generated_reports').addColumn('run_id', 'text').execute();
+      await db.schema.alterTable('generated_reports').addColumn('company_name', 'text').execute();
+      await db.schema.alterTable('generated_reports').addColumn('cost_usd', 'numeric(12, 6)', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema.alterTable('generated_reports').addColumn('pdf_bytes', 'integer').execute();
+      await db.schema.createIndex('generated_reports_domain').on('generated_reports').columns(['domain', 'created_at']).execute();
+
+      // Money received: one row per Stripe Checkout Session, with the attribution it carried.
+      await db.schema
+        .createTable('payments')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('provider', 'text', (c) => c.notNull().defaultTo('stripe'))
+        .addColumn('session_id', 'text', (c) => c.notNull().unique())
+        .addColumn('event_id', 'text', (c) => c.notNull())
+        .addColumn('prospect_id', 'uuid', (c) => c.references('prospects.id').onDelete('set null'))
+        .addColumn('domain', 'text')
+        .addColumn('email', 'text')
+        .addColumn('amount', 'bigint', (c) => c.notNull())
+        .addColumn('currency', 'text', (c) => c.notNull())
+        .addColumn('channel', 'text')
+        .addColumn('campaign', 'text')
+        .addColumn('variant', 'text')
+        .addColumn('report_id', 'uuid', (c) => c.references('generated_reports.id').onDelete('set null'))
+        .addColumn('run_id', 'text')
+        .addColumn('paid_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+      await db.schema.createIndex('payments_attribution').on('payments').columns(['channel', 'campaign', 'variant']).execute();
+    },
+  },
+  '0007_linkedin_week': {
+    async up(db: Kysely<any>) {
+      // The prospects LinkedIn contacts each week, chosen by score, with their ready report.
+      await db.schema
+        .createTable('linkedin_selections')
+        .addColumn('week', 'text', (c) => c.notNull())
+        .addColumn('prospect_id', 'uuid', (c) => c.notNull().references('prospects.id').onDelete('cascade'))
+        .addColumn('rank', 'integer', (c) => c.notNull())
+        .addColumn('score', 'double precision', (c) => c.notNull())
+        .addColumn('report_id', 'uuid', (c) => c.references('generated_reports.id').onDelete('set null'))
+        .addColumn('run_id', 'text')
+        .addColumn('selected_at', 'timestamptz', (c) => c.notNull())
+        .addPrimaryKeyConstraint('linkedin_selections_pk', ['week', 'prospect_id'])
+        .execute();
+      await db.schema.createIndex('linkedin_selections_prospect').on('linkedin_selections').columns(['prospect_id']).execute();
+
+      // Message batches submitted, by the effect that submitted them: a resumed run polls the
+      // batch it already paid for instead of submitting another.
+      await db.schema
+        .createTable('claude_batches')
+        .addColumn('effect_key', 'text', (c) => c.primaryKey())
+        .addColumn('batch_id', 'text', (c) => c.notNull())
+        .addColumn('requests', 'integer', (c) => c.notNull())
+        .addColumn('submitted_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('ended_at', 'timestamptz')
+        .execute();
+    },
+  },
+  '0008_prospect_metrics': {
+    async up(db: Kysely<any>) {
+      // The numbers a prospect is categorised and scored by, kept small beside the category.
+      // (Databases made before the steps kept their own migrations have it already.)
+      await sql`ALTER TABLE prospects ADD COLUMN IF NOT EXISTS metrics jsonb`.execute(db);
+    },
+  },
+};
