@@ -21,7 +21,7 @@ export function schemaFiles(registry: StepRegistry): Record<string, string> {
     $comment: GENERATED_NOTE,
     $schema: 'http://json-schema.org/draft-07/schema#',
     title: 'flows engine config',
-    ...(plain(configSchemaWith(registry.configSections)) as object),
+    ...(plain(configSchemaWith(registry)) as object),
   };
   return {
     'pipeline.schema.json': `${JSON.stringify(pipeline, null, 2)}\n`,

@@ -2,16 +2,16 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createSemrushClient,
-  parseSemrushConfig,
   SEMRUSH_UNITS_PER_LINE,
   SemrushApiError,
   SemrushClient,
   type SemrushClientOptions,
   SemrushUnavailableError,
 } from '../connectors/semrush/client.ts';
+import { semrushConnector } from '../connectors/semrush/connector.ts';
 import { parseCsv, parseErrorLine, parseReport } from '../connectors/semrush/parse.ts';
 import { SANDBOX_KEY, type SemrushSandbox, type SemrushSandboxOptions, startSemrushSandbox } from '../connectors/semrush/sandbox.ts';
-import { parseDuration } from '../engine/duration.ts';
+import { connectorSettings } from '../engine/connector-settings.ts';
 import { NonRetriableError, RetryAfterError } from '../engine/errors.ts';
 import { eventually } from './helpers/eventually.ts';
 
@@ -401,28 +401,28 @@ describe('SEMrush answers in the real format (fixtures)', () => {
 });
 
 describe('SEMrush config', () => {
+  const settings = (semrush: Record<string, unknown>) => connectorSettings(semrushConnector, { connectors: { semrush } });
+
   it('fills defaults and builds a client', async () => {
-    const config = parseSemrushConfig({ key: 'k-1' });
-    expect(config).toEqual({
+    expect(settings({ key: 'k-1' })).toEqual({
       base_url: 'https://api.semrush.com/',
       key: 'k-1',
       database: 'us',
       display_limit: { domain_organic: 100, domain_organic_organic: 10, domain_adwords: 100 },
       timeout: '30s',
+      units_per_line: SEMRUSH_UNITS_PER_LINE,
     });
     await withSandbox({}, async (box) => {
-      const client = createSemrushClient(parseSemrushConfig({ base_url: box.url, key: SANDBOX_KEY, display_limit: { domain_organic: 4 }, timeout: '2s', units_per_line: { domain_organic: 12 } }), { parseDuration });
+      const checked = settings({ base_url: box.url, key: SANDBOX_KEY, display_limit: { domain_organic: 4 }, timeout: '2s', units_per_line: { domain_organic: 12 } });
+      const client = createSemrushClient({ ...checked, key: SANDBOX_KEY });
       expect((await client.domainOrganic('acme-widgets.com')).units).toBe(48);
     });
   });
 
   it('says which key is wrong, and never shows the API key', () => {
-    expect(() => parseSemrushConfig({ key: 'k-1', display_limit: { domain_organic: 0 } })).toThrow(
-      'connectors.semrush.display_limit.domain_organic: expected integer to be greater or equal to 1, got 0',
-    );
-    expect(() => parseSemrushConfig({ key: 'k-1', databse: 'uk' })).toThrow('connectors.semrush.databse: unexpected property, got "uk"');
-    expect(() => parseSemrushConfig({ key: 42 })).toThrow('connectors.semrush.key: expected string, got (hidden) (write key: "${{ env.SEMRUSH_KEY }}")');
-    expect(() => parseSemrushConfig({ key: 'k-1', timeout: 30 })).toThrow('connectors.semrush.timeout: expected string, got 30 (write timeout: "30s")');
-    expect(() => parseSemrushConfig({})).toThrow('connectors.semrush.key: is missing (write key: "${{ env.SEMRUSH_KEY }}")');
+    expect(() => settings({ key: 'k-1', display_limit: { domain_organic: 0 } })).toThrow('connectors.semrush.display_limit.domain_organic: expected a positive integer, got 0');
+    expect(() => settings({ key: 'k-1', databse: 'uk' })).toThrow('connectors.semrush.databse: unknown key "databse" (did you mean "database"?)');
+    expect(() => settings({ key: 42 })).toThrow('connectors.semrush.key: must be string (the value is not shown)');
+    expect(() => settings({ key: 'k-1', timeout: 'soon' })).toThrow('connectors.semrush.timeout: "soon" is not a duration (write timeout: "30s")');
   });
 });

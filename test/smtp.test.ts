@@ -179,7 +179,7 @@ describe('SMTP settings', () => {
     const bad = { host: '', port: 'abc', auth: { user: 'reports', pass: 42 }, pool: 3 };
     expect(() => parseSmtpConfig(bad, 'connectors.smtp')).toThrow(NonRetriableError);
     expect(() => parseSmtpConfig(bad, 'connectors.smtp')).toThrow(
-      'connectors.smtp: pool: unknown key (allowed: host, port, secure, require_tls, auth, pool_size, messages_per_connection, connect_timeout_ms, greeting_timeout_ms, socket_timeout_ms); ' +
+      'connectors.smtp: pool: unknown key (allowed: host, port, secure, require_tls, auth, pool_size, messages_per_connection, connect_timeout, greeting_timeout, socket_timeout); ' +
         'host: expected string length greater or equal to 1, got ""; port: expected integer, got "abc"; auth.pass: expected string (value not shown)',
     );
   });

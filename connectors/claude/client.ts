@@ -57,21 +57,35 @@ const DEFAULT_TIMEOUT_MS = 120_000;
 const DEFAULT_RETRY_AFTER_MS = 1000;
 const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 
+/** `connectors.claude` in the engine config; token prices come from the config's `prices`. */
 export const ClaudeConfigSchema = Type.Object(
   {
-    base_url: Type.Optional(Type.String({ format: 'uri', description: `Root of the Messages API (default ${CLAUDE_API_URL}); the sandbox's url in tests.` })),
-    api_key: Type.String({ minLength: 1, description: 'The API key, through ${{ env.ANTHROPIC_API_KEY }}; never logged nor put in an error message.' }),
-    model: Type.String({ minLength: 1, description: 'The model that writes the analyses, e.g. claude-sonnet-5.' }),
-    max_tokens: Type.Integer({ minimum: 1, description: 'Most output tokens one answer may use; a step may lower or raise it per call.' }),
-    timeout: Type.Optional(
-      Type.String({ pattern: DURATION_PATTERN, description: 'How long one request may take, like "120s"; past it the attempt fails as retriable (default "120s").' }),
+    base_url: Type.String({ pattern: '^https?://', default: CLAUDE_API_URL, description: "Root of the Messages API; the sandbox's url in tests." }),
+    api_key: Type.Optional(
+      Type.String({ minLength: 1, description: 'The API key, through ${{ env.ANTHROPIC_API_KEY }}; never logged nor put in an error message. Unset, the sandbox answers.' }),
     ),
-    price_per_input_token: Type.Optional(Type.Number({ minimum: 0, description: 'USD per input token, to price each analysis.' })),
-    price_per_output_token: Type.Optional(Type.Number({ minimum: 0, description: 'USD per output token, to price each analysis.' })),
+    model: Type.String({ minLength: 1, default: 'claude-sonnet-5', description: 'The model that writes the analyses.' }),
+    max_tokens: Type.Integer({ minimum: 1, default: 4096, description: 'Most output tokens one answer may use; a step may lower or raise it per call.' }),
+    timeout: Type.String({ pattern: DURATION_PATTERN, default: '120s', description: 'How long one request may take, like "120s"; past it the attempt fails as retriable.' }),
   },
   { additionalProperties: false },
 );
-export type ClaudeConfig = Static<typeof ClaudeConfigSchema>;
+export type ClaudeSettings = Static<typeof ClaudeConfigSchema>;
+
+/** What the analyst and the batch client are made from: the settings with the key set, and the token prices. */
+export interface ClaudeConfig {
+  /** Default CLAUDE_API_URL. */
+  base_url?: string;
+  api_key: string;
+  model: string;
+  max_tokens: number;
+  /** Default "120s". */
+  timeout?: string;
+  /** USD per input token, to price each analysis (config prices.claude_input_token). */
+  price_per_input_token?: number;
+  /** USD per output token (config prices.claude_output_token). */
+  price_per_output_token?: number;
+}
 
 export interface AnalyseRequest<S extends object = object> {
   /** Who Claude is for this analysis: role, rules, tone. */

@@ -63,6 +63,9 @@ export interface SpyfuSandbox {
   close(): Promise<void>;
 }
 
+/** The Secret Key the sandbox accepts unless told another. */
+export const SANDBOX_API_KEY = 'sandbox-key';
+
 type Row = Record<string, string | number | null>;
 
 const digest = (...parts: (string | number)[]) => createHash('sha256').update(parts.join('\0')).digest();
@@ -185,7 +188,7 @@ function niceVolume(n: number): number {
 const clickShare = (rank: number) => (rank <= 10 ? 0.3 / rank : 0.002);
 
 export async function startSpyfuSandbox(options: SpyfuSandboxOptions = {}): Promise<SpyfuSandbox> {
-  const apiKey = options.apiKey ?? 'sandbox-key';
+  const apiKey = options.apiKey ?? SANDBOX_API_KEY;
   const unknown = new Set(options.unknownDomains ?? []);
   const silent = new Set(options.timeoutDomains ?? []);
   const requests: SpyfuSandboxRequest[] = [];
