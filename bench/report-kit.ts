@@ -58,9 +58,9 @@ export function shippedConfig(stateDir: string, env: Record<string, string | und
 /** The three sandboxes in this process, and clients made by their connector specs as the engine makes them. */
 export async function startConnectors(config: EngineConfig, latency: Latencies): Promise<Connectors> {
   const [semrushBox, spyfuBox, claudeBox] = await Promise.all([
-    startSemrushSandbox({ latencyMs: latency.semrushMs }),
-    startSpyfuSandbox({ latencyMs: latency.spyfuMs }),
-    startClaudeSandbox({ latencyMs: latency.claudeMs }),
+    startSemrushSandbox({ faults: { latencyMs: latency.semrushMs } }),
+    startSpyfuSandbox({ faults: { latencyMs: latency.spyfuMs } }),
+    startClaudeSandbox({ faults: { latencyMs: latency.claudeMs } }),
   ]);
   const deps: ConnectorDeps = { clock: systemClock, log: silentLogger, env: {}, projectDir: PIPELINES_DIR, stateDir: '.flows', prices: config.prices ?? {} };
   return {

@@ -154,7 +154,7 @@ export function createClaudeAnalyst(config: ClaudeConfig, options: ClaudeAnalyst
     } catch (err) {
       throw connection.failure(err, sdk, signal, 'POST /v1/messages');
     }
-    if (!isMessage(reply)) throw new Error(`${where}: the answer to POST /v1/messages is not a message (no content array); the next attempt may succeed`);
+    if (!isMessage(reply)) throw new NonRetriableError(`${where}: the answer to POST /v1/messages is not a message (no content array)`);
     return reply;
   }
 
@@ -300,7 +300,8 @@ export function claudeConnection(config: ClaudeConfig, options: ClaudeAnalystOpt
         : 'the same request fails again; fix the request';
       return new NonRetriableError(`${where}: the API refused the request (${detail}): ${fix}`, { cause: err });
     }
-    if (err instanceof SyntaxError) return new Error(`${where}: the answer to ${endpoint} is not JSON (${err.message}); the next attempt may succeed`, { cause: err });
+    // A garbled answer is never taken for data, and not retried: like every connector (test/connectors.test.ts).
+    if (err instanceof SyntaxError) return new NonRetriableError(`${where}: the answer to ${endpoint} is not JSON (${err.message})`, { cause: err });
     if (err instanceof sdk.AnthropicError) return new NonRetriableError(redact(`${where}: ${err.message}`), { cause: err });
     return err instanceof Error ? err : new Error(String(err));
   }
