@@ -270,6 +270,8 @@ export function claudeConnection(config: ClaudeConfig, options: ClaudeAnalystOpt
     ));
 
   function failure(err: unknown, sdk: Sdk, signal: AbortSignal | undefined, endpoint: string): Error {
+    // The caller's own reason, as every connector gives it: the engine knows its stops by it.
+    if (signal?.aborted && signal.reason instanceof Error) return signal.reason;
     if (signal?.aborted || err instanceof sdk.APIUserAbortError) return err instanceof Error ? err : new Error(String(err));
     if (err instanceof sdk.APIConnectionTimeoutError) {
       return new Error(`${where}: no answer within ${timeout}ms; the next attempt gets a fresh timer (raise connectors.claude.timeout for long analyses)`, { cause: err });
