@@ -289,6 +289,16 @@ steps:
 });
 
 describe('the README', () => {
+  it('shows an engine config that is valid, connectors and verifiers included', async () => {
+    const { readFileSync } = await import('node:fs');
+    const readme = readFileSync('README.md', 'utf8');
+    const start = readme.indexOf('```yaml', readme.indexOf('## The engine config')) + '```yaml\n'.length;
+    const example = readme.slice(start, readme.indexOf('```', start));
+    expect(example).toContain('connectors:');
+    expect(loadConfig(example, 'README.md', {}, createRegistry()).diagnostics.map(formatDiagnostic)).toEqual([]);
+  });
+
+
   it('shows a pipeline that is valid against the shipped config', async () => {
     const { readFileSync } = await import('node:fs');
     const { createRegistry } = await import('../steps/index.ts');
