@@ -30,7 +30,11 @@ export function checkedSettings(schema: TObject, given: unknown, where: string, 
     const described = describeSchemaError(err, value);
     if (!described) continue;
     const path = [where, ...described.path].join('.');
-    if (secrets.includes(String(described.path[0]))) throw new NonRetriableError(`${path}: ${err.message ?? 'is invalid'} (the value is not shown)`);
+    if (secrets.includes(String(described.path[0]))) {
+      // What was expected, without what was given.
+      const expected = described.message.includes(', got ') ? described.message.replace(/, got .*$/, '') : 'not a valid value';
+      throw new NonRetriableError(`${path}: ${expected} (the value is not shown)`);
+    }
     throw new NonRetriableError(`${path}: ${described.message}`);
   }
   throw new NonRetriableError(`${where}: ${validate.errors?.[0]?.message ?? 'is invalid'}`);

@@ -137,7 +137,7 @@ describe('the live-or-sandbox rule', () => {
     expect(err).toBeInstanceOf(NonRetriableError);
     expect(err.message).toBe('connectors.widgets.base_url: "ftp://files" does not have the expected form (^https?://)');
     const secret = await failureOf(resourcesFor({ connectors: { widgets: { key: 42 } } }).resources.use(spec));
-    expect(secret.message).toBe('connectors.widgets.key: must be string (the value is not shown)');
+    expect(secret.message).toBe('connectors.widgets.key: expected a string (the value is not shown)');
   });
 
   it('a fake provided for a spec is used instead', async () => {

@@ -369,7 +369,7 @@ describe('SEMrush config', () => {
   it('says which key is wrong, and never shows the API key', () => {
     expect(() => settings({ key: 'k-1', display_limit: { domain_organic: 0 } })).toThrow('connectors.semrush.display_limit.domain_organic: expected a positive integer, got 0');
     expect(() => settings({ key: 'k-1', databse: 'uk' })).toThrow('connectors.semrush.databse: unknown key "databse" (did you mean "database"?)');
-    expect(() => settings({ key: 42 })).toThrow('connectors.semrush.key: must be string (the value is not shown)');
+    expect(() => settings({ key: 42 })).toThrow('connectors.semrush.key: expected a string (the value is not shown)');
     expect(() => settings({ key: 'k-1', timeout: 'soon' })).toThrow('connectors.semrush.timeout: "soon" is not a duration (write timeout: "30s")');
   });
 });
