@@ -19,7 +19,8 @@ import { openDatabase } from '../engine/db/connect.ts';
 import { RunEvents } from '../engine/events.ts';
 import { loadPipeline } from '../engine/pipeline/load.ts';
 import { builtinPages, createRegistry } from '../steps/index.ts';
-import { browserResource, mailResource } from '../steps/resources.ts';
+import { browserConnector } from '../connectors/browser/connector.ts';
+import { startSmtpSandbox } from '../connectors/smtp/sandbox.ts';
 import { benchResources, type Latencies, PIPELINES_DIR, shippedConfig, startConnectors } from './report-kit.ts';
 
 const SECRET = 'whsec_bench_report';
@@ -45,20 +46,23 @@ export interface E2eResult {
 export async function paymentToEmail(latencies: Latencies, say: (s: string) => void): Promise<E2eResult> {
   const state = mkdtempSync(join(tmpdir(), 'flows-bench-e2e-'));
   const env = { STRIPE_WEBHOOK_SECRET: SECRET };
-  const config = { ...shippedConfig(state, env), public_url: 'https://reports.example.test' };
+  // The email lands in an SMTP sandbox of our own, set as the configured server.
+  const sandbox = await startSmtpSandbox();
+  const shipped = shippedConfig(state, env);
+  const config = { ...shipped, public_url: 'https://reports.example.test', connectors: { ...shipped.connectors, smtp: { host: sandbox.host, port: sandbox.port } } };
   const file = join(PIPELINES_DIR, 'paid-report.yaml');
-  const { pipeline, diagnostics } = loadPipeline(readFileSync(file, 'utf8'), file, { registry: createRegistry(), config });
+  const registry = createRegistry();
+  const { pipeline, diagnostics } = loadPipeline(readFileSync(file, 'utf8'), file, { registry, config });
   if (!pipeline) throw new Error(`${file}: ${diagnostics.map((d) => d.message).join('; ')}`);
 
   const db = await openDatabase({ dataDir: 'memory://', migrations: businessMigrations });
   const connectors = await startConnectors(config, latencies);
   const resources = benchResources(config, env, state, connectors);
   const events = new RunEvents();
-  const daemon = new Daemon({ db, config, pipelines: [pipeline], pages: builtinPages, resources, env, port: 0, events });
+  const daemon = new Daemon({ db, config, pipelines: [pipeline], pages: builtinPages, verifiers: registry.verifiers, resources, env, port: 0, events });
   try {
     await daemon.start();
-    const { sandbox } = await resources.use(mailResource);
-    await (await resources.use(browserResource)).pdf('<p>warm-up</p>');
+    await (await resources.use(browserConnector)).pdf('<p>warm-up</p>');
 
     const marks: { id: string; start?: number; end?: number; status?: string }[] = [];
     let runStart = NaN;
@@ -81,7 +85,7 @@ export async function paymentToEmail(latencies: Latencies, say: (s: string) => v
     const webhookAnswerMs = at();
     if (answer.status !== 200 || answered.status !== 'started') throw new Error(`the webhook answered ${answer.status} ${JSON.stringify(answered)}`);
     const timeoutMs = latencies.claudeMs + 120_000;
-    await sandbox!.waitFor(1, timeoutMs);
+    await sandbox.waitFor(1, timeoutMs);
     const totalMs = at();
     // The run ends with one more step (event.emit); bounded, so a stuck run cannot hang the bench.
     const bound = AbortSignal.timeout(10_000);
@@ -106,6 +110,7 @@ export async function paymentToEmail(latencies: Latencies, say: (s: string) => v
     await daemon.stop();
     await resources.close();
     await connectors.close();
+    await sandbox.close();
     await db.close();
     rmSync(state, { recursive: true, force: true });
   }

@@ -7,25 +7,28 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PdfRenderer } from '../connectors/browser/browser.ts';
-import { createClaudeBatches } from '../connectors/claude/batch.ts';
-import { createClaudeAnalyst } from '../connectors/claude/client.ts';
+import { type Claude, claudeConnector } from '../connectors/claude/connector.ts';
 import { SANDBOX_API_KEY, startClaudeSandbox } from '../connectors/claude/sandbox.ts';
-import { createSemrushClient, parseSemrushConfig } from '../connectors/semrush/client.ts';
+import type { SemrushClient } from '../connectors/semrush/client.ts';
+import { semrushConnector } from '../connectors/semrush/connector.ts';
 import { SANDBOX_KEY as SEMRUSH_SANDBOX_KEY, startSemrushSandbox } from '../connectors/semrush/sandbox.ts';
-import { createSpyfuClient, type SpyfuConfig } from '../connectors/spyfu/client.ts';
-import { startSpyfuSandbox } from '../connectors/spyfu/sandbox.ts';
+import type { SpyfuApi } from '../connectors/spyfu/client.ts';
+import { spyfuConnector } from '../connectors/spyfu/connector.ts';
+import { SANDBOX_API_KEY as SPYFU_SANDBOX_KEY, startSpyfuSandbox } from '../connectors/spyfu/sandbox.ts';
+import { storageConnector } from '../connectors/storage/connector.ts';
 import { systemClock } from '../engine/clock.ts';
 import { type EngineConfig, loadConfig } from '../engine/config.ts';
+import type { ConnectorDeps } from '../engine/connector.ts';
+import { connectorSettings } from '../engine/connector-settings.ts';
 import { createRegistry } from '../steps/index.ts';
 import type { Database } from '../engine/db/connect.ts';
-import { parseDuration } from '../engine/duration.ts';
 import { writableQueryable } from '../engine/executor/context.ts';
 import { silentLogger } from '../engine/log.ts';
 import { Resources } from '../engine/resources.ts';
 import { analyse, promptsResource, renderPrompt } from '../steps/report/analyse.ts';
 import { collectIntel, DEFAULT_LIMITS } from '../steps/report/collect.ts';
 import { publishReport, reportView } from '../steps/report/publish.ts';
-import { claudeResource, claudeSettings, type ClaudeResource, semrushResource, spyfuResource, storageResource, templatesResource } from '../steps/resources.ts';
+import { templatesResource } from '../steps/resources.ts';
 
 export const PIPELINES_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'pipelines');
 
@@ -37,41 +40,33 @@ export interface Latencies {
 }
 
 export interface Connectors {
-  semrush: ReturnType<typeof createSemrushClient>;
-  spyfu: ReturnType<typeof createSpyfuClient>;
-  claude: ClaudeResource;
+  semrush: SemrushClient;
+  spyfu: SpyfuApi;
+  claude: Claude;
   close(): Promise<void>;
 }
 
 /** pipelines/flows.config.yaml as shipped, with report files under `stateDir`. */
 export function shippedConfig(stateDir: string, env: Record<string, string | undefined>): EngineConfig {
   const file = join(PIPELINES_DIR, 'flows.config.yaml');
-  const loaded = loadConfig(readFileSync(file, 'utf8'), file, env, createRegistry().configSections);
+  const loaded = loadConfig(readFileSync(file, 'utf8'), file, env, createRegistry());
   if (!loaded.config) throw new Error(`${file}: ${loaded.diagnostics.map((d) => d.message).join('; ')}`);
   const base = loaded.config;
   return { ...base, connectors: { ...base.connectors, storage: { dir: join(stateDir, 'reports') } } };
 }
 
-/** The three sandboxes in this process, and clients built as steps/resources.ts builds them. */
+/** The three sandboxes in this process, and clients made by their connector specs as the engine makes them. */
 export async function startConnectors(config: EngineConfig, latency: Latencies): Promise<Connectors> {
   const [semrushBox, spyfuBox, claudeBox] = await Promise.all([
-    startSemrushSandbox({ latencyMs: latency.semrushMs }),
-    startSpyfuSandbox({ apiKey: 'sandbox-key', latencyMs: latency.spyfuMs }),
-    startClaudeSandbox({ latencyMs: latency.claudeMs }),
+    startSemrushSandbox({ faults: { latencyMs: latency.semrushMs } }),
+    startSpyfuSandbox({ faults: { latencyMs: latency.spyfuMs } }),
+    startClaudeSandbox({ faults: { latencyMs: latency.claudeMs } }),
   ]);
-  const section = (name: string) => (config.connectors?.[name] ?? {}) as Record<string, unknown>;
-  const { model, maxTokens } = claudeSettings(config);
-  const claudeTimeout = section('claude').timeout;
-  const claudeConfig = { api_key: SANDBOX_API_KEY, base_url: claudeBox.url, model, max_tokens: maxTokens, timeout: typeof claudeTimeout === 'string' ? claudeTimeout : undefined };
+  const deps: ConnectorDeps = { clock: systemClock, log: silentLogger, env: {}, projectDir: PIPELINES_DIR, stateDir: '.flows', prices: config.prices ?? {} };
   return {
-    semrush: createSemrushClient(parseSemrushConfig({ ...section('semrush'), key: SEMRUSH_SANDBOX_KEY, base_url: semrushBox.url }), { parseDuration }),
-    spyfu: createSpyfuClient({ ...(section('spyfu') as Partial<SpyfuConfig>), api_key: 'sandbox-key', api_id: undefined, base_url: spyfuBox.url }),
-    claude: {
-      analyst: createClaudeAnalyst(claudeConfig),
-      batches: createClaudeBatches(claudeConfig),
-      model,
-      maxTokens,
-    },
+    semrush: await semrushConnector.create({ ...connectorSettings(semrushConnector, config), key: SEMRUSH_SANDBOX_KEY, base_url: semrushBox.url }, deps),
+    spyfu: await spyfuConnector.create({ ...connectorSettings(spyfuConnector, config), api_key: SPYFU_SANDBOX_KEY, api_id: undefined, base_url: spyfuBox.url }, deps),
+    claude: await claudeConnector.create({ ...connectorSettings(claudeConnector, config), api_key: SANDBOX_API_KEY, base_url: claudeBox.url }, deps),
     close: async () => {
       await Promise.all([semrushBox.close(), spyfuBox.close(), claudeBox.close()]);
     },
@@ -81,9 +76,9 @@ export async function startConnectors(config: EngineConfig, latency: Latencies):
 /** Resources as the daemon makes them, with the clients above in place of the configured ones. */
 export function benchResources(config: EngineConfig, env: Record<string, string | undefined>, stateDir: string, connectors: Connectors): Resources {
   return new Resources({ config, env, log: silentLogger, clock: systemClock, projectDir: PIPELINES_DIR, stateDir })
-    .provide(semrushResource, connectors.semrush)
-    .provide(spyfuResource, connectors.spyfu)
-    .provide(claudeResource, connectors.claude);
+    .provide(semrushConnector, connectors.semrush)
+    .provide(spyfuConnector, connectors.spyfu)
+    .provide(claudeConnector, connectors.claude);
 }
 
 /** Milliseconds per stage of one report; `total` also holds what falls between stages. */
@@ -107,7 +102,7 @@ export async function timedReport(
   domain: string,
 ): Promise<{ times: StageTimes; html: string | undefined; pdfBytes: number }> {
   const { resources, connectors, config } = deps;
-  const [liquid, renderer, storage] = await Promise.all([resources.use(promptsResource), resources.use(templatesResource), resources.use(storageResource)]);
+  const [liquid, renderer, storage] = await Promise.all([resources.use(promptsResource), resources.use(templatesResource), resources.use(storageConnector)]);
   const t0 = performance.now();
   const intel = await collectIntel({ semrush: connectors.semrush, spyfu: connectors.spyfu, now: () => new Date() }, domain, undefined, DEFAULT_LIMITS);
   const t1 = performance.now();

@@ -498,7 +498,7 @@ async function daemonMain(args: Map<string, string>): Promise<void> {
     } as typeof originalExecute;
   }
 
-  const daemon = new Daemon({ db, config, pipelines, port: 0, host: '127.0.0.1' });
+  const daemon = new Daemon({ db, config, pipelines, verifiers: registry.verifiers, port: 0, host: '127.0.0.1' });
   await daemon.start();
   const server = (daemon as unknown as { http: { server: http.Server } }).http.server;
   let httpInFlight = 0;

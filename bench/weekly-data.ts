@@ -129,7 +129,7 @@ export function writeBenchPipeline(dir: string, options: { prospects: number; se
   }
   const configPath = join(dir, 'flows.config.yaml');
   writeFileSync(configPath, doc.toString());
-  const loaded = loadConfig(readFileSync(configPath, 'utf8'), configPath, {}, registry.configSections);
+  const loaded = loadConfig(readFileSync(configPath, 'utf8'), configPath, {}, registry);
   if (!loaded.config) throw new Error(`${configPath}: ${loaded.diagnostics.map((d) => d.message).join('; ')}`);
 
   const shippedPipeline = join(PIPELINES_DIR, 'weekly-enrich.yaml');

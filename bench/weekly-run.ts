@@ -5,6 +5,8 @@
  */
 import { businessMigrations } from '../steps/tables.ts';
 import { readFileSync } from 'node:fs';
+import { semrushConnector } from '../connectors/semrush/connector.ts';
+import { spyfuConnector } from '../connectors/spyfu/connector.ts';
 import { ManualClock } from '../engine/clock.ts';
 import { configSection, type EngineConfig } from '../engine/config.ts';
 import { type Database, openDatabase } from '../engine/db/connect.ts';
@@ -19,7 +21,6 @@ import { type Categories, categorise } from '../steps/prospects/categorise.ts';
 import { INTEL_SOURCE } from '../steps/prospects/census.ts';
 import { mergeDuplicates, type Source, toProspect } from '../steps/prospects/sources.ts';
 import { collectIntel, DEFAULT_LIMITS } from '../steps/report/collect.ts';
-import { semrushResource, spyfuResource } from '../steps/resources.ts';
 import { openFreshPostgres } from '../test/helpers/db.ts';
 import { PIPELINES_DIR } from './report-kit.ts';
 import { SOURCE } from './weekly-data.ts';
@@ -197,7 +198,7 @@ export async function bareEnrich(db: Database, config: EngineConfig, clock: Manu
   const targets = await db.query<{ id: string; domain: string }>('SELECT id, domain FROM prospects ORDER BY domain');
 
   const categories = configSection<Categories>(config, 'categories')!;
-  const [semrush, spyfu] = await Promise.all([resources.use(semrushResource), resources.use(spyfuResource)]);
+  const [semrush, spyfu] = await Promise.all([resources.use(semrushConnector), resources.use(spyfuConnector)]);
   const upsert = insertSql({ table: 'prospect_intelligence', columns: ['prospect_id', 'domain', 'source', 'data', 'fetched_at'], conflict: ['domain', 'source'] }, 1);
   const sampler = new MemorySampler().start();
   const t0 = performance.now();

@@ -1,10 +1,11 @@
 /**
- * The composition root: the engine's CLI with the built-in steps and the demo's sandboxes.
- * The engine itself names no step and no connector.
+ * The composition root: the engine's CLI with the built-in steps and connectors (the
+ * registry) and the demo's sandboxes. The engine itself names no step and no connector.
  */
 import { existsSync } from 'node:fs';
 import { chromiumPath } from '../connectors/browser/browser.ts';
 import { startDemoApi } from '../connectors/demo-api/sandbox.ts';
+import { stripeTestSignature } from '../connectors/stripe/webhooks.ts';
 import { runCli } from '../engine/cli/main.ts';
 import { builtinPages, createRegistry } from '../steps/index.ts';
 import { reportCommand } from '../steps/report/command.ts';
@@ -17,6 +18,7 @@ const code = await runCli(process.argv, {
   demo: {
     startApi: () => startDemoApi(),
     pages: builtinPages,
+    signStripe: stripeTestSignature,
     reportsUnavailable: () =>
       existsSync(chromiumPath(process.env)) ? undefined : `Chromium (for report PDFs) is not at ${chromiumPath(process.env)}: install it with apt-get install chromium, or set CHROMIUM_PATH`,
   },

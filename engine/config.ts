@@ -3,10 +3,13 @@ import { Cron } from 'croner';
 import { parseDuration } from './duration.ts';
 import type { Diagnostic } from './errors.ts';
 import { findTemplates, renderDeep } from './expr/index.ts';
+import type { AnyConnector } from './connector.ts';
+import { connectorsSchema } from './connector-settings.ts';
 import { checkSchema } from './schema-check.ts';
 import { BudgetSchema, type BudgetConfig } from './flow-control/budget-spec.ts';
 import { parseSpacing, QuotaSchema, type QuotaConfig } from './flow-control/quota-spec.ts';
 import { isValidTimezone, reviseFlowControl } from './flow-control/config-check.ts';
+import { type AnyVerifierType, builtinVerifiers, verifierEntrySchema } from './verifier.ts';
 import { parseYamlSource } from './yaml.ts';
 
 /**
@@ -37,17 +40,17 @@ export const SenderSchema = Type.Object(
   { additionalProperties: false },
 );
 
-export const VerifierSchema = Type.Object(
-  {
-    type: StringEnum(['stripe', 'hmac-sha256'], 'stripe: the Stripe-Signature header checked with the Stripe library; hmac-sha256: an HMAC of the raw body in a header.'),
+/**
+ * One entry of `webhooks.verifiers` as code reads it. The file is checked against the
+ * options of the entry's `type`, from the verifier types registered (engine/verifier.ts).
+ */
+export const VerifierSchema = Type.Intersect([
+  Type.Object({
+    type: Type.String({ description: 'The kind of signature: hmac-sha256, or one a connector brings (stripe).' }),
     secret: Type.String({ minLength: 1, description: 'The signing secret, through ${{ env.NAME }}.' }),
-    tolerance: Type.Optional(Type.String({ description: 'stripe: how old a signed timestamp may be (default "5m").' })),
-    header: Type.Optional(Type.String({ description: 'hmac-sha256: the header holding the signature (default x-signature).' })),
-    prefix: Type.Optional(Type.String({ description: 'hmac-sha256: text before the digest in the header, e.g. "sha256=".' })),
-    encoding: Type.Optional(StringEnum(['hex', 'base64'], 'hmac-sha256: how the digest is written (default hex).')),
-  },
-  { additionalProperties: false },
-);
+  }),
+  Type.Record(Type.String(), Type.Unknown()),
+]);
 
 export const WebhooksSchema = Type.Object(
   {
@@ -84,6 +87,8 @@ export const ConfigSchema = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    // As code sees it before a connector's spec reads it (connectorSettings); the file is
+    // checked against the schemas of the connectors registered (configSchemaWith).
     connectors: Type.Optional(
       Type.Record(Type.String(), Type.Record(Type.String(), Type.Unknown()), {
         description: 'Settings of each connector by name (base URLs, keys through ${{ env.NAME }}).',
@@ -141,17 +146,50 @@ export interface LoadedConfig {
   diagnostics: Diagnostic[];
 }
 
-const withSections = new WeakMap<ReadonlyMap<string, TSchema>, TObject>();
+/** What the config's schema is assembled from besides the engine's own sections: the registry's parts. */
+export interface ConfigParts {
+  /** Sections the steps declare (prospect sources ...). */
+  readonly configSections: ReadonlyMap<string, TSchema>;
+  /** Connector specs: `connectors.<name>`. */
+  readonly connectors: ReadonlyMap<string, AnyConnector>;
+  /** Webhook verifier types: `webhooks.verifiers.<name>.type`. */
+  readonly verifiers: ReadonlyMap<string, AnyVerifierType>;
+}
 
-/** The config schema with the sections steps declare (see StepRegistry.configSection). */
-export function configSchemaWith(sections: ReadonlyMap<string, TSchema> = new Map()): TObject {
-  if (!sections.size) return ConfigSchema;
-  let schema = withSections.get(sections);
-  if (!schema) {
-    const extra = Object.fromEntries([...sections].map(([name, s]) => [name, Type.Optional(s)]));
-    schema = Type.Object({ ...ConfigSchema.properties, ...extra }, { additionalProperties: false });
-    withSections.set(sections, schema);
-  }
+const engineOnly: ConfigParts = { configSections: new Map(), connectors: new Map(), verifiers: new Map(builtinVerifiers.map((v) => [v.type, v])) };
+const assembled = new WeakMap<ConfigParts, { key: string; schema: TObject }>();
+
+/**
+ * The config schema with the registry's parts: the steps' sections, one key per connector
+ * under `connectors` (its spec's schema), and `webhooks.verifiers` entries checked against
+ * the options of their type. Validation, and the editor schema in schemas/, use this one.
+ */
+export function configSchemaWith(parts: ConfigParts = engineOnly): TObject {
+  const key = [[...parts.configSections.keys()], [...parts.connectors.keys()], [...parts.verifiers.keys()]].join('|');
+  const cached = assembled.get(parts);
+  if (cached?.key === key) return cached.schema;
+  const extra = Object.fromEntries([...parts.configSections].map(([name, s]) => [name, Type.Optional(s)]));
+  const webhooks = Type.Object(
+    {
+      ...WebhooksSchema.properties,
+      verifiers: Type.Optional(
+        Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), Type.Unsafe(verifierEntrySchema(parts.verifiers)), {
+          description: 'Named signature checks; a webhook trigger says `verify: <name>`.',
+        }),
+      ),
+    },
+    { additionalProperties: false },
+  );
+  const schema = Type.Object(
+    {
+      ...ConfigSchema.properties,
+      connectors: Type.Optional(Type.Unsafe(connectorsSchema(parts.connectors))),
+      webhooks: Type.Optional(webhooks),
+      ...extra,
+    },
+    { additionalProperties: false },
+  );
+  assembled.set(parts, { key, schema });
   return schema;
 }
 
@@ -161,11 +199,12 @@ export function configSection<T>(config: EngineConfig, name: string): T | undefi
 }
 
 /** Parses and checks the config; ${{ env.X }} values are resolved against `env`. */
-export function loadConfig(text: string, file: string, env: Record<string, string | undefined>, sections?: ReadonlyMap<string, TSchema>): LoadedConfig {
+export function loadConfig(text: string, file: string, env: Record<string, string | undefined>, parts?: ConfigParts): LoadedConfig {
   const doc = parseYamlSource(text, file);
   if (doc.diagnostics.length) return { diagnostics: doc.diagnostics };
   const raw = doc.value ?? {};
-  let diagnostics = checkSchema(configSchemaWith(sections), raw, doc, []);
+  const schema = configSchemaWith(parts);
+  let diagnostics = checkSchema(schema, raw, doc, [], (path) => fromEnvironment(raw, path));
   const cfg = raw as EngineConfig;
   const defaultTz = cfg.business?.timezone;
   if (defaultTz && !isValidTimezone(defaultTz)) {
@@ -177,18 +216,12 @@ export function loadConfig(text: string, file: string, env: Record<string, strin
       diagnostics.push(doc.at(['daemon', key], `"${value}" is not a duration (write "30s" or "2m")`));
     }
   }
-  for (const [name, v] of Object.entries(cfg.webhooks?.verifiers ?? {})) {
-    if (typeof v?.tolerance === 'string' && parseDuration(v.tolerance) === undefined) {
-      diagnostics.push(doc.at(['webhooks', 'verifiers', name, 'tolerance'], `"${v.tolerance}" is not a duration (write "5m")`));
-    }
-  }
-  const schema = configSchemaWith(sections);
   // Fields marked x-deferred (category reasons ...) are templates over run-time data, kept as written.
   const all = findTemplates(raw);
   const deferred = all.filter((t) => schemaAt(schema, t.path)?.['x-deferred'] === true);
   const templates = all.filter((t) => !deferred.includes(t));
   for (const t of templates) {
-    if (!/^\s*\$\{\{\s*env\.[A-Za-z_][A-Za-z0-9_]*\s*\}\}\s*$/.test(t.text)) {
+    if (!ENV_TEMPLATE.test(t.text)) {
       diagnostics.push(doc.at(t.path, 'config values may only use ${{ env.NAME }} (a whole value from the environment)'));
     }
   }
@@ -205,6 +238,21 @@ export function loadConfig(text: string, file: string, env: Record<string, strin
   unsetVariables.set(config, unset);
   return { config, diagnostics };
 }
+
+/**
+ * A connector or verifier value written as ${{ env.NAME }}: its type and form are checked
+ * once the variable is read, when the connector starts (connectorSettings), since a
+ * template in place of a URL or a number is not yet the value.
+ */
+function fromEnvironment(raw: unknown, path: readonly (string | number)[]): boolean {
+  const [section, sub] = path;
+  if (section !== 'connectors' && !(section === 'webhooks' && sub === 'verifiers')) return false;
+  let at = raw;
+  for (const key of path) at = at == null ? undefined : (at as Record<string | number, unknown>)[key];
+  return typeof at === 'string' && ENV_TEMPLATE.test(at);
+}
+
+const ENV_TEMPLATE = /^\s*\$\{\{\s*env\.[A-Za-z_][A-Za-z0-9_]*\s*\}\}\s*$/;
 
 /** The schema of the value at `path`, through objects, records and arrays. */
 function schemaAt(schema: TSchema, path: readonly (string | number)[]): Record<string, unknown> | undefined {

@@ -1,8 +1,14 @@
 import type { TSchema } from '@sinclair/typebox';
+import type { AnyConnector } from './connector.ts';
 import type { Migrations } from './db/migrations.ts';
 import type { AnyStepType, StepType } from './types.ts';
+import { type AnyVerifierType, builtinVerifiers } from './verifier.ts';
 
-/** The step types a pipeline may name in `uses`. The engine knows steps only through this. */
+/**
+ * What the composition root gives the engine: the step types a pipeline may name in `uses`,
+ * the connectors whose settings the config holds, and the webhook verifier types. The
+ * engine knows steps and connectors only through this.
+ */
 export class StepRegistry {
   private readonly byType = new Map<string, AnyStepType>();
   /**
@@ -10,6 +16,10 @@ export class StepRegistry {
    * key: validated with the rest of the config, with positions, and in the editor schema.
    */
   readonly configSections = new Map<string, TSchema>();
+  /** Connector specs by name: `connectors.<name>` in the config is checked against each one's schema. */
+  readonly connectors = new Map<string, AnyConnector>();
+  /** Webhook verifier types by `type:`: the engine's hmac-sha256 and those connectors bring. */
+  readonly verifiers = new Map<string, AnyVerifierType>(builtinVerifiers.map((v) => [v.type, v]));
 
   /** Migrations of the tables the steps own, applied with the engine's when a database opens. */
   readonly migrations: Migrations = {};
@@ -37,6 +47,22 @@ export class StepRegistry {
   register<I extends TSchema, O extends TSchema>(step: StepType<I, O>): this {
     if (this.byType.has(step.type)) throw new Error(`step type "${step.type}" is registered twice`);
     this.byType.set(step.type, step as unknown as AnyStepType);
+    return this;
+  }
+
+  /** Registers connector specs, and the verifier types they bring. */
+  connector(...specs: AnyConnector[]): this {
+    for (const spec of specs) {
+      if (this.connectors.has(spec.name)) throw new Error(`connector "${spec.name}" is registered twice`);
+      this.connectors.set(spec.name, spec);
+      for (const verifier of spec.verifiers ?? []) this.verifier(verifier);
+    }
+    return this;
+  }
+
+  verifier(type: AnyVerifierType): this {
+    if (this.verifiers.has(type.type)) throw new Error(`webhook verifier type "${type.type}" is registered twice`);
+    this.verifiers.set(type.type, type);
     return this;
   }
 

@@ -1,5 +1,7 @@
 import type { Clock } from './clock.ts';
 import type { EngineConfig } from './config.ts';
+import { type ConnectorSpec, isConnector } from './connector.ts';
+import { connectorResource } from './connector-open.ts';
 import { errorMessage } from './errors.ts';
 import type { Logger } from './log.ts';
 
@@ -8,7 +10,8 @@ import type { Logger } from './log.ts';
  * browser that prints PDFs, a pool of SMTP connections, a sandbox standing in for a service
  * without a key. A step asks for one with `ctx.use(resource)`; it is made on first use from
  * the config, shared by every run of the process, and closed when the process stops. The
- * engine knows resources only through this interface, never by name.
+ * engine knows resources only through this interface, never by name. A connector spec is
+ * used the same way (`ctx.use(semrush)`): the live-or-sandbox rule makes it a resource.
  */
 export interface Resource<T> {
   /** Unique name, for logs and for tests that provide a fake under it. */
@@ -33,6 +36,13 @@ export function defineResource<T>(resource: Resource<T>): Resource<T> {
   return resource;
 }
 
+/** What a step may ask for: a resource, or a connector spec (its client). */
+export type Usable<T> = Resource<T> | ConnectorSpec<any, any, T>;
+
+function asResource<T>(usable: Usable<T>): Resource<T> {
+  return isConnector(usable) ? connectorResource(usable as ConnectorSpec<any, any, T>) : (usable as Resource<T>);
+}
+
 export class Resources {
   private readonly made = new Map<string, { resource: Resource<unknown>; value: Promise<unknown> }>();
   private readonly provided = new Map<string, unknown>();
@@ -40,13 +50,14 @@ export class Resources {
 
   constructor(readonly env: ResourceEnv) {}
 
-  /** Uses `value` instead of making the resource of this name (tests, benchmarks). */
-  provide<T>(resource: Resource<T>, value: T): this {
+  /** Uses `value` instead of making the resource or connector of this name (tests, benchmarks). */
+  provide<T>(resource: Usable<T>, value: T): this {
     this.provided.set(resource.name, value);
     return this;
   }
 
-  use<T>(resource: Resource<T>): Promise<T> {
+  use<T>(usable: Usable<T>): Promise<T> {
+    const resource = asResource(usable);
     if (this.provided.has(resource.name)) return Promise.resolve(this.provided.get(resource.name) as T);
     if (this.closed) return Promise.reject(new Error(`resource ${resource.name}: the process is stopping`));
     let entry = this.made.get(resource.name);

@@ -1,5 +1,6 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
+import { DURATION_PATTERN } from './duration.ts';
 import type { Diagnostic } from './errors.ts';
 import { didYouMean } from './suggest.ts';
 import type { Path, SourceDoc } from './yaml.ts';
@@ -93,9 +94,9 @@ export function schemaErrors(validate: ValidateFunction, value: unknown): string
   });
 }
 
-/** Drops Ajv's summary errors of anyOf/oneOf: the branch errors say what is wrong. */
+/** Drops Ajv's summary errors of anyOf/oneOf and if/then: the branch errors say what is wrong. */
 function collapse(errors: ErrorObject[]): ErrorObject[] {
-  return errors.filter((e) => e.keyword !== 'anyOf' && e.keyword !== 'oneOf');
+  return errors.filter((e) => e.keyword !== 'anyOf' && e.keyword !== 'oneOf' && e.keyword !== 'if');
 }
 
 function pointerToPath(pointer: string): (string | number)[] {
@@ -130,6 +131,11 @@ const ARTICLE: Record<string, string> = {
   array: 'a list',
   null: 'null',
 };
+
+/** One Ajv error as a path (from the value's root) and a readable message; undefined when it adds nothing. */
+export function describeSchemaError(err: ErrorObject, root: unknown): { path: (string | number)[]; message: string } | undefined {
+  return describeError(err, root, pointerToPath(err.instancePath));
+}
 
 function describeError(
   err: ErrorObject,
@@ -190,6 +196,11 @@ function describeError(
     case 'maxLength':
       return { path: rel, message: `expected at most ${params.limit} characters` };
     case 'pattern':
+      if (params.pattern === DURATION_PATTERN) {
+        // The field's default is the best example of what to write.
+        const example = (err.parentSchema as { default?: unknown } | undefined)?.default ?? '30s';
+        return { path: rel, message: `${describeValue(value)} is not a duration (${hint ?? `write ${typeof lastKey === 'string' ? `${lastKey}: ` : ''}"${String(example)}"`})` };
+      }
       return { path: rel, message: withHint(`${describeValue(value)} does not have the expected form (${params.pattern})`) };
     case 'format':
       return { path: rel, message: `expected ${params.format === 'uri' ? 'a URL' : `a ${params.format}`}, got ${describeValue(value)}` };

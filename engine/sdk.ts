@@ -4,7 +4,8 @@
  * or a connector imports anything but this file.
  *
  * - step types: defineStep and the types of a step's context, plans and effects;
- * - connectors and shared resources: defineResource, the resource registry;
+ * - connectors and shared resources: defineConnector, connectorSettings, defineVerifier,
+ *   defineResource, the resource registry;
  * - errors that carry their retry behaviour (the engine alone decides to retry);
  * - durations, prices, identifiers for generated SQL, expressions over step data;
  * - extension points of the daemon (pages) and the CLI (commands).
@@ -32,7 +33,18 @@ export {
 } from './errors.ts';
 export { DURATION_PATTERN, formatDuration, parseDuration } from './duration.ts';
 export { type Clock, systemClock } from './clock.ts';
-export { defineResource, type Resource, type ResourceEnv, Resources } from './resources.ts';
+export { defineResource, type Resource, type ResourceEnv, Resources, type Usable } from './resources.ts';
+export {
+  type AnyConnector,
+  type ClientOf,
+  type ConnectorDeps,
+  type ConnectorSpec,
+  defineConnector,
+  type LiveConfig,
+  type RunningSandbox,
+} from './connector.ts';
+export { connectorSettings } from './connector-settings.ts';
+export { type AnyVerifierType, defineVerifier, type Verifier, type VerifierType, type WebhookRequest } from './verifier.ts';
 export { configSection, type EngineConfig, unsetVariable } from './config.ts';
 export { compileCondition, type Condition, evaluate, parseExpression, renderDeep } from './expr/index.ts';
 export { checkIdentifier, type InsertShape, insertSql } from './sql-insert.ts';

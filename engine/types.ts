@@ -6,8 +6,9 @@
  *              (with ${{ }} expressions over inputs, earlier outputs, the item, config, env).
  * - step type: code with a typed input and output (JSON Schema, one source for validation,
  *              static types, docs and editor schemas) and a `run` function.
- * - connector: the client of an outside system (plus a sandbox speaking its protocol);
- *              steps use connectors, the engine never does.
+ * - connector: the client of an outside system as a spec (config schema, factory, sandbox
+ *              speaking its protocol); steps use connectors with ctx.use(spec), the engine
+ *              applies one live-or-sandbox rule to all and names none.
  * - run:       one execution of a pipeline, recorded in the database and resumable.
  * - item:      one element of a step's `foreach`; items run concurrently and are recorded
  *              so a resumed run skips the finished ones.
@@ -25,7 +26,7 @@ import type { Static, TSchema } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import type { Clock } from './clock.ts';
 import type { EngineConfig } from './config.ts';
-import type { Resource } from './resources.ts';
+import type { Usable } from './resources.ts';
 import type { InsertShape } from './sql-insert.ts';
 
 /** What a step sees of the database: parameterised SQL, nothing else. */
@@ -52,8 +53,8 @@ export interface StepContext {
   readonly config: EngineConfig;
   /** Evaluates a bare expression (no ${{ }}) against the step's scope plus `extra`. */
   evaluate(expression: string, extra?: Record<string, unknown>): unknown;
-  /** The process's instance of a resource (a client, the browser), made on first use. */
-  use<T>(resource: Resource<T>): Promise<T>;
+  /** The process's instance of a resource or a connector (a client, the browser), made on first use. */
+  use<T>(resource: Usable<T>): Promise<T>;
   /**
    * Runs `call` under the config's rate limit of this name (requests per second and in
    * flight), shared with every step using the same name; without such a limit, at once.

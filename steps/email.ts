@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { Liquid } from 'liquidjs';
 import type { EmailAttachment } from '../connectors/smtp/client.ts';
+import { smtpConnector } from '../connectors/smtp/connector.ts';
+import { storageConnector } from '../connectors/storage/connector.ts';
 import { defineResource, defineStep, type EngineConfig, NonRetriableError, type StepContext } from '../engine/sdk.ts';
 import { escapeXml } from './report/charts.ts';
-import { mailResource, storageResource } from './resources.ts';
 
 /**
  * `email.send`: one email from a template in pipelines/templates/emails/ — `<name>.html.liquid`
@@ -141,14 +142,14 @@ export const emailSend = defineStep({
     const email = await render(ctx, input);
     const attachments: EmailAttachment[] = [];
     if (input.attachments?.length) {
-      const storage = await ctx.use(storageResource);
+      const storage = await ctx.use(storageConnector);
       for (const a of input.attachments) {
         const content = await storage.get(a.key, { signal: ctx.signal });
         if (!content) throw new NonRetriableError(`attachment ${a.filename}: nothing stored under ${a.key}`);
         attachments.push({ filename: a.filename, content, contentType: a.content_type ?? 'application/pdf' });
       }
     }
-    const { sender } = await ctx.use(mailResource);
+    const sender = await ctx.use(smtpConnector);
     const domain = senderOf(ctx.config, input.sender).domain;
     const result = await sender.send(
       {

@@ -1,3 +1,4 @@
+import { builtinConnectors } from '../connectors/index.ts';
 import { type Page, StepRegistry } from '../engine/sdk.ts';
 import { eventEmit, filter, log, needsAttention, transform } from './data.ts';
 import { emailSend } from './email.ts';
@@ -44,9 +45,11 @@ export const builtinSteps = [
 /** Pages the daemon serves besides webhooks. */
 export const builtinPages: readonly Page[] = [...reportPages];
 
+/** The steps, the connectors (and the verifier types they bring) and the config sections steps read. */
 export function createRegistry(): StepRegistry {
   return new StepRegistry(builtinSteps)
     .tables(businessMigrations)
+    .connector(...builtinConnectors)
     .configSection('prospect_sources', SourcesSchema)
     .configSection('enrichment', EnrichmentSchema)
     .configSection('categories', CategoriesSchema)

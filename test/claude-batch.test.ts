@@ -201,7 +201,7 @@ describe('Claude Message Batches against the sandbox', () => {
   });
 
   it('turns a 429 on submit into RetryAfterError with the wait from retry-after', async () => {
-    const { sandbox, batches } = await setup({ errorRate: 1, errorKind: 'rate_limit', retryAfterSeconds: 7 });
+    const { sandbox, batches } = await setup({ faults: { throttle: true, retryAfterSeconds: 7 } });
     const err = await failureOf(batches.submit(itemsFor(3)));
 
     expect(err).toBeInstanceOf(RetryAfterError);

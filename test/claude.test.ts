@@ -137,7 +137,7 @@ describe('Claude analyst against the sandbox', () => {
   });
 
   it('turns a 429 into RetryAfterError with the wait from retry-after', async () => {
-    const { sandbox, analyst } = await setup({ errorRate: 1, errorKind: 'rate_limit', retryAfterSeconds: 3 });
+    const { sandbox, analyst } = await setup({ faults: { throttle: true, retryAfterSeconds: 3 } });
     const err = await failureOf(analyse(analyst));
 
     expect(err).toBeInstanceOf(RetryAfterError);
@@ -147,7 +147,7 @@ describe('Claude analyst against the sandbox', () => {
   });
 
   it('turns a 529 into a retriable RetryAfterError', async () => {
-    const { sandbox, analyst } = await setup({ errorRate: 1, errorKind: 'overloaded' });
+    const { sandbox, analyst } = await setup({ faults: { error: true, errorStatus: 529 } });
     const err = await failureOf(analyse(analyst));
 
     expect(err).toBeInstanceOf(RetryAfterError);
@@ -155,31 +155,6 @@ describe('Claude analyst against the sandbox', () => {
     expect((err as RetryAfterError).afterMs).toBe(1000);
     expect(err.message).toMatch(/overloaded \(529 overloaded_error: Overloaded\)/);
     expect(sandbox.requests).toHaveLength(1);
-  });
-
-  it('injects errors the same way every run, and a retried request can succeed', async () => {
-    const domains = Array.from({ length: 12 }, (_, i) => `shop-${i}.example`);
-    const outcomes = async () => {
-      const { analyst } = await setup({ errorRate: 0.5 });
-      const seen: string[] = [];
-      for (const d of domains) seen.push(await analyse(analyst, d).then(() => 'ok', (e: Error) => e.message.match(/\((\d{3})/)?.[1] ?? e.message));
-      await sandbox!.close();
-      return seen;
-    };
-    const first = await outcomes();
-    expect(await outcomes()).toEqual(first);
-    expect(first).toEqual(expect.arrayContaining(['ok', '429', '529']));
-
-    const { analyst } = await setup({ errorRate: 0.5 });
-    const failing = domains[first.findIndex((o) => o !== 'ok')]!;
-    let tries = 0;
-    for (;;) {
-      tries++;
-      const ok = await analyse(analyst, failing).then(() => true, () => false);
-      if (ok) break;
-      expect(tries).toBeLessThan(20);
-    }
-    expect(tries).toBeGreaterThan(1);
   });
 
   it('refuses a wrong key with NonRetriableError that does not quote the key', async () => {
@@ -194,17 +169,16 @@ describe('Claude analyst against the sandbox', () => {
     expect(sandbox.requests).toMatchObject([{ authorized: false, status: 401 }]);
   });
 
-  it('treats a body that is not JSON as retriable', async () => {
-    const { analyst } = await setup({ malformed: true });
+  it('never takes a body that is not JSON for an answer, and does not retry it', async () => {
+    const { analyst } = await setup({ faults: { malformed: true } });
     const err = await failureOf(analyse(analyst));
 
-    expect(err).not.toBeInstanceOf(NonRetriableError);
-    expect(err).not.toBeInstanceOf(RetryAfterError);
+    expect(err).toBeInstanceOf(NonRetriableError);
     expect(err.message).toMatch(/^claude \(claude-sonnet-5\): the answer to POST \/v1\/messages is not JSON/);
   });
 
-  it('treats a timeout as retriable', async () => {
-    const { analyst } = await setup({ latencyMs: 300 }, { timeout: '50ms' });
+  it('treats a timeout as retriable, saying how to raise it', async () => {
+    const { analyst } = await setup({ faults: { latencyMs: 300 } }, { timeout: '50ms' });
     const err = await failureOf(analyse(analyst));
 
     expect(err).not.toBeInstanceOf(NonRetriableError);

@@ -176,7 +176,7 @@ describe.each(testDatabases)('daemon on $name', ({ open }) => {
     store = new RunStore(db);
     // Monday 23 Nov 2026, 10:00 London.
     clock = new ManualClock(new Date('2026-11-23T10:00:00Z'));
-    daemon = new Daemon({ db, config, pipelines, clock, port: 0, loops: false });
+    daemon = new Daemon({ db, config, pipelines, verifiers: testRegistry().verifiers, clock, port: 0, loops: false });
     await daemon.start();
   });
   afterAll(async () => {

@@ -32,7 +32,7 @@ function problems(validator: Validator, value: unknown): string[] {
 }
 
 const shippedConfigText = readFileSync('pipelines/flows.config.yaml', 'utf8');
-const shippedConfig = loadConfig(shippedConfigText, 'flows.config.yaml', {}, registry.configSections).config as EngineConfig;
+const shippedConfig = loadConfig(shippedConfigText, 'flows.config.yaml', {}, registry).config as EngineConfig;
 
 describe('the shipped files pass the editor schemas', () => {
   const files = readdirSync('pipelines').filter((f) => f.endsWith('.yaml') && f !== 'flows.config.yaml');
@@ -144,7 +144,7 @@ describe('the config editor schema says what flows validate says', () => {
     const config = { ...parse(shippedConfigText), ...change };
     const found = problems(configValidator, config);
     expect(found.length === 0, found.join('\n') || 'no problems').toBe(accepted);
-    expect(loadConfig(stringify(config), 'flows.config.yaml', {}, registry.configSections).diagnostics.length === 0).toBe(accepted);
+    expect(loadConfig(stringify(config), 'flows.config.yaml', {}, registry).diagnostics.length === 0).toBe(accepted);
   });
 
   it('keeps category reasons, templates over run-time data, as strings', () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../engine/config.ts';
 import { formatDiagnostic } from '../engine/errors.ts';
+import { createRegistry } from '../steps/index.ts';
 import { diagnosticsOf, pipelineFrom } from './helpers/pipeline.ts';
 
 const ok = `name: fine
@@ -198,9 +199,10 @@ quotas:
 connectors:
   semrush: { key: "\${{ env.SEMRUSH_KEY }}", other: "\${{ inputs.x }}" }
 `;
-    const { diagnostics } = loadConfig(text, 'flows.config.yaml', {});
+    const { diagnostics } = loadConfig(text, 'flows.config.yaml', {}, createRegistry());
     expect(diagnostics.map(formatDiagnostic)).toMatchInlineSnapshot(`
       [
+        "flows.config.yaml:8:45: connectors.semrush.other: unknown key "other"; allowed keys: base_url, key, database, display_limit, timeout, units_per_line",
         "flows.config.yaml:3:21: quotas.a.caps.day: expected an integer >= 0, got -1",
         "flows.config.yaml:4:16: quotas.b.caps.fortnight: unknown key "fortnight"; allowed keys: hour, day, rolling_24h, rolling_7d, calendar_week",
         "flows.config.yaml:4:40: quotas.b.window: "9-5" does not have the expected form (^([01]\\d|2[0-3]):[0-5]\\d-([01]\\d|2[0-4]):[0-5]\\d$) (write window: "09:00-17:00")",
@@ -214,8 +216,59 @@ connectors:
   });
 
   it('resolves secrets from the environment', () => {
-    const { config } = loadConfig('connectors:\n  semrush: { key: "${{ env.SEMRUSH_KEY }}" }\n', 'c.yaml', { SEMRUSH_KEY: 'k-123' });
+    const { config } = loadConfig('connectors:\n  semrush: { key: "${{ env.SEMRUSH_KEY }}" }\n', 'c.yaml', { SEMRUSH_KEY: 'k-123' }, createRegistry());
     expect(config!.connectors!.semrush!.key).toBe('k-123');
+  });
+});
+
+describe('connector settings', () => {
+  const registry = createRegistry();
+  const check = (text: string, env: Record<string, string> = {}) => loadConfig(text, 'flows.config.yaml', env, registry).diagnostics.map(formatDiagnostic);
+
+  it('are checked against each connector spec, at file:line:col', () => {
+    expect(
+      check(`connectors:
+  spyfu: { api_kye: x }
+  semrush: { timeout: "thirty seconds" }
+  claude: { model: 42 }
+`),
+    ).toMatchInlineSnapshot(`
+      [
+        "flows.config.yaml:4:20: connectors.claude.model: expected a string, got 42",
+        "flows.config.yaml:3:23: connectors.semrush.timeout: "thirty seconds" is not a duration (write timeout: "30s")",
+        "flows.config.yaml:2:12: connectors.spyfu.api_kye: unknown key "api_kye" (did you mean "api_key"?)",
+      ]
+    `);
+  });
+
+  it('name a registered connector', () => {
+    expect(check('connectors:\n  semrsh: {}\n')).toMatchInlineSnapshot(`
+      [
+        "flows.config.yaml:2:3: connectors.semrsh: unknown key "semrsh" (did you mean "semrush"?)",
+      ]
+    `);
+  });
+
+  it('webhook verifiers are checked against the options of their type', () => {
+    expect(
+      check(`webhooks:
+  verifiers:
+    stripe: { type: strpe, secret: s }
+    paid: { type: stripe, secret: s, header: x-sig, tolerance: soon }
+    partner: { type: hmac-sha256, secret: s, encoding: hex64 }
+`),
+    ).toMatchInlineSnapshot(`
+      [
+        "flows.config.yaml:3:21: webhooks.verifiers.stripe.type: expected one of "hmac-sha256", "stripe", got "strpe" (did you mean "stripe"?)",
+        "flows.config.yaml:4:38: webhooks.verifiers.paid.header: unknown key "header"; allowed keys: type, secret, tolerance",
+        "flows.config.yaml:4:64: webhooks.verifiers.paid.tolerance: "soon" is not a duration (write tolerance: "5m")",
+        "flows.config.yaml:5:56: webhooks.verifiers.partner.encoding: expected one of "hex", "base64", got "hex64"",
+      ]
+    `);
+  });
+
+  it('may come from the environment; a value that is not a string is checked when the connector starts', () => {
+    expect(check('connectors:\n  semrush: { key: "${{ env.SEMRUSH_API_KEY }}", base_url: "${{ env.SEMRUSH_URL }}" }\n')).toEqual([]);
   });
 });
 
@@ -238,6 +291,16 @@ steps:
 });
 
 describe('the README', () => {
+  it('shows an engine config that is valid, connectors and verifiers included', async () => {
+    const { readFileSync } = await import('node:fs');
+    const readme = readFileSync('README.md', 'utf8');
+    const start = readme.indexOf('```yaml', readme.indexOf('## The engine config')) + '```yaml\n'.length;
+    const example = readme.slice(start, readme.indexOf('```', start));
+    expect(example).toContain('connectors:');
+    expect(loadConfig(example, 'README.md', {}, createRegistry()).diagnostics.map(formatDiagnostic)).toEqual([]);
+  });
+
+
   it('shows a pipeline that is valid against the shipped config', async () => {
     const { readFileSync } = await import('node:fs');
     const { createRegistry } = await import('../steps/index.ts');
@@ -246,7 +309,7 @@ describe('the README', () => {
     const start = readme.indexOf('```yaml', readme.indexOf('## Pipeline files')) + '```yaml\n'.length;
     const example = readme.slice(start, readme.indexOf('```', start));
     const registry = createRegistry();
-    const { config } = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', {}, registry.configSections);
+    const { config } = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', {}, registry);
     const { diagnostics } = loadPipeline(example, 'README.md', { registry, config: config! });
     expect(diagnostics.map(formatDiagnostic)).toEqual([]);
   });

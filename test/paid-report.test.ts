@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type SmtpSandbox, startSmtpSandbox } from '../connectors/smtp/sandbox.ts';
 import { loadConfig } from '../engine/config.ts';
 import { Daemon } from '../engine/daemon/daemon.ts';
 import type { Database } from '../engine/db/connect.ts';
@@ -11,7 +12,6 @@ import { loadPipeline } from '../engine/pipeline/load.ts';
 import { Resources } from '../engine/resources.ts';
 import { systemClock } from '../engine/clock.ts';
 import { builtinPages, createRegistry } from '../steps/index.ts';
-import { mailResource } from '../steps/resources.ts';
 import { first, testDatabases } from './helpers/db.ts';
 import { eventually } from './helpers/eventually.ts';
 import { checkoutSession, signedStripeRequest, stripeEvent } from './helpers/stripe.ts';
@@ -50,6 +50,7 @@ describe.runIf(hasChromium).each(testDatabases)('paid-report on $name', ({ open 
   let db: Database;
   let daemon: Daemon;
   let resources: Resources;
+  let mailbox: SmtpSandbox;
   let state: string;
   let prospectId: string;
 
@@ -57,13 +58,17 @@ describe.runIf(hasChromium).each(testDatabases)('paid-report on $name', ({ open 
     db = await open();
     state = mkdtempSync(join(tmpdir(), 'flows-paid-'));
     const env = { STRIPE_WEBHOOK_SECRET: SECRET };
-    const loaded = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', env, createRegistry().configSections);
+    const registry = createRegistry();
+    const loaded = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', env, registry);
     const base = loaded.config!;
-    const config = { ...base, public_url: 'https://reports.example.test', connectors: { ...base.connectors, storage: { dir: join(state, 'reports') } } };
-    const { pipeline, diagnostics } = loadPipeline(readFileSync('pipelines/paid-report.yaml', 'utf8'), 'paid-report.yaml', { registry: createRegistry(), config });
+    // The email goes to an SMTP sandbox of the test's own, configured as the server.
+    mailbox = await startSmtpSandbox();
+    const connectors = { ...base.connectors, storage: { dir: join(state, 'reports') }, smtp: { host: mailbox.host, port: mailbox.port } };
+    const config = { ...base, public_url: 'https://reports.example.test', connectors };
+    const { pipeline, diagnostics } = loadPipeline(readFileSync('pipelines/paid-report.yaml', 'utf8'), 'paid-report.yaml', { registry, config });
     expect(diagnostics).toEqual([]);
     resources = new Resources({ config, env, log: silentLogger, clock: systemClock, projectDir: 'pipelines', stateDir: state });
-    daemon = new Daemon({ db, config, pipelines: [pipeline!], pages: builtinPages, resources, env, port: 0 });
+    daemon = new Daemon({ db, config, pipelines: [pipeline!], pages: builtinPages, verifiers: registry.verifiers, resources, env, port: 0 });
     await daemon.start();
     const [row] = await db.query<{ id: string }>(
       "INSERT INTO prospects (domain, company_name, email, source) VALUES ('acme-widgets.com', $1, 'founder@acme-widgets.com', 'test') RETURNING id",
@@ -75,6 +80,7 @@ describe.runIf(hasChromium).each(testDatabases)('paid-report on $name', ({ open 
   afterAll(async () => {
     await daemon?.stop();
     await resources?.close();
+    await mailbox?.close();
     await db?.close();
     if (state) rmSync(state, { recursive: true, force: true });
   });
@@ -120,8 +126,7 @@ describe.runIf(hasChromium).each(testDatabases)('paid-report on $name', ({ open 
     if (hasPdftoppm) expect(distinctGreyLevels(pdfFile)).toBeGreaterThan(8);
 
     // The email: to the buyer, with the link and the PDF attached, and the business address.
-    const { sandbox } = await resources.use(mailResource);
-    const [mail] = await sandbox!.waitFor(1);
+    const [mail] = await mailbox.waitFor(1);
     expect(mail!.envelope.to).toEqual(['founder@acme-widgets.com']);
     expect(mail!.subject).toBe('Your competitive-intelligence report for Acme <script>alert(1)</script> Widgets');
     expect(mail!.html).toContain(`https://reports.example.test/reports/${report.token}`);

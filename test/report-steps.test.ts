@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { semrushConnector } from '../connectors/semrush/connector.ts';
 import { systemClock } from '../engine/clock.ts';
 import { type EngineConfig, loadConfig } from '../engine/config.ts';
 import type { Database } from '../engine/db/connect.ts';
@@ -12,7 +13,7 @@ import { Resources } from '../engine/resources.ts';
 import { RunStore } from '../engine/store/index.ts';
 import { normalizeDomain } from '../steps/domain.ts';
 import { emailSend } from '../steps/email.ts';
-import { semrushResource } from '../steps/resources.ts';
+import { createRegistry } from '../steps/index.ts';
 import { stripeCheckout } from '../steps/stripe.ts';
 import { stepContext } from './helpers/context.ts';
 import { testDatabases } from './helpers/db.ts';
@@ -120,16 +121,18 @@ connectors:
   semrush: { key: "\${{ env.SEMRUSH_API_KEY }}" }
 `;
   it('with sandboxes: never, a missing key is an error naming the variable to set', async () => {
-    const { config } = loadConfig(yaml, 'flows.config.yaml', {});
+    const { config } = loadConfig(yaml, 'flows.config.yaml', {}, createRegistry());
     const resources = new Resources({ config: config!, env: {}, log: silentLogger, clock: systemClock, projectDir: 'pipelines', stateDir: '.flows' });
-    await expect(resources.use(semrushResource)).rejects.toThrow('SEMrush: no key, and the config says sandboxes: never (set SEMRUSH_API_KEY)');
+    await expect(resources.use(semrushConnector)).rejects.toThrow(
+      'semrush: key not set (set the environment variable SEMRUSH_API_KEY); the config says sandboxes: never, so no sandbox stands in',
+    );
     await resources.close();
   });
 
   it('by default, the sandbox answers in its place', async () => {
-    const { config } = loadConfig(yaml.replace('never', 'auto'), 'flows.config.yaml', {});
+    const { config } = loadConfig(yaml.replace('never', 'auto'), 'flows.config.yaml', {}, createRegistry());
     const resources = new Resources({ config: config!, env: {}, log: silentLogger, clock: systemClock, projectDir: 'pipelines', stateDir: '.flows' });
-    const semrush = await resources.use(semrushResource);
+    const semrush = await resources.use(semrushConnector);
     const rank = await semrush.domainRank('example.com');
     expect(rank.rows).toHaveLength(1);
     expect(rank.units).toBe(10);

@@ -2,18 +2,17 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createSemrushClient,
-  parseSemrushConfig,
   SEMRUSH_UNITS_PER_LINE,
   SemrushApiError,
   SemrushClient,
   type SemrushClientOptions,
   SemrushUnavailableError,
 } from '../connectors/semrush/client.ts';
+import { semrushConnector } from '../connectors/semrush/connector.ts';
 import { parseCsv, parseErrorLine, parseReport } from '../connectors/semrush/parse.ts';
 import { SANDBOX_KEY, type SemrushSandbox, type SemrushSandboxOptions, startSemrushSandbox } from '../connectors/semrush/sandbox.ts';
-import { parseDuration } from '../engine/duration.ts';
+import { connectorSettings } from '../engine/connector-settings.ts';
 import { NonRetriableError, RetryAfterError } from '../engine/errors.ts';
-import { eventually } from './helpers/eventually.ts';
 
 const fixture = (name: string) => readFileSync(new URL(`../connectors/semrush/fixtures/${name}`, import.meta.url), 'utf8');
 
@@ -217,94 +216,42 @@ describe('SEMrush failures', () => {
     expect(err.message).not.toContain(key);
   });
 
-  it('429 is retried after its Retry-After', async () => {
-    await withSandbox({ throttleFirst: 1, retryAfterSeconds: 7 }, async (_box, c) => {
-      const err = await failure(c.domainRank('acme-widgets.com'));
-      expect(err).toBeInstanceOf(RetryAfterError);
-      expect((err as RetryAfterError).afterMs).toBe(7000);
-      expect((await c.domainRank('acme-widgets.com')).rows).toHaveLength(1);
-    });
-  });
-
-  it('500 is retried with backoff; 503 with Retry-After waits for it', async () => {
-    await withSandbox({ errorRate: 1, errorSeed: 'test' }, async (box, c) => {
-      const errors: Error[] = [];
-      for (let i = 0; i < 8; i++) errors.push(await failure(c.domainRank('acme-widgets.com')));
-      const serverError = errors.find((e) => e instanceof SemrushUnavailableError);
-      expect(serverError).toBeDefined();
-      expect(serverError).not.toBeInstanceOf(NonRetriableError);
-      expect(serverError).not.toBeInstanceOf(RetryAfterError);
-      expect((serverError as SemrushUnavailableError).status).toBe(500);
-      expect(errors.some((e) => e instanceof RetryAfterError)).toBe(true);
-      expect(errors.every((e) => !(e instanceof NonRetriableError))).toBe(true);
-      const statuses = box.requests.map((r) => r.status);
-      // the failures are reproducible: the same seed fails the same requests the same way
-      await withSandbox({ errorRate: 1, errorSeed: 'test' }, async (again, c2) => {
-        for (let i = 0; i < 8; i++) await failure(c2.domainRank('acme-widgets.com'));
-        expect(again.requests.map((r) => r.status)).toEqual(statuses);
-      });
-    });
+  // 429, 5xx, silence, aborts and latency are the connector suite's (test/connectors.test.ts).
+  it('503 with a Retry-After waits for it', async () => {
     const unavailable: typeof fetch = async () => new Response('busy', { status: 503, headers: { 'retry-after': '2' } });
     const err = await failure(new SemrushClient({ key: SANDBOX_KEY, fetch: unavailable }).domainRank('acme-widgets.com'));
     expect(err).toBeInstanceOf(RetryAfterError);
     expect((err as RetryAfterError).afterMs).toBe(2000);
   });
 
-  it('an errorRate below 1 fails some requests and answers the rest', async () => {
-    await withSandbox({ errorRate: 0.3, errorSeed: 'mix' }, async (box, c) => {
-      const outcomes = await Promise.allSettled(Array.from({ length: 20 }, () => c.domainRank('acme-widgets.com')));
-      const failed = outcomes.filter((o) => o.status === 'rejected').length;
-      expect(failed).toBeGreaterThan(0);
-      expect(failed).toBeLessThan(20);
-      expect(box.requests.filter((r) => r.status === 200)).toHaveLength(20 - failed);
-    });
-  });
-
-  it('gives up on a silent server within its timeout, as a retryable error', async () => {
-    await withSandbox({ timeoutDomains: ['slow-corp.com'] }, async (box, c) => {
-      const started = performance.now();
+  it('gives up on a silent server within its timeout, saying so', async () => {
+    await withSandbox({ faults: { hang: { keys: ['slow-corp.com'] } } }, async (box, c) => {
       const err = await failure(c.domainOrganic('slow-corp.com', { limit: 5 }));
-      const took = performance.now() - started;
       expect(err).toBeInstanceOf(SemrushUnavailableError);
-      expect(err).not.toBeInstanceOf(NonRetriableError);
       expect(err.message).toBe('SEMrush domain_organic for slow-corp.com (us): no answer within 150ms');
-      expect(took).toBeGreaterThanOrEqual(140);
-      expect(took).toBeLessThan(1500);
       expect(box.requests[0]!.answer).toBe('held');
+      expect((await c.domainRank('acme-widgets.com')).rows).toHaveLength(1);
     }, { timeoutMs: 150 });
   });
 
-  it("stops when the caller's signal aborts, with the caller's reason", async () => {
-    await withSandbox({ timeoutDomains: ['slow-corp.com'] }, async (box, c) => {
-      const controller = new AbortController();
-      const reason = new Error('run stopped');
-      const pending = failure(c.domainRank('slow-corp.com', { signal: controller.signal }));
-      // Abort once the request is in the sandbox's hands (it never answers this domain).
-      await eventually(() => box.requests.length > 0, 'the request to arrive');
-      controller.abort(reason);
-      expect(await pending).toBe(reason);
-    });
-  });
-
-  it('answers slowly with latencyMs, and still answers', async () => {
-    await withSandbox({ latencyMs: 15 }, async (_box, c) => {
-      const started = performance.now();
-      expect((await c.domainRank('acme-widgets.com')).rows).toHaveLength(1);
-      expect(performance.now() - started).toBeGreaterThanOrEqual(10);
-    });
-  });
-
   it('a malformed answer is not retried, and says which report and domain', async () => {
-    await withSandbox({ malformed: true }, async (_box, c) => {
+    await withSandbox({ faults: { malformed: true } }, async (_box, c) => {
       const err = await failure(c.domainOrganic('acme-widgets.com', { limit: 5 }));
       expect(err).toBeInstanceOf(NonRetriableError);
       expect(err.message).toMatch(/^SEMrush domain_organic for acme-widgets\.com: line 3 has 10 fields, expected 11/);
     });
-    await withSandbox({ malformed: 'header' }, async (_box, c) => {
+    await withSandbox({ faults: { malformed: true }, malformedAs: 'header' }, async (_box, c) => {
       const err = await failure(c.domainCompetitors('acme-widgets.com', { limit: 5 }));
       expect(err).toBeInstanceOf(NonRetriableError);
       expect(err.message).toMatch(/^SEMrush domain_organic_organic for acme-widgets\.com: the header has no "Adwords Keywords" column \(asked for Ad\)/);
     });
+  });
+
+  it('a fault is decided after the key is checked: a wrong key still hears ERROR 120', async () => {
+    await withSandbox({ faults: { throttle: true } }, async (box, c) => {
+      expect(await failure(c.domainRank('acme-widgets.com'))).toBeInstanceOf(SemrushApiError);
+      expect(box.requests[0]).toMatchObject({ keyAccepted: false, status: 200, answer: 'ERROR 120 :: WRONG KEY - ID PAIR' });
+    }, { key: 'not-the-sandbox-key' });
   });
 });
 
@@ -401,28 +348,28 @@ describe('SEMrush answers in the real format (fixtures)', () => {
 });
 
 describe('SEMrush config', () => {
+  const settings = (semrush: Record<string, unknown>) => connectorSettings(semrushConnector, { connectors: { semrush } });
+
   it('fills defaults and builds a client', async () => {
-    const config = parseSemrushConfig({ key: 'k-1' });
-    expect(config).toEqual({
+    expect(settings({ key: 'k-1' })).toEqual({
       base_url: 'https://api.semrush.com/',
       key: 'k-1',
       database: 'us',
       display_limit: { domain_organic: 100, domain_organic_organic: 10, domain_adwords: 100 },
       timeout: '30s',
+      units_per_line: SEMRUSH_UNITS_PER_LINE,
     });
     await withSandbox({}, async (box) => {
-      const client = createSemrushClient(parseSemrushConfig({ base_url: box.url, key: SANDBOX_KEY, display_limit: { domain_organic: 4 }, timeout: '2s', units_per_line: { domain_organic: 12 } }), { parseDuration });
+      const checked = settings({ base_url: box.url, key: SANDBOX_KEY, display_limit: { domain_organic: 4 }, timeout: '2s', units_per_line: { domain_organic: 12 } });
+      const client = createSemrushClient({ ...checked, key: SANDBOX_KEY });
       expect((await client.domainOrganic('acme-widgets.com')).units).toBe(48);
     });
   });
 
   it('says which key is wrong, and never shows the API key', () => {
-    expect(() => parseSemrushConfig({ key: 'k-1', display_limit: { domain_organic: 0 } })).toThrow(
-      'connectors.semrush.display_limit.domain_organic: expected integer to be greater or equal to 1, got 0',
-    );
-    expect(() => parseSemrushConfig({ key: 'k-1', databse: 'uk' })).toThrow('connectors.semrush.databse: unexpected property, got "uk"');
-    expect(() => parseSemrushConfig({ key: 42 })).toThrow('connectors.semrush.key: expected string, got (hidden) (write key: "${{ env.SEMRUSH_KEY }}")');
-    expect(() => parseSemrushConfig({ key: 'k-1', timeout: 30 })).toThrow('connectors.semrush.timeout: expected string, got 30 (write timeout: "30s")');
-    expect(() => parseSemrushConfig({})).toThrow('connectors.semrush.key: is missing (write key: "${{ env.SEMRUSH_KEY }}")');
+    expect(() => settings({ key: 'k-1', display_limit: { domain_organic: 0 } })).toThrow('connectors.semrush.display_limit.domain_organic: expected a positive integer, got 0');
+    expect(() => settings({ key: 'k-1', databse: 'uk' })).toThrow('connectors.semrush.databse: unknown key "databse" (did you mean "database"?)');
+    expect(() => settings({ key: 42 })).toThrow('connectors.semrush.key: expected a string (the value is not shown)');
+    expect(() => settings({ key: 'k-1', timeout: 'soon' })).toThrow('connectors.semrush.timeout: "soon" is not a duration (write timeout: "30s")');
   });
 });

@@ -1,8 +1,9 @@
-import { Ajv } from 'ajv';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { NonRetriableError, RetryAfterError } from '../engine/errors.ts';
-import { createSpyfuClient, SpyfuClient, SpyfuConfigSchema, type SpyfuClientOptions } from '../connectors/spyfu/client.ts';
+import { createSpyfuClient, SpyfuClient, type SpyfuClientOptions } from '../connectors/spyfu/client.ts';
+import { spyfuConnector } from '../connectors/spyfu/connector.ts';
 import { keywordsOf, startSpyfuSandbox, type SpyfuSandbox, type SpyfuSandboxOptions } from '../connectors/spyfu/sandbox.ts';
+import { connectorSettings } from '../engine/connector-settings.ts';
+import { NonRetriableError, RetryAfterError } from '../engine/errors.ts';
 
 const KEY = 'SANDBOXKEY42';
 
@@ -117,7 +118,7 @@ describe('SpyFu failures carry their retry behaviour', () => {
   });
 
   it('429 is a RetryAfterError waiting as long as Retry-After says', async () => {
-    const client = await start({ throttleFirst: 1, retryAfterSeconds: 2 });
+    const client = await start({ faults: { throttle: { first: 1 }, retryAfterSeconds: 2 } });
     const err = await failure(client.latestDomainStats('acme.example'));
     expect(err).toBeInstanceOf(RetryAfterError);
     expect((err as RetryAfterError).afterMs).toBe(2000);
@@ -134,23 +135,12 @@ describe('SpyFu failures carry their retry behaviour', () => {
     expect(((await failure(client.latestDomainStats('acme.example'))) as RetryAfterError).afterMs).toBe(3000);
   });
 
-  it('errorRate fails a deterministic mix of 429 and 500; a 500 is a plain, retriable Error', async () => {
-    const outcomes = async () => {
-      const client = await start({ errorRate: 1 });
-      const kinds: string[] = [];
-      for (let i = 0; i < 12; i++) {
-        const err = await failure(client.topCompetitors(`site${i}.example`));
-        kinds.push(err instanceof RetryAfterError ? '429' : err instanceof NonRetriableError ? 'fatal' : '500');
-        if (kinds.at(-1) === '500') expect(err.message).toMatch(/^SpyFu seo\/getTopCompetitors for site\d+\.example: 500 from SpyFu: /);
-      }
-      await sandbox!.close();
-      return kinds;
-    };
-    const first = await outcomes();
-    expect(first).toContain('429');
-    expect(first).toContain('500');
-    expect(first).not.toContain('fatal');
-    expect(await outcomes()).toEqual(first);
+  it('a 500 is a plain, retriable Error naming the endpoint and domain', async () => {
+    const client = await start({ faults: { error: true } });
+    const err = await failure(client.topCompetitors('site1.example'));
+    expect(err).not.toBeInstanceOf(NonRetriableError);
+    expect(err).not.toBeInstanceOf(RetryAfterError);
+    expect(err.message).toMatch(/^SpyFu seo\/getTopCompetitors for site1\.example: 500 from SpyFu: /);
   });
 
   it('a refused key is a NonRetriableError that never shows the key', async () => {
@@ -176,25 +166,15 @@ describe('SpyFu failures carry their retry behaviour', () => {
     expect(urls[0]).not.toContain(KEY);
   });
 
-  it('gives up within timeoutMs on a silent server; a caller abort wins with its own reason', async () => {
-    const client = await start({ timeoutDomains: ['slow.example'] }, { timeoutMs: 200 });
-    const started = performance.now();
+  // Silence, aborts and latency are the connector suite's (test/connectors.test.ts); the message is SpyFu's.
+  it('gives up within timeoutMs on a silent server, saying so', async () => {
+    const client = await start({ faults: { hang: { keys: ['slow.example'] } } }, { timeoutMs: 200 });
     const err = await failure(client.latestDomainStats('slow.example'));
-    const elapsed = performance.now() - started;
-    expect(err).not.toBeInstanceOf(NonRetriableError);
-    expect(err).not.toBeInstanceOf(RetryAfterError);
     expect(err.message).toBe('SpyFu getLatestDomainStats for slow.example: no answer within 200ms (timeout)');
-    expect(elapsed).toBeGreaterThanOrEqual(150);
-    expect(elapsed).toBeLessThan(1500);
-
-    const controller = new AbortController();
-    const call = client.topCompetitors('slow.example', { signal: controller.signal });
-    controller.abort(new Error('run cancelled'));
-    expect((await failure(call)).message).toBe('run cancelled');
   });
 
   it('garbled JSON is a NonRetriableError naming the endpoint and domain', async () => {
-    const client = await start({ malformed: true });
+    const client = await start({ faults: { malformed: true } });
     const err = await failure(client.mostValuableKeywords('acme.example', { limit: 3 }));
     expect(err).toBeInstanceOf(NonRetriableError);
     expect(err.message).toMatch(/^SpyFu seo\/getMostValuableKeywords for acme\.example: the response is not JSON: \{"resultCount":3,/);
@@ -223,13 +203,12 @@ describe('SpyFu failures carry their retry behaviour', () => {
 });
 
 describe('SpyFu config', () => {
-  const valid = new Ajv({ strict: false }).compile(SpyfuConfigSchema);
+  const settings = (spyfu: Record<string, unknown>) => connectorSettings(spyfuConnector, { connectors: { spyfu } });
 
   it('builds a client from the checked config, sending its market and key', async () => {
-    const config = { base_url: 'http://spyfu.test/apis', api_key: KEY, country_code: 'UK' as const, timeout: '1s' };
-    expect(valid(config)).toBe(true);
+    const config = settings({ base_url: 'http://spyfu.test/apis', api_key: KEY, country_code: 'UK', timeout: '1s' });
     const seen: string[] = [];
-    const client = createSpyfuClient(config, {
+    const client = createSpyfuClient({ ...config, api_key: KEY }, {
       fetch: async (url) => {
         seen.push(String(url));
         return new Response('{"resultCount":0,"domain":"acme.example","results":[]}');
@@ -239,9 +218,9 @@ describe('SpyFu config', () => {
     expect(seen).toEqual([`http://spyfu.test/apis/domain_stats_api/v2/getLatestDomainStats?domain=acme.example&countryCode=UK&api_key=${KEY}`]);
   });
 
-  it('rejects unknown keys and markets SpyFu does not have', () => {
-    expect(valid({ api_key: KEY, country: 'US' })).toBe(false);
-    expect(valid({ api_key: KEY, country_code: 'GB' })).toBe(false);
-    expect(valid({})).toBe(false);
+  it('fills defaults; rejects unknown keys and markets SpyFu does not have', () => {
+    expect(settings({})).toEqual({ base_url: 'https://api.spyfu.com/apis/', country_code: 'US', timeout: '30s' });
+    expect(() => settings({ api_key: KEY, country: 'US' })).toThrow('connectors.spyfu.country: unknown key "country"; allowed keys: base_url, api_key, api_id, country_code, timeout');
+    expect(() => settings({ api_key: KEY, country_code: 'GB' })).toThrow('connectors.spyfu.country_code: expected one of "AR"');
   });
 });

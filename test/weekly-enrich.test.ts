@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClaudeBatches } from '../connectors/claude/batch.ts';
 import { createClaudeAnalyst } from '../connectors/claude/client.ts';
+import { claudeConnector } from '../connectors/claude/connector.ts';
 import { startClaudeSandbox, type ClaudeSandbox } from '../connectors/claude/sandbox.ts';
 import { ManualClock } from '../engine/clock.ts';
 import { type EngineConfig, loadConfig } from '../engine/config.ts';
@@ -16,7 +17,6 @@ import { RunStore } from '../engine/store/index.ts';
 import { createRegistry } from '../steps/index.ts';
 import { categorise, metricsOf } from '../steps/prospects/categorise.ts';
 import { comingWeek } from '../steps/prospects/select.ts';
-import { claudeResource } from '../steps/resources.ts';
 import { reportAnalyseBatch } from '../steps/report/batch.ts';
 import { stepContext } from './helpers/context.ts';
 import { sampleReportView } from './helpers/report-view.ts';
@@ -29,7 +29,7 @@ const hasChromium = existsSync(process.env.CHROMIUM_PATH || '/usr/bin/chromium')
 const registry = createRegistry();
 
 function shipped(overrides: Partial<EngineConfig> = {}, state: string) {
-  const { config, diagnostics } = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', {}, registry.configSections);
+  const { config, diagnostics } = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', {}, registry);
   expect(diagnostics).toEqual([]);
   const merged = { ...config!, ...overrides, connectors: { ...config!.connectors, storage: { dir: join(state, 'reports') } } } as EngineConfig;
   const loaded = loadPipeline(readFileSync('pipelines/weekly-enrich.yaml', 'utf8'), 'weekly-enrich.yaml', { registry, config: merged });
@@ -85,7 +85,7 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
 
   const resourcesFor = (config: EngineConfig, clock: ManualClock) => {
     const local = sandboxClaudeConfig(claude.url, { max_tokens: 4096 });
-    return new Resources({ config, env: {}, log: silentLogger, clock, projectDir: 'pipelines', stateDir: state }).provide(claudeResource, {
+    return new Resources({ config, env: {}, log: silentLogger, clock, projectDir: 'pipelines', stateDir: state }).provide(claudeConnector, {
       analyst: createClaudeAnalyst(local),
       batches: createClaudeBatches(local),
       model: local.model,
@@ -156,7 +156,7 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     const slow = await startClaudeSandbox({ batchProcessingMs: 3_600_000, now: () => now });
     const { config } = shipped({}, state);
     const local = sandboxClaudeConfig(slow.url, { max_tokens: 4096 });
-    const resources = new Resources({ config, env: {}, log: silentLogger, clock: new ManualClock(new Date()), projectDir: 'pipelines', stateDir: state }).provide(claudeResource, {
+    const resources = new Resources({ config, env: {}, log: silentLogger, clock: new ManualClock(new Date()), projectDir: 'pipelines', stateDir: state }).provide(claudeConnector, {
       analyst: createClaudeAnalyst(local),
       batches: createClaudeBatches(local),
       model: local.model,

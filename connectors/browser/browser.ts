@@ -5,11 +5,12 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { Browser, Page } from 'puppeteer-core';
 import { DURATION_PATTERN, parseDuration } from '../../engine/sdk.ts';
 
+/** `connectors.browser` in the engine config. */
 export const BrowserConfigSchema = Type.Object(
   {
-    executable_path: Type.Optional(Type.String({ description: 'Chromium binary (default CHROMIUM_PATH, else /usr/bin/chromium).' })),
-    pages: Type.Optional(Type.Integer({ minimum: 1, maximum: 16, description: 'Pages kept open for rendering at once (default 2).' })),
-    timeout: Type.Optional(Type.String({ pattern: DURATION_PATTERN, description: 'How long a render may take, like "30s" (default "30s").' })),
+    executable_path: Type.Optional(Type.String({ minLength: 1, description: 'Chromium binary (default: the CHROMIUM_PATH variable, else /usr/bin/chromium).' })),
+    pages: Type.Integer({ minimum: 1, maximum: 16, default: 2, description: 'Pages kept open for rendering at once.' }),
+    timeout: Type.String({ pattern: DURATION_PATTERN, default: '30s', description: 'How long a render may take, like "30s".' }),
   },
   { additionalProperties: false },
 );
@@ -61,7 +62,7 @@ export class PdfRenderer {
   private readonly poolSize: number;
   private readonly timeoutMs: number;
 
-  constructor(config: BrowserConfig = {}, env: Record<string, string | undefined> = process.env) {
+  constructor(config: Partial<BrowserConfig> = {}, env: Record<string, string | undefined> = process.env) {
     this.executablePath = config.executable_path ?? chromiumPath(env);
     this.poolSize = config.pages ?? 2;
     const timeout = config.timeout === undefined ? 30_000 : parseDuration(config.timeout);

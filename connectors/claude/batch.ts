@@ -150,7 +150,7 @@ export function createClaudeBatches(config: ClaudeConfig, options: ClaudeBatches
 
   function statusOf(batch: MessageBatch, endpoint: string): BatchStatus {
     if (typeof batch?.id !== 'string' || typeof batch.processing_status !== 'string' || typeof batch.request_counts !== 'object') {
-      throw new Error(`${where}: the answer to ${endpoint} is not a message batch; the next attempt may succeed`);
+      throw new NonRetriableError(`${where}: the answer to ${endpoint} is not a message batch`);
     }
     return {
       batchId: batch.id,

@@ -57,21 +57,35 @@ const DEFAULT_TIMEOUT_MS = 120_000;
 const DEFAULT_RETRY_AFTER_MS = 1000;
 const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 
+/** `connectors.claude` in the engine config; token prices come from the config's `prices`. */
 export const ClaudeConfigSchema = Type.Object(
   {
-    base_url: Type.Optional(Type.String({ format: 'uri', description: `Root of the Messages API (default ${CLAUDE_API_URL}); the sandbox's url in tests.` })),
-    api_key: Type.String({ minLength: 1, description: 'The API key, through ${{ env.ANTHROPIC_API_KEY }}; never logged nor put in an error message.' }),
-    model: Type.String({ minLength: 1, description: 'The model that writes the analyses, e.g. claude-sonnet-5.' }),
-    max_tokens: Type.Integer({ minimum: 1, description: 'Most output tokens one answer may use; a step may lower or raise it per call.' }),
-    timeout: Type.Optional(
-      Type.String({ pattern: DURATION_PATTERN, description: 'How long one request may take, like "120s"; past it the attempt fails as retriable (default "120s").' }),
+    base_url: Type.String({ pattern: '^https?://', default: CLAUDE_API_URL, description: "Root of the Messages API; the sandbox's url in tests." }),
+    api_key: Type.Optional(
+      Type.String({ minLength: 1, description: 'The API key, through ${{ env.ANTHROPIC_API_KEY }}; never logged nor put in an error message. Unset, the sandbox answers.' }),
     ),
-    price_per_input_token: Type.Optional(Type.Number({ minimum: 0, description: 'USD per input token, to price each analysis.' })),
-    price_per_output_token: Type.Optional(Type.Number({ minimum: 0, description: 'USD per output token, to price each analysis.' })),
+    model: Type.String({ minLength: 1, default: 'claude-sonnet-5', description: 'The model that writes the analyses.' }),
+    max_tokens: Type.Integer({ minimum: 1, default: 4096, description: 'Most output tokens one answer may use; a step may lower or raise it per call.' }),
+    timeout: Type.String({ pattern: DURATION_PATTERN, default: '120s', description: 'How long one request may take, like "120s"; past it the attempt fails as retriable.' }),
   },
   { additionalProperties: false },
 );
-export type ClaudeConfig = Static<typeof ClaudeConfigSchema>;
+export type ClaudeSettings = Static<typeof ClaudeConfigSchema>;
+
+/** What the analyst and the batch client are made from: the settings with the key set, and the token prices. */
+export interface ClaudeConfig {
+  /** Default CLAUDE_API_URL. */
+  base_url?: string;
+  api_key: string;
+  model: string;
+  max_tokens: number;
+  /** Default "120s". */
+  timeout?: string;
+  /** USD per input token, to price each analysis (config prices.claude_input_token). */
+  price_per_input_token?: number;
+  /** USD per output token (config prices.claude_output_token). */
+  price_per_output_token?: number;
+}
 
 export interface AnalyseRequest<S extends object = object> {
   /** Who Claude is for this analysis: role, rules, tone. */
@@ -140,7 +154,7 @@ export function createClaudeAnalyst(config: ClaudeConfig, options: ClaudeAnalyst
     } catch (err) {
       throw connection.failure(err, sdk, signal, 'POST /v1/messages');
     }
-    if (!isMessage(reply)) throw new Error(`${where}: the answer to POST /v1/messages is not a message (no content array); the next attempt may succeed`);
+    if (!isMessage(reply)) throw new NonRetriableError(`${where}: the answer to POST /v1/messages is not a message (no content array)`);
     return reply;
   }
 
@@ -256,6 +270,8 @@ export function claudeConnection(config: ClaudeConfig, options: ClaudeAnalystOpt
     ));
 
   function failure(err: unknown, sdk: Sdk, signal: AbortSignal | undefined, endpoint: string): Error {
+    // The caller's own reason, as every connector gives it: the engine knows its stops by it.
+    if (signal?.aborted && signal.reason instanceof Error) return signal.reason;
     if (signal?.aborted || err instanceof sdk.APIUserAbortError) return err instanceof Error ? err : new Error(String(err));
     if (err instanceof sdk.APIConnectionTimeoutError) {
       return new Error(`${where}: no answer within ${timeout}ms; the next attempt gets a fresh timer (raise connectors.claude.timeout for long analyses)`, { cause: err });
@@ -286,7 +302,8 @@ export function claudeConnection(config: ClaudeConfig, options: ClaudeAnalystOpt
         : 'the same request fails again; fix the request';
       return new NonRetriableError(`${where}: the API refused the request (${detail}): ${fix}`, { cause: err });
     }
-    if (err instanceof SyntaxError) return new Error(`${where}: the answer to ${endpoint} is not JSON (${err.message}); the next attempt may succeed`, { cause: err });
+    // A garbled answer is never taken for data, and not retried: like every connector (test/connectors.test.ts).
+    if (err instanceof SyntaxError) return new NonRetriableError(`${where}: the answer to ${endpoint} is not JSON (${err.message})`, { cause: err });
     if (err instanceof sdk.AnthropicError) return new NonRetriableError(redact(`${where}: ${err.message}`), { cause: err });
     return err instanceof Error ? err : new Error(String(err));
   }

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Fault, FaultControl } from '../sandbox/faults.ts';
+import { type HttpAnswer, type HttpFaultOptions, httpFaults } from '../sandbox/http-faults.ts';
 import { type ClaudeSandboxBatch, type ClaudeSandboxBatchOptions, batchEndpoints } from './sandbox-batches.ts';
 
 /**
@@ -17,9 +19,12 @@ import { type ClaudeSandboxBatch, type ClaudeSandboxBatchOptions, batchEndpoints
  * A forced tool (tool_choice { type: 'tool', name }) is answered with a tool_use block whose
  * input is generated from the tool's input_schema, seeded by a hash of the messages: the same
  * conversation always gets the same analysis. Strings are built from the domains and words
- * of the prompt, so an answer reads like an analysis of what was asked about. Knobs inject
- * what the real service does to a pipeline: latency, rate limits and overload, a spent
- * budget, an answer that misses the schema, a body that is not JSON.
+ * of the prompt, so an answer reads like an analysis of what was asked about. `faults`
+ * (connectors/sandbox/faults.ts) inject latency, rate limits, overload (errorStatus 529),
+ * silence and bodies that are not JSON, on /v1/messages and the batch endpoints alike,
+ * once a request is authorised; shares are chosen by a hash of the request and how often
+ * it was seen, so every run fails the same way and a retry can succeed. The options
+ * below add what only Claude does: a spent budget, an answer that misses the schema.
  *
  * The generator covers what analysis schemas use: objects (required and optional
  * properties), strings (enum, const, minLength, maxLength, date/date-time/email/uri
@@ -29,27 +34,14 @@ import { type ClaudeSandboxBatch, type ClaudeSandboxBatchOptions, batchEndpoints
 export interface ClaudeSandboxOptions extends ClaudeSandboxBatchOptions {
   /** The API key requests must carry (default "sk-ant-sandbox"). */
   apiKey?: string;
-  /** Added to every response. */
-  latencyMs?: number;
-  /**
-   * Share (0..1) of requests answered 429 rate_limit_error or 529 overloaded_error, on
-   * /v1/messages and the batch endpoints alike. Which ones is decided by a hash of the request
-   * and how often it was seen, so every run fails the same way and a retry of a failed
-   * request can succeed.
-   */
-  errorRate?: number;
-  /** What `errorRate` injects (default "mixed": a hash picks 429 or 529). */
-  errorKind?: 'rate_limit' | 'overloaded' | 'mixed';
-  /** The retry-after header, in seconds, of an injected 429 (default 1). 529s carry none. */
-  retryAfterSeconds?: number;
+  /** Latency, 429 rate_limit_error (with retry-after), 5xx (529 overloaded_error, else api_error), silence, a body that is not JSON. */
+  faults?: HttpFaultOptions;
   /** The first answer of each conversation misses the schema; the repair (a tool_result with is_error) is answered validly. */
   invalidFirst?: boolean;
   /** Every answer misses the schema, repairs included. */
   alwaysInvalid?: boolean;
   /** Every POST (messages, batch creation) gets the 429 of a reached monthly spend cap (error_code enforced_spend_limit_reached, no retry-after). */
   spendLimitReached?: boolean;
-  /** Every POST /v1/messages gets 200 with a body that is not JSON. */
-  malformed?: boolean;
 }
 
 /** What the sandbox saw of one request; the key itself is never kept. */
@@ -81,6 +73,8 @@ export interface ClaudeSandbox {
   readonly requests: ClaudeSandboxRequest[];
   /** The Message Batches created, oldest first. */
   readonly batches: readonly ClaudeSandboxBatch[];
+  /** The faults it injects, changeable while it runs. */
+  readonly faults: FaultControl<HttpFaultOptions>;
   close(): Promise<void>;
 }
 
@@ -96,7 +90,12 @@ type Block = Record<string, unknown>;
 export async function startClaudeSandbox(options: ClaudeSandboxOptions = {}): Promise<ClaudeSandbox> {
   const apiKey = options.apiKey ?? SANDBOX_API_KEY;
   const requests: ClaudeSandboxRequest[] = [];
-  const seen = new Map<string, number>();
+  const faults = httpFaults(options.faults, {
+    throttled: (seconds) =>
+      apiError(429, 'rate_limit_error', 'This request would exceed the rate limit for your organization of 50 requests per minute.', { 'retry-after': String(seconds) }),
+    failed: (status) => (status === 529 ? apiError(529, 'overloaded_error', 'Overloaded') : apiError(status, 'api_error', 'Internal server error')),
+    garble: () => '{"id": "msg_sbx", "type": "message", "content": [',
+  });
   let url = '';
   const batches = batchEndpoints(options, { answer: (params, version) => requestProblem(params, version) ?? answerMessage(params, options), baseUrl: () => url });
 
@@ -107,15 +106,12 @@ export async function startClaudeSandbox(options: ClaudeSandboxOptions = {}): Pr
       const raw = Buffer.concat(chunks).toString('utf8');
       const record = blankRecord(req, apiKey);
       requests.push(record);
+      /** The fault this request drew, once it is authorised; a malformed one garbles the answer. */
+      let fault: Fault | undefined;
       const reply = (status: number, body: unknown, headers: Record<string, string> = {}) => {
         record.status = status;
         const text = typeof body === 'string' ? body : JSON.stringify(body);
-        const send = () => {
-          res.writeHead(status, { 'content-type': 'application/json', 'request-id': requestId(raw, requests.length), ...headers });
-          res.end(text);
-        };
-        if (options.latencyMs) setTimeout(send, options.latencyMs);
-        else send();
+        faults.send(res, { status, body: text, headers: { 'content-type': 'application/json', 'request-id': requestId(raw, requests.length), ...headers } }, fault);
       };
       const fail = (status: number, type: string, message: string, extra: { details?: object; headers?: Record<string, string> } = {}) =>
         reply(
@@ -136,22 +132,12 @@ export async function startClaudeSandbox(options: ClaudeSandboxOptions = {}): Pr
         return fail(400, 'invalid_request_error', `anthropic-version: "${version}" is not a valid version`);
       }
 
-      /** An injected 429 or 529, decided by a hash of `key` and how often it was seen. */
-      const injectFailure = (key: string): boolean => {
-        if (!options.errorRate) return false;
-        const n = (seen.get(key) ?? 0) + 1;
-        seen.set(key, n);
-        const fate = createHash('sha256').update(`${key}#${n}`).digest();
-        if (fate.readUInt32BE(0) / 2 ** 32 >= options.errorRate) return false;
-        const kind = options.errorKind ?? 'mixed';
-        if (kind === 'rate_limit' || (kind === 'mixed' && fate[4]! % 2 === 0)) {
-          fail(429, 'rate_limit_error', 'This request would exceed the rate limit for your organization of 50 requests per minute.', {
-            headers: { 'retry-after': String(options.retryAfterSeconds ?? 1) },
-          });
-        } else {
-          fail(529, 'overloaded_error', 'Overloaded');
-        }
-        return true;
+      /** A fault for the request `identity` (its method, path and body): answered here unless it only garbles the answer. */
+      const injectFailure = (identity: string): boolean => {
+        fault = faults.decide({ identity });
+        const injected = faults.intercept(res, fault);
+        if (injected) record.status = Number(injected) || 0;
+        return injected !== undefined;
       };
       const spendCap = () => fail(429, 'rate_limit_error', spendCapMessage(), { details: { error_code: 'enforced_spend_limit_reached' } });
 
@@ -196,7 +182,6 @@ export async function startClaudeSandbox(options: ClaudeSandboxOptions = {}): Pr
 
       if (options.spendLimitReached) return spendCap();
       if (injectFailure(raw)) return;
-      if (options.malformed) return reply(200, '{"id": "msg_sbx", "type": "message", "content": [');
 
       const message = answerMessage(body, options);
       record.usage = message.usage;
@@ -211,12 +196,19 @@ export async function startClaudeSandbox(options: ClaudeSandboxOptions = {}): Pr
     url,
     requests,
     batches: batches.list,
+    faults: faults.control,
     close: () =>
       new Promise((resolve) => {
+        faults.close();
         server.close(() => resolve());
         server.closeAllConnections();
       }),
   };
+}
+
+/** An error in the API's shape, as the faults answer it. */
+function apiError(status: number, type: string, message: string, headers: Record<string, string> = {}): HttpAnswer {
+  return { status, body: JSON.stringify({ type: 'error', error: { type, message }, request_id: 'req_sbx_fault' }), headers: { 'content-type': 'application/json', ...headers } };
 }
 
 function blankRecord(req: IncomingMessage, apiKey: string): ClaudeSandboxRequest {

@@ -1,27 +1,28 @@
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { FaultControl } from '../sandbox/faults.ts';
+import { type HttpFaultOptions, httpFaults } from '../sandbox/http-faults.ts';
 
 /**
  * A small search-visibility API for the demo and the tests, on loopback. Numbers are derived
- * from the domain, so the same domain always gives the same answer. Knobs inject latency
- * and failures (429 with Retry-After, 500) to exercise retries.
+ * from the domain, so the same domain always gives the same answer. `faults` inject latency,
+ * 429s with Retry-After, 5xx, silence and garbled bodies to exercise retries; `{ keys }` are
+ * domains.
  *
  *   GET /v1/overview?domain=example.com -> { domain, visibility, organic_keywords, organic_traffic, paid_keywords, trend }
  */
 export interface DemoApiOptions {
-  /** Added to every response. */
-  latencyMs?: number;
-  /** Answer 429 (Retry-After: 0) to the first N requests of each domain. */
-  throttleFirst?: number;
-  /** Answer 500 for these domains, always. */
-  failDomains?: string[];
+  /** Changeable later with `faults.set()`. */
+  faults?: HttpFaultOptions;
 }
 
 export interface DemoApi {
   url: string;
   /** Requests received, by path and domain. */
   readonly requests: { method: string; path: string; domain: string | null }[];
+  /** The faults it injects, changeable while it runs. */
+  readonly faults: FaultControl<HttpFaultOptions>;
   close(): Promise<void>;
 }
 
@@ -39,34 +40,39 @@ export function overviewOf(domain: string) {
   };
 }
 
+const json = (status: number, body: unknown, headers: Record<string, string> = {}) => ({
+  status,
+  body: JSON.stringify(body),
+  headers: { 'content-type': 'application/json', ...headers },
+});
+
 export async function startDemoApi(options: DemoApiOptions = {}): Promise<DemoApi> {
   const requests: DemoApi['requests'] = [];
-  const seen = new Map<string, number>();
+  const faults = httpFaults(options.faults, {
+    throttled: (seconds) => json(429, { error: 'slow down' }, { 'retry-after': String(seconds) }),
+    failed: (status) => json(status, { error: 'internal error' }),
+  });
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://sandbox');
     const domain = url.searchParams.get('domain');
     requests.push({ method: req.method ?? 'GET', path: url.pathname, domain });
-    const reply = (status: number, body: unknown, headers: Record<string, string> = {}) => {
-      const send = () => {
-        res.writeHead(status, { 'content-type': 'application/json', ...headers });
-        res.end(JSON.stringify(body));
-      };
-      if (options.latencyMs) setTimeout(send, options.latencyMs);
-      else send();
-    };
-    if (url.pathname !== '/v1/overview') return reply(404, { error: 'not found' });
-    if (!domain) return reply(400, { error: 'domain is required' });
-    const n = (seen.get(domain) ?? 0) + 1;
-    seen.set(domain, n);
-    if (options.failDomains?.includes(domain)) return reply(500, { error: 'internal error' });
-    if (options.throttleFirst && n <= options.throttleFirst) return reply(429, { error: 'slow down' }, { 'retry-after': '0' });
-    return reply(200, overviewOf(domain));
+    if (url.pathname !== '/v1/overview') return faults.send(res, json(404, { error: 'not found' }));
+    if (!domain) return faults.send(res, json(400, { error: 'domain is required' }));
+    const fault = faults.decide({ key: domain, identity: domain });
+    if (faults.intercept(res, fault)) return;
+    faults.send(res, json(200, overviewOf(domain)), fault);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    faults: faults.control,
+    close: () =>
+      new Promise((resolve) => {
+        faults.close();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }

@@ -32,8 +32,7 @@
  *   returns only the lines the balance pays for; with none left, ERROR 132.
  */
 import { type Static, Type } from '@sinclair/typebox';
-import { Value } from '@sinclair/typebox/value';
-import { DURATION_PATTERN, NonRetriableError, RetryAfterError, retryAfterMs } from '../../engine/sdk.ts';
+import { DURATION_PATTERN, NonRetriableError, parseDuration, RetryAfterError, retryAfterMs } from '../../engine/sdk.ts';
 import {
   type AdwordsKeywordRow,
   type CompetitorRow,
@@ -71,13 +70,16 @@ export const MAX_DISPLAY_LIMIT = 100_000;
 
 const limit = (report: keyof typeof DEFAULT_DISPLAY_LIMITS, what: string) =>
   Type.Integer({ minimum: 1, maximum: MAX_DISPLAY_LIMIT, default: DEFAULT_DISPLAY_LIMITS[report], description: `Lines of ${what} asked for by default.` });
-const units = Type.Optional(Type.Integer({ minimum: 0 }));
+const units = (report: SemrushReportType) =>
+  Type.Integer({ minimum: 0, default: SEMRUSH_UNITS_PER_LINE[report], description: `API units one line of ${report} costs.` });
 
 /** `connectors.semrush` in the engine config. */
 export const SemrushConfigSchema = Type.Object(
   {
     base_url: Type.String({ pattern: '^https?://', default: SEMRUSH_API_URL, description: 'The Analytics API; a sandbox URL in tests.' }),
-    key: Type.String({ minLength: 1, description: 'The API key, through ${{ env.SEMRUSH_KEY }}.', 'x-hint': 'write key: "${{ env.SEMRUSH_KEY }}"' }),
+    key: Type.Optional(
+      Type.String({ minLength: 1, description: 'The API key, through ${{ env.SEMRUSH_API_KEY }}; unset, the sandbox answers.', 'x-hint': 'write key: "${{ env.SEMRUSH_API_KEY }}"' }),
+    ),
     database: Type.String({
       pattern: '^(mobile-)?[a-z]{2}(-ext)?$',
       default: 'us',
@@ -92,32 +94,16 @@ export const SemrushConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {}, description: 'Lines asked for per report when a step names no limit.' },
     ),
-    timeout: Type.String({ pattern: DURATION_PATTERN, default: '30s', description: 'How long one request may take, like "30s".', 'x-hint': 'write timeout: "30s"' }),
-    units_per_line: Type.Optional(
-      Type.Object(
-        { domain_rank: units, domain_organic: units, domain_organic_organic: units, domain_adwords: units },
-        { additionalProperties: false, description: 'API units per returned line, when SEMrush changes its prices.' },
-      ),
+    timeout: Type.String({ pattern: DURATION_PATTERN, default: '30s', description: 'How long one request may take, like "30s".' }),
+    units_per_line: Type.Object(
+      { domain_rank: units('domain_rank'), domain_organic: units('domain_organic'), domain_organic_organic: units('domain_organic_organic'), domain_adwords: units('domain_adwords') },
+      { additionalProperties: false, default: {}, description: 'API units per returned line, when SEMrush changes its prices.' },
     ),
   },
   { additionalProperties: false },
 );
 
 export type SemrushConfig = Static<typeof SemrushConfigSchema>;
-
-/** Checks `connectors.semrush` and fills its defaults; the error names the key to fix. */
-export function parseSemrushConfig(raw: unknown, where = 'connectors.semrush'): SemrushConfig {
-  const value = Value.Default(SemrushConfigSchema, structuredClone(raw ?? {}));
-  const first = Value.Errors(SemrushConfigSchema, value).First();
-  if (first) {
-    const path = first.path.split('/').filter(Boolean).join('.');
-    const shown = path === 'key' ? '(hidden)' : JSON.stringify(first.value);
-    const problem = first.value === undefined ? 'is missing' : `${first.message.toLowerCase()}, got ${shown}`;
-    const hint = first.schema['x-hint'] ? ` (${first.schema['x-hint']})` : '';
-    throw new NonRetriableError(`${where}${path ? `.${path}` : ''}: ${problem}${hint}`);
-  }
-  return value as SemrushConfig;
-}
 
 export interface SemrushClientOptions {
   /** The Analytics API root (default https://api.semrush.com/). */
@@ -140,15 +126,14 @@ export interface SemrushClientOptions {
 
 /** What `createSemrushClient` needs besides the config. */
 export interface SemrushDeps {
-  /** The engine's duration parser ("30s" -> 30000). */
-  parseDuration(text: string): number | undefined;
   fetch?: typeof fetch;
+  /** Milliseconds since the epoch, for Retry-After dates. */
   now?: () => number;
 }
 
-/** The factory: a checked `connectors.semrush` config to a client. */
-export function createSemrushClient(config: SemrushConfig, deps: SemrushDeps): SemrushClient {
-  const timeoutMs = deps.parseDuration(config.timeout);
+/** The factory: checked `connectors.semrush` settings (defaults applied, the key set) to a client. */
+export function createSemrushClient(config: SemrushConfig & { key: string }, deps: SemrushDeps = {}): SemrushClient {
+  const timeoutMs = parseDuration(config.timeout);
   if (timeoutMs === undefined) throw new NonRetriableError(`connectors.semrush.timeout: expected a duration like "30s", got "${config.timeout}"`);
   return new SemrushClient({
     baseUrl: config.base_url,

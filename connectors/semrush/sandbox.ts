@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Fault, FaultControl } from '../sandbox/faults.ts';
+import { type HttpFaultOptions, httpFaults } from '../sandbox/http-faults.ts';
 import { SEMRUSH_UNITS_PER_LINE, type SemrushReportType } from './client.ts';
 
 /**
@@ -16,22 +18,15 @@ import { SEMRUSH_UNITS_PER_LINE, type SemrushReportType } from './client.ts';
 export interface SemrushSandboxOptions {
   /** The one API key it accepts (default SANDBOX_KEY). */
   key?: string;
-  /** Added to every answer. */
-  latencyMs?: number;
-  /** Share of requests, 0..1, that fail at random but reproducibly: 429 with Retry-After or 500. */
-  errorRate?: number;
-  /** Seeds the failures of errorRate (default "semrush"). */
-  errorSeed?: string;
-  /** Answer 429 to the first N requests. */
-  throttleFirst?: number;
-  /** Retry-After of every 429, in seconds (default 1). */
-  retryAfterSeconds?: number;
-  /** Never answer for these domains: the client must give up on its own. */
-  timeoutDomains?: string[];
+  /**
+   * Latency, 429s, 500s, silence, garbled reports (connectors/sandbox/faults.ts), decided
+   * after the request is checked; `{ keys }` are domains. Changeable later with `faults.set()`.
+   */
+  faults?: HttpFaultOptions;
+  /** How a malformed report is garbled: a line missing a field (default) or a header whose last column was not asked for. */
+  malformedAs?: 'columns' | 'header';
   /** Answer ERROR 50 :: NOTHING FOUND for these domains (and for any *.invalid). */
   unknownDomains?: string[];
-  /** Garble reports: a line missing a field ("columns", also `true`) or a header whose last column was not asked for. */
-  malformed?: boolean | 'columns' | 'header';
   /** API units the key may spend; per-line reports are cut to what is left, then ERROR 132. */
   unitsBalance?: number;
 }
@@ -53,6 +48,8 @@ export interface SandboxRequest {
 
 export interface SemrushSandbox {
   url: string;
+  /** The faults it injects, changeable while it runs. */
+  readonly faults: FaultControl<HttpFaultOptions>;
   readonly requests: readonly SandboxRequest[];
   /** Units spent by all answers so far. */
   readonly unitsSpent: number;
@@ -211,20 +208,13 @@ const quote = (value: string) => `"${value.replace(/"/g, '""')}"`;
 export async function startSemrushSandbox(options: SemrushSandboxOptions = {}): Promise<SemrushSandbox> {
   const key = options.key ?? SANDBOX_KEY;
   const requests: SandboxRequest[] = [];
-  const timers = new Set<NodeJS.Timeout>();
   const unknown = new Set(options.unknownDomains ?? []);
-  const hold = new Set(options.timeoutDomains ?? []);
-  const malformed = options.malformed === true ? 'columns' : options.malformed || undefined;
+  const faults = httpFaults(options.faults, {
+    throttled: (seconds) => text(429, 'Too Many Requests', { 'retry-after': String(seconds) }),
+    failed: (status) => text(status, 'Internal Server Error'),
+    garble: options.malformedAs === 'header' ? unaskedColumn : missingField,
+  });
   let spent = 0;
-  let counter = 0;
-
-  /** Whether request n fails under errorRate, and how: the same n always fails the same way. */
-  const injected = (n: number): 429 | 500 | undefined => {
-    if (!options.errorRate) return undefined;
-    const h = createHash('sha256').update(`${options.errorSeed ?? 'semrush'}:${n}`).digest();
-    if (h.readUInt32BE(0) / 4294967296 >= options.errorRate) return undefined;
-    return h[4]! % 2 === 0 ? 429 : 500;
-  };
 
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://sandbox');
@@ -242,31 +232,16 @@ export async function startSemrushSandbox(options: SemrushSandboxOptions = {}): 
       units: 0,
     };
     requests.push(seen);
-    const n = ++counter;
 
-    const reply = (status: number, body: string, headers: Record<string, string> = {}) => {
+    const reply = (status: number, body: string, fault?: Fault) => {
       seen.status = status;
       seen.answer ||= body.startsWith('ERROR') ? body : String(status);
-      const send = () => {
-        timers.delete(timer!);
-        res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', ...headers });
-        res.end(body);
-      };
-      const timer = options.latencyMs ? setTimeout(send, options.latencyMs) : undefined;
-      if (timer) timers.add(timer);
-      else send();
+      faults.send(res, text(status, body), fault);
     };
     const error = (line: string, status = 200) => reply(status, line);
 
     if (url.pathname !== '/') return reply(404, 'Not Found');
     if (req.method !== 'GET') return error('ERROR 48 :: REQUEST METHOD NOT ALLOWED, USE GET');
-    if (options.throttleFirst && n <= options.throttleFirst) {
-      return reply(429, 'Too Many Requests', { 'retry-after': String(options.retryAfterSeconds ?? 1) });
-    }
-    const failure = injected(n);
-    if (failure === 429) return reply(429, 'Too Many Requests', { 'retry-after': String(options.retryAfterSeconds ?? 1) });
-    if (failure === 500) return reply(500, 'Internal Server Error');
-
     if (!q('key')) return error('ERROR 122 :: WRONG FORMAT OR EMPTY KEY');
     if (!seen.keyAccepted) return error('ERROR 120 :: WRONG KEY - ID PAIR');
     const type = q('type');
@@ -285,9 +260,13 @@ export async function startSemrushSandbox(options: SemrushSandboxOptions = {}): 
     const unknownCode = codes.find((c) => !(c in HEADERS[type]));
     if (unknownCode !== undefined) return error(`ERROR 10000 :: Wrong parameter 'export_columns'. Unknown column '${unknownCode}' for ${type}.`);
 
-    if (hold.has(domain)) {
-      seen.answer = 'held';
-      return; // never answered: the connection stays open until the client gives up
+    // A fault is decided once the request is understood, before any unit is spent.
+    const fault = faults.decide({ key: domain, identity: `${type}|${domain}|${q('database')}` });
+    const injected = faults.intercept(res, fault);
+    if (injected) {
+      seen.answer = injected;
+      seen.status = Number(injected) || 0;
+      return;
     }
     const price = SEMRUSH_UNITS_PER_LINE[type];
     const left = options.unitsBalance === undefined ? Infinity : options.unitsBalance - spent;
@@ -298,16 +277,14 @@ export async function startSemrushSandbox(options: SemrushSandboxOptions = {}): 
     if (!rows.length) return error('ERROR 50 :: NOTHING FOUND');
     const escape = q('export_escape') === '1';
     const line = (fields: string[]) => (escape ? fields.map(quote) : fields).join(';');
-    let header = codes.map((c) => HEADERS[type][c]!);
-    let lines = rows.map((row) => codes.map((c) => String(row[c] ?? '')));
-    if (malformed === 'header') header = [...header.slice(0, -1), 'Timestamp']; // a column nobody asked for
-    if (malformed === 'columns') lines = lines.map((fields, i) => (i === Math.min(1, lines.length - 1) ? fields.slice(0, -1) : fields));
+    const header = codes.map((c) => HEADERS[type][c]!);
+    const lines = rows.map((row) => codes.map((c) => String(row[c] ?? '')));
 
     spent += rows.length * price;
     seen.lines = rows.length;
     seen.units = rows.length * price;
     seen.answer = rows.length === 1 ? '1 line' : `${rows.length} lines`;
-    reply(200, [line(header), ...lines.map(line)].join('\r\n'));
+    reply(200, [line(header), ...lines.map(line)].join('\r\n'), fault);
   };
 
   const server: Server = createServer(handle);
@@ -316,14 +293,34 @@ export async function startSemrushSandbox(options: SemrushSandboxOptions = {}): 
   return {
     url: `http://127.0.0.1:${port}/`,
     requests,
+    faults: faults.control,
     get unitsSpent() {
       return spent;
     },
     close: () =>
       new Promise((resolve) => {
-        for (const timer of timers) clearTimeout(timer);
+        faults.close();
         server.close(() => resolve());
         server.closeAllConnections();
       }),
   };
+}
+
+const text = (status: number, body: string, headers: Record<string, string> = {}) => ({ status, body, headers: { 'content-type': 'text/plain; charset=utf-8', ...headers } });
+
+/** A report whose second data line (or only one) lost its last field. */
+function missingField(body: string): string {
+  const lines = body.split('\r\n');
+  const at = Math.min(2, lines.length - 1);
+  lines[at] = lines[at]!.slice(0, Math.max(0, lines[at]!.lastIndexOf(';')));
+  return lines.join('\r\n');
+}
+
+/** A report whose header's last column is one nobody asked for. */
+function unaskedColumn(body: string): string {
+  const lines = body.split('\r\n');
+  const fields = lines[0]!.split(';');
+  fields[fields.length - 1] = fields.at(-1)!.startsWith('"') ? '"Timestamp"' : 'Timestamp';
+  lines[0] = fields.join(';');
+  return lines.join('\r\n');
 }

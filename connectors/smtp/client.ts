@@ -1,7 +1,7 @@
 import { type Static, type TObject, Type } from '@sinclair/typebox';
 import { Value, ValueErrorType } from '@sinclair/typebox/value';
 import type { Mail, NodemailerError, SMTPPoolOptions, SMTPPoolSentMessageInfo } from 'nodemailer';
-import { NonRetriableError } from '../../engine/sdk.ts';
+import { DURATION_PATTERN, NonRetriableError, parseDuration } from '../../engine/sdk.ts';
 
 /**
  * Sends report emails over SMTP through a pool of open connections. nodemailer is loaded
@@ -13,48 +13,60 @@ import { NonRetriableError } from '../../engine/sdk.ts';
  * answer the same again. The password never appears in an error.
  */
 
+const duration = (fallback: string, description: string) => Type.String({ pattern: DURATION_PATTERN, default: fallback, description: `${description}, like "${fallback}".` });
+
+/** `connectors.smtp` in the engine config. */
 export const SmtpConfigSchema = Type.Object(
   {
-    host: Type.String({ minLength: 1, description: "Host name of the SMTP server (a relay or the provider's submission host)." }),
+    host: Type.Optional(
+      Type.String({ minLength: 1, description: "Host name of the SMTP server (a relay or the provider's submission host), through ${{ env.SMTP_HOST }}; unset, the sandbox SMTP server takes the mail." }),
+    ),
     port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Defaults to 465 when secure, else 587 (submission).' })),
-    secure: Type.Optional(
-      Type.Boolean({ description: 'TLS from the first byte (port 465). When false, STARTTLS is used if the server offers it. Default false.' }),
-    ),
-    require_tls: Type.Optional(
-      Type.Boolean({ description: 'Send nothing unless STARTTLS succeeds, so the password never crosses in clear. Default false.' }),
-    ),
+    secure: Type.Boolean({ default: false, description: 'TLS from the first byte (port 465). When false, STARTTLS is used if the server offers it.' }),
+    require_tls: Type.Boolean({ default: false, description: 'Send nothing unless STARTTLS succeeds, so the password never crosses in clear.' }),
     auth: Type.Optional(
       Type.Object(
         {
-          user: Type.String({ minLength: 1 }),
-          pass: Type.String({ minLength: 1, description: 'Through ${{ env.SMTP_PASSWORD }}; never printed.' }),
+          user: Type.Optional(Type.String({ minLength: 1, description: 'The user to sign in as, through ${{ env.SMTP_USER }}; unset, no sign-in (a relay that takes mail without it).' })),
+          pass: Type.Optional(Type.String({ minLength: 1, description: 'Through ${{ env.SMTP_PASSWORD }}; never printed.' })),
         },
-        { additionalProperties: false },
+        { additionalProperties: false, description: 'Credentials for AUTH, used when user is set.' },
       ),
     ),
-    pool_size: Type.Optional(Type.Integer({ minimum: 1, maximum: 50, description: 'Connections open at once. Default 5.' })),
-    messages_per_connection: Type.Optional(
-      Type.Integer({ minimum: 1, description: 'Messages sent over one connection before it is replaced. Default 100.' }),
-    ),
-    connect_timeout_ms: Type.Optional(Type.Integer({ minimum: 1, description: 'Wait for the TCP (and TLS) connection. Default 10000.' })),
-    greeting_timeout_ms: Type.Optional(Type.Integer({ minimum: 1, description: "Wait for the server's greeting. Default 10000." })),
-    socket_timeout_ms: Type.Optional(Type.Integer({ minimum: 1, description: 'Silence after which a connection is dropped. Default 60000.' })),
+    pool_size: Type.Integer({ minimum: 1, maximum: 50, default: 5, description: 'Connections open at once.' }),
+    messages_per_connection: Type.Integer({ minimum: 1, default: 100, description: 'Messages sent over one connection before it is replaced.' }),
+    connect_timeout: duration('10s', 'Wait for the TCP (and TLS) connection'),
+    greeting_timeout: duration('10s', "Wait for the server's greeting"),
+    socket_timeout: duration('60s', 'Silence after which a connection is dropped'),
   },
   { additionalProperties: false },
 );
 
 export type SmtpConfig = Static<typeof SmtpConfigSchema>;
 
-/** A config that passed the schema, with every default filled in. */
-export type ResolvedSmtpConfig = Required<Omit<SmtpConfig, 'auth'>> & Pick<SmtpConfig, 'auth'>;
+/** Settings that passed the schema, with every default filled in and the times in milliseconds. */
+export interface ResolvedSmtpConfig {
+  host: string;
+  port: number;
+  secure: boolean;
+  require_tls: boolean;
+  /** Present only with a user: sign in as them. */
+  auth?: { user: string; pass: string };
+  pool_size: number;
+  messages_per_connection: number;
+  connect_timeout_ms: number;
+  greeting_timeout_ms: number;
+  socket_timeout_ms: number;
+}
 
 /**
  * Checks connector settings and fills in defaults. `where` names the settings in the error,
  * e.g. `connectors.smtp`. Every problem is listed; the password's value never is.
  */
 export function parseSmtpConfig(value: unknown, where = 'smtp config'): ResolvedSmtpConfig {
+  const config = Value.Default(SmtpConfigSchema, structuredClone(value ?? {})) as SmtpConfig;
   const problems = new Map<string, string>();
-  for (const e of Value.Errors(SmtpConfigSchema, value)) {
+  for (const e of Value.Errors(SmtpConfigSchema, config)) {
     const path = e.path.slice(1).replace(/\//g, '.');
     if (problems.has(path)) continue;
     if (e.type === ValueErrorType.ObjectAdditionalProperties) {
@@ -65,20 +77,22 @@ export function parseSmtpConfig(value: unknown, where = 'smtp config'): Resolved
     const got = e.value === undefined ? ', got nothing' : path === 'auth.pass' ? ' (value not shown)' : `, got ${JSON.stringify(e.value)}`;
     problems.set(path, `${path || '(settings)'}: ${e.message.replace(/^Expected/, 'expected')}${got}`);
   }
+  if (!config.host && !problems.has('host')) problems.set('host', 'host: missing (the SMTP server to send through)');
+  if (config.auth?.user && !config.auth.pass && !problems.has('auth.pass')) problems.set('auth.pass', 'auth.pass: missing (a password goes with auth.user)');
   if (problems.size) throw new NonRetriableError(`${where}: ${[...problems.values()].join('; ')}`);
-  const config = value as SmtpConfig;
-  const secure = config.secure ?? false;
+  const ms = (text: string) => parseDuration(text) ?? 0;
+  const user = config.auth?.user;
   return {
-    host: config.host,
-    port: config.port ?? (secure ? 465 : 587),
-    secure,
-    require_tls: config.require_tls ?? false,
-    auth: config.auth,
-    pool_size: config.pool_size ?? 5,
-    messages_per_connection: config.messages_per_connection ?? 100,
-    connect_timeout_ms: config.connect_timeout_ms ?? 10_000,
-    greeting_timeout_ms: config.greeting_timeout_ms ?? 10_000,
-    socket_timeout_ms: config.socket_timeout_ms ?? 60_000,
+    host: config.host!,
+    port: config.port ?? (config.secure ? 465 : 587),
+    secure: config.secure,
+    require_tls: config.require_tls,
+    ...(user ? { auth: { user, pass: config.auth!.pass! } } : {}),
+    pool_size: config.pool_size,
+    messages_per_connection: config.messages_per_connection,
+    connect_timeout_ms: ms(config.connect_timeout),
+    greeting_timeout_ms: ms(config.greeting_timeout),
+    socket_timeout_ms: ms(config.socket_timeout),
   };
 }
 
@@ -140,8 +154,8 @@ export class SmtpMailer implements EmailSender {
   private pool: Promise<Pool> | undefined;
   private closed = false;
 
-  constructor(config: SmtpConfig) {
-    this.#config = parseSmtpConfig(config);
+  constructor(config: Partial<SmtpConfig>, where = 'connectors.smtp') {
+    this.#config = parseSmtpConfig(config, where);
   }
 
   /** `host:port`, the prefix of every error. */

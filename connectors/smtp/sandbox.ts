@@ -3,11 +3,23 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { type AddressObject, simpleParser } from 'mailparser';
 import { SMTPServer, type SMTPServerError, type SMTPServerSession } from 'smtp-server';
+import { createFaults, type FaultControl, type FaultOptions } from '../sandbox/faults.ts';
+
+/** The faults that mean something in SMTP: no bodies to garble, no Retry-After. */
+export type SmtpFaultOptions = Omit<FaultOptions, 'malformed' | 'errorStatus' | 'retryAfterSeconds'>;
+
+/** The reply each fault gets at the end of DATA. */
+const FAULT_REPLIES = {
+  error: [451, '4.3.0 local error in processing, try again later'],
+  throttle: [421, '4.7.0 too many messages, slow down and try again later'],
+  reject: [554, '5.7.1 message refused'],
+} as const;
 
 /**
  * An SMTP server on loopback for the demo and the tests. It keeps every message it takes,
  * parsed, in memory (and as .eml files when asked), and answers the way real servers do
- * when told to: 550 for refused recipients, 451 for the first messages, slow replies.
+ * when told to: 550 for refused recipients, and the faults every sandbox has, in SMTP's
+ * terms, at the end of each message's DATA (`{ keys }` are its first recipient).
  * No TLS unless asked; authentication is optional unless credentials are given.
  */
 export interface SmtpSandboxOptions {
@@ -15,10 +27,12 @@ export interface SmtpSandboxOptions {
   auth?: { user: string; pass: string };
   /** Answer 550 to RCPT TO for these addresses (any case). */
   rejectRecipients?: string[];
-  /** Answer 451 at the end of DATA to the first N messages; later ones are taken. */
-  tempFailFirst?: number;
-  /** Wait this long before answering each message's DATA. */
-  latencyMs?: number;
+  /**
+   * latencyMs before each DATA reply; error: 451 (temporary); throttle: 421 (too many, try
+   * later); reject: 554 (permanent); drop: the connection cut; hang: no reply at all.
+   * Changeable later with `faults.set()`.
+   */
+  faults?: SmtpFaultOptions;
   /** Also write each message taken as `<seq>.eml` here, so the demo can show it. */
   outDir?: string;
   /** Offer STARTTLS with smtp-server's built-in test certificate, which no client trusts by default. */
@@ -62,8 +76,10 @@ export interface SmtpSandbox {
   readonly messages: ReceivedEmail[];
   /** Resolves with the messages once there are at least `count`; rejects after `timeoutMs`. */
   waitFor(count: number, timeoutMs?: number): Promise<ReceivedEmail[]>;
-  /** Forgets the messages taken; `tempFailFirst` keeps counting. */
+  /** Forgets the messages taken; the faults keep counting. */
   clear(): void;
+  /** The faults it injects, changeable while it runs. */
+  readonly faults: FaultControl<SmtpFaultOptions>;
   close(): Promise<void>;
 }
 
@@ -90,7 +106,9 @@ export async function startSmtpSandbox(options: SmtpSandboxOptions = {}): Promis
   const messages: ReceivedEmail[] = [];
   const waiters = new Set<() => void>();
   const refused = new Set((options.rejectRecipients ?? []).map((a) => a.toLowerCase()));
-  let dataCount = 0;
+  const faults = createFaults<SmtpFaultOptions>(options.faults);
+  /** DATA replies held back by a `hang` fault, let go on close(). */
+  const held = new Set<() => void>();
   let seq = 0;
   if (options.outDir) await mkdir(options.outDir, { recursive: true });
 
@@ -117,18 +135,33 @@ export async function startSmtpSandbox(options: SmtpSandboxOptions = {}): Promis
       stream.on('data', (chunk: Buffer) => chunks.push(chunk));
       stream.on('end', () => {
         const raw = Buffer.concat(chunks);
-        take(raw, session).then(
-          (reply) => callback(reply),
-          (err: Error) => callback(replyError(451, `4.3.0 the sandbox could not take the message: ${err.message}`)),
-        );
+        answer(raw, session, callback).catch((err: Error) => callback(replyError(451, `4.3.0 the sandbox could not take the message: ${err.message}`)));
       });
     },
   });
 
-  async function take(raw: Buffer, session: SMTPServerSession): Promise<SMTPServerError | null> {
-    dataCount += 1;
-    if (options.latencyMs) await new Promise((resolve) => setTimeout(resolve, options.latencyMs));
-    if (options.tempFailFirst && dataCount <= options.tempFailFirst) return replyError(451, '4.7.1 try again later');
+  /** The reply to one message's DATA: a fault's, or 250 once the message is kept. */
+  async function answer(raw: Buffer, session: SMTPServerSession, callback: (err?: SMTPServerError | null) => void): Promise<void> {
+    const fault = faults.next({ key: session.envelope.rcptTo[0]?.address.toLowerCase() });
+    const latency = faults.options.latencyMs ?? 0;
+    if (latency > 0) await new Promise((resolve) => setTimeout(resolve, latency));
+    if (fault === 'hang') {
+      held.add(() => callback(replyError(421, '4.3.2 the sandbox is closing')));
+      return;
+    }
+    if (fault === 'drop') {
+      // smtp-server has no API to cut one connection: its socket is what a dropped line loses.
+      for (const connection of server.connections as Set<{ id: string; _socket: { destroy(): void } }>) if (connection.id === session.id) connection._socket.destroy();
+      return;
+    }
+    if (fault === 'error' || fault === 'throttle' || fault === 'reject') {
+      const [code, text] = FAULT_REPLIES[fault];
+      return callback(replyError(code, text));
+    }
+    callback(await take(raw, session));
+  }
+
+  async function take(raw: Buffer, session: SMTPServerSession): Promise<null> {
     const parsed = await simpleParser(raw);
     seq += 1;
     const file = options.outDir ? join(options.outDir, `${String(seq).padStart(4, '0')}.eml`) : undefined;
@@ -189,6 +222,12 @@ export async function startSmtpSandbox(options: SmtpSandboxOptions = {}): Promis
     clear() {
       messages.length = 0;
     },
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    faults,
+    close: () =>
+      new Promise((resolve) => {
+        for (const release of held) release();
+        held.clear();
+        server.close(() => resolve());
+      }),
   };
 }

@@ -62,19 +62,18 @@ export const SPYFU_COUNTRY_CODES = [
 ] as const;
 export type SpyfuCountryCode = (typeof SPYFU_COUNTRY_CODES)[number];
 
+/** `connectors.spyfu` in the engine config. */
 export const SpyfuConfigSchema = Type.Object(
   {
-    base_url: Type.Optional(
-      Type.String({ pattern: '^https?://', description: `Root of SpyFu's APIs (default "${SPYFU_BASE_URL}"); the sandbox's url in tests.` }),
+    base_url: Type.String({ pattern: '^https?://', default: SPYFU_BASE_URL, description: "Root of SpyFu's APIs; the sandbox's url in tests." }),
+    api_key: Type.Optional(
+      Type.String({ minLength: 1, description: 'The Secret Key (Account Settings -> API Usage), through ${{ env.SPYFU_API_KEY }}; unset, the sandbox answers.' }),
     ),
-    api_key: Type.String({ minLength: 1, description: 'The Secret Key (Account Settings -> API Usage), through ${{ env.SPYFU_API_KEY }}.' }),
     api_id: Type.Optional(
-      Type.String({ minLength: 1, description: 'The API ID; when set, requests use HTTP Basic auth instead of the api_key query parameter.' }),
+      Type.String({ minLength: 1, description: 'The API ID, through ${{ env.SPYFU_API_ID }}; when set, requests use HTTP Basic auth instead of the api_key query parameter.' }),
     ),
-    country_code: Type.Optional(
-      Type.Unsafe<SpyfuCountryCode>({ type: 'string', enum: [...SPYFU_COUNTRY_CODES], default: 'US', description: 'Google market to read (default US; UK, not GB).' }),
-    ),
-    timeout: Type.Optional(Type.String({ pattern: DURATION_PATTERN, description: 'How long one request may take, like "30s" (default "30s").' })),
+    country_code: Type.Unsafe<SpyfuCountryCode>({ type: 'string', enum: [...SPYFU_COUNTRY_CODES], default: 'US', description: 'Google market to read (UK, not GB).' }),
+    timeout: Type.String({ pattern: DURATION_PATTERN, default: '30s', description: 'How long one request may take, like "30s".' }),
   },
   { additionalProperties: false },
 );
@@ -300,23 +299,18 @@ export class SpyfuClient implements SpyfuApi {
   }
 }
 
-/** A client from the checked `connectors.spyfu` config. */
-export function createSpyfuClient(config: SpyfuConfig, deps: Pick<SpyfuClientOptions, 'fetch' | 'clock'> = {}): SpyfuClient {
+/** A client from checked `connectors.spyfu` settings (defaults applied, the key set). */
+export function createSpyfuClient(config: SpyfuConfig & { api_key: string }, deps: Pick<SpyfuClientOptions, 'fetch' | 'clock'> = {}): SpyfuClient {
+  const timeoutMs = parseDuration(config.timeout);
+  if (timeoutMs === undefined) throw new NonRetriableError(`connectors.spyfu.timeout: expected a duration like "30s", got "${config.timeout}"`);
   return new SpyfuClient({
     baseUrl: config.base_url,
     apiKey: config.api_key,
     apiId: config.api_id,
     countryCode: config.country_code,
-    timeoutMs: timeoutOf(config.timeout),
+    timeoutMs,
     ...deps,
   });
-}
-
-function timeoutOf(text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const ms = parseDuration(text);
-  if (ms === undefined) throw new NonRetriableError(`connectors.spyfu.timeout: expected a duration like "30s", got "${text}"`);
-  return ms;
 }
 
 function hostName(domain: string): string {

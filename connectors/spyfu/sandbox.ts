@@ -9,13 +9,16 @@ import {
   type SpyfuDomainStats,
   type SpyfuKeyword,
 } from './client.ts';
+import type { Fault, FaultControl } from '../sandbox/faults.ts';
+import { type HttpFaultOptions, httpFaults } from '../sandbox/http-faults.ts';
 
 /**
  * SpyFu's v2 API on loopback, for the demo and the tests: the paths, parameters, auth,
  * status codes and JSON shapes of client.ts's notes. Every number is derived from a sha256
  * of the domain (and market), so the same domain always gives the same answer, and a
- * longer page starts with the shorter one. Knobs inject latency, 429s, 500s, silence and
- * garbled bodies.
+ * longer page starts with the shorter one. `faults` inject latency, 429s, 500s, silence and
+ * garbled bodies (connectors/sandbox/faults.ts), decided once a request is authorised and
+ * valid; `{ keys }` are domains.
  *
  *   GET /apis/domain_stats_api/v2/getLatestDomainStats?domain=&countryCode=
  *   GET /apis/competitors_api/v2/{seo,ppc}/getTopCompetitors?domain=&pageSize=&startingRow=&sortBy=&sortOrder=
@@ -26,20 +29,10 @@ export interface SpyfuSandboxOptions {
   apiKey?: string;
   /** The API ID Basic auth must carry; any ID is accepted when unset. */
   apiId?: string;
-  /** Added to every answer. */
-  latencyMs?: number;
-  /** Share (0..1) of requests answered 429 or 500, chosen by a hash of the path, domain and attempt. */
-  errorRate?: number;
-  /** Answer 429 to the first N authorised requests. */
-  throttleFirst?: number;
-  /** Retry-After on every 429 (default 1, as SpyFu sends). */
-  retryAfterSeconds?: number;
-  /** Requests for these domains are never answered; the client has to give up. */
-  timeoutDomains?: string[];
+  /** Latency, 429s (Retry-After 1 unless set, as SpyFu sends), 500s, silence, bodies cut in half; changeable later with `faults.set()`. */
+  faults?: HttpFaultOptions;
   /** Domains SpyFu has no data for (as is any domain ending in .invalid). */
   unknownDomains?: string[];
-  /** Answer 200 with a body cut in half. */
-  malformed?: boolean;
   /** The month the latest stats are for (default 2025-06): the sandbox never reads the clock. */
   latestMonth?: { searchYear: number; searchMonth: number };
 }
@@ -60,8 +53,13 @@ export interface SpyfuSandbox {
   readonly requests: readonly SpyfuSandboxRequest[];
   /** Rows returned in 200 answers: what SpyFu would bill. */
   readonly rowsServed: number;
+  /** The faults it injects, changeable while it runs. */
+  readonly faults: FaultControl<HttpFaultOptions>;
   close(): Promise<void>;
 }
+
+/** The Secret Key the sandbox accepts unless told another. */
+export const SANDBOX_API_KEY = 'sandbox-key';
 
 type Row = Record<string, string | number | null>;
 
@@ -185,13 +183,18 @@ function niceVolume(n: number): number {
 const clickShare = (rank: number) => (rank <= 10 ? 0.3 / rank : 0.002);
 
 export async function startSpyfuSandbox(options: SpyfuSandboxOptions = {}): Promise<SpyfuSandbox> {
-  const apiKey = options.apiKey ?? 'sandbox-key';
+  const apiKey = options.apiKey ?? SANDBOX_API_KEY;
   const unknown = new Set(options.unknownDomains ?? []);
-  const silent = new Set(options.timeoutDomains ?? []);
   const requests: SpyfuSandboxRequest[] = [];
-  const attempts = new Map<string, number>();
-  const timers = new Set<NodeJS.Timeout>();
-  let authorised = 0;
+  const json = (status: number, body: unknown, headers: Record<string, string> = {}) => ({
+    status,
+    body: JSON.stringify(body),
+    headers: { 'content-type': 'application/json; charset=utf-8', ...headers },
+  });
+  const faults = httpFaults(options.faults, {
+    throttled: (seconds) => json(429, { error: 'rate_limited', message: `Too many requests. Please retry after ${seconds} second.` }, { 'retry-after': String(seconds) }),
+    failed: (status) => json(status, { error: 'internal_server_error', message: 'Internal Server Error' }),
+  });
   let rowsServed = 0;
 
   const isAuthorised = (req: IncomingMessage, url: URL) => {
@@ -224,31 +227,17 @@ export async function startSpyfuSandbox(options: SpyfuSandboxOptions = {}): Prom
     };
     requests.push(record);
 
-    const reply = (status: number, body: unknown, rows = 0, headers: Record<string, string> = {}) => {
-      const send = () => {
-        timers.delete(timer);
-        record.status = status;
-        if (status === 200) {
-          record.rows = rows;
-          rowsServed += rows;
-        }
-        const text = JSON.stringify(body);
-        res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...headers });
-        res.end(options.malformed && status === 200 ? text.slice(0, Math.floor(text.length / 2)) : text);
-      };
-      const timer = setTimeout(send, options.latencyMs ?? 0);
-      timers.add(timer);
+    const reply = (status: number, body: unknown, rows = 0, fault?: Fault) => {
+      record.status = status;
+      if (status === 200) {
+        record.rows = rows;
+        rowsServed += rows;
+      }
+      faults.send(res, json(status, body), fault);
     };
-    const fail = (status: number, error: string, message: string, headers: Record<string, string> = {}) => reply(status, { error, message }, 0, headers);
-    const throttle = () => {
-      const seconds = options.retryAfterSeconds ?? 1;
-      fail(429, 'rate_limited', `Too many requests. Please retry after ${seconds} second.`, { 'retry-after': String(seconds) });
-    };
+    const fail = (status: number, error: string, message: string) => reply(status, { error, message });
 
     if (!isAuthorised(req, url)) return fail(401, 'unauthorized', 'User failed authorization');
-    authorised++;
-    if (options.throttleFirst && authorised <= options.throttleFirst) return throttle();
-
     const stats = route === SPYFU_ENDPOINTS.latestDomainStats;
     if (!stats && !list) return fail(404, 'not_found', `No endpoint at ${url.pathname}`);
     if (!domain) return fail(400, 'bad_request', `${domainParam} is required`);
@@ -258,19 +247,17 @@ export async function startSpyfuSandbox(options: SpyfuSandboxOptions = {}): Prom
     }
     if (!(Number.isInteger(startingRow) && startingRow >= 1)) return fail(400, 'bad_request', 'startingRow must be 1 or more');
 
-    if (options.errorRate) {
-      const key = `${route}|${domain}`;
-      const attempt = (attempts.get(key) ?? 0) + 1;
-      attempts.set(key, attempt);
-      const h = digest('fault', route, domain, attempt);
-      if (unit(h, 0) < options.errorRate) return h[4]! % 2 === 0 ? throttle() : fail(500, 'internal_server_error', 'Internal Server Error');
+    const fault = faults.decide({ key: domain, identity: `${route}|${domain}` });
+    const injected = faults.intercept(res, fault);
+    if (injected) {
+      record.status = Number(injected) || null;
+      return;
     }
-    if (silent.has(domain)) return;
 
     const known = !unknown.has(domain) && !domain.endsWith('.invalid');
     if (!list) {
       const results = known ? [domainStatsOf(domain, countryCode, options.latestMonth)] : [];
-      return reply(200, { resultCount: results.length, domain, results }, results.length);
+      return reply(200, { resultCount: results.length, domain, results }, results.length, fault);
     }
     const sortBy = url.searchParams.get('sortBy') ?? list.sortBy;
     const field = sortBy.charAt(0).toLowerCase() + sortBy.slice(1);
@@ -279,7 +266,7 @@ export async function startSpyfuSandbox(options: SpyfuSandboxOptions = {}): Prom
     const descending = (url.searchParams.get('sortOrder') ?? 'Descending') !== 'Ascending';
     const sorted = [...all].sort((a, b) => compare(a[field], b[field]) * (descending ? -1 : 1));
     const results = sorted.slice(startingRow - 1, startingRow - 1 + pageSize);
-    return reply(200, { resultCount: results.length, totalMatchingResults: all.length, results }, results.length);
+    return reply(200, { resultCount: results.length, totalMatchingResults: all.length, results }, results.length, fault);
   };
 
   const server = createServer(handle);
@@ -288,12 +275,13 @@ export async function startSpyfuSandbox(options: SpyfuSandboxOptions = {}): Prom
   return {
     url: `http://127.0.0.1:${port}/apis/`,
     requests,
+    faults: faults.control,
     get rowsServed() {
       return rowsServed;
     },
     close: () =>
       new Promise<void>((resolve) => {
-        for (const timer of timers) clearTimeout(timer);
+        faults.close();
         server.close(() => resolve());
         server.closeAllConnections();
       }),

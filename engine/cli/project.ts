@@ -60,7 +60,7 @@ export class Project {
   /** The config, or the diagnostics that stop it from loading. */
   checkConfig(): { config?: EngineConfig; diagnostics: Diagnostic[] } {
     if (!existsSync(this.configFile)) return { config: emptyConfig, diagnostics: [] };
-    return loadConfig(readFileSync(this.configFile, 'utf8'), this.display(this.configFile), this.env, this.registry.configSections);
+    return loadConfig(readFileSync(this.configFile, 'utf8'), this.display(this.configFile), this.env, this.registry);
   }
 
   get config(): EngineConfig {

@@ -20,6 +20,7 @@ import { type Dispatched, EventDispatcher } from './dispatcher.ts';
 import { DaemonMetrics } from './metrics.ts';
 import { type RunJob, RunQueue } from './queue.ts';
 import { type FireOutcome, Scheduler } from './scheduler.ts';
+import type { AnyVerifierType } from '../verifier.ts';
 import { WebhookRoute } from './webhooks.ts';
 
 export interface DaemonOptions {
@@ -48,6 +49,8 @@ export interface DaemonOptions {
   projectDir?: string;
   /** GET pages served besides the webhooks (report links), each with its own handler. */
   pages?: readonly Page[];
+  /** Webhook verifier types by name, from the registry (default: the engine's hmac-sha256 only). */
+  verifiers?: ReadonlyMap<string, AnyVerifierType>;
 }
 
 /** A GET route of the daemon's HTTP server, defined outside the engine. */
@@ -140,7 +143,7 @@ export class Daemon {
     const paths = new Map<string, string>();
     for (const p of options.pipelines) {
       if (p.trigger.kind !== 'webhook') continue;
-      const route = new WebhookRoute(p, options.config, options.db, this.claims, this.clock);
+      const route = new WebhookRoute(p, options.config, options.db, this.claims, this.clock, options.verifiers);
       const other = paths.get(route.path);
       if (other) throw new Error(`pipelines ${other} and ${p.name} both use webhook path ${route.path}`);
       paths.set(route.path, p.name);

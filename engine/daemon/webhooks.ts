@@ -1,29 +1,22 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import Stripe from 'stripe';
+import { createHash } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import type { Database } from '../db/connect.ts';
-import { type EngineConfig, unsetVariable, type VerifierConfig } from '../config.ts';
-import { parseDuration } from '../duration.ts';
+import { type EngineConfig, unsetVariable } from '../config.ts';
+import { checkedSettings } from '../connector-settings.ts';
 import { errorMessage } from '../errors.ts';
 import { type Condition, renderDeep } from '../expr/index.ts';
 import { InputError, resolveInputs } from '../pipeline/inputs.ts';
 import type { Pipeline } from '../pipeline/types.ts';
+import { type AnyVerifierType, builtinVerifiers, type Verifier, type WebhookRequest } from '../verifier.ts';
 import type { RunClaims } from './claims.ts';
 
-/** What a webhook request came with. */
-export interface WebhookRequest {
-  raw: Buffer;
-  headers: Record<string, string | string[] | undefined>;
-  query: Record<string, unknown>;
-}
+export type { Verifier, WebhookRequest } from '../verifier.ts';
 
 /** The answer: status, body, and the run it started (if any). */
 export interface WebhookAnswer {
   status: number;
   body: { status: 'started' | 'duplicate' | 'ignored' | 'rejected'; run_id?: string | null; error?: string; event_id?: string };
 }
-
-export type Verifier = (req: WebhookRequest, now: Date) => string | undefined;
 
 /**
  * One pipeline's webhook route: verify the signature on the raw body, parse it, filter by
@@ -34,7 +27,7 @@ export type Verifier = (req: WebhookRequest, now: Date) => string | undefined;
 export class WebhookRoute {
   readonly path: string;
   private readonly verify?: Verifier;
-  private readonly verifierType?: VerifierConfig['type'];
+  private readonly verifierType?: AnyVerifierType;
 
   constructor(
     readonly pipeline: Pipeline,
@@ -42,21 +35,15 @@ export class WebhookRoute {
     private db: Database,
     private readonly claims: RunClaims,
     private readonly clock: Clock,
+    verifierTypes: ReadonlyMap<string, AnyVerifierType> = new Map(builtinVerifiers.map((v) => [v.type, v])),
   ) {
     if (pipeline.trigger.kind !== 'webhook') throw new Error(`pipeline ${pipeline.name} is not triggered by a webhook`);
     this.path = pipeline.trigger.path;
     const name = pipeline.trigger.verify;
     if (name) {
-      const spec = config.webhooks?.verifiers?.[name];
-      if (!spec) throw new Error(`pipeline ${pipeline.name}: no verifier "${name}" in the config (webhooks.verifiers)`);
-      if (!spec.secret) {
-        const variable = unsetVariable(config, ['webhooks', 'verifiers', name, 'secret']);
-        throw new Error(
-          `webhook verifier "${name}" (used by pipeline ${pipeline.name}) has no secret${variable ? `: set the environment variable ${variable}` : ''}`,
-        );
-      }
-      this.verify = verifierOf(spec);
-      this.verifierType = spec.type;
+      const opened = openVerifier(config, name, pipeline.name, verifierTypes);
+      this.verify = opened.verify;
+      this.verifierType = opened.type;
     }
   }
 
@@ -127,8 +114,8 @@ export class WebhookRoute {
       if (id === undefined || id === null || id === '') throw new Error(`the event id (${trigger.eventId}) is empty for this request`);
       return String(id);
     }
-    const bodyId = (scope.body as { id?: unknown } | null)?.id;
-    if (this.verifierType === 'stripe' && typeof bodyId === 'string' && bodyId) return bodyId;
+    const providerId = this.verifierType?.eventId?.(scope.body);
+    if (providerId) return providerId;
     return `sha256:${createHash('sha256').update(raw).digest('hex')}`;
   }
 }
@@ -143,36 +130,22 @@ function lowerCased(headers: WebhookRequest['headers']): Record<string, string> 
   return out;
 }
 
-function header(req: WebhookRequest, name: string): string | undefined {
-  const v = req.headers[name.toLowerCase()];
-  return Array.isArray(v) ? v[0] : v;
-}
-
-/** A signature check by the config's declaration; returns a problem, or undefined when the request is genuine. */
-export function verifierOf(spec: VerifierConfig): Verifier {
-  if (spec.type === 'stripe') {
-    const toleranceSeconds = Math.round((parseDuration(spec.tolerance ?? '5m') ?? 300_000) / 1000);
-    return (req, now) => {
-      const signature = header(req, 'stripe-signature');
-      if (!signature) return 'missing Stripe-Signature header';
-      try {
-        Stripe.webhooks.constructEvent(req.raw, signature, spec.secret, toleranceSeconds, undefined, now.getTime());
-        return undefined;
-      } catch (err) {
-        return `bad Stripe signature: ${errorMessage(err).split('\n')[0]}`;
-      }
-    };
+/**
+ * The verifier named `name` in the config, made from its type's options with defaults
+ * filled in. Every secret the type declares must be set: a missing one stops the daemon
+ * with the variable to set, rather than answering every delivery 400.
+ */
+function openVerifier(config: EngineConfig, name: string, pipeline: string, types: ReadonlyMap<string, AnyVerifierType>): { verify: Verifier; type: AnyVerifierType } {
+  const entry = config.webhooks?.verifiers?.[name];
+  if (!entry) throw new Error(`pipeline ${pipeline}: no verifier "${name}" in the config (webhooks.verifiers)`);
+  const type = types.get(entry.type);
+  if (!type) throw new Error(`webhook verifier "${name}": no verifier type "${entry.type}" in this build (types: ${[...types.keys()].join(', ')})`);
+  const { type: _type, ...written } = entry;
+  for (const field of type.secrets) {
+    if (written[field] !== undefined && written[field] !== '') continue;
+    const variable = unsetVariable(config, ['webhooks', 'verifiers', name, field]);
+    throw new Error(`webhook verifier "${name}" (used by pipeline ${pipeline}) has no ${field}${variable ? `: set the environment variable ${variable}` : ''}`);
   }
-  const name = spec.header ?? 'x-signature';
-  const prefix = spec.prefix ?? '';
-  const encoding = spec.encoding ?? 'hex';
-  return (req) => {
-    const given = header(req, name);
-    if (!given) return `missing ${name} header`;
-    if (!given.startsWith(prefix)) return `${name} does not start with "${prefix}"`;
-    const expected = createHmac('sha256', spec.secret).update(req.raw).digest();
-    const actual = Buffer.from(given.slice(prefix.length).trim(), encoding);
-    if (actual.length !== expected.length || !timingSafeEqual(actual, expected)) return `bad ${name} signature`;
-    return undefined;
-  };
+  const options = checkedSettings(type.options, written, `webhooks.verifiers.${name}`, type.secrets);
+  return { verify: type.create(options), type };
 }

@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { Liquid } from 'liquidjs';
 import type { ClaudeAnalyst } from '../../connectors/claude/client.ts';
-import { defineResource, defineStep, NonRetriableError } from '../../engine/sdk.ts';
-import { claudeResource, claudeSettings } from '../resources.ts';
+import { claudeConnector } from '../../connectors/claude/connector.ts';
+import { connectorSettings, defineResource, defineStep, NonRetriableError } from '../../engine/sdk.ts';
 import { type Analysis, AnalysisSchema, type SearchIntel } from './model.ts';
 
 /**
@@ -125,12 +125,12 @@ export const reportAnalyse = defineStep({
     // A paid call; repeating one after a crash costs tokens and changes nothing (in_doubt: repeat says so).
     kind: () => 'api',
     // About four characters a token; the prompt's own text adds about a thousand.
-    cost: (input, config) => ({ claude_input_tokens: Math.ceil(JSON.stringify(input.intel).length / 4) + 1000, claude_output_tokens: input.max_tokens ?? claudeSettings(config).maxTokens }),
+    cost: (input, config) => ({ claude_input_tokens: Math.ceil(JSON.stringify(input.intel).length / 4) + 1000, claude_output_tokens: input.max_tokens ?? connectorSettings(claudeConnector, config).max_tokens }),
     describe: (input) => ({ summary: `Claude analysis of ${(input.intel as { domain?: string }).domain ?? 'a domain'}` }),
     async plan(ctx, input) {
       const intel = input.intel as unknown as SearchIntel;
       const prompt = await renderPrompt(await ctx.use(promptsResource), input.prompt ?? 'report-analysis', { company: input.company ?? intel.domain, intel });
-      const output = input.max_tokens ?? claudeSettings(ctx.config).maxTokens;
+      const output = input.max_tokens ?? connectorSettings(claudeConnector, ctx.config).max_tokens;
       return {
         summary: `Claude analysis of ${intel.domain} (about ${tokensOf(prompt.user + (prompt.system ?? ''))} tokens in, at most ${output} out)`,
         output: { analysis: placeholderAnalysis(intel.domain), model: '(dry run)', usage: { input_tokens: 0, output_tokens: 0 }, attempts: 0 },
@@ -141,7 +141,7 @@ export const reportAnalyse = defineStep({
   },
   async run(ctx, input) {
     const intel = input.intel as unknown as SearchIntel;
-    const [liquid, claude] = await Promise.all([ctx.use(promptsResource), ctx.use(claudeResource)]);
+    const [liquid, claude] = await Promise.all([ctx.use(promptsResource), ctx.use(claudeConnector)]);
     const prompt = await renderPrompt(liquid, input.prompt ?? 'report-analysis', { company: input.company ?? intel.domain, intel });
     const result = await analyse(claude.analyst, prompt, input.max_tokens, ctx.signal);
     ctx.spend({ claude_input_tokens: result.usage.input_tokens, claude_output_tokens: result.usage.output_tokens });

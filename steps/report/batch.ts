@@ -1,8 +1,8 @@
 import { Type } from '@sinclair/typebox';
 import type { BatchItem } from '../../connectors/claude/batch.ts';
-import { defineStep, NonRetriableError, parseDuration, type StepContext } from '../../engine/sdk.ts';
+import { claudeConnector } from '../../connectors/claude/connector.ts';
+import { connectorSettings, defineStep, NonRetriableError, parseDuration, type StepContext } from '../../engine/sdk.ts';
 import { INTEL_SOURCE } from '../prospects/census.ts';
-import { claudeResource, claudeSettings } from '../resources.ts';
 import { analyse, promptsResource, renderPrompt, TOOL_NAME } from './analyse.ts';
 import { type Analysis, AnalysisSchema, type SearchIntel } from './model.ts';
 
@@ -67,10 +67,10 @@ export const reportAnalyseBatch = defineStep({
     // The batch id is kept by effect key: a repeat resumes the same batch.
     providerIdempotent: () => true,
     // About 3,000 prompt tokens and 1,500 written per analysis, billed at half price.
-    cost: (input, config) => ({ claude_batch_input_tokens: input.prospects.length * 3000, claude_batch_output_tokens: input.prospects.length * Math.min(claudeSettings(config).maxTokens, 1500) }),
+    cost: (input, config) => ({ claude_batch_input_tokens: input.prospects.length * 3000, claude_batch_output_tokens: input.prospects.length * Math.min(connectorSettings(claudeConnector, config).max_tokens, 1500) }),
     describe: (input) => ({ summary: `Claude batch of ${input.prospects.length} analyses` }),
     async plan(ctx, input) {
-      const { maxTokens } = claudeSettings(ctx.config);
+      const maxTokens = connectorSettings(claudeConnector, ctx.config).max_tokens;
       const n = input.prospects.length;
       // About 3,000 prompt tokens and 1,500 written per analysis, billed at half price.
       return {
@@ -83,7 +83,7 @@ export const reportAnalyseBatch = defineStep({
   async run(ctx, input) {
     const targets = input.prospects as Target[];
     if (!targets.length) return { batch_id: null, results: [], counts: { submitted: 0, succeeded: 0, retried: 0, failed: {} } };
-    const [claude, liquid] = await Promise.all([ctx.use(claudeResource), ctx.use(promptsResource)]);
+    const [claude, liquid] = await Promise.all([ctx.use(claudeConnector), ctx.use(promptsResource)]);
     const intel = await intelOf(ctx, targets.map((t) => t.prospect_id));
     const prompts = new Map<string, Awaited<ReturnType<typeof renderPrompt>>>();
     for (const t of targets) {

@@ -1,10 +1,11 @@
 import { Type } from '@sinclair/typebox';
 import type { SemrushClient } from '../../connectors/semrush/client.ts';
 import { SEMRUSH_UNITS_PER_LINE } from '../../connectors/semrush/client.ts';
+import { semrushConnector } from '../../connectors/semrush/connector.ts';
 import type { SpyfuApi } from '../../connectors/spyfu/client.ts';
+import { spyfuConnector } from '../../connectors/spyfu/connector.ts';
 import { defineStep, NonRetriableError } from '../../engine/sdk.ts';
 import { normalizeDomain } from '../domain.ts';
-import { semrushResource, spyfuResource } from '../resources.ts';
 import type { SearchIntel } from './model.ts';
 
 /** How many lines of each list a report asks for. */
@@ -153,7 +154,7 @@ export const intelCollect = defineStep({
   },
   async run(ctx, input) {
     const domain = domainOf(input.domain);
-    const [semrush, spyfu] = await Promise.all([ctx.use(semrushResource), ctx.use(spyfuResource)]);
+    const [semrush, spyfu] = await Promise.all([ctx.use(semrushConnector), ctx.use(spyfuConnector)]);
     const intel = await collectIntel({ semrush, spyfu, limit: ctx.limit, signal: ctx.signal, now: () => ctx.clock.now() }, domain, input.database, limitsOf(input));
     ctx.spend({ semrush_units: intel.usage.semrushUnits, spyfu_rows: intel.usage.spyfuRows });
     return intel;

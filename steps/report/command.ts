@@ -1,8 +1,13 @@
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { browserConnector } from '../../connectors/browser/connector.ts';
+import { claudeConnector } from '../../connectors/claude/connector.ts';
+import { semrushConnector } from '../../connectors/semrush/connector.ts';
+import { spyfuConnector } from '../../connectors/spyfu/connector.ts';
+import { storageConnector } from '../../connectors/storage/connector.ts';
 import { formatDuration, type Project, Resources, systemClock, UsageError, type Wrap, writableQueryable } from '../../engine/sdk.ts';
 import { normalizeDomain } from '../domain.ts';
-import { browserResource, claudeResource, semrushResource, spyfuResource, storageResource, templatesResource } from '../resources.ts';
+import { templatesResource } from '../resources.ts';
 import { analyse, promptsResource, renderPrompt } from './analyse.ts';
 import { collectIntel, DEFAULT_LIMITS } from './collect.ts';
 import { publishReport, reportView } from './publish.ts';
@@ -49,21 +54,21 @@ daemon at its link. Connectors whose key is not set use their local sandbox, wit
           };
           say(`report for ${domain}`);
           const intel = await stage('SEMrush and SpyFu data', async () => {
-            const [semrush, spyfu] = await Promise.all([resources.use(semrushResource), resources.use(spyfuResource)]);
+            const [semrush, spyfu] = await Promise.all([resources.use(semrushConnector), resources.use(spyfuConnector)]);
             return collectIntel({ semrush, spyfu, now: () => systemClock.now() }, domain, opts.database, DEFAULT_LIMITS);
           });
           const company = opts.company ?? domain;
           const analysis = await stage('Claude analysis', async () => {
             const prompt = await renderPrompt(await resources.use(promptsResource), 'report-analysis', { company, intel });
-            return analyse((await resources.use(claudeResource)).analyst, prompt, undefined);
+            return analyse((await resources.use(claudeConnector)).analyst, prompt, undefined);
           });
           const report = await stage('HTML, PDF and storage', async () => {
-            const [renderer, browser, storage] = await Promise.all([resources.use(templatesResource), resources.use(browserResource), resources.use(storageResource)]);
+            const [renderer, browser, storage] = await Promise.all([resources.use(templatesResource), resources.use(browserConnector), resources.use(storageConnector)]);
             const view = reportView(config, intel, analysis.analysis, company, systemClock.now());
             return publishReport({ renderer, browser, storage, db: writableQueryable(db), config }, { view, claudeUsage: analysis.usage });
           });
           if (opts.out) {
-            const pdf = await (await resources.use(storageResource)).get(report.pdf_key);
+            const pdf = await (await resources.use(storageConnector)).get(report.pdf_key);
             writeFileSync(opts.out, pdf!);
           }
           if (opts.json) {

@@ -1,6 +1,6 @@
+import { storageConnector } from '../../connectors/storage/connector.ts';
 import { errorMessage, type Page, type PageAnswer } from '../../engine/sdk.ts';
 import { eventStatement } from '../data.ts';
-import { storageResource } from '../resources.ts';
 
 /**
  * The report links the daemon serves: GET /reports/<token> (HTML) and
@@ -38,7 +38,7 @@ export const reportPage: Page = {
     const [row] = await db.query<Row>('SELECT id, domain, html_path, pdf_path FROM generated_reports WHERE token = $1', [token]);
     const key = pdf ? row?.pdf_path : row?.html_path;
     if (!row || !key) return notFound();
-    const content = await (await resources.use(storageResource)).get(key);
+    const content = await (await resources.use(storageConnector)).get(key);
     if (!content) {
       log.error({ report: row.id, key }, 'report file missing from storage');
       return notFound();

@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
 import type { PdfRenderer } from '../../connectors/browser/browser.ts';
+import { browserConnector } from '../../connectors/browser/connector.ts';
+import { storageConnector } from '../../connectors/storage/connector.ts';
 import type { ReportStorage } from '../../connectors/storage/index.ts';
 import { defineStep, type EngineConfig, priceOf, type Queryable } from '../../engine/sdk.ts';
-import { browserResource, storageResource, templatesResource } from '../resources.ts';
+import { templatesResource } from '../resources.ts';
 import type { Analysis, ReportCost, ReportView, SearchIntel } from './model.ts';
 import type { ReportRenderer } from './render.ts';
 
@@ -199,7 +201,7 @@ export const reportRender = defineStep({
     },
   },
   async run(ctx, input) {
-    const [renderer, browser, storage] = await Promise.all([ctx.use(templatesResource), ctx.use(browserResource), ctx.use(storageResource)]);
+    const [renderer, browser, storage] = await Promise.all([ctx.use(templatesResource), ctx.use(browserConnector), ctx.use(storageConnector)]);
     const intel = input.intel as unknown as SearchIntel;
     const view = reportView(ctx.config, intel, input.analysis as unknown as Analysis, input.company, ctx.clock.now());
     return publishReport(

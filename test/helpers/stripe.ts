@@ -1,4 +1,4 @@
-import Stripe from 'stripe';
+import { stripeTestSignature } from '../../connectors/stripe/webhooks.ts';
 
 /** A paid Checkout Session as Stripe sends it in checkout.session.* events; `extra` wins. */
 export function checkoutSession(id: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
@@ -24,6 +24,5 @@ export function stripeEvent(id: string, type: string, object: Record<string, unk
 /** The body and headers of a webhook request signed with `secret`, as Stripe signs them (test mode). */
 export function signedStripeRequest(event: Record<string, unknown>, secret: string, at = new Date()): { body: string; headers: Record<string, string> } {
   const body = JSON.stringify(event);
-  const header = Stripe.webhooks.generateTestHeaderString({ payload: body, secret, timestamp: Math.floor(at.getTime() / 1000) });
-  return { body, headers: { 'content-type': 'application/json', 'stripe-signature': header } };
+  return { body, headers: { 'content-type': 'application/json', 'stripe-signature': stripeTestSignature(body, secret, at) } };
 }
