@@ -157,6 +157,15 @@ describe.each(testDatabases)('the effect ledger on $name', ({ open }) => {
     expect(await ledger().find(e.key)).toMatchObject({ status: 'done', output: null, transient: false });
   });
 
+  it('counts the repeats of an effect left in doubt', async () => {
+    const e = effect();
+    await ledger().reserve(e, [], now);
+    await ledger().repeat(e.key);
+    await ledger().repeat(e.key);
+    expect(await ledger().find(e.key)).toMatchObject({ status: 'reserved', repeats: 2 });
+    expect(await ledger().repeatsOf('r-1')).toEqual([{ step_id: 'send', n: 1, repeats: 2 }]);
+  });
+
   it('lists effects in doubt with what identifies them, and settles them as a person says', async () => {
     const a = effect();
     const b = effect();

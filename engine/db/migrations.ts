@@ -240,6 +240,8 @@ const migrations: Migrations = {
       // it up while it is in doubt; outputs kept only until their item is recorded.
       await db.schema.alterTable('flow_effects').addColumn('identity', 'jsonb').execute();
       await db.schema.alterTable('flow_effects').addColumn('transient', 'boolean', (c) => c.notNull().defaultTo(false)).execute();
+      // How often an effect left in doubt by a crash was performed again (its step allows it): counted, never hidden.
+      await db.schema.alterTable('flow_effects').addColumn('repeats', 'integer', (c) => c.notNull().defaultTo(0)).execute();
       await db.schema
         .createIndex('flow_effects_transient')
         .on('flow_effects')

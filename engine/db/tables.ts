@@ -87,6 +87,8 @@ export interface FlowEffectsTable {
   identity: ColumnType<Record<string, string> | null, string | null | undefined, string | null>;
   /** The output is kept only until the effect's item is recorded (large data stored elsewhere). */
   transient: ColumnType<boolean, boolean | undefined, boolean>;
+  /** Times it was performed again after a crash left it in doubt (in_doubt: repeat, or the provider deduplicates). */
+  repeats: ColumnType<number, number | undefined, number>;
 }
 
 export interface FlowQuotaLedgerTable {

@@ -70,7 +70,7 @@ async function performReserved(rc: RunContext, call: Call): Promise<InvokeResult
     done(rc, call, true);
     return { output: reservation.row.output, attempts: 0 };
   }
-  if (reservation.state === 'in-doubt') reservation = repeatInDoubt(rc, call, reservation.row);
+  if (reservation.state === 'in-doubt') reservation = await repeatInDoubt(rc, call, reservation.row);
   const spent: Record<string, number> = {};
   let result: InvokeResult;
   try {
@@ -91,7 +91,7 @@ async function performReserved(rc: RunContext, call: Call): Promise<InvokeResult
  * harmless (`in_doubt: repeat`, a read); the repeat is counted in the run's summary.
  * Otherwise a person settles it, with what identifies it outside.
  */
-function repeatInDoubt(rc: RunContext, call: Call, row: EffectRow): Reserved {
+async function repeatInDoubt(rc: RunContext, call: Call, row: EffectRow): Promise<Reserved> {
   const safe = call.step.type.effect?.providerIdempotent?.(call.input) || call.step.inDoubt === 'repeat';
   if (!safe) {
     const identity = row.identity ? ` (${Object.entries(row.identity).map(([k, v]) => `${k}: ${v}`).join(', ')})` : '';
@@ -100,6 +100,7 @@ function repeatInDoubt(rc: RunContext, call: Call, row: EffectRow): Reserved {
         `it may have happened, so it is not repeated. Check the outside system, then run: flows effects resolve ${row.key} --happened (or --did-not-happen)`,
     );
   }
+  await rc.store.effects.repeat(row.key);
   rc.state.repeated.push({ step: call.step.id, key: row.key });
   rc.log.info({ step: call.step.id, key: row.key }, 'effect in doubt after a crash: performing it again (the step allows it)');
   return { state: 'reserved', holds: [] };

@@ -126,6 +126,19 @@ export abstract class SqlLedger implements EffectLedger {
     await this.db.query('UPDATE flow_effects SET output = NULL, transient = false WHERE run_id = $1 AND transient AND item_key = ANY($2::text[])', [runId, [...itemKeys]]);
   }
 
+  async repeat(key: string): Promise<void> {
+    await this.db.query('UPDATE flow_effects SET repeats = repeats + 1 WHERE key = $1', [key]);
+  }
+
+  /** Effects of a run performed again after a crash left them in doubt. */
+  async repeatsOf(runId: string): Promise<{ step_id: string; n: number; repeats: number }[]> {
+    const rows = await this.db.query<{ step_id: string; n: number; repeats: number }>(
+      'SELECT step_id, count(*)::int AS n, sum(repeats)::int AS repeats FROM flow_effects WHERE run_id = $1 AND repeats > 0 GROUP BY 1 ORDER BY 1',
+      [runId],
+    );
+    return rows.map((r) => ({ step_id: r.step_id, n: Number(r.n), repeats: Number(r.repeats) }));
+  }
+
   /** Drops every output of the run kept only until its item was recorded (the run completed). */
   async forgetRun(runId: string): Promise<void> {
     await this.db.query('UPDATE flow_effects SET output = NULL, transient = false WHERE run_id = $1 AND transient', [runId]);

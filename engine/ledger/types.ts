@@ -97,6 +97,8 @@ export interface EffectLedger {
   resolve(key: string, happened: boolean, now: Date): Promise<EffectRow>;
   find(key: string): Promise<EffectRow | undefined>;
   inDoubt(runId?: string): Promise<EffectRow[]>;
+  /** Counts a repeat of an effect in doubt: it is performed again (its step allows it). */
+  repeat(key: string): Promise<void>;
   /** Drops the outputs kept only until these items were recorded. */
   forget(runId: string, itemKeys: readonly string[]): Promise<void>;
 }

@@ -68,8 +68,9 @@ export function showCommand(program: Command, project: () => Project, wrap: Wrap
           const failures = await store.items.failed(runId, 1000);
           const effects = await store.effects.counts(runId);
           const skipped = await store.items.skipReasons(runId);
+          const repeated = await store.effects.repeatsOf(runId);
           if (opts.json) {
-            process.stdout.write(`${JSON.stringify({ run, steps, failures, skipped, effects })}\n`);
+            process.stdout.write(`${JSON.stringify({ run, steps, failures, skipped, effects, repeated })}\n`);
             return 0;
           }
           const out: string[] = [];
@@ -94,6 +95,10 @@ export function showCommand(program: Command, project: () => Project, wrap: Wrap
           );
           if (effects.length) {
             out.push('', table(['effects of step', 'kind', 'status', 'count'], effects.map((e) => [e.step_id, e.kind, e.status, e.n])));
+          }
+          if (repeated.length) {
+            out.push('', 'Performed again after a crash left them in doubt (in_doubt: repeat, or the provider deduplicates by key):');
+            for (const r of repeated) out.push(`  ${r.step_id}: ${r.n} effect${r.n === 1 ? '' : 's'}, ${r.repeats} repeat${r.repeats === 1 ? '' : 's'}`);
           }
           if (skipped.length) {
             out.push('', 'Skipped items by reason:');
