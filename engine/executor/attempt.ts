@@ -57,8 +57,23 @@ export async function withRetries<T>(
   }
 }
 
+/** Rejects when `signal` aborts: one listener per signal, however many attempts race it. */
+const abortions = new WeakMap<AbortSignal, Promise<never>>();
+function aborted(signal: AbortSignal): Promise<never> {
+  let promise = abortions.get(signal);
+  if (!promise) {
+    promise = new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
+    promise.catch(() => {});
+    abortions.set(signal, promise);
+  }
+  return promise;
+}
+
 async function attemptOnce<T>(fn: (signal: AbortSignal, attempt: number) => Promise<T>, attempt: number, timeoutMs: number | undefined, abort: AbortSignal): Promise<T> {
   if (abort.aborted) throw abort.reason;
+  // Without a time limit the attempt needs no signal of its own (the one per item would cost more
+  // than the call): it gets the hard stop, and is abandoned when that fires.
+  if (timeoutMs === undefined) return Promise.race([fn(abort, attempt), aborted(abort)]);
   const controller = new AbortController();
   const onAbort = () => controller.abort(abort.reason);
   abort.addEventListener('abort', onAbort, { once: true });

@@ -8,7 +8,7 @@ import { invokeStep } from './invoke.ts';
 import { ItemRecorder } from './recorder.ts';
 import { whenHolds } from './when.ts';
 import { stoppedWaiting } from './wait.ts';
-import type { Lane } from '../flow-control/planner.ts';
+import type { Lane, LanePool } from '../flow-control/planner.ts';
 
 export interface ForeachOutcome {
   output: { total: number; succeeded: number; failed: number; skipped: number; results: unknown[]; results_truncated: boolean };
@@ -29,50 +29,13 @@ interface Item {
  */
 export async function runForeach(rc: RunContext, step: PipelineStep): Promise<ForeachOutcome> {
   const queue = new PQueue({ concurrency: step.concurrency });
-  // Outputs kept only until their item is recorded are dropped once it is.
-  const transient = [step, ...(step.steps ?? [])].some((s) => s.type?.effect?.transientOutput);
-  const recorder = new ItemRecorder(rc.store.items, transient ? (keys) => rc.store.effects.forget(rc.runId, keys) : undefined);
-  const lanes = rc.planner?.lanes(step.concurrency);
+  const items = new ItemRunner(rc, step);
   const highWater = Math.max(step.concurrency * 2, 16);
-  let finished = true;
 
   // A list is rendered once, here; a query is counted here and paged below.
   const list = step.foreach!.kind === 'expression' ? renderList(rc, step) : undefined;
   const total = list ? list.length : await countQuery(rc, step);
   rc.events.emit('step:start', { runId: rc.runId, stepId: step.id, total });
-
-  // Outputs are kept for the step's `results` only (the first FOREACH_RESULTS_LIMIT):
-  // 50,000 item outputs would be megabytes of JSON written for nobody.
-  let outputsKept = 0;
-  const record = (key: string, status: 'succeeded' | 'failed' | 'skipped', attempts: number, output: unknown, error: string | null) => {
-    const keep = status === 'succeeded' && outputsKept < (step.keepResults ?? FOREACH_RESULTS_LIMIT);
-    if (keep) outputsKept++;
-    recorder.add({ runId: rc.runId, stepId: step.id, itemKey: key, status, attempts, output: keep ? output : null, error, finishedAt: rc.clock.now() });
-    rc.events.emit('item:done', { runId: rc.runId, stepId: step.id, itemKey: key, status, error: error ?? undefined });
-  };
-
-  const processItem = async (item: Item) => {
-    const scope = { ...rc.scope, item: item.value };
-    const lane = lanes?.acquire();
-    try {
-      if (!whenHolds(step.when, scope, rc.clock)) return record(item.key, 'skipped', 0, null, null);
-      const site = { key: item.key, lane };
-      const { output, attempts } = isCallStep(step) ? await invokeStep(rc, step, scope, site) : await runGroupItem(rc, step, scope, site);
-      record(item.key, 'succeeded', attempts, output, null);
-    } catch (err) {
-      if (stoppedWaiting(err)) {
-        finished = false; // the item waits for its quota window or budget: it stays pending for a resume
-        return;
-      }
-      const skip = findCause(err, SkipItemError);
-      if (skip) return record(item.key, 'skipped', 0, null, skip.message);
-      const attempts = (err as { attempts?: number }).attempts ?? 1;
-      rc.log.warn({ step: step.id, item: item.key, err: errorMessage(err) }, 'item failed');
-      record(item.key, 'failed', attempts, null, errorMessage(err));
-    } finally {
-      if (lane) lanes!.release(lane);
-    }
-  };
 
   const none = new Set<string>();
   for await (const page of list ? listPages(rc, step, list) : queryPages(rc, step)) {
@@ -84,28 +47,82 @@ export async function runForeach(rc: RunContext, step: PipelineStep): Promise<Fo
         continue;
       }
       if (queue.size + queue.pending >= highWater) await queue.onSizeLessThan(step.concurrency);
-      void queue.add(() => processItem(item));
+      void queue.add(() => items.run(item));
     }
     if (rc.state.noNewWork.aborted) {
-      finished = false;
+      items.finished = false;
       break;
     }
   }
   await queue.onIdle();
-  await recorder.flush();
-  if (lanes) rc.planner!.finished(lanes);
+  await items.done();
 
   const counts = await rc.store.items.counts(rc.runId, step.id);
   const results = await rc.store.items.outputs(rc.runId, step.id, step.keepResults ?? FOREACH_RESULTS_LIMIT);
   return {
-    output: {
-      total: counts.succeeded + counts.failed + counts.skipped,
-      ...counts,
-      results,
-      results_truncated: counts.succeeded > results.length,
-    },
-    finished,
+    output: { total: counts.succeeded + counts.failed + counts.skipped, ...counts, results, results_truncated: counts.succeeded > results.length },
+    finished: items.finished,
   };
+}
+
+/** Runs the items of one foreach step and records how each ended. */
+class ItemRunner {
+  /** False when an item stayed pending (a stop, a park or a halt): the step is not done. */
+  finished = true;
+  private readonly recorder: ItemRecorder;
+  private readonly lanes?: LanePool;
+  private outputsKept = 0;
+
+  constructor(
+    private readonly rc: RunContext,
+    private readonly step: PipelineStep,
+  ) {
+    // Outputs kept only until their item is recorded are dropped once it is.
+    const transient = [step, ...(step.steps ?? [])].some((s) => s.type?.effect?.transientOutput);
+    this.recorder = new ItemRecorder(rc.store.items, transient ? (keys) => rc.store.effects.forget(rc.runId, keys) : undefined);
+    this.lanes = rc.planner?.lanes(step.concurrency);
+  }
+
+  async run(item: Item): Promise<void> {
+    const { rc, step } = this;
+    const scope = { ...rc.scope, item: item.value };
+    const lane = this.lanes?.acquire();
+    try {
+      if (!whenHolds(step.when, scope, rc.clock)) return this.record(item.key, 'skipped', 0, null, null);
+      const site = { key: item.key, lane };
+      const { output, attempts } = isCallStep(step) ? await invokeStep(rc, step, scope, site) : await runGroupItem(rc, step, scope, site);
+      this.record(item.key, 'succeeded', attempts, output, null);
+    } catch (err) {
+      if (stoppedWaiting(err)) {
+        this.finished = false; // the item waits for its quota window or budget: it stays pending for a resume
+        return;
+      }
+      const skip = findCause(err, SkipItemError);
+      if (skip) return this.record(item.key, 'skipped', 0, null, skip.message);
+      rc.log.warn({ step: step.id, item: item.key, err: errorMessage(err) }, 'item failed');
+      this.record(item.key, 'failed', (err as { attempts?: number }).attempts ?? 1, null, errorMessage(err));
+    } finally {
+      if (lane) this.lanes!.release(lane);
+    }
+  }
+
+  /** Writes what is buffered; the dry run's lanes tell the planner where the step ended. */
+  async done(): Promise<void> {
+    await this.recorder.flush();
+    if (this.lanes) this.rc.planner!.finished(this.lanes);
+  }
+
+  /**
+   * Outputs are kept for the step's `results` only (the first FOREACH_RESULTS_LIMIT): 50,000
+   * item outputs would be megabytes of JSON written for nobody.
+   */
+  private record(key: string, status: 'succeeded' | 'failed' | 'skipped', attempts: number, output: unknown, error: string | null): void {
+    const { rc, step } = this;
+    const keep = status === 'succeeded' && this.outputsKept < (step.keepResults ?? FOREACH_RESULTS_LIMIT);
+    if (keep) this.outputsKept++;
+    this.recorder.add({ runId: rc.runId, stepId: step.id, itemKey: key, status, attempts, output: keep ? output : null, error, finishedAt: rc.clock.now() });
+    rc.events.emit('item:done', { runId: rc.runId, stepId: step.id, itemKey: key, status, error: error ?? undefined });
+  }
 }
 
 /**
