@@ -8,7 +8,7 @@ import { intelCollect } from './report/collect.ts';
 import { reportPages } from './report/pages.ts';
 import { reportRender } from './report/publish.ts';
 import { sqlExecute, sqlInsert, sqlQuery, sqlUpsert } from './sql.ts';
-import { stripeCheckout } from './stripe.ts';
+import { stripeCheckout } from './stripe/checkout.ts';
 import { prospectsRead, prospectsSave } from './prospects/import.ts';
 import { SourcesSchema } from './prospects/sources.ts';
 import { CategoriesSchema, prospectsCategorise } from './prospects/categorise.ts';

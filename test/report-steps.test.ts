@@ -14,7 +14,7 @@ import { RunStore } from '../engine/store/index.ts';
 import { normalizeDomain } from '../steps/domain.ts';
 import { emailSend } from '../steps/email.ts';
 import { createRegistry } from '../steps/index.ts';
-import { stripeCheckout } from '../steps/stripe.ts';
+import { stripeCheckout } from '../steps/stripe/checkout.ts';
 import { stepContext } from './helpers/context.ts';
 import { testDatabases } from './helpers/db.ts';
 import { calls, pipelineFrom, testConfig } from './helpers/pipeline.ts';
