@@ -1,7 +1,7 @@
 import { builtinConnectors } from '../connectors/index.ts';
 import { type Page, StepRegistry } from '../engine/sdk.ts';
 import { eventEmit, filter, log, needsAttention, transform } from './data.ts';
-import { emailSend } from './email.ts';
+import { emailSend } from './email/send.ts';
 import { httpRequest } from './http/request.ts';
 import { reportAnalyse } from './report/analyse.ts';
 import { intelCollect } from './report/collect.ts';

@@ -12,7 +12,7 @@ import { silentLogger } from '../engine/log.ts';
 import { Resources } from '../engine/resources.ts';
 import { RunStore } from '../engine/store/index.ts';
 import { normalizeDomain } from '../steps/domain.ts';
-import { emailSend } from '../steps/email.ts';
+import { emailSend } from '../steps/email/send.ts';
 import { createRegistry } from '../steps/index.ts';
 import { stripeCheckout } from '../steps/stripe/checkout.ts';
 import { stepContext } from './helpers/context.ts';
