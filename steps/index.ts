@@ -1,6 +1,10 @@
 import { builtinConnectors } from '../connectors/index.ts';
 import { type Page, StepRegistry } from '../engine/sdk.ts';
-import { eventEmit, filter, log, needsAttention, transform } from './data.ts';
+import { eventEmit } from './event/emit.ts';
+import { filter } from './filter.ts';
+import { log } from './log.ts';
+import { needsAttention } from './run/needs_attention.ts';
+import { transform } from './transform.ts';
 import { emailSend } from './email/send.ts';
 import { httpRequest } from './http/request.ts';
 import { reportAnalyse } from './report/analyse.ts';
