@@ -8,7 +8,7 @@ import { transform } from './transform.ts';
 import { emailSend } from './email/send.ts';
 import { httpRequest } from './http/request.ts';
 import { reportAnalyse } from './report/analyse.ts';
-import { intelCollect } from './report/collect.ts';
+import { intelCollect } from './intel/collect.ts';
 import { reportPages } from './report/pages.ts';
 import { reportRender } from './report/publish.ts';
 import { sqlExecute } from './sql/execute.ts';

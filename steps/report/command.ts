@@ -9,7 +9,7 @@ import { formatDuration, type Project, Resources, systemClock, UsageError, type 
 import { normalizeDomain } from '../domain.ts';
 import { templatesResource } from '../resources.ts';
 import { analyse, promptsResource, renderPrompt } from './analyse.ts';
-import { collectIntel, DEFAULT_LIMITS } from './collect.ts';
+import { collectIntel, DEFAULT_LIMITS } from '../intel/collect.ts';
 import { publishReport, reportView } from './publish.ts';
 
 interface ReportOptions {
