@@ -7,7 +7,7 @@ import type { ReportStorage } from '../../connectors/storage/index.ts';
 import { defineStep, type EngineConfig, priceOf, type Queryable } from '../../engine/sdk.ts';
 import { templatesResource } from '../resources.ts';
 import type { Analysis, ReportCost, ReportView, SearchIntel } from './model.ts';
-import type { ReportRenderer } from './render.ts';
+import type { ReportRenderer } from './templates.ts';
 
 /**
  * `report.render`: the report as HTML and A4 PDF, stored under an unguessable token and
