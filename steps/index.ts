@@ -10,7 +10,7 @@ import { httpRequest } from './http/request.ts';
 import { reportAnalyse } from './report/analyse.ts';
 import { intelCollect } from './intel/collect.ts';
 import { reportPages } from './report/pages.ts';
-import { reportRender } from './report/publish.ts';
+import { reportRender } from './report/render.ts';
 import { sqlExecute } from './sql/execute.ts';
 import { sqlInsert } from './sql/insert.ts';
 import { sqlQuery } from './sql/query.ts';
