@@ -21,7 +21,7 @@ import { SourcesSchema } from './prospects/sources.ts';
 import { CategoriesSchema, prospectsCategorise } from './prospects/categorise.ts';
 import { EnrichmentSchema, prospectsCensus } from './prospects/census.ts';
 import { LinkedinSchema, linkedinSelect } from './prospects/select.ts';
-import { reportAnalyseBatch } from './report/batch.ts';
+import { reportAnalyseBatch } from './report/analyse_batch.ts';
 import { businessMigrations } from './tables.ts';
 
 /** Every built-in step type. A new step type is one file here plus one line below. */

@@ -17,7 +17,7 @@ import { RunStore } from '../engine/store/index.ts';
 import { createRegistry } from '../steps/index.ts';
 import { categorise, metricsOf } from '../steps/prospects/categorise.ts';
 import { comingWeek } from '../steps/prospects/select.ts';
-import { reportAnalyseBatch } from '../steps/report/batch.ts';
+import { reportAnalyseBatch } from '../steps/report/analyse_batch.ts';
 import { stepContext } from './helpers/context.ts';
 import { sampleReportView } from './helpers/report-view.ts';
 import { testDatabases } from './helpers/db.ts';
