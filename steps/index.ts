@@ -21,7 +21,7 @@ import { prospectsSave } from './prospects/save.ts';
 import { SourcesSchema } from './prospects/sources.ts';
 import { CategoriesSchema, prospectsCategorise } from './prospects/categorise.ts';
 import { EnrichmentSchema, prospectsCensus } from './prospects/census.ts';
-import { LinkedinSchema, linkedinSelect } from './prospects/select.ts';
+import { LinkedinSchema, linkedinSelect } from './linkedin/select.ts';
 import { reportAnalyseBatch } from './report/analyse_batch.ts';
 import { businessMigrations } from './tables.ts';
 

@@ -16,7 +16,7 @@ import { Resources } from '../engine/resources.ts';
 import { RunStore } from '../engine/store/index.ts';
 import { createRegistry } from '../steps/index.ts';
 import { categorise, metricsOf } from '../steps/prospects/categorise.ts';
-import { comingWeek } from '../steps/prospects/select.ts';
+import { comingWeek } from '../steps/linkedin/select.ts';
 import { reportAnalyseBatch } from '../steps/report/analyse_batch.ts';
 import { stepContext } from './helpers/context.ts';
 import { sampleReportView } from './helpers/report-view.ts';
