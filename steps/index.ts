@@ -25,7 +25,7 @@ import { LinkedinSchema, linkedinSelect } from './linkedin/select.ts';
 import { reportAnalyseBatch } from './report/analyse_batch.ts';
 import { businessMigrations } from './tables.ts';
 
-/** Every built-in step type. A new step type is one file here plus one line below. */
+/** Every built-in step type. A new step type is one file named after it (`family.name` in family/name.ts, `name` in name.ts) plus one line below. */
 export const builtinSteps = [
   httpRequest,
   sqlQuery,
