@@ -24,7 +24,7 @@ import { startSmtpSandbox } from '../connectors/smtp/sandbox.ts';
 import { benchResources, type Latencies, PIPELINES_DIR, shippedConfig, startConnectors } from './report-kit.ts';
 
 const SECRET = 'whsec_bench_report';
-/** Calls collectIntel makes to each service, all at once (steps/report/collect.ts). */
+/** Calls collectIntel makes to each service, all at once (steps/intel/collect.ts). */
 const CALLS = { semrush: 4, spyfu: 3 };
 
 export interface E2eResult {

@@ -25,8 +25,8 @@ import type { Database } from '../engine/db/connect.ts';
 import { writableQueryable } from '../engine/executor/context.ts';
 import { silentLogger } from '../engine/log.ts';
 import { Resources } from '../engine/resources.ts';
-import { analyse, promptsResource, renderPrompt } from '../steps/report/analyse.ts';
-import { collectIntel, DEFAULT_LIMITS } from '../steps/report/collect.ts';
+import { analyse, promptsResource, renderPrompt } from '../steps/report/analysis.ts';
+import { collectIntel, DEFAULT_LIMITS } from '../steps/intel/collect.ts';
 import { publishReport, reportView } from '../steps/report/publish.ts';
 import { templatesResource } from '../steps/resources.ts';
 

@@ -20,7 +20,7 @@ import { RunStore } from '../engine/store/index.ts';
 import { type Categories, categorise } from '../steps/prospects/categorise.ts';
 import { INTEL_SOURCE } from '../steps/prospects/census.ts';
 import { mergeDuplicates, type Source, toProspect } from '../steps/prospects/sources.ts';
-import { collectIntel, DEFAULT_LIMITS } from '../steps/report/collect.ts';
+import { collectIntel, DEFAULT_LIMITS } from '../steps/intel/collect.ts';
 import { openFreshPostgres } from '../test/helpers/db.ts';
 import { PIPELINES_DIR } from './report-kit.ts';
 import { SOURCE } from './weekly-data.ts';

@@ -1,23 +1,31 @@
 import { builtinConnectors } from '../connectors/index.ts';
 import { type Page, StepRegistry } from '../engine/sdk.ts';
-import { eventEmit, filter, log, needsAttention, transform } from './data.ts';
-import { emailSend } from './email.ts';
-import { httpRequest } from './http-request.ts';
+import { eventEmit } from './event/emit.ts';
+import { filter } from './filter.ts';
+import { log } from './log.ts';
+import { needsAttention } from './run/needs_attention.ts';
+import { transform } from './transform.ts';
+import { emailSend } from './email/send.ts';
+import { httpRequest } from './http/request.ts';
 import { reportAnalyse } from './report/analyse.ts';
-import { intelCollect } from './report/collect.ts';
+import { intelCollect } from './intel/collect.ts';
 import { reportPages } from './report/pages.ts';
-import { reportRender } from './report/publish.ts';
-import { sqlExecute, sqlInsert, sqlQuery, sqlUpsert } from './sql.ts';
-import { stripeCheckout } from './stripe.ts';
-import { prospectsRead, prospectsSave } from './prospects/import.ts';
+import { reportRender } from './report/render.ts';
+import { sqlExecute } from './sql/execute.ts';
+import { sqlInsert } from './sql/insert.ts';
+import { sqlQuery } from './sql/query.ts';
+import { sqlUpsert } from './sql/upsert.ts';
+import { stripeCheckout } from './stripe/checkout.ts';
+import { prospectsRead } from './prospects/read.ts';
+import { prospectsSave } from './prospects/save.ts';
 import { SourcesSchema } from './prospects/sources.ts';
 import { CategoriesSchema, prospectsCategorise } from './prospects/categorise.ts';
 import { EnrichmentSchema, prospectsCensus } from './prospects/census.ts';
-import { LinkedinSchema, linkedinSelect } from './prospects/select.ts';
-import { reportAnalyseBatch } from './report/batch.ts';
+import { LinkedinSchema, linkedinSelect } from './linkedin/select.ts';
+import { reportAnalyseBatch } from './report/analyse_batch.ts';
 import { businessMigrations } from './tables.ts';
 
-/** Every built-in step type. A new step type is one file here plus one line below. */
+/** Every built-in step type. A new step type is one file named after it (`family.name` in family/name.ts, `name` in name.ts) plus one line below. */
 export const builtinSteps = [
   httpRequest,
   sqlQuery,

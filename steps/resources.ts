@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { defineResource } from '../engine/sdk.ts';
-import { createReportRenderer, type ReportRenderer } from './report/render.ts';
+import { createReportRenderer, type ReportRenderer } from './report/templates.ts';
 
 /**
  * What steps share that is not an outside system: the project's templates and folders.

@@ -43,3 +43,63 @@ describe('module boundaries', () => {
     expect(crossing(['engine'], (t) => !t.startsWith('steps/') && !t.startsWith('connectors/'))).toEqual([]);
   });
 });
+
+/**
+ * The step types each file under steps/ defines: the `type: '...'` of every `defineStep({ ... })`
+ * call, read at the object's own level (the `type: 'string'` of a schema inside it is deeper).
+ * A small scanner over strings, template literals and comments; enough for our sources.
+ */
+function definedStepTypes(text: string): string[] {
+  const found: string[] = [];
+  const skipTo = (from: number, end: string) => {
+    const at = text.indexOf(end, from);
+    return at < 0 ? text.length : at + end.length - 1;
+  };
+  for (const call of text.matchAll(/\bdefineStep\s*\(\s*\{/g)) {
+    // Open brackets, template literals (`) and their ${ } holes, innermost last.
+    const open: string[] = [];
+    for (let i = call.index + call[0].length - 1; i < text.length; i++) {
+      const c = text[i]!;
+      if (open.at(-1) === '`') {
+        if (c === '\\') i++;
+        else if (c === '`') open.pop();
+        else if (c === '$' && text[i + 1] === '{') open.push(text[++i]!);
+      } else if (c === "'" || c === '"') {
+        for (i++; i < text.length && text[i] !== c; i++) if (text[i] === '\\') i++;
+      } else if (c === '/' && text[i + 1] === '/') {
+        i = skipTo(i, '\n');
+      } else if (c === '/' && text[i + 1] === '*') {
+        i = skipTo(i + 2, '*/');
+      } else if ('`{(['.includes(c)) {
+        open.push(c);
+      } else if ('}])'.includes(c)) {
+        open.pop();
+        if (open.length === 0) break;
+      } else if (open.length === 1 && /[\s,{]/.test(text[i - 1]!)) {
+        const own = /^type\s*:\s*'([^']*)'/.exec(text.slice(i, i + 200));
+        if (own) found.push(own[1]!);
+      }
+    }
+  }
+  return found;
+}
+
+describe('step files', () => {
+  const defined = sources('steps').map((file) => ({ file, types: definedStepTypes(readFileSync(join(root, file), 'utf8')) }));
+
+  it('a built-in step type is defined in the file named after it: family.name in steps/family/name.ts, name in steps/name.ts', async () => {
+    const { createRegistry } = await import('../steps/index.ts');
+    const types = createRegistry().all().map((step) => step.type);
+    expect(types.length).toBeGreaterThan(0);
+    const misplaced = types.flatMap((type) => {
+      const files = defined.filter((d) => d.types.includes(type)).map((d) => d.file);
+      const expected = join('steps', ...type.split('.')) + '.ts';
+      return files.length === 1 && files[0] === expected ? [] : [`${type}: expected in ${expected}, defined in ${files.join(', ') || 'no file under steps/ (a defineStep({ type: ... }) call)'}`];
+    });
+    expect(misplaced).toEqual([]);
+  });
+
+  it('no file defines two step types', () => {
+    expect(defined.filter((d) => d.types.length > 1).map((d) => `${d.file}: ${d.types.join(', ')}`)).toEqual([]);
+  });
+});

@@ -9,7 +9,7 @@ import { NonRetriableError } from '../engine/errors.ts';
 import { escapeXml, horizontalBarChart, sparkline, splitBar } from '../steps/report/charts.ts';
 import { formatCompact, formatMoney, formatNumber, formatPercent } from '../steps/report/format.ts';
 import type { ReportView } from '../steps/report/model.ts';
-import { createReportRenderer, DEFAULT_TEMPLATE_DIR, ReportTemplateError } from '../steps/report/render.ts';
+import { createReportRenderer, DEFAULT_TEMPLATE_DIR, ReportTemplateError } from '../steps/report/templates.ts';
 import { sampleReportView } from './helpers/report-view.ts';
 
 const renderer = createReportRenderer({ templateDir: DEFAULT_TEMPLATE_DIR });

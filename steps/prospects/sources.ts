@@ -80,6 +80,21 @@ const DEFAULT_COLUMNS: Record<'csv' | 'json' | 'phantombuster', Required<Record<
   },
 };
 
+/** A prospect row as prospects.read gives it and prospects.save takes it (ProspectRow). */
+export const ProspectRowSchema = Type.Object(
+  {
+    key: Type.String(),
+    source: Type.String(),
+    domain: Type.Union([Type.String(), Type.Null()]),
+    company_name: Type.Union([Type.String(), Type.Null()]),
+    contact_name: Type.Union([Type.String(), Type.Null()]),
+    email: Type.Union([Type.String(), Type.Null()]),
+    linkedin_url: Type.Union([Type.String(), Type.Null()]),
+    problem: Type.Union([Type.String(), Type.Null()]),
+  },
+  { additionalProperties: false },
+);
+
 export interface ProspectRow {
   /** The item key: the domain, or `<source>#<record>` for a record without one. */
   key: string;

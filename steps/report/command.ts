@@ -8,8 +8,8 @@ import { storageConnector } from '../../connectors/storage/connector.ts';
 import { formatDuration, type Project, Resources, systemClock, UsageError, type Wrap, writableQueryable } from '../../engine/sdk.ts';
 import { normalizeDomain } from '../domain.ts';
 import { templatesResource } from '../resources.ts';
-import { analyse, promptsResource, renderPrompt } from './analyse.ts';
-import { collectIntel, DEFAULT_LIMITS } from './collect.ts';
+import { analyse, promptsResource, renderPrompt } from './analysis.ts';
+import { collectIntel, DEFAULT_LIMITS } from '../intel/collect.ts';
 import { publishReport, reportView } from './publish.ts';
 
 interface ReportOptions {

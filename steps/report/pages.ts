@@ -1,6 +1,6 @@
 import { storageConnector } from '../../connectors/storage/connector.ts';
 import { errorMessage, type Page, type PageAnswer } from '../../engine/sdk.ts';
-import { eventStatement } from '../data.ts';
+import { eventStatement } from '../event/emit.ts';
 
 /**
  * The report links the daemon serves: GET /reports/<token> (HTML) and

@@ -1,101 +1,84 @@
-import { readdirSync, readFileSync } from 'node:fs';
-import { isAbsolute, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Liquid } from 'liquidjs';
-import { NonRetriableError } from '../../engine/sdk.ts';
-import { formatCompact, formatMoney, formatNumber, formatPercent } from './format.ts';
-import type { ReportView } from './model.ts';
-import { templateView } from './template-view.ts';
-
-/** `pipelines/templates/` of this checkout, wherever the process runs from. */
-export const DEFAULT_TEMPLATE_DIR = fileURLToPath(new URL('../../pipelines/templates/', import.meta.url));
-
-/** The page template's name in the template folder (`report.liquid`). */
-export const REPORT_TEMPLATE = 'report';
-
-export interface ReportRendererOptions {
-  /** Folder holding `report.liquid` and the partials it includes. */
-  templateDir: string;
-}
-
-export interface ReportRenderer {
-  /** The report as one self-contained HTML page (inline CSS and SVG, nothing to fetch). */
-  render(view: ReportView): Promise<string>;
-}
-
-/** A template that does not parse or render: the message starts with `file:line:col:`. */
-export class ReportTemplateError extends NonRetriableError {
-  override readonly name = 'ReportTemplateError';
-}
+import { Type } from '@sinclair/typebox';
+import { browserConnector } from '../../connectors/browser/connector.ts';
+import { storageConnector } from '../../connectors/storage/connector.ts';
+import { defineStep } from '../../engine/sdk.ts';
+import { templatesResource } from '../resources.ts';
+import type { Analysis, SearchIntel } from './model.ts';
+import { publishReport, reportCost, reportLinks, reportView } from './publish.ts';
 
 /**
- * Renders reports with Liquid. Every `{{ }}` is HTML-escaped; a misspelt variable or filter
- * is an error, not an empty string. Templates are parsed once and cached, so edits to the
- * files need a new renderer (a new process).
- *
- * The charts are the only markup the template prints unescaped (`{{ charts.x | raw }}`,
- * `{{ k.trend_svg | raw }}`). That is safe because charts.ts builds those strings itself and
- * passes every data string through escapeXml: no text from SEMrush, SpyFu, Claude or the
- * customer reaches the page unescaped.
+ * `report.render`: the report as HTML and A4 PDF, stored under an unguessable token and
+ * recorded in generated_reports with what it cost, through publish.ts as `flows report` does.
  */
-export function createReportRenderer(options: ReportRendererOptions): ReportRenderer {
-  const liquid = new Liquid({
-    root: options.templateDir,
-    extname: '.liquid',
-    outputEscape: 'escape',
-    strictVariables: true,
-    strictFilters: true,
-    cache: true,
-    // Dates read the same on every server: UTC, English month names.
-    timezoneOffset: 0,
-    locale: 'en-US',
-  });
-  liquid.registerFilter('number', formatNumber);
-  liquid.registerFilter('compact', formatCompact);
-  liquid.registerFilter('money', formatMoney);
-  liquid.registerFilter('percent', formatPercent);
-  return {
-    async render(view) {
-      const context = templateView(view);
-      try {
-        return await liquid.renderFile(REPORT_TEMPLATE, context);
-      } catch (err) {
-        throw templateError(err, options.templateDir, Object.keys(context));
-      }
+
+const Usage = Type.Object({ input_tokens: Type.Integer({ minimum: 0 }), output_tokens: Type.Integer({ minimum: 0 }) });
+
+export const reportRender = defineStep({
+  type: 'report.render',
+  description: 'Renders the report (HTML and A4 PDF), stores both under an unguessable token and records it in generated_reports with its cost.',
+  input: Type.Object(
+    {
+      intel: Type.Record(Type.String(), Type.Unknown(), { description: 'The output of intel.collect.' }),
+      analysis: Type.Record(Type.String(), Type.Unknown(), { description: 'The analysis of report.analyse.' }),
+      claude_usage: Type.Optional(Usage),
+      claude_via: Type.Optional(Type.Unsafe<'single' | 'batch'>({ type: 'string', enum: ['single', 'batch'], description: 'batch: the analysis came from report.analyse_batch (priced at batch prices).' })),
+      company: Type.Optional(Type.String({ description: 'Name on the report (default: the domain).' })),
+      prospect_id: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'The prospect the report is for, when known.' })),
     },
-  };
-}
-
-interface LiquidFailure {
-  message: string;
-  /** liquidjs's excerpt of the template around the error, with a `>>` marker. */
-  context?: string;
-  token?: { file?: string; input: string; getPosition(): [number, number] };
-}
-
-/**
- * The error with its place first. liquidjs leaves the file out of some errors (an undefined
- * variable) but keeps the template's text, so the file is found by its content.
- */
-function templateError(err: unknown, templateDir: string, variables: string[]): unknown {
-  const failure = err as LiquidFailure;
-  if (!(err instanceof Error) || !failure.token) return err;
-  const file = failure.token.file ?? findTemplate(templateDir, failure.token.input) ?? join(templateDir, `${REPORT_TEMPLATE}.liquid`);
-  const [line, col] = failure.token.getPosition();
-  // liquidjs appends ", file:..., line:..., col:..." to its message; the prefix says that now.
-  const what = failure.message.replace(/(, file:.*)?, line:\d+, col:\d+$/, '');
-  const hint = what.startsWith('undefined variable') ? ` (the template sees: ${variables.join(', ')}; see the comment at the top of report.liquid)` : '';
-  return new ReportTemplateError(`${shown(file)}:${line}:${col}: ${what}${hint}\n${failure.context ?? ''}`, { cause: err });
-}
-
-function findTemplate(dir: string, text: string): string | undefined {
-  const files = readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.liquid'));
-  const match = files.find((f) => readFileSync(join(dir, f), 'utf8') === text);
-  return match && join(dir, match);
-}
-
-/** A path as the user would type it: relative to the working folder when inside it. */
-function shown(file: string): string {
-  const rel = relative(process.cwd(), file);
-  return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : file;
-}
+    { additionalProperties: false },
+  ),
+  output: Type.Object(
+    {
+      report_id: Type.String(),
+      token: Type.String(),
+      url: Type.String({ description: 'The HTML page, behind the token.' }),
+      pdf_url: Type.String(),
+      html_key: Type.String({ description: 'Storage key of the HTML.' }),
+      pdf_key: Type.String({ description: 'Storage key of the PDF (attach it with email.send).' }),
+      pdf_bytes: Type.Integer(),
+      cost: Type.Object({
+        semrush_units: Type.Number(),
+        spyfu_rows: Type.Number(),
+        claude_input_tokens: Type.Number(),
+        claude_output_tokens: Type.Number(),
+        usd: Type.Number(),
+      }),
+      timings: Type.Object({ html_ms: Type.Number(), pdf_ms: Type.Number(), store_ms: Type.Number() }),
+    },
+    { additionalProperties: false },
+  ),
+  effect: {
+    kind: () => 'report',
+    // The row is keyed by the effect key: a repeat finds it and makes nothing new.
+    providerIdempotent: () => true,
+    async plan(ctx, input) {
+      const intel = input.intel as unknown as SearchIntel;
+      const view = reportView(ctx.config, intel, input.analysis as unknown as Analysis, input.company, ctx.clock.now());
+      const html = await (await ctx.use(templatesResource)).render(view);
+      const token = 'dry-run';
+      return {
+        summary: `report for ${view.company} (${intel.domain}): HTML ${Math.round(html.length / 1024)} KiB and PDF`,
+        output: {
+          report_id: '(dry run)',
+          token,
+          ...reportLinks(ctx.config, token),
+          html_key: `${token}/report.html`,
+          pdf_key: `${token}/report.pdf`,
+          pdf_bytes: 0,
+          cost: reportCost(intel, input.claude_usage ?? { input_tokens: 0, output_tokens: 0 }, ctx.config.prices),
+          timings: { html_ms: 0, pdf_ms: 0, store_ms: 0 },
+        },
+        artifacts: [{ name: 'report.html', content: html }],
+      };
+    },
+  },
+  async run(ctx, input) {
+    const [renderer, browser, storage] = await Promise.all([ctx.use(templatesResource), ctx.use(browserConnector), ctx.use(storageConnector)]);
+    const intel = input.intel as unknown as SearchIntel;
+    const view = reportView(ctx.config, intel, input.analysis as unknown as Analysis, input.company, ctx.clock.now());
+    return publishReport(
+      { renderer, browser, storage, db: ctx.db, config: ctx.config, signal: ctx.signal },
+      { view, claudeUsage: input.claude_usage ?? { input_tokens: 0, output_tokens: 0 }, claudeVia: input.claude_via, prospectId: input.prospect_id, runId: ctx.run.id, effectKey: ctx.effectKey },
+    );
+  },
+});

@@ -2,12 +2,12 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
-import { Liquid } from 'liquidjs';
-import type { EmailAttachment } from '../connectors/smtp/client.ts';
-import { smtpConnector } from '../connectors/smtp/connector.ts';
-import { storageConnector } from '../connectors/storage/connector.ts';
-import { defineResource, defineStep, type EngineConfig, NonRetriableError, type StepContext } from '../engine/sdk.ts';
-import { escapeXml } from './report/charts.ts';
+import type { EmailAttachment } from '../../connectors/smtp/client.ts';
+import { smtpConnector } from '../../connectors/smtp/connector.ts';
+import { storageConnector } from '../../connectors/storage/connector.ts';
+import { defineStep, type EngineConfig, NonRetriableError, type StepContext } from '../../engine/sdk.ts';
+import { escapeXml } from '../report/charts.ts';
+import { emailTemplatesResource } from './templates.ts';
 
 /**
  * `email.send`: one email from a template in pipelines/templates/emails/ — `<name>.html.liquid`
@@ -15,21 +15,6 @@ import { escapeXml } from './report/charts.ts';
  * no host is configured). Every email ends with the business's name and physical address;
  * a config without business.address cannot send. Attachments come from report storage.
  */
-
-export interface EmailTemplates {
-  html: Liquid;
-  text: Liquid;
-  dir: string;
-}
-
-export const emailTemplatesResource = defineResource<EmailTemplates>({
-  name: 'email-templates',
-  create: (env) => {
-    const dir = join(env.projectDir, 'templates', 'emails');
-    const common = { root: dir, strictVariables: true, strictFilters: true, cache: true } as const;
-    return { dir, html: new Liquid({ ...common, outputEscape: 'escape' }), text: new Liquid(common) };
-  },
-});
 
 const Input = Type.Object(
   {

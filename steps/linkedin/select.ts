@@ -1,8 +1,8 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { Cron } from 'croner';
 import { configSection, defineStep, type EngineConfig, evaluate, NonRetriableError, parseExpression, type Queryable, type StepContext } from '../../engine/sdk.ts';
-import type { Metrics } from './categorise.ts';
-import { INTEL_SOURCE } from './census.ts';
+import type { Metrics } from '../prospects/categorise.ts';
+import { INTEL_SOURCE } from '../prospects/census.ts';
 
 /**
  * `linkedin.select`: the week's LinkedIn prospects. Among prospects with a LinkedIn profile

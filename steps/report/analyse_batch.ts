@@ -3,7 +3,7 @@ import type { BatchItem } from '../../connectors/claude/batch.ts';
 import { claudeConnector } from '../../connectors/claude/connector.ts';
 import { connectorSettings, defineStep, NonRetriableError, parseDuration, type StepContext } from '../../engine/sdk.ts';
 import { INTEL_SOURCE } from '../prospects/census.ts';
-import { analyse, promptsResource, renderPrompt, TOOL_NAME } from './analyse.ts';
+import { analyse, promptsResource, renderPrompt, TOOL_NAME } from './analysis.ts';
 import { type Analysis, AnalysisSchema, type SearchIntel } from './model.ts';
 
 /**

@@ -6,7 +6,7 @@ import type { SpyfuApi } from '../../connectors/spyfu/client.ts';
 import { spyfuConnector } from '../../connectors/spyfu/connector.ts';
 import { defineStep, NonRetriableError } from '../../engine/sdk.ts';
 import { normalizeDomain } from '../domain.ts';
-import type { SearchIntel } from './model.ts';
+import type { SearchIntel } from '../report/model.ts';
 
 /** How many lines of each list a report asks for. */
 export interface CollectLimits {

@@ -1,4 +1,4 @@
-import { checkIdentifier, NonRetriableError } from '../engine/sdk.ts';
+import { checkIdentifier, NonRetriableError } from '../../engine/sdk.ts';
 
 const IDENT = /^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/;
 

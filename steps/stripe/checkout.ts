@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
-import { defineStep, NonRetriableError, type Queryable } from '../engine/sdk.ts';
-import { normalizeDomain } from './domain.ts';
+import { defineStep, NonRetriableError, type Queryable } from '../../engine/sdk.ts';
+import { normalizeDomain } from '../domain.ts';
 
 /**
  * `stripe.checkout`: the facts of a paid Checkout Session (the `data.object` of a

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { defineStep, NonRetriableError, RetryAfterError, retryAfterMs } from '../engine/sdk.ts';
+import { defineStep, NonRetriableError, RetryAfterError, retryAfterMs } from '../../engine/sdk.ts';
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
 
