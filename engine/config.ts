@@ -1,6 +1,6 @@
 import { type Static, type TObject, type TSchema, Type } from '@sinclair/typebox';
 import { Cron } from 'croner';
-import { parseDuration } from './duration.ts';
+import { DURATION_PATTERN, parseDuration } from './duration.ts';
 import type { Diagnostic } from './errors.ts';
 import { findTemplates, renderDeep } from './expr/index.ts';
 import type { AnyConnector } from './connector.ts';
@@ -26,6 +26,14 @@ export const RateLimitSchema = Type.Object(
     per_second: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'Requests per second.' })),
     per_minute: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'Requests per minute.' })),
     concurrency: Type.Optional(Type.Integer({ minimum: 1, description: 'Requests in flight at once.' })),
+    hold: Type.Optional(
+      Type.String({
+        pattern: DURATION_PATTERN,
+        description:
+          'Longest a call may keep one of the places (default "60s"): a call still going then is failed (and retried), and a process that died in the middle of its calls gives their places back after it.',
+        'x-hint': 'write a duration like "60s"',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -94,4 +94,42 @@ describe('rate limits', () => {
     expect(api.arrivals).toHaveLength(24);
     expect(rate(api.arrivals)).toBeLessThanOrEqual(26); // one limit for both, not 25 each
   });
+
+  it.skipIf(!process.env.REDIS_URL)('outlive the expiry of their Redis keys (an idle limiter, a restarted process)', async () => {
+    const prefix = `flows-test-${process.pid}-${Date.now()}`;
+    const limits = new RateLimits(config, { redisUrl: process.env.REDIS_URL, prefix });
+    const { Redis } = await import('ioredis');
+    const redis = new Redis(process.env.REDIS_URL!);
+    try {
+      expect(await limits.schedule('api', async () => 'first')).toBe('first');
+      // What an idle limiter's expiry (or a FLUSHDB) leaves: the limiter's keys are gone.
+      const keys = await redis.keys(`b_${prefix}:rate:api_*`);
+      expect(keys.length).toBeGreaterThan(0);
+      await redis.del(...keys);
+      expect(await limits.schedule('api', async () => 'again')).toBe('again');
+      expect(await redis.exists(`b_${prefix}:rate:api_settings`)).toBe(1);
+    } finally {
+      await limits.close();
+      redis.disconnect();
+    }
+  });
+
+  it.skipIf(!process.env.REDIS_URL)('free the places a dead process held, after the limit\'s hold', async () => {
+    const prefix = `flows-test-hold-${process.pid}-${Date.now()}`;
+    const held: EngineConfig = { rate_limits: { api: { per_second: 1000, concurrency: 2, hold: '400ms' } } };
+    const dead = new RateLimits(held, { redisUrl: process.env.REDIS_URL, prefix });
+    const alive = new RateLimits(held, { redisUrl: process.env.REDIS_URL, prefix });
+    try {
+      // A process takes both places and dies in the middle of its calls: they never finish.
+      for (let i = 0; i < 2; i++) void dead.schedule('api', () => new Promise(() => {})).catch(() => {});
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const started = Date.now();
+      expect(await alive.schedule('api', async () => 'served')).toBe('served');
+      expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      await dead.close();
+      await alive.close();
+    }
+  });
 });

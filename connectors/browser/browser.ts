@@ -100,7 +100,7 @@ export class PdfRenderer {
     const browser = await this.browser?.catch(() => undefined);
     this.browser = undefined;
     await browser?.close().catch(() => {});
-    if (this.profileDir) rmSync(this.profileDir, { recursive: true, force: true });
+    removeProfile(this.profileDir);
   }
 
   private launch(): Promise<Browser> {
@@ -111,7 +111,8 @@ export class PdfRenderer {
     }
     this.browser ??= (async () => {
       const { default: puppeteer } = await import('puppeteer-core');
-      if (this.profileDir) rmSync(this.profileDir, { recursive: true, force: true });
+      // After a crash the old browser's helpers may still be writing into its profile.
+      removeProfile(this.profileDir);
       this.profileDir = mkdtempSync(join(tmpdir(), 'flows-chromium-'));
       const browser = await puppeteer.launch({
         executablePath: this.executablePath,
@@ -176,4 +177,14 @@ function pageStyle(text: string): string {
   return `@page { size: A4; margin: 14mm 12mm 16mm 12mm;
     @bottom-left { content: ${quoted}; ${box} }
     @bottom-right { content: counter(page) " / " counter(pages); ${box} } }`;
+}
+
+/** Removes a browser profile folder, retrying while a dying browser's helpers still write into it. */
+function removeProfile(dir: string | undefined): void {
+  if (!dir) return;
+  try {
+    rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+  } catch {
+    // A folder in the temporary directory that outlived its browser harms nothing.
+  }
 }

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { systemClock, type Clock } from '../clock.ts';
 import type { EngineConfig } from '../config.ts';
 import { addCost, type Cost, zeroCost } from '../cost.ts';
@@ -146,6 +147,9 @@ function buildContext(options: ExecuteOptions, opened: Opened): RunContext {
   const env: Record<string, string | undefined> = { ...options.env };
   const log = (options.log ?? silentLogger).child({ run: runId, pipeline: pipeline.name });
   const stop = options.stop ?? never;
+  const abort = options.abort ?? never;
+  // Every call in flight listens to the hard stop (attempts without a timeout share it).
+  setMaxListeners(0, abort);
   const scrub = options.scrub ?? ((v) => v);
   const flow = flowControlOf(config);
   return {
@@ -164,7 +168,7 @@ function buildContext(options: ExecuteOptions, opened: Opened): RunContext {
     rateLimits: options.rateLimits ?? new RateLimits(config),
     resources: options.resources ?? new Resources({ config, env, log, clock, projectDir: options.projectDir ?? 'pipelines', stateDir: '.flows' }),
     stop,
-    abort: options.abort ?? never,
+    abort,
     parkAfterMs: dryRun ? undefined : options.parkAfterMs,
     sink: dryRun ? new DryRunSink(options.outDir ?? `.flows/dry-runs/${runId}`, scrub) : undefined,
     planner: dryRun ? new DryRunPlanner(flow, store, clock.now()) : undefined,
