@@ -88,6 +88,8 @@ interface CaseResult {
   heapAfterGcMb: number;
   /** Statements sent to the database while the case ran, per item. */
   statementsPerItem: number;
+  /** CPU time of the case's own process (user + system) per item: what the process spends, apart from waiting. */
+  cpuMsPerItem: number;
   passes?: Record<string, { ms: number; items?: number }>;
   status?: string;
   rows: number;
@@ -270,11 +272,13 @@ async function childMain(args: Map<string, string>): Promise<void> {
   statements.count = 0;
   statements.byText.clear();
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   let status: string | undefined;
   let passes: CaseResult['passes'];
   if (kind === 'engine') ({ status, passes } = await runEngine(db, url, args.get('pipeline') ?? PIPELINES[variant]!));
   else await runLoop(db, url, variant as LoopMode);
   const ms = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
   const sent = statements.count;
   const peak = sampler.stop();
   printSqlTiming();
@@ -305,6 +309,7 @@ async function childMain(args: Map<string, string>): Promise<void> {
     peakHeapUsedMb: mb(peak.heapUsed),
     heapAfterGcMb: mb(heapAfterGc),
     statementsPerItem: Math.round((sent / n) * 1000) / 1000,
+    cpuMsPerItem: Math.round(((cpu.user + cpu.system) / 1000 / n) * 1000) / 1000,
     passes,
     status,
     rows: Number(agg?.c ?? 0),
@@ -444,7 +449,7 @@ async function parentMain(args: Map<string, string>): Promise<void> {
           const t = performance.now();
           process.stderr.write(`[${dbKind} N=${n}] ${label} ...`);
           const r = await runCase([...argv, ...common], prof);
-          process.stderr.write(` ${r.ms ?? '-'} ms (child ${((performance.now() - t) / 1000).toFixed(1)} s)\n`);
+          process.stderr.write(` ${r.ms ?? '-'} ms${r.cpuMsPerItem !== undefined ? `, ${r.cpuMsPerItem} ms CPU per item` : ''} (child ${((performance.now() - t) / 1000).toFixed(1)} s)\n`);
           return r;
         };
         await step('prepare (untimed)', ['--case', 'prepare']);

@@ -7,7 +7,7 @@ import type { Path, SourceDoc } from './yaml.ts';
 
 const addFormats = addFormatsModule as unknown as { default: (ajv: Ajv) => Ajv };
 
-function createAjv(options: { coerceTypes?: boolean; useDefaults?: boolean }): Ajv {
+function createAjv(options: { coerceTypes?: boolean; useDefaults?: boolean; allErrors?: boolean }): Ajv {
   const instance = new Ajv({ allErrors: true, verbose: true, strict: false, ...options });
   addFormats.default(instance);
   return instance;
@@ -48,8 +48,12 @@ export function schemaProblems(schema: unknown): string[] {
   }
 }
 
-/** Step inputs at run time: fills in declared defaults. */
-export const runtimeValidatorFor = cachedCompiler(createAjv({ useDefaults: true }));
+/**
+ * Step inputs at run time: fills in declared defaults. It stops at the first problem (the file
+ * was checked whole at load; what fails here is a value an expression made), which makes the
+ * check of every call of a foreach several times cheaper.
+ */
+export const runtimeValidatorFor = cachedCompiler(createAjv({ useDefaults: true, allErrors: false }));
 
 /** Values typed on a command line: coerced to the declared types, defaults filled in. */
 export const coercingAjv = createAjv({ coerceTypes: true, useDefaults: true });

@@ -27,7 +27,20 @@ const quote = (name: string) => `"${name}"`;
 const cache = new Map<string, string>();
 
 /** The statement for `rowCount` rows of this shape; cached, since a foreach repeats shapes. */
+const byShape = new WeakMap<InsertShape, Map<number, string>>();
+
 export function insertSql(shape: InsertShape, rowCount: number): string {
+  // A step that keeps its shape object (sql.insert does) finds its text without building a key.
+  const known = byShape.get(shape)?.get(rowCount);
+  if (known) return known;
+  const text = insertSqlByKey(shape, rowCount);
+  let counts = byShape.get(shape);
+  if (!counts) byShape.set(shape, (counts = new Map()));
+  counts.set(rowCount, text);
+  return text;
+}
+
+function insertSqlByKey(shape: InsertShape, rowCount: number): string {
   const cacheKey = `${shapeKey(shape)}#${rowCount}`;
   let text = cache.get(cacheKey);
   if (text) return text;

@@ -23,14 +23,63 @@ export function backoffMs(policy: RetryPolicy, attempt: number, random: () => nu
   return full / 2 + random() * (full / 2);
 }
 
+/** One attempt as the step sees it: its number, and the signal that stops it. */
+export interface AttemptHandle {
+  readonly number: number;
+  readonly signal: AbortSignal;
+}
+
 /**
- * Runs `fn` with retries. Each attempt gets its own signal that aborts on the run's hard
- * stop or after `timeoutMs`; a step that ignores its signal is abandoned all the same.
- * What to retry is decided by the error: NonRetriableError never, RetryAfterError after its
- * delay, anything else with backoff.
+ * An attempt's signal is made only when the step asks for it (a fetch does, a database write
+ * does not): thousands of calls a second need no AbortController each, nor a listener each on
+ * the run's hard stop.
+ */
+class Attempt implements AttemptHandle {
+  private controller?: AbortController;
+  private reason?: unknown;
+  /** Rejects the attempt's race at once (a step that ignores its signal is given up on). */
+  onAbort?: (reason: unknown) => void;
+
+  constructor(readonly number: number) {}
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.reason !== undefined) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.reason !== undefined) return;
+    this.reason = reason;
+    this.controller?.abort(reason);
+    this.onAbort?.(reason);
+  }
+}
+
+/** The attempts in flight under one hard-stop signal: one listener on it aborts them all. */
+const inFlight = new WeakMap<AbortSignal, Set<Attempt>>();
+function attemptsUnder(abort: AbortSignal): Set<Attempt> {
+  let set = inFlight.get(abort);
+  if (!set) {
+    const attempts = new Set<Attempt>();
+    abort.addEventListener('abort', () => {
+      for (const a of attempts) a.abort(abort.reason);
+    }, { once: true });
+    inFlight.set(abort, (set = attempts));
+  }
+  return set;
+}
+
+/**
+ * Runs `fn` with retries. Each attempt can be stopped by the run's hard stop or after
+ * `timeoutMs` (its signal aborts), and a step that ignores its signal is abandoned all the
+ * same. What to retry is decided by the error: NonRetriableError never, RetryAfterError after
+ * its delay, anything else with backoff.
  */
 export async function withRetries<T>(
-  fn: (signal: AbortSignal, attempt: number) => Promise<T>,
+  fn: (attempt: AttemptHandle) => Promise<T>,
   options: {
     policy: RetryPolicy;
     timeoutMs?: number;
@@ -39,12 +88,17 @@ export async function withRetries<T>(
     onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
     /** Admits each attempt (a rate limit); the attempt's timer starts once it is admitted. */
     gate?: <T>(attempt: () => Promise<T>) => Promise<T>;
+    /**
+     * The attempt gets the hard-stop signal itself, and no race of its own: for work that
+     * cannot be abandoned halfway (a database statement) and has no time limit.
+     */
+    bare?: boolean;
   },
 ): Promise<AttemptResult<T>> {
   const { policy, clock, abort } = options;
   for (let attempt = 1; ; attempt++) {
     try {
-      const run = () => attemptOnce(fn, attempt, options.timeoutMs, abort);
+      const run = options.bare && options.timeoutMs === undefined ? () => fn({ number: attempt, signal: abort }) : () => attemptOnce(fn, attempt, options.timeoutMs, abort);
       return { value: await (options.gate ? options.gate(run) : run()), attempts: attempt };
     } catch (err) {
       if (err instanceof NonRetriableError || abort.aborted || attempt >= policy.attempts) {
@@ -57,38 +111,19 @@ export async function withRetries<T>(
   }
 }
 
-/** Rejects when `signal` aborts: one listener per signal, however many attempts race it. */
-const abortions = new WeakMap<AbortSignal, Promise<never>>();
-function aborted(signal: AbortSignal): Promise<never> {
-  let promise = abortions.get(signal);
-  if (!promise) {
-    promise = new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
-    promise.catch(() => {});
-    abortions.set(signal, promise);
-  }
-  return promise;
-}
-
-async function attemptOnce<T>(fn: (signal: AbortSignal, attempt: number) => Promise<T>, attempt: number, timeoutMs: number | undefined, abort: AbortSignal): Promise<T> {
-  if (abort.aborted) throw abort.reason;
-  // Without a time limit the attempt needs no signal of its own (the one per item would cost more
-  // than the call): it gets the hard stop, and is abandoned when that fires.
-  if (timeoutMs === undefined) return Promise.race([fn(abort, attempt), aborted(abort)]);
-  const controller = new AbortController();
-  const onAbort = () => controller.abort(abort.reason);
-  abort.addEventListener('abort', onAbort, { once: true });
+function attemptOnce<T>(fn: (attempt: AttemptHandle) => Promise<T>, number: number, timeoutMs: number | undefined, abort: AbortSignal): Promise<T> {
+  if (abort.aborted) return Promise.reject(abort.reason);
+  const attempt = new Attempt(number);
+  const running = attemptsUnder(abort);
+  running.add(attempt);
   let timer: NodeJS.Timeout | undefined;
-  const stopped = new Promise<never>((_, reject) => {
-    controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
-    if (timeoutMs !== undefined) {
-      timer = setTimeout(() => controller.abort(new StepTimeoutError(`timed out after ${timeoutMs}ms`)), timeoutMs);
-    }
-  });
-  stopped.catch(() => {});
-  try {
-    return await Promise.race([fn(controller.signal, attempt), stopped]);
-  } finally {
+  // One promise settled by whichever comes first: the work, or the attempt being stopped.
+  return new Promise<T>((resolve, reject) => {
+    attempt.onAbort = reject;
+    if (timeoutMs !== undefined) timer = setTimeout(() => attempt.abort(new StepTimeoutError(`timed out after ${timeoutMs}ms`)), timeoutMs);
+    fn(attempt).then(resolve, reject);
+  }).finally(() => {
     if (timer) clearTimeout(timer);
-    abort.removeEventListener('abort', onAbort);
-  }
+    running.delete(attempt);
+  });
 }

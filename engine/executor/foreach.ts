@@ -1,4 +1,3 @@
-import PQueue from 'p-queue';
 import { errorMessage, findCause, SkipItemError } from '../errors.ts';
 import type { CompiledValue } from '../expr/index.ts';
 import type { ForeachSource, PipelineStep } from '../pipeline/types.ts';
@@ -28,33 +27,20 @@ interface Item {
  * skipped; one failing item never stops the others.
  */
 export async function runForeach(rc: RunContext, step: PipelineStep): Promise<ForeachOutcome> {
-  const queue = new PQueue({ concurrency: step.concurrency });
   const items = new ItemRunner(rc, step);
-  const highWater = Math.max(step.concurrency * 2, 16);
 
   // A list is rendered once, here; a query is counted here and paged below.
   const list = step.foreach!.kind === 'expression' ? renderList(rc, step) : undefined;
   const total = list ? list.length : await countQuery(rc, step);
   rc.events.emit('step:start', { runId: rc.runId, stepId: step.id, total });
 
-  const none = new Set<string>();
-  for await (const page of list ? listPages(rc, step, list) : queryPages(rc, step)) {
-    const done = rc.resumed ? await rc.store.items.finished(rc.runId, step.id, page.map((i) => i.key)) : none;
-    for (const item of page) {
-      if (rc.state.noNewWork.aborted) break;
-      if (done.has(item.key)) {
-        rc.events.emit('item:done', { runId: rc.runId, stepId: step.id, itemKey: item.key, status: 'succeeded' });
-        continue;
-      }
-      if (queue.size + queue.pending >= highWater) await queue.onSizeLessThan(step.concurrency);
-      void queue.add(() => items.run(item));
-    }
-    if (rc.state.noNewWork.aborted) {
-      items.finished = false;
-      break;
-    }
-  }
-  await queue.onIdle();
+  // As many workers as the step's concurrency, each taking the next item when it is free: an
+  // async generator hands out one item per call, in order, and pages only as they are needed.
+  const pending = pendingItems(rc, step, list, items);
+  const worker = async () => {
+    for (let next = await pending.next(); !next.done; next = await pending.next()) await items.run(next.value);
+  };
+  await Promise.all(Array.from({ length: step.concurrency }, worker));
   await items.done();
 
   const counts = await rc.store.items.counts(rc.runId, step.id);
@@ -63,6 +49,22 @@ export async function runForeach(rc: RunContext, step: PipelineStep): Promise<Fo
     output: { total: counts.succeeded + counts.failed + counts.skipped, ...counts, results, results_truncated: counts.succeeded > results.length },
     finished: items.finished,
   };
+}
+
+/** The items still to do, page by page; a stop request ends them (the step is then not finished). */
+async function* pendingItems(rc: RunContext, step: PipelineStep, list: unknown[] | undefined, items: ItemRunner): AsyncGenerator<Item> {
+  const none = new Set<string>();
+  for await (const page of list ? listPages(rc, step, list) : queryPages(rc, step)) {
+    const done = rc.resumed ? await rc.store.items.finished(rc.runId, step.id, page.map((i) => i.key)) : none;
+    for (const item of page) {
+      if (rc.state.noNewWork.aborted) {
+        items.finished = false;
+        return;
+      }
+      if (done.has(item.key)) rc.events.emit('item:done', { runId: rc.runId, stepId: step.id, itemKey: item.key, status: 'succeeded' });
+      else yield item;
+    }
+  }
 }
 
 /** Runs the items of one foreach step and records how each ended. */

@@ -52,7 +52,7 @@ function describeCall(rc: RunContext, step: CallStep, input: Record<string, unkn
   const site: CallSite = { step, scope, itemKey, effectKey };
   let effect: EffectRecord | undefined;
   if (kind) {
-    const described = spec!.describe?.(input, stepContext(rc, site, { signal: idle, number: 0, db: rc.db }));
+    const described = spec!.describe?.(input, stepContext(rc, site, { attempt: { number: 0, signal: idle }, db: rc.db }));
     effect = { key: effectKey!, runId: rc.runId, stepId: step.id, itemKey: itemKey ?? '', kind, summary: described?.summary ?? `${step.uses} ${kind}`, identity: described?.identity };
   }
   const gated: GatedCall | undefined =
@@ -65,7 +65,7 @@ function describeCall(rc: RunContext, step: CallStep, input: Record<string, unkn
           ref: { runId: rc.runId, stepId: step.id, itemKey: itemKey ?? '' },
         }
       : undefined;
-  return { ...site, input, kind, effect, gated };
+  return { step, scope, itemKey, effectKey, input, kind, effect, gated };
 }
 
 function effectKeyOf(rc: RunContext, step: CallStep, scope: Record<string, unknown>, itemKey?: string): string {

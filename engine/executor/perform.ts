@@ -2,7 +2,7 @@ import { errorMessage, NonRetriableError } from '../errors.ts';
 import { gatesOf } from '../flow-control/index.ts';
 import type { Reservation, Write, WriteOutcome } from '../ledger/types.ts';
 import type { EffectRow } from '../store/records.ts';
-import { withRetries } from './attempt.ts';
+import { type AttemptHandle, withRetries } from './attempt.ts';
 import type { RunContext } from './context.ts';
 import type { Call, InvokeResult } from './invoke.ts';
 import { stepContext } from './step-context.ts';
@@ -26,14 +26,19 @@ export async function performCall(rc: RunContext, call: Call): Promise<InvokeRes
   return performReserved(rc, call);
 }
 
-/** Runs `fn` with the step's retries, timeout and rate limit. */
+/** Runs `fn` with the step's retries, timeout and rate limit; each attempt gets a step context. */
 function attempts<T>(rc: RunContext, call: Call, fn: (ctx: ReturnType<typeof stepContext>) => Promise<T>, spent?: Record<string, number>) {
+  return retried(rc, call, (attempt) => fn(stepContext(rc, call, { attempt, db: rc.db, spent })));
+}
+
+function retried<T>(rc: RunContext, call: Call, fn: (attempt: AttemptHandle) => Promise<T>, bare = false) {
   const { step } = call;
-  return withRetries((signal, number) => fn(stepContext(rc, call, { signal, number, db: rc.db, spent })), {
+  return withRetries(fn, {
     policy: step.retry,
     timeoutMs: step.timeoutMs,
     abort: rc.abort,
     clock: rc.clock,
+    bare,
     gate: step.rateLimit ? (attempt) => rc.rateLimits.schedule(step.rateLimit!, attempt) : undefined,
     onRetry: (err, attempt, delayMs) => rc.log.warn({ step: step.id, item: call.itemKey, err: errorMessage(err), attempt, delayMs: Math.round(delayMs) }, 'attempt failed, retrying'),
   }).then((r) => ({ output: r.value as unknown, attempts: r.attempts }));
@@ -41,11 +46,13 @@ function attempts<T>(rc: RunContext, call: Call, fn: (ctx: ReturnType<typeof ste
 
 async function writeOnce(rc: RunContext, call: Call): Promise<InvokeResult> {
   const spec = call.step.type.effect!;
-  const statement = spec.statement?.(call.input, stepContext(rc, call, { signal: rc.abort, number: 1, db: rc.db }));
-  const write: Write = statement ? { statement } : { run: (db) => call.step.type.run(stepContext(rc, call, { signal: rc.abort, number: 1, db }), call.input) };
+  const first = { number: 1, signal: rc.abort };
+  const statement = spec.statement?.(call.input, stepContext(rc, call, { attempt: first, db: rc.db }));
+  const write: Write = statement ? { statement } : { run: (db) => call.step.type.run(stepContext(rc, call, { attempt: first, db }), call.input) };
   const gates = call.gated ? gatesOf(rc.flow, rc.store, call.gated) : [];
   for (;;) {
-    const { output: outcome, attempts: n } = await attempts(rc, call, () => rc.store.effects.write(call.effect!, gates, write, rc.clock.now()));
+    // A statement cannot be abandoned halfway: the write needs no signal or race of its own.
+    const { output: outcome, attempts: n } = await retried(rc, call, () => rc.store.effects.write(call.effect!, gates, write, rc.clock.now()), true);
     const result = outcome as WriteOutcome;
     if (result.state === 'wait') {
       await waitForGate(rc, result);

@@ -14,7 +14,7 @@ const idle = new AbortController().signal;
  */
 export async function planCall(rc: RunContext, call: Call, lane: Lane | undefined): Promise<unknown> {
   const { step, input } = call;
-  const ctx = stepContext(rc, call, { signal: idle, number: 1, db: rc.db });
+  const ctx = stepContext(rc, call, { attempt: { number: 1, signal: idle }, db: rc.db });
   if (!call.kind && !call.gated) return step.type.run(ctx, input);
   const planned = await step.type.effect!.plan(ctx, input);
   const kind = call.kind ?? 'call';

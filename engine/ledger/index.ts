@@ -35,11 +35,11 @@ export class PostgresLedger extends GroupingLedger {
     if (!write.statement) return this.groups.perform(effect, write, now);
     const { sql: text, params } = write.statement;
     const wrapped = withEffectRecord(text, params.length);
-    const values = [...params, effect.key, effect.runId, effect.stepId, effect.itemKey, effect.kind, this.scrub(effect.summary), now];
+    // The time as text: the driver's own Date formatting costs more than the write's other values.
+    const values = [...params, effect.key, effect.runId, effect.stepId, effect.itemKey, effect.kind, this.scrub(effect.summary), now.toISOString()];
     let recorded: { rows: Record<string, unknown>[] };
     try {
-      const [row] = await this.db.queryHot<{ output: { rows: Record<string, unknown>[] } }>(wrapped, values);
-      recorded = row?.output ?? { rows: [] };
+      recorded = { rows: await this.db.queryHot<Record<string, unknown>>(wrapped, values) };
     } catch (err) {
       // A repeat fails on a unique key: ours, or (when the write itself is checked first) one of
       // the written table's. Either way, if our key is recorded, the effect happened.
@@ -72,7 +72,11 @@ export function openLedger(db: Database, scrub: Scrubber): SqlLedger {
   return db.kind === 'postgres' ? new PostgresLedger(db, scrub) : new PgliteLedger(db, scrub);
 }
 
-/** The statement wrapped so that it also records its effect key, with the rows it returned. Cached by text. */
+/**
+ * The statement wrapped so that it also records its effect key, with the rows it returned (as
+ * jsonb, for a repeat to return); the rows come back as rows. A data-modifying WITH runs
+ * whether or not the outer query reads it. Cached by text.
+ */
 const wrapped = new Map<string, string>();
 function withEffectRecord(statementSql: string, n: number): string {
   let text = wrapped.get(statementSql);
@@ -81,9 +85,8 @@ function withEffectRecord(statementSql: string, n: number): string {
       e AS (
         INSERT INTO flow_effects (key, run_id, step_id, item_key, kind, status, summary, output, reserved_at, done_at)
         SELECT $${n + 1}, $${n + 2}, $${n + 3}, $${n + 4}, $${n + 5}, 'done', $${n + 6},
-               jsonb_build_object('rows', coalesce((SELECT jsonb_agg(to_jsonb(w)) FROM w), '[]'::jsonb)), $${n + 7}, $${n + 7}
-        RETURNING output)
-      SELECT output FROM e`;
+               jsonb_build_object('rows', coalesce((SELECT jsonb_agg(to_jsonb(w)) FROM w), '[]'::jsonb)), $${n + 7}, $${n + 7})
+      SELECT * FROM w`;
     if (wrapped.size > 1000) wrapped.clear();
     wrapped.set(statementSql, text);
   }

@@ -34,7 +34,8 @@ const Output = Type.Object(
   { additionalProperties: false },
 );
 
-function buildUrl(url: string, query: Record<string, string | number | boolean> = {}): string {
+function buildUrl(url: string, query?: Record<string, string | number | boolean>): string {
+  if (!query) return url;
   const u = new URL(url);
   for (const [k, v] of Object.entries(query)) u.searchParams.set(k, String(v));
   return u.toString();
@@ -94,6 +95,8 @@ export const httpRequest = defineStep({
     if (response.status >= 500 || response.status === 408) throw new Error(`${method} ${input.url}: ${response.status} ${snippet}`);
     if (response.status >= 400) throw new NonRetriableError(`${method} ${input.url}: ${response.status} ${snippet}`);
     if (input.cost) ctx.spend(input.cost);
-    return { status: response.status, headers: Object.fromEntries(response.headers), body: parsed };
+    const received: Record<string, string> = {};
+    response.headers.forEach((value, name) => (received[name] = value));
+    return { status: response.status, headers: received, body: parsed };
   },
 });

@@ -155,7 +155,7 @@ export const intelCollect = defineStep({
   async run(ctx, input) {
     const domain = domainOf(input.domain);
     const [semrush, spyfu] = await Promise.all([ctx.use(semrushConnector), ctx.use(spyfuConnector)]);
-    const intel = await collectIntel({ semrush, spyfu, limit: ctx.limit, signal: ctx.signal, now: () => ctx.clock.now() }, domain, input.database, limitsOf(input));
+    const intel = await collectIntel({ semrush, spyfu, limit: (name, call) => ctx.limit(name, call), signal: ctx.signal, now: () => ctx.clock.now() }, domain, input.database, limitsOf(input));
     ctx.spend({ semrush_units: intel.usage.semrushUnits, spyfu_rows: intel.usage.spyfuRows });
     return intel;
   },

@@ -38,13 +38,7 @@ export function writeStatement(
   upsert: boolean,
 ): DatabaseStatement {
   const rows = rowsOf(input);
-  checkTable(input.table);
-  const shape: InsertShape = {
-    table: input.table,
-    columns: [...new Set(rows.flatMap((r) => Object.keys(r)))],
-    returning: input.returning?.length ? input.returning : undefined,
-    ...(upsert ? { conflict: input.conflict ?? [], update: input.update } : {}),
-  };
+  const shape = shapeOf(input, rows, upsert);
   const params = rows.flatMap((r) => shape.columns.map((c) => (c in r ? r[c] : null)));
   return {
     sql: insertSql(shape, rows.length),
@@ -52,6 +46,30 @@ export function writeStatement(
     output: (out) => ({ count: out.length, rows: shape.returning ? out : [] }),
     insert: upsert ? undefined : { shape, rowCount: rows.length },
   };
+}
+
+/** The statement's shape: the same for every item of a step (its columns come from the file), so made once. */
+const shapes = new Map<string, InsertShape>();
+function shapeOf(
+  input: { table: string; returning?: string[]; conflict?: string[]; update?: string[] },
+  rows: Record<string, unknown>[],
+  upsert: boolean,
+): InsertShape {
+  const columns = rows.length === 1 ? Object.keys(rows[0]!) : [...new Set(rows.flatMap((r) => Object.keys(r)))];
+  const id = JSON.stringify([input.table, columns, input.returning ?? null, upsert ? (input.conflict ?? []) : null, upsert ? (input.update ?? null) : null]);
+  let shape = shapes.get(id);
+  if (!shape) {
+    checkTable(input.table);
+    shape = {
+      table: input.table,
+      columns,
+      returning: input.returning?.length ? input.returning : undefined,
+      ...(upsert ? { conflict: input.conflict ?? [], update: input.update } : {}),
+    };
+    if (shapes.size > 1000) shapes.clear();
+    shapes.set(id, shape);
+  }
+  return shape;
 }
 
 export async function runStatement(db: { query(text: string, params: readonly unknown[]): Promise<Record<string, unknown>[]> }, statement: DatabaseStatement) {
