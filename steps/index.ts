@@ -4,6 +4,7 @@ import { eventEmit } from './event/emit.ts';
 import { filter } from './filter.ts';
 import { log } from './log.ts';
 import { needsAttention } from './run/needs_attention.ts';
+import { quotaPause } from './quota/pause.ts';
 import { transform } from './transform.ts';
 import { emailSend } from './email/send.ts';
 import { httpRequest } from './http/request.ts';
@@ -37,6 +38,7 @@ export const builtinSteps = [
   log,
   eventEmit,
   needsAttention,
+  quotaPause,
   stripeCheckout,
   intelCollect,
   reportAnalyse,

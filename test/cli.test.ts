@@ -189,16 +189,20 @@ steps:
   it('lists effects in doubt and settles them', async () => {
     const { openDatabase } = await import('../engine/db/connect.ts');
     const seed = await openDatabase({ dataDir: db });
-    for (const key of ['note:doubt:1', 'note:doubt:2']) {
-      await seed.query(
-        "INSERT INTO flow_effects (key, run_id, step_id, item_key, kind, status, summary, output, reserved_at) VALUES ($1, 'r-gone', 'note', '1', 'event', 'reserved', 'x', 'null', now())",
-        [key],
-      );
+    // As the ledger records an email before sending it: what identifies it in the mail logs.
+    const { RunStore } = await import('../engine/store/index.ts');
+    const ledger = new RunStore(seed).effects;
+    for (const [i, key] of ['note:doubt:1', 'note:doubt:2'].entries()) {
+      const identity = { to: `ana${i}@example.com`, subject: 'Your report', message_id: `<m${i}@mail-one.example>` };
+      await ledger.reserve({ key, runId: 'r-gone', stepId: 'note', itemKey: String(i), kind: 'email', summary: `email to ana${i}@example.com: Your report`, identity }, [], new Date());
     }
     await seed.close();
     const listed = JSON.parse((await flows('effects', '--json')).stdout);
     expect(listed.map((e: { key: string }) => e.key)).toEqual(['note:doubt:1', 'note:doubt:2']);
-    expect((await flows('effects')).stdout).toContain('flows effects resolve <key> --happened | --did-not-happen');
+    expect(listed[0].identity).toEqual({ to: 'ana0@example.com', subject: 'Your report', message_id: '<m0@mail-one.example>' });
+    const table = (await flows('effects')).stdout;
+    expect(table).toContain('flows effects resolve <key> --happened | --did-not-happen');
+    expect(table).toMatch(/note:doubt:1\s+r-gone\s+note\s+0\s+email to ana0@example.com: Your report\s+to: ana0@example.com; subject: Your report; message_id: <m0@mail-one.example>/);
     expect((await flows('effects', 'resolve', 'note:doubt:1')).code).toBe(2);
     const happened = await flows('effects', 'resolve', 'note:doubt:1', '--happened');
     expect(happened.stdout).toBe('recorded note:doubt:1 as done: it will not be repeated\n');

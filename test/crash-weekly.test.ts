@@ -156,6 +156,8 @@ describe.skipIf(!haveChromium).each(targets)('weekly-enrich killed at random mom
       const [run] = await db.query<{ status: string }>('SELECT status FROM flow_runs WHERE id = $1', [runId]);
       expect(run!.status).toBe('completed');
       expect(await db.query("SELECT key FROM flow_effects WHERE status = 'reserved'")).toEqual([]);
+      // The search data was kept only until each item was recorded (it lives in prospect_intelligence).
+      expect(await db.query("SELECT key FROM flow_effects WHERE step_id = 'intel' AND (transient OR output IS NOT NULL AND output <> 'null'::jsonb)")).toEqual([]);
       const items = await db.query<{ step_id: string; status: string; n: number }>('SELECT step_id, status, count(*)::int AS n FROM flow_items WHERE run_id = $1 GROUP BY 1, 2 ORDER BY 1, 2', [runId]);
       expect(items).toEqual(expect.arrayContaining([{ step_id: 'save', status: 'succeeded', n: PROSPECTS }, { step_id: 'enrich', status: 'succeeded', n: PROSPECTS }]));
       expect(items.filter((i) => i.status !== 'succeeded')).toEqual([]);

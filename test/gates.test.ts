@@ -141,4 +141,28 @@ describe.each(testDatabases)('gates hold on every path, on $name', ({ open }) =>
       ['call', '2026-11-25T00:00:00.000Z'],
     ]);
   });
+
+  it('a rule in the pipeline pauses a quota: the calls under it wait out the pause', async () => {
+    const clock = new ManualClock(new Date('2026-11-23T10:00:00Z'));
+    const yaml = `
+name: pause-rule
+trigger: { manual: {} }
+inputs: { url: { type: string }, bounce_rate: { type: number, default: 0.07 } }
+steps:
+  - id: guard
+    uses: quota.pause
+    when: "\${{ inputs.bounce_rate > 0.05 }}"
+    with: { quota: tiny, reason: "bounce rate above 5%", for: 2h }
+  - id: fetch
+    uses: http.request
+    quota: tiny
+    with: { url: "\${{ inputs.url }}/after-pause" }
+`;
+    const result = await executeRun({ pipeline: pipelineFrom(yaml, testRegistry(), config), config, store, clock, inputs: { url } });
+    expect(result.status).toBe('completed');
+    const [row] = await db.query<{ at: Date }>("SELECT at FROM flow_quota_ledger WHERE quota = 'tiny'");
+    expect(new Date(row!.at).toISOString()).toBe('2026-11-23T12:00:00.000Z');
+    expect((await store.quotas.pauses(new Date('2026-11-23T11:00:00Z')))[0]).toMatchObject({ quota: 'tiny', key: '', reason: 'bounce rate above 5%', by: expect.stringMatching(/step guard$/) });
+    await db.query('DELETE FROM flow_quota_pauses');
+  });
 });

@@ -1,4 +1,6 @@
+import { NonRetriableError } from '../errors.ts';
 import { evaluate, parseExpression } from '../expr/index.ts';
+import { didYouMean } from '../suggest.ts';
 import type { CallStep } from '../pipeline/types.ts';
 import type { Resource } from '../resources.ts';
 import type { Queryable, StepContext } from '../types.ts';
@@ -89,7 +91,10 @@ class AttemptContext implements StepContext {
   async pauseQuota({ quota, key = '', reason, forMs }: { quota: string; key?: string; reason: string; forMs?: number }): Promise<void> {
     const { rc } = this;
     const stepId = this.site.step.id;
-    rc.flow.quota(quota); // an unknown quota is an error here, not a silent row
+    const names = rc.flow.quotaNames();
+    if (!names.includes(quota)) throw new NonRetriableError(`unknown quota "${quota}"${didYouMean(quota, names) || `; quotas in the config: ${names.join(', ') || 'none'}`}`);
+    const declared = rc.flow.quota(quota).declaredKeys;
+    if (key && declared.length && !declared.includes(key)) throw new NonRetriableError(`quota ${quota} has no key "${key}"${didYouMean(key, declared) || `; its keys: ${declared.join(', ')}`}`);
     if (rc.dryRun) {
       rc.state.notes.push({ step: stepId, text: `would pause quota ${key ? `${quota}:${key}` : quota}: ${reason}` });
       return;

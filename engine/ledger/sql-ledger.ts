@@ -33,6 +33,7 @@ export abstract class SqlLedger implements EffectLedger {
     if (!gates.length) return effect ? this.reserveKey(this.db, effect, now) : { state: 'reserved', holds: [] };
     try {
       return await inTransaction(this.db, async (sql) => {
+        // A key that exists answers first: a repeat waits for no gate and counts against none.
         if (effect) {
           const earlier = await this.earlier(sql, effect.key);
           if (earlier) throw new Declined(earlier);
@@ -50,37 +51,30 @@ export abstract class SqlLedger implements EffectLedger {
     }
   }
 
+  /**
+   * The effect and the gates' holds are settled side by side, not in one transaction: a
+   * process that stops between them leaves a budget reservation at its estimate, or a quota
+   * slot counted, which errs on the safe side and saves two round trips per call.
+   */
   async confirm(effect: EffectRecord | undefined, reservation: Reserved, output: unknown, now: Date, options: ConfirmOptions = {}): Promise<void> {
     const spent = options.spent ?? {};
-    const done = (sql: Sql) =>
-      effect
-        ? sql.query("UPDATE flow_effects SET status = 'done', output = $2, done_at = $3, transient = $4 WHERE key = $1", [
-            effect.key,
-            json(this.scrub(output)),
-            now,
-            options.transient === true,
-          ])
-        : Promise.resolve([]);
-    if (!reservation.holds.length) {
-      await done(this.db);
-      return;
-    }
-    await inTransaction(this.db, async (sql) => {
-      await done(sql);
-      for (const hold of reservation.holds) await hold.confirm(sql, spent);
-    });
+    await Promise.all([
+      effect &&
+        this.db.query("UPDATE flow_effects SET status = 'done', output = $2, done_at = $3, transient = $4 WHERE key = $1", [
+          effect.key,
+          json(this.scrub(output)),
+          now,
+          options.transient === true,
+        ]),
+      ...reservation.holds.map((hold) => hold.confirm(this.db, spent)),
+    ]);
   }
 
   async release(effect: EffectRecord | undefined, reservation: Reserved, spent: Record<string, number> = {}): Promise<void> {
-    const free = (sql: Sql) => (effect ? sql.query("DELETE FROM flow_effects WHERE key = $1 AND status = 'reserved'", [effect.key]) : Promise.resolve([]));
-    if (!reservation.holds.length) {
-      await free(this.db);
-      return;
-    }
-    await inTransaction(this.db, async (sql) => {
-      await free(sql);
-      for (const hold of reservation.holds) await hold.release(sql, spent);
-    });
+    await Promise.all([
+      effect && this.db.query("DELETE FROM flow_effects WHERE key = $1 AND status = 'reserved'", [effect.key]),
+      ...reservation.holds.map((hold) => hold.release(this.db, spent)),
+    ]);
   }
 
   async write(effect: EffectRecord, gates: readonly Gate[], write: Write, now: Date): Promise<WriteOutcome> {
