@@ -147,6 +147,17 @@ steps:
     expect(quotas.filter((q: { quota: string }) => q.quota === 'teaser-email').map((q: { key: string }) => q.key)).toEqual(['intel-mail-one.example', 'intel-mail-two.example', 'intel-mail-three.example']);
     expect((await flows('quotas')).stdout).toMatch(/anytime\s+-\s+2\/1000 day\s+998\s+\S+ \d\d \w+ all day Europe\/London\s+open/);
 
+    // A person pauses one key of a quota, with a reason; flows quotas shows it; resume lifts it.
+    const paused = await flows('quotas', 'pause', 'teaser-email:intel-mail-two.example', '--reason', 'bounce rate 6%', '--for', '4h');
+    expect(paused).toMatchObject({ code: 0, stdout: expect.stringMatching(/^paused teaser-email:intel-mail-two\.example until \S+ \S+: bounce rate 6%\n$/) });
+    const box = JSON.parse((await flows('quotas', '--json')).stdout).find((q: { key: string }) => q.key === 'intel-mail-two.example');
+    expect(box.paused).toMatchObject({ reason: 'bounce rate 6%' });
+    expect((await flows('quotas')).stdout).toMatch(/teaser-email\s+intel-mail-two\.example.*paused: bounce rate 6% \(until/);
+    expect((await flows('quotas', 'pause', 'teaser-email:intel-mail-too.example', '--reason', 'x')).stderr).toContain('quota teaser-email has no key "intel-mail-too.example" (did you mean "intel-mail-two.example"?)');
+    expect((await flows('quotas', 'pause', 'teaser-emails', '--reason', 'x')).code).toBe(2);
+    expect((await flows('quotas', 'resume', 'teaser-email:intel-mail-two.example')).stdout).toBe('resumed teaser-email:intel-mail-two.example\n');
+    expect(JSON.parse((await flows('quotas', '--json')).stdout).find((q: { key: string }) => q.key === 'intel-mail-two.example').paused).toBeUndefined();
+
     const text = await flows('runs');
     expect(text.stdout).toContain(runId);
     expect(text.stdout).toMatch(/completed\s+manual/);
