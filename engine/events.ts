@@ -5,6 +5,7 @@ import type { ItemStatus, RunStatus, StepStatus } from './db/tables.ts';
 export interface RunEventMap {
   'run:start': { runId: string; pipeline: string; dryRun: boolean; resumed: boolean };
   'step:start': { runId: string; stepId: string; total?: number };
+  'item:start': { runId: string; stepId: string; itemKey: string };
   'item:done': { runId: string; stepId: string; itemKey: string; status: ItemStatus; error?: string };
   'step:finish': { runId: string; stepId: string; status: StepStatus };
   'effect:done': { runId: string; stepId: string; key: string; kind: string; repeated: boolean };

@@ -4,6 +4,7 @@ import { emptyConfig, type EngineConfig, loadConfig } from '../config.ts';
 import { type Database, openDatabase } from '../db/connect.ts';
 import { type Diagnostic, ValidationError } from '../errors.ts';
 import { createLogger, type Logger } from '../log.ts';
+import { stderrTerminal } from './terminal.ts';
 import { loadPipeline } from '../pipeline/load.ts';
 import type { Pipeline } from '../pipeline/types.ts';
 import type { StepRegistry } from '../registry.ts';
@@ -39,7 +40,7 @@ export class Project {
     this.dir = resolve(options.dir ?? env.FLOWS_DIR ?? 'pipelines');
     this.scrub = createScrubber(env);
     const level = options.logLevel ?? env.FLOWS_LOG_LEVEL ?? (process.stderr.isTTY ? 'warn' : 'info');
-    this.log = createLogger({ level, scrub: this.scrub });
+    this.log = createLogger({ level, scrub: this.scrub, destination: stderrTerminal.logDestination() });
   }
 
   /** The same project with extra environment values (those already set win). */

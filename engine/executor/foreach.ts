@@ -89,6 +89,7 @@ class ItemRunner {
     const { rc, step } = this;
     const scope = { ...rc.scope, item: item.value };
     const lane = this.lanes?.acquire();
+    rc.events.emit('item:start', { runId: rc.runId, stepId: step.id, itemKey: item.key });
     try {
       if (!whenHolds(step.when, scope, rc.clock)) return this.record(item.key, 'skipped', 0, null, null);
       const site = { key: item.key, lane };

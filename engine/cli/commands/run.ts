@@ -7,6 +7,7 @@ import { RunStore } from '../../store/index.ts';
 import { renderRunSummary } from '../../summary.ts';
 import { showProgress } from '../progress.ts';
 import { type Project, UsageError } from '../project.ts';
+import { stderrTerminal } from '../terminal.ts';
 import type { Wrap } from './types.ts';
 
 interface RunOptions {
@@ -63,10 +64,10 @@ export function runCommand(program: Command, project: () => Project, wrap: Wrap)
         const abort = new AbortController();
         const onSigint = () => {
           if (!stop.signal.aborted) {
-            process.stderr.write('\nstopping: letting in-flight items finish (Ctrl-C again to abort them)\n');
+            stderrTerminal.print('stopping: letting in-flight items finish (Ctrl-C again to abort them)');
             stop.abort();
           } else {
-            process.stderr.write('\naborting in-flight items\n');
+            stderrTerminal.print('aborting in-flight items');
             abort.abort(new Error('aborted by Ctrl-C'));
           }
         };
