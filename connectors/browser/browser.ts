@@ -1,9 +1,8 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Browser, Page } from 'puppeteer-core';
 import { DURATION_PATTERN, parseDuration } from '../../engine/sdk.ts';
+import { newProfile, reapOrphans, recordOwner, retireProfile } from './profile.ts';
 
 /** `connectors.browser` in the engine config. */
 export const BrowserConfigSchema = Type.Object(
@@ -45,13 +44,18 @@ export const CHROMIUM_FLAGS = [
  *
  * One long-lived browser per process, launched on first use with a fresh profile folder;
  * a small pool of pages reused between renders. A browser that crashes or disconnects is
- * relaunched on the next render; a page that crashes is replaced. Pages run with
+ * relaunched on the next render, on a fresh folder (the old one is removed once its
+ * helpers are stopped); a page that crashes is replaced. The browser never outlives this
+ * process: it is driven over a pipe (--remote-debugging-pipe) and exits when the pipe
+ * closes, however the process ends; and a browser a killed predecessor left behind is
+ * stopped at the first launch (profile.ts). Pages run with
  * JavaScript off and every network request refused: a report is self-contained (inline
  * SVG and CSS), so a stray URL in prospect data can neither run nor fetch anything.
  */
 export class PdfRenderer {
   private browser?: Promise<Browser>;
-  private profileDir?: string;
+  private readonly retiring = new Set<Promise<void>>();
+  private reaped = false;
   private readonly idle: Page[] = [];
   private readonly waiters: ((page: Page) => void)[] = [];
   private open = 0;
@@ -100,7 +104,7 @@ export class PdfRenderer {
     const browser = await this.browser?.catch(() => undefined);
     this.browser = undefined;
     await browser?.close().catch(() => {});
-    removeProfile(this.profileDir);
+    await Promise.all(this.retiring);
   }
 
   private launch(): Promise<Browser> {
@@ -111,20 +115,26 @@ export class PdfRenderer {
     }
     this.browser ??= (async () => {
       const { default: puppeteer } = await import('puppeteer-core');
-      // After a crash the old browser's helpers may still be writing into its profile.
-      removeProfile(this.profileDir);
-      this.profileDir = mkdtempSync(join(tmpdir(), 'flows-chromium-'));
-      const browser = await puppeteer.launch({
-        executablePath: this.executablePath,
-        args: [...CHROMIUM_FLAGS, `--user-data-dir=${this.profileDir}`],
-        headless: true,
-      });
+      if (!this.reaped) reapOrphans();
+      this.reaped = true;
+      const profile = newProfile();
+      const browser = await puppeteer
+        .launch({ executablePath: this.executablePath, args: [...CHROMIUM_FLAGS, `--user-data-dir=${profile}`], headless: true, pipe: true })
+        .catch(async (err: unknown) => {
+          await retireProfile(profile, undefined);
+          throw err;
+        });
+      const child = browser.process();
+      if (child?.pid !== undefined) recordOwner(profile, child.pid);
       this.launches++;
       browser.on('disconnected', () => {
-        // Crashed or killed: forget it and its pages; the next render launches a new one.
+        // Crashed, killed or closed: forget it and its pages; the next render launches a new one.
         this.browser = undefined;
         this.idle.length = 0;
         this.open = 0;
+        const retired = retireProfile(profile, child);
+        this.retiring.add(retired);
+        void retired.finally(() => this.retiring.delete(retired));
       });
       return browser;
     })();
@@ -177,14 +187,4 @@ function pageStyle(text: string): string {
   return `@page { size: A4; margin: 14mm 12mm 16mm 12mm;
     @bottom-left { content: ${quoted}; ${box} }
     @bottom-right { content: counter(page) " / " counter(pages); ${box} } }`;
-}
-
-/** Removes a browser profile folder, retrying while a dying browser's helpers still write into it. */
-function removeProfile(dir: string | undefined): void {
-  if (!dir) return;
-  try {
-    rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
-  } catch {
-    // A folder in the temporary directory that outlived its browser harms nothing.
-  }
 }
