@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Browser, Page } from 'puppeteer-core';
 import { DURATION_PATTERN, parseDuration } from '../../engine/sdk.ts';
+import { withDocumentInfo } from './pdf-info.ts';
 import { newProfile, reapOrphans, recordOwner, retireProfile } from './profile.ts';
 
 /** `connectors.browser` in the engine config. */
@@ -23,8 +24,18 @@ export function chromiumPath(env: Record<string, string | undefined> = process.e
 export interface PdfOptions {
   /** Text in the page footer beside the page numbers (escaped here). */
   footerText?: string;
+  /** A mark in the middle of every page's footer, in red (escaped here), e.g. that the data is a sample. */
+  pageMark?: string;
+  /** The PDF's Title (default: the page's <title>, as Chromium writes it). */
+  title?: string;
   signal?: AbortSignal;
 }
+
+/** The PDF's Creator. */
+export const PDF_CREATOR = 'flows';
+
+/** A4's margins; the footer sits in the bottom one. */
+export const PAGE_MARGINS_MM = { top: 14, right: 12, bottom: 16, left: 12 } as const;
 
 /** Chromium's flags for a server: headless, no sandbox (root in a container), nothing phoned home. */
 export const CHROMIUM_FLAGS = [
@@ -74,7 +85,7 @@ export class PdfRenderer {
     this.timeoutMs = timeout;
   }
 
-  /** The PDF of `html`: A4, backgrounds printed, page numbers in the footer. */
+  /** The PDF of `html`: A4, backgrounds printed, page numbers in the footer, made by "flows". */
   async pdf(html: string, options: PdfOptions = {}): Promise<Buffer> {
     const page = await this.acquire();
     let healthy = true;
@@ -82,9 +93,9 @@ export class PdfRenderer {
       options.signal?.throwIfAborted();
       await page.setContent(html, { waitUntil: 'load', timeout: this.timeoutMs });
       // Page numbers come from CSS page margin boxes: they need no script in the page.
-      await page.addStyleTag({ content: pageStyle(options.footerText ?? '') });
+      await page.addStyleTag({ content: pageStyle(options.footerText ?? '', options.pageMark) });
       const pdf = await page.pdf({ printBackground: true, preferCSSPageSize: true, timeout: this.timeoutMs });
-      return Buffer.from(pdf);
+      return withDocumentInfo(Buffer.from(pdf), { ...(options.title === undefined ? {} : { Title: options.title }), Creator: PDF_CREATOR });
     } catch (err) {
       healthy = false;
       throw err;
@@ -179,12 +190,17 @@ export class PdfRenderer {
   }
 }
 
-/** A4 with margins, and a footer: `text` on the left, "page / pages" on the right. */
-function pageStyle(text: string): string {
-  // A CSS string: backslash-escape what could end it or the rule.
-  const quoted = `"${text.replace(/[\\"\n\r]/g, (c) => `\\${c.charCodeAt(0).toString(16)} `)}"`;
+/** A4 with margins, and a footer: `text` on the left, `mark` in the middle, "page / pages" on the right. */
+function pageStyle(text: string, mark: string | undefined): string {
   const box = 'font-family: sans-serif; font-size: 8px; color: #666;';
-  return `@page { size: A4; margin: 14mm 12mm 16mm 12mm;
-    @bottom-left { content: ${quoted}; ${box} }
+  const m = PAGE_MARGINS_MM;
+  const middle = mark ? `@bottom-center { content: ${cssString(mark)}; font-family: sans-serif; font-size: 9px; font-weight: bold; color: #b03a2e; }` : '';
+  return `@page { size: A4; margin: ${m.top}mm ${m.right}mm ${m.bottom}mm ${m.left}mm; ${middle}
+    @bottom-left { content: ${cssString(text)}; ${box} }
     @bottom-right { content: counter(page) " / " counter(pages); ${box} } }`;
+}
+
+/** A CSS string: backslash-escape what could end it or the rule. */
+function cssString(text: string): string {
+  return `"${text.replace(/[\\"\n\r]/g, (c) => `\\${c.charCodeAt(0).toString(16)} `)}"`;
 }

@@ -104,7 +104,7 @@ export async function publishReport(deps: PublishDeps, request: PublishRequest):
   const html = await deps.renderer.render(view);
   const htmlMs = performance.now() - t;
   t = performance.now();
-  const pdf = await deps.browser.pdf(html, { footerText: `${view.company} · ${view.business.name}`, signal: deps.signal });
+  const pdf = await deps.browser.pdf(html, { footerText: `${view.company} · ${view.business.name}`, title: reportTitle(view), signal: deps.signal });
   const pdfMs = performance.now() - t;
   t = performance.now();
   const token = newReportToken();
@@ -123,6 +123,11 @@ export async function publishReport(deps: PublishDeps, request: PublishRequest):
   );
   const row = rows[0] ?? (await deps.db.query<ReportRow>(`${SELECT} WHERE effect_key = $1`, [request.effectKey]))[0]!;
   return published(row, deps.config, { html_ms: htmlMs, pdf_ms: pdfMs, store_ms: performance.now() - t });
+}
+
+/** The report's title, on its page and in its PDF. */
+export function reportTitle(view: ReportView): string {
+  return `${view.company}: search intelligence report`;
 }
 
 export function reportView(config: EngineConfig, intel: SearchIntel, analysis: Analysis, company: string | undefined, now: Date): ReportView {
