@@ -19,6 +19,7 @@ import { storageConnector } from '../connectors/storage/connector.ts';
 import { systemClock } from '../engine/clock.ts';
 import { type EngineConfig, loadConfig } from '../engine/config.ts';
 import type { ConnectorDeps } from '../engine/connector.ts';
+import { sourceOf } from '../engine/connector-open.ts';
 import { connectorSettings } from '../engine/connector-settings.ts';
 import { createRegistry } from '../steps/index.ts';
 import type { Database } from '../engine/db/connect.ts';
@@ -110,7 +111,7 @@ export async function timedReport(
   const t2 = performance.now();
   const analysis = await analyse(connectors.claude.analyst, prompt, undefined);
   const t3 = performance.now();
-  const view = reportView(config, intel, analysis.analysis, domain, new Date());
+  const view = reportView(config, intel, analysis.analysis, domain, new Date(), sourceOf(connectors.claude));
   // The HTML is kept for the PDF comparison; the wrapper adds no work to what is timed.
   let html: string | undefined;
   const keeping = { render: async (v: typeof view) => (html = await renderer.render(v)) };

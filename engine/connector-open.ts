@@ -9,8 +9,28 @@ import type { Resource } from './resources.ts';
 export interface OpenConnector<T> {
   readonly client: T;
   /** "live": the configured service; "sandbox": the local stand-in. */
-  readonly mode: 'live' | 'sandbox';
+  readonly mode: DataSource;
   close(): Promise<void>;
+}
+
+/** "live": the configured service answers; "sandbox": its local stand-in. */
+export type DataSource = 'live' | 'sandbox';
+
+const sources = new WeakMap<object, DataSource>();
+
+/**
+ * Who answers a client made by openConnector: what a step records with the data it fetched,
+ * so that a report made from sandbox data says so. A client made some other way (a fake a
+ * test provides) counts as live.
+ */
+export function sourceOf(client: unknown): DataSource {
+  return (typeof client === 'object' && client !== null && sources.get(client)) || 'live';
+}
+
+/** Records who answers `client`, and returns it. */
+function answeredBy<T>(client: T, source: DataSource): T {
+  if (typeof client === 'object' && client !== null) sources.set(client, source);
+  return client;
 }
 
 /**
@@ -26,7 +46,7 @@ export async function openConnector<T>(spec: AnyConnector, config: EngineConfig,
   const settings = connectorSettings(spec, config) as Record<string, unknown>;
   const missing = (spec.secrets as readonly string[]).filter((field) => settings[field] === undefined);
   if (missing.length === 0) {
-    const client = (await spec.create(settings, deps)) as T;
+    const client = answeredBy((await spec.create(settings, deps)) as T, 'live');
     return { client, mode: 'live', close: async () => spec.close?.(client) };
   }
   const unset = `${spec.name}: ${missing.join(' and ')} not set (${missing.map((field) => howToSet(config, spec.name, field)).join('; ')})`;
@@ -35,7 +55,7 @@ export async function openConnector<T>(spec: AnyConnector, config: EngineConfig,
   deps.log.warn({ connector: spec.name }, `${unset}; answers come from the local sandbox`);
   const sandbox = await spec.sandbox(settings, deps);
   try {
-    const client = (await spec.create({ ...settings, ...sandbox.config }, deps)) as T;
+    const client = answeredBy((await spec.create({ ...settings, ...sandbox.config }, deps)) as T, 'sandbox');
     return {
       client,
       mode: 'sandbox',

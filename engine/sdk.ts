@@ -44,6 +44,7 @@ export {
   type RunningSandbox,
 } from './connector.ts';
 export { connectorSettings } from './connector-settings.ts';
+export { type DataSource, sourceOf } from './connector-open.ts';
 export { type AnyVerifierType, defineVerifier, type Verifier, type VerifierType, type WebhookRequest } from './verifier.ts';
 export { configSection, type EngineConfig, unsetVariable } from './config.ts';
 export { compileCondition, type Condition, evaluate, parseExpression, renderDeep } from './expr/index.ts';

@@ -13,6 +13,7 @@ import { businessMigrations } from '../steps/tables.ts';
 import { cli, startCli } from './helpers/cli.ts';
 import { createPostgresDatabase } from './helpers/db.ts';
 import { eventually } from './helpers/eventually.ts';
+import { processTag, survivors } from './helpers/processes.ts';
 
 /**
  * weekly-enrich killed with SIGKILL at random moments, as a CLI run (resumed with --resume)
@@ -191,10 +192,11 @@ describe.skipIf(!haveChromium).each(targets)('weekly-enrich killed at random mom
     const db = await database(dir);
     const rand = random(name === 'pglite' ? 11 : 12);
     const args = ['--db', db.arg, '--log-level', 'warn'];
+    const { tag, env: marked } = processTag();
     let runId: string | undefined;
     let kills = 0;
     for (let attempt = 0; attempt < 60; attempt++) {
-      const child = startCli([...args, 'run', 'weekly-enrich', '--json', ...(runId ? ['--resume', runId] : [])], { cwd: dir, env });
+      const child = startCli([...args, 'run', 'weekly-enrich', '--json', ...(runId ? ['--resume', runId] : [])], { cwd: dir, env: { ...env, ...marked } });
       // Later kills come sooner after the start, so they land before the work runs out.
       const killed = kills < KILLS && (await killAfter(child, s, 3 + Math.floor(rand() * (kills < 6 ? 40 : 12))));
       if (!killed) {
@@ -210,6 +212,8 @@ describe.skipIf(!haveChromium).each(targets)('weekly-enrich killed at random mom
       }
     }
     expect(kills).toBe(KILLS);
+    // Nothing the killed runs started (their browsers above all) is still running.
+    expect(await survivors(tag)).toEqual([]);
     const { repeated, domainsRepeated } = await expectExactlyOnce(db.arg, runId!, prefix);
     console.log(`weekly-enrich on ${name}, CLI: ${kills} kills; ${repeated} repeats of effects in doubt over ${domainsRepeated} domains`);
     expect(repeated).toBeGreaterThan(0); // the kills did land in the middle of paid calls
@@ -224,7 +228,8 @@ describe.skipIf(!haveChromium).each(targets)('weekly-enrich killed at random mom
     const db = await database(dir);
     const rand = random(name === 'pglite' ? 21 : 22);
     const port = await freePort();
-    const start = () => startCli(['--db', db.arg, 'daemon', '--port', String(port)], { cwd: dir, env: { ...env, FLOWS_LOG_LEVEL: 'info' } });
+    const { tag, env: marked } = processTag();
+    const start = () => startCli(['--db', db.arg, 'daemon', '--port', String(port)], { cwd: dir, env: { ...env, ...marked, FLOWS_LOG_LEVEL: 'info' } });
     const listening = (d: ReturnType<typeof startCli>) => eventually(() => d.output().includes('listening on'), 'the daemon to listen', 60_000);
     let daemon = start();
     await listening(daemon);
@@ -249,6 +254,7 @@ describe.skipIf(!haveChromium).each(targets)('weekly-enrich killed at random mom
     await eventually(completed, 'the run to complete', 300_000);
     daemon.child.kill('SIGTERM');
     await daemon.done;
+    expect(await survivors(tag)).toEqual([]);
     expect(kills).toBeGreaterThanOrEqual(KILLS - 2);
     const { repeated, domainsRepeated } = await expectExactlyOnce(db.arg, runId, prefix);
     console.log(`weekly-enrich on ${name}, daemon: ${kills} kills; ${repeated} repeats of effects in doubt over ${domainsRepeated} domains`);

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../engine/db/connect.ts';
 import { cli, startCli } from './helpers/cli.ts';
 import { createPostgresDatabase, first } from './helpers/db.ts';
+import { processTag, survivors } from './helpers/processes.ts';
 import { startReceiver } from './helpers/receiver.ts';
 
 const ITEMS = 240;
@@ -59,7 +60,8 @@ describe.each(targets)('a run killed mid-way on $name', ({ name }) => {
   it('is resumed: every item delivered once, nothing finished is repeated', async () => {
     const receiver = await startReceiver();
     try {
-      const run = startCli(['--db', dbArg, 'run', 'deliver', '-i', `url=${receiver.url}`], { cwd: dir });
+      const { tag, env } = processTag();
+      const run = startCli(['--db', dbArg, 'run', 'deliver', '-i', `url=${receiver.url}`], { cwd: dir, env });
       // Kill it hard once a good part of the work is done (polling the receiver, not sleeping a fixed time).
       await new Promise<void>((resolve, reject) => {
         const check = setInterval(() => {
@@ -76,6 +78,7 @@ describe.each(targets)('a run killed mid-way on $name', ({ name }) => {
       });
       const killed = await run.done;
       expect(killed.signal).toBe('SIGKILL');
+      expect(await survivors(tag)).toEqual([]);
       const sentBeforeKill = receiver.total();
       expect(sentBeforeKill).toBeLessThan(ITEMS);
 

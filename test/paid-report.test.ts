@@ -124,6 +124,9 @@ describe.runIf(hasChromium).each(testDatabases)('paid-report on $name', ({ open 
     expect(html).toContain('Acme &lt;script&gt;alert(1)&lt;/script&gt; Widgets');
     expect(html).not.toMatch(/<script/i);
     if (hasPdftoppm) expect(distinctGreyLevels(pdfFile)).toBeGreaterThan(8);
+    // No key is set, so SEMrush, SpyFu and Claude answered from their sandboxes: the report says so.
+    expect(html).toContain('<div class="sample-banner" role="note"><strong>Sample data, not a real analysis.</strong> This report was made from the local sandbox of SEMrush, SpyFu, Claude');
+    if (hasPdftoppm) expect(execFileSync('pdftotext', [pdfFile, '-'], { encoding: 'utf8' })).toContain('SAMPLE DATA (SEMrush, SpyFu, Claude sandbox)');
 
     // The email: to the buyer, with the link and the PDF attached, and the business address.
     const [mail] = await mailbox.waitFor(1);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PdfRenderer } from '../connectors/browser/browser.ts';
+import { CHROMIUM_FLAGS, PAGE_MARGINS_MM, PdfRenderer } from '../connectors/browser/browser.ts';
 import { NonRetriableError } from '../engine/errors.ts';
 import { escapeXml, horizontalBarChart, sparkline, splitBar } from '../steps/report/charts.ts';
 import { formatCompact, formatMoney, formatNumber, formatPercent } from '../steps/report/format.ts';
@@ -86,11 +86,28 @@ describe('report HTML', () => {
     expect(count(html, 'No data')).toBeGreaterThanOrEqual(4);
     expect(html).toContain('No data: no organic keywords found for acme-widgets.com.');
     expect(html).toContain('No data: SEMrush lists no organic competitors for acme-widgets.com.');
-    expect(html).toContain('No data: no Google Ads keywords found for acme-widgets.com.');
+    expect(html).toContain('No data: neither SEMrush nor SpyFu sees acme-widgets.com advertising on Google Ads.');
     expect(html).not.toContain('<svg');
     expect(html).not.toMatch(/NaN|undefined|null|Infinity/);
     expect(html).toContain('<span class="kpi-value">—</span>');
     expect(html).toContain('<h2>Recommended actions</h2>');
+  });
+
+  it('says a section has no data instead of drawing empty tables and 100%/0% bars', async () => {
+    const view = sampleReportView();
+    view.intel.overview = { ...view.intel.overview!, paidKeywords: 0, paidTraffic: 0, paidCost: 0 };
+    view.intel.paidKeywords = [];
+    view.intel.spyfu.stats = { ...view.intel.spyfu.stats!, monthlyBudget: 0, monthlyPaidClicks: 0, totalAdsPurchased: 0 };
+    const html = await renderer.render(view);
+    const paid = html.slice(html.indexOf('<h2>Paid search</h2>'), html.indexOf('<h2>Opportunities</h2>'));
+    expect(paid).toContain('No data: neither SEMrush nor SpyFu sees acme-widgets.com advertising on Google Ads.');
+    expect(paid).not.toMatch(/<table|<svg|\(100%\)|\(0%\)|class="kpis/);
+    // The organic sections keep their data.
+    expect(count(html, '<table')).toBe(2);
+
+    const empty = await renderer.render(emptyView());
+    expect(count(empty, '<table')).toBe(0);
+    expect(empty).not.toMatch(/<td[^>]*class="empty"/);
   });
 
   it('renders the same view to the same HTML', async () => {
@@ -154,13 +171,68 @@ describe('number formats and charts', () => {
 
 const chromium = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const has = (command: string) => spawnSync('sh', ['-c', `command -v ${command}`]).status === 0;
+const PX_PER_MM = 96 / 25.4;
+
+/** One page of pdftoppm's greyscale rendering: width, height and one byte per pixel. */
+function pageImage(file: string, page: number, dpi: number): { width: number; height: number; pixels: Buffer } {
+  const pgm = execFileSync('pdftoppm', ['-gray', '-r', String(dpi), '-f', String(page), '-l', String(page), file]);
+  // P5 header: magic, width, height, maxval, each followed by whitespace.
+  const header = /^P5\s+(\d+)\s+(\d+)\s+(\d+)\s/.exec(pgm.subarray(0, 50).toString('latin1'))!;
+  return { width: Number(header[1]), height: Number(header[2]), pixels: pgm.subarray(header[0].length) };
+}
+
+/** How far down the printable area of a page its content reaches (0..1), the footer left out. */
+function pageFill(file: string, page: number): number {
+  const dpi = 30;
+  const { width, height, pixels } = pageImage(file, page, dpi);
+  const mm = dpi / 25.4;
+  const [top, bottom] = [Math.round(PAGE_MARGINS_MM.top * mm), height - Math.round(PAGE_MARGINS_MM.bottom * mm)];
+  let last = top;
+  for (let y = top; y < bottom; y++) {
+    const row = pixels.subarray(y * width, (y + 1) * width);
+    if (row.some((v) => v < 200)) last = y;
+  }
+  return (last - top) / (bottom - top);
+}
+
+function pdfInfo(file: string): Record<string, string> {
+  const text = execFileSync('pdfinfo', [file], { encoding: 'utf8' });
+  return Object.fromEntries(text.split('\n').filter(Boolean).map((line) => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1).trim()]));
+}
+
+/**
+ * The right edges (CSS px) of the report's boxes as Chromium lays the page out for print:
+ * print media, at the width the A4 page leaves between its margins.
+ */
+async function printedRightEdges(html: string): Promise<{ selector: string; right: number }[]> {
+  const { default: puppeteer } = await import('puppeteer-core');
+  const browser = await puppeteer.launch({ executablePath: chromium, args: [...CHROMIUM_FLAGS], headless: true, pipe: true });
+  try {
+    const page = await browser.newPage();
+    await page.emulateMediaType('print');
+    await page.setViewport({ width: Math.round((210 - PAGE_MARGINS_MM.left - PAGE_MARGINS_MM.right) * PX_PER_MM), height: 1100 });
+    await page.setContent(html, { waitUntil: 'load' });
+    const edges: { selector: string; right: number }[] = [];
+    for (const selector of ['.kpi', '.card', 'table', 'figure', 'h2', '.headline', '.sample-banner']) {
+      const rights = await page.$$eval(selector, (elements) => elements.map((el) => el.getBoundingClientRect().right));
+      edges.push(...rights.map((right) => ({ selector, right })));
+    }
+    return edges;
+  } finally {
+    await browser.close();
+  }
+}
 
 describe.runIf(existsSync(chromium))('report PDF with Chromium', () => {
   const pdfRenderer = new PdfRenderer({ executable_path: chromium });
   const file = join(tmp, 'report.pdf');
+  const emptyFile = join(tmp, 'empty.pdf');
+  let html = '';
   beforeAll(async () => {
-    writeFileSync(file, await pdfRenderer.pdf(await renderer.render(sampleReportView()), { footerText: 'Northlight Insights Ltd' }));
-  });
+    html = await renderer.render(sampleReportView());
+    writeFileSync(file, await pdfRenderer.pdf(html, { footerText: 'Northlight Insights Ltd', title: 'Acme Widgets: search intelligence report' }));
+    writeFileSync(emptyFile, await pdfRenderer.pdf(await renderer.render(emptyView()), { title: 'Acme Widgets: search intelligence report' }));
+  }, 60_000);
   afterAll(() => pdfRenderer.close());
 
   it('prints the sample report to several pages', () => {
@@ -173,13 +245,35 @@ describe.runIf(existsSync(chromium))('report PDF with Chromium', () => {
   });
 
   it.runIf(has('pdftoppm'))('draws a page 1 that is not blank', () => {
-    execFileSync('pdftoppm', ['-gray', '-r', '30', '-f', '1', '-l', '1', file, join(tmp, 'page')]);
-    // P5 PGM: "P5\n<width> <height>\n<max>\n", then one byte per pixel.
-    const pgm = readFileSync(join(tmp, 'page-1.pgm'));
-    const [, width, height] = pgm.subarray(0, 32).toString('latin1').split(/\s+/).map(Number);
-    const pixels = [...pgm.subarray(pgm.length - width! * height!)];
+    const { pixels } = pageImage(file, 1, 30);
     const mean = pixels.reduce((a, b) => a + b, 0) / pixels.length;
     const variance = pixels.reduce((sum, v) => sum + (v - mean) ** 2, 0) / pixels.length;
     expect(variance).toBeGreaterThan(100);
+  });
+
+  it.runIf(has('pdfinfo'))('keeps every card, table and chart inside the printable width of the page', async () => {
+    // Chromium prints the page a little narrower than the A4 it lays out (594.96 pt, not 595.28).
+    const pageWidthPx = Number(/^([\d.]+) x/.exec(pdfInfo(file)['Page size']!)![1]) / 0.75;
+    const printable = pageWidthPx - (PAGE_MARGINS_MM.left + PAGE_MARGINS_MM.right) * PX_PER_MM;
+    const edges = await printedRightEdges(html);
+    expect(edges.filter((e) => e.selector === '.kpi').length).toBe(9);
+    expect(edges.filter((e) => e.right > printable)).toEqual([]);
+  }, 60_000);
+
+  it.runIf(has('pdftoppm') && has('pdfinfo'))('fills its pages: sections follow on, no page but the last is mostly blank', () => {
+    const pages = Number(pdfInfo(file).Pages);
+    const fills = Array.from({ length: pages }, (_, i) => pageFill(file, i + 1));
+    expect(fills.slice(0, -1).filter((fill) => fill < 0.75)).toEqual([]);
+    expect(pages).toBeLessThanOrEqual(4);
+    // With no data the report says so in a page or two.
+    expect(Number(pdfInfo(emptyFile).Pages)).toBeLessThanOrEqual(2);
+  });
+
+  it.runIf(has('pdfinfo'))('is titled after the report and made by flows', () => {
+    const info = pdfInfo(file);
+    expect(info.Title).toBe('Acme Widgets: search intelligence report');
+    expect(info.Creator).toBe('flows');
+    expect(info.Producer).toMatch(/Skia/);
+    expect(info.Pages).toBe(String(Number(/^Pages:\s+(\d+)/m.exec(execFileSync('pdfinfo', [file], { encoding: 'utf8' }))?.[1])));
   });
 });

@@ -168,7 +168,7 @@ describe('SEMrush client against the sandbox', () => {
     expect(await ask(`key=${SANDBOX_KEY}&type=domain_organic&database=us&display_limit=5`)).toBe('ERROR 42 :: MANDATORY PARAMETER domain NOT SET OR EMPTY');
     expect(await ask(`key=${SANDBOX_KEY}&domain=acme-widgets.com&database=us&display_limit=5`)).toBe('ERROR 41 :: MANDATORY PARAMETER type NOT SET OR EMPTY');
     expect(await ask(`${base}&display_limit=2&export_columns=Nq,Ph`)).toBe(
-      'Search Volume;Keyword\r\n210;acme widgets\r\n6600;acme widgets download',
+      'Search Volume;Keyword\r\n200000;acme widgets\r\n270000;acme widgets download',
     );
   });
 });

@@ -21,7 +21,7 @@ describe('SpyFu client against the sandbox', () => {
   let sandbox: SpyfuSandbox;
   let client: SpyfuClient;
   beforeAll(async () => {
-    sandbox = await startSpyfuSandbox({ apiKey: KEY, unknownDomains: ['nobody-knows.example'] });
+    sandbox = await startSpyfuSandbox({ apiKey: KEY, unknownDomains: ['nobody-knows.example'], now: () => new Date('2025-07-15T09:00:00Z') });
     client = new SpyfuClient({ baseUrl: sandbox.url, apiKey: KEY, timeoutMs: 5000 });
   });
   afterAll(() => sandbox.close());

@@ -1,9 +1,9 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Browser, Page } from 'puppeteer-core';
 import { DURATION_PATTERN, parseDuration } from '../../engine/sdk.ts';
+import { withDocumentInfo } from './pdf-info.ts';
+import { newProfile, reapOrphans, recordOwner, retireProfile } from './profile.ts';
 
 /** `connectors.browser` in the engine config. */
 export const BrowserConfigSchema = Type.Object(
@@ -24,8 +24,18 @@ export function chromiumPath(env: Record<string, string | undefined> = process.e
 export interface PdfOptions {
   /** Text in the page footer beside the page numbers (escaped here). */
   footerText?: string;
+  /** A mark in the middle of every page's footer, in red (escaped here), e.g. that the data is a sample. */
+  pageMark?: string;
+  /** The PDF's Title (default: the page's <title>, as Chromium writes it). */
+  title?: string;
   signal?: AbortSignal;
 }
+
+/** The PDF's Creator. */
+export const PDF_CREATOR = 'flows';
+
+/** A4's margins; the footer sits in the bottom one. */
+export const PAGE_MARGINS_MM = { top: 14, right: 12, bottom: 16, left: 12 } as const;
 
 /** Chromium's flags for a server: headless, no sandbox (root in a container), nothing phoned home. */
 export const CHROMIUM_FLAGS = [
@@ -45,13 +55,18 @@ export const CHROMIUM_FLAGS = [
  *
  * One long-lived browser per process, launched on first use with a fresh profile folder;
  * a small pool of pages reused between renders. A browser that crashes or disconnects is
- * relaunched on the next render; a page that crashes is replaced. Pages run with
+ * relaunched on the next render, on a fresh folder (the old one is removed once its
+ * helpers are stopped); a page that crashes is replaced. The browser never outlives this
+ * process: it is driven over a pipe (--remote-debugging-pipe) and exits when the pipe
+ * closes, however the process ends; and a browser a killed predecessor left behind is
+ * stopped at the first launch (profile.ts). Pages run with
  * JavaScript off and every network request refused: a report is self-contained (inline
  * SVG and CSS), so a stray URL in prospect data can neither run nor fetch anything.
  */
 export class PdfRenderer {
   private browser?: Promise<Browser>;
-  private profileDir?: string;
+  private readonly retiring = new Set<Promise<void>>();
+  private reaped = false;
   private readonly idle: Page[] = [];
   private readonly waiters: ((page: Page) => void)[] = [];
   private open = 0;
@@ -70,7 +85,7 @@ export class PdfRenderer {
     this.timeoutMs = timeout;
   }
 
-  /** The PDF of `html`: A4, backgrounds printed, page numbers in the footer. */
+  /** The PDF of `html`: A4, backgrounds printed, page numbers in the footer, made by "flows". */
   async pdf(html: string, options: PdfOptions = {}): Promise<Buffer> {
     const page = await this.acquire();
     let healthy = true;
@@ -78,9 +93,9 @@ export class PdfRenderer {
       options.signal?.throwIfAborted();
       await page.setContent(html, { waitUntil: 'load', timeout: this.timeoutMs });
       // Page numbers come from CSS page margin boxes: they need no script in the page.
-      await page.addStyleTag({ content: pageStyle(options.footerText ?? '') });
+      await page.addStyleTag({ content: pageStyle(options.footerText ?? '', options.pageMark) });
       const pdf = await page.pdf({ printBackground: true, preferCSSPageSize: true, timeout: this.timeoutMs });
-      return Buffer.from(pdf);
+      return withDocumentInfo(Buffer.from(pdf), { ...(options.title === undefined ? {} : { Title: options.title }), Creator: PDF_CREATOR });
     } catch (err) {
       healthy = false;
       throw err;
@@ -100,7 +115,7 @@ export class PdfRenderer {
     const browser = await this.browser?.catch(() => undefined);
     this.browser = undefined;
     await browser?.close().catch(() => {});
-    removeProfile(this.profileDir);
+    await Promise.all(this.retiring);
   }
 
   private launch(): Promise<Browser> {
@@ -111,20 +126,26 @@ export class PdfRenderer {
     }
     this.browser ??= (async () => {
       const { default: puppeteer } = await import('puppeteer-core');
-      // After a crash the old browser's helpers may still be writing into its profile.
-      removeProfile(this.profileDir);
-      this.profileDir = mkdtempSync(join(tmpdir(), 'flows-chromium-'));
-      const browser = await puppeteer.launch({
-        executablePath: this.executablePath,
-        args: [...CHROMIUM_FLAGS, `--user-data-dir=${this.profileDir}`],
-        headless: true,
-      });
+      if (!this.reaped) reapOrphans();
+      this.reaped = true;
+      const profile = newProfile();
+      const browser = await puppeteer
+        .launch({ executablePath: this.executablePath, args: [...CHROMIUM_FLAGS, `--user-data-dir=${profile}`], headless: true, pipe: true })
+        .catch(async (err: unknown) => {
+          await retireProfile(profile, undefined);
+          throw err;
+        });
+      const child = browser.process();
+      if (child?.pid !== undefined) recordOwner(profile, child.pid);
       this.launches++;
       browser.on('disconnected', () => {
-        // Crashed or killed: forget it and its pages; the next render launches a new one.
+        // Crashed, killed or closed: forget it and its pages; the next render launches a new one.
         this.browser = undefined;
         this.idle.length = 0;
         this.open = 0;
+        const retired = retireProfile(profile, child);
+        this.retiring.add(retired);
+        void retired.finally(() => this.retiring.delete(retired));
       });
       return browser;
     })();
@@ -169,22 +190,17 @@ export class PdfRenderer {
   }
 }
 
-/** A4 with margins, and a footer: `text` on the left, "page / pages" on the right. */
-function pageStyle(text: string): string {
-  // A CSS string: backslash-escape what could end it or the rule.
-  const quoted = `"${text.replace(/[\\"\n\r]/g, (c) => `\\${c.charCodeAt(0).toString(16)} `)}"`;
+/** A4 with margins, and a footer: `text` on the left, `mark` in the middle, "page / pages" on the right. */
+function pageStyle(text: string, mark: string | undefined): string {
   const box = 'font-family: sans-serif; font-size: 8px; color: #666;';
-  return `@page { size: A4; margin: 14mm 12mm 16mm 12mm;
-    @bottom-left { content: ${quoted}; ${box} }
+  const m = PAGE_MARGINS_MM;
+  const middle = mark ? `@bottom-center { content: ${cssString(mark)}; font-family: sans-serif; font-size: 9px; font-weight: bold; color: #b03a2e; }` : '';
+  return `@page { size: A4; margin: ${m.top}mm ${m.right}mm ${m.bottom}mm ${m.left}mm; ${middle}
+    @bottom-left { content: ${cssString(text)}; ${box} }
     @bottom-right { content: counter(page) " / " counter(pages); ${box} } }`;
 }
 
-/** Removes a browser profile folder, retrying while a dying browser's helpers still write into it. */
-function removeProfile(dir: string | undefined): void {
-  if (!dir) return;
-  try {
-    rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
-  } catch {
-    // A folder in the temporary directory that outlived its browser harms nothing.
-  }
+/** A CSS string: backslash-escape what could end it or the rule. */
+function cssString(text: string): string {
+  return `"${text.replace(/[\\"\n\r]/g, (c) => `\\${c.charCodeAt(0).toString(16)} `)}"`;
 }

@@ -10,7 +10,10 @@ import { SEMRUSH_UNITS_PER_LINE, type SemrushReportType } from './client.ts';
  * domain, database, display_limit, export_columns and export_escape; `;`-separated CSV with
  * human headers; `ERROR <code> :: <MESSAGE>` lines, with HTTP 200 like the real API (403 for
  * ERROR 132, as observed). Every number comes from sha256 of the domain, so the same domain
- * always gives the same answer and rows for display_limit=5 are the first five of 10.
+ * always gives the same answer and rows for display_limit=5 are the first five of 10. The
+ * numbers hold together like a real domain's: a keyword's share of the traffic is its
+ * visits (its searches times the click rate of its position) over the domain's traffic, the
+ * shares fall as fast as that domain's traffic is concentrated, and add up to under 100.
  *
  * Unlike the real API, it insists on display_limit: SEMrush defaults to 10,000 lines, and a
  * client that forgets the limit should fail here rather than spend 100,000 units there.
@@ -146,6 +149,29 @@ function keywords(domain: string, kind: string, count: number): string[] {
   });
 }
 
+/** Share of a result page's searches that click the result at `position` (organic, or an ad). */
+function clickRate(position: number, paid: boolean): number {
+  if (paid) return [0.06, 0.04, 0.03, 0.02][position - 1] ?? 0.01;
+  return [0.28, 0.15, 0.1, 0.07, 0.05, 0.04, 0.03, 0.025, 0.02, 0.018][position - 1] ?? (position <= 20 ? 0.01 : 0.002);
+}
+
+/**
+ * Row i's share (0..1) of the domain's organic or paid traffic: a geometric series whose first
+ * share and decay are the domain's own, adding up to at most `reach` of the whole.
+ */
+function shareOf(domain: string, kind: string, i: number): number {
+  const r = randomOf(domain, `${kind}-shares`);
+  const reach = 0.15 + r() * 0.35;
+  const decay = 0.7 + r() * 0.25;
+  return reach * (1 - decay) * decay ** i;
+}
+
+/** The SEMrush volume (one of VOLUMES) nearest above what `visits` need at `rate`. */
+function volumeFor(visits: number, rate: number): number {
+  const needed = visits / rate;
+  return VOLUMES.find((v) => v >= needed) ?? Math.ceil(needed / 10_000) * 10_000;
+}
+
 function reportRows(type: SemrushReportType, domain: string, count: number): Row[] {
   const p = profileOf(domain);
   if (type === 'domain_rank') {
@@ -178,14 +204,16 @@ function reportRows(type: SemrushReportType, domain: string, count: number): Row
     const r = randomOf(domain, `${type}:${i}`);
     const position = paid ? int(r, 1, 8) : i === 0 ? 1 : int(r, 1, Math.min(100, 3 + 2 * i));
     const previous = r() < 0.15 ? 0 : Math.max(1, position + int(r, -5, 5));
-    const traffic = (paid ? 25 : 35) * 0.6 ** i; // shares fall with the row and add up to under 100
+    const share = shareOf(domain, paid ? 'paid' : 'organic', i);
+    const visits = share * (paid ? p.adwordsTraffic : p.organicTraffic);
+    const traffic = share * 100;
     const slug = keyword.replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
     const row: Row = {
       Ph: keyword,
       Po: position,
       Pp: previous,
       Pd: previous === 0 ? 0 : previous - position,
-      Nq: pick(r, VOLUMES),
+      Nq: volumeFor(visits, clickRate(position, paid)),
       Cp: fixed2(r() * 18),
       Ur: `https://www.${domain}/${paid ? 'lp/' : ''}${slug}`,
       Tr: fixed2(traffic),

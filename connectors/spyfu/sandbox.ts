@@ -33,8 +33,10 @@ export interface SpyfuSandboxOptions {
   faults?: HttpFaultOptions;
   /** Domains SpyFu has no data for (as is any domain ending in .invalid). */
   unknownDomains?: string[];
-  /** The month the latest stats are for (default 2025-06): the sandbox never reads the clock. */
+  /** The month the latest stats are for (default: the month before the clock's, as SpyFu's data lags a month). */
   latestMonth?: { searchYear: number; searchMonth: number };
+  /** The clock that default follows (default the system's), read for each request. */
+  now?: () => Date;
 }
 
 export interface SpyfuSandboxRequest {
@@ -174,6 +176,12 @@ export function keywordsOf(domain: string, countryCode = 'US'): SpyfuWireKeyword
   return out;
 }
 
+/** The calendar month before `date`'s (UTC), as SpyFu names it. */
+function monthBefore(date: Date): { searchYear: number; searchMonth: number } {
+  const month = date.getUTCMonth(); // 0-based: the previous month, 1-based
+  return month === 0 ? { searchYear: date.getUTCFullYear() - 1, searchMonth: 12 } : { searchYear: date.getUTCFullYear(), searchMonth: month };
+}
+
 /** SpyFu rounds volumes: two significant figures. */
 function niceVolume(n: number): number {
   const step = 10 ** Math.max(0, Math.floor(Math.log10(n)) - 1);
@@ -256,7 +264,7 @@ export async function startSpyfuSandbox(options: SpyfuSandboxOptions = {}): Prom
 
     const known = !unknown.has(domain) && !domain.endsWith('.invalid');
     if (!list) {
-      const results = known ? [domainStatsOf(domain, countryCode, options.latestMonth)] : [];
+      const results = known ? [domainStatsOf(domain, countryCode, options.latestMonth ?? monthBefore((options.now ?? (() => new Date()))()))] : [];
       return reply(200, { resultCount: results.length, domain, results }, results.length, fault);
     }
     const sortBy = url.searchParams.get('sortBy') ?? list.sortBy;

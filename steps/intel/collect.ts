@@ -4,7 +4,7 @@ import { SEMRUSH_UNITS_PER_LINE } from '../../connectors/semrush/client.ts';
 import { semrushConnector } from '../../connectors/semrush/connector.ts';
 import type { SpyfuApi } from '../../connectors/spyfu/client.ts';
 import { spyfuConnector } from '../../connectors/spyfu/connector.ts';
-import { defineStep, NonRetriableError } from '../../engine/sdk.ts';
+import { defineStep, NonRetriableError, sourceOf } from '../../engine/sdk.ts';
 import { normalizeDomain } from '../domain.ts';
 import type { SearchIntel } from '../report/model.ts';
 
@@ -66,6 +66,7 @@ export async function collectIntel(deps: CollectDeps, domain: string, database: 
       semrushUnits: rank.units + organic.units + competitors.units + paid.units,
       spyfuRows: stats.rows + spyCompetitors.rows + valuable.rows,
     },
+    sources: { semrush: sourceOf(semrush), spyfu: sourceOf(spyfu) },
   };
 }
 
@@ -92,6 +93,8 @@ const Input = Type.Object(
   { additionalProperties: false },
 );
 
+const SourceSchema = Type.Unsafe<'live' | 'sandbox'>({ type: 'string', enum: ['live', 'sandbox'] });
+
 const Output = Type.Object(
   {
     domain: Type.String(),
@@ -103,6 +106,12 @@ const Output = Type.Object(
     paidKeywords: Type.Array(Type.Unknown()),
     spyfu: Type.Object({ stats: Type.Unknown(), competitors: Type.Array(Type.Unknown()), valuableKeywords: Type.Array(Type.Unknown()) }),
     usage: Type.Object({ semrushUnits: Type.Number(), spyfuRows: Type.Number() }),
+    sources: Type.Optional(
+      Type.Object(
+        { semrush: SourceSchema, spyfu: SourceSchema },
+        { description: 'Who answered each service: "live", or "sandbox" (its local stand-in; a report made from it is marked as sample data).' },
+      ),
+    ),
   },
   { additionalProperties: false },
 );

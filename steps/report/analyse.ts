@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import { claudeConnector } from '../../connectors/claude/connector.ts';
-import { connectorSettings, defineStep } from '../../engine/sdk.ts';
+import { connectorSettings, defineStep, sourceOf } from '../../engine/sdk.ts';
 import { analyse, promptsResource, renderPrompt } from './analysis.ts';
 import { type Analysis, AnalysisSchema, type SearchIntel } from './model.ts';
 
@@ -32,6 +32,7 @@ export const reportAnalyse = defineStep({
       model: Type.String(),
       usage: Type.Object({ input_tokens: Type.Integer(), output_tokens: Type.Integer() }),
       attempts: Type.Integer(),
+      source: Type.Unsafe<'live' | 'sandbox'>({ type: 'string', enum: ['live', 'sandbox'], description: 'Who answered: Claude ("live") or its local sandbox; pass it to report.render as claude_source.' }),
     },
     { additionalProperties: false },
   ),
@@ -47,7 +48,7 @@ export const reportAnalyse = defineStep({
       const output = input.max_tokens ?? connectorSettings(claudeConnector, ctx.config).max_tokens;
       return {
         summary: `Claude analysis of ${intel.domain} (about ${tokensOf(prompt.user + (prompt.system ?? ''))} tokens in, at most ${output} out)`,
-        output: { analysis: placeholderAnalysis(intel.domain), model: '(dry run)', usage: { input_tokens: 0, output_tokens: 0 }, attempts: 0 },
+        output: { analysis: placeholderAnalysis(intel.domain), model: '(dry run)', usage: { input_tokens: 0, output_tokens: 0 }, attempts: 0, source: 'live' as const },
         artifacts: [{ name: 'prompt.md', content: `${prompt.system ? `# system\n\n${prompt.system}\n\n# user\n\n` : ''}${prompt.user}\n` }],
         cost: { claude_input_tokens: tokensOf(prompt.user + (prompt.system ?? '')) + 600, claude_output_tokens: output },
       };
@@ -59,7 +60,7 @@ export const reportAnalyse = defineStep({
     const prompt = await renderPrompt(liquid, input.prompt ?? 'report-analysis', { company: input.company ?? intel.domain, intel });
     const result = await analyse(claude.analyst, prompt, input.max_tokens, ctx.signal);
     ctx.spend({ claude_input_tokens: result.usage.input_tokens, claude_output_tokens: result.usage.output_tokens });
-    return result;
+    return { ...result, source: sourceOf(claude) };
   },
 });
 

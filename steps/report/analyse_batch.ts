@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { BatchItem } from '../../connectors/claude/batch.ts';
 import { claudeConnector } from '../../connectors/claude/connector.ts';
-import { connectorSettings, defineStep, NonRetriableError, parseDuration, type StepContext } from '../../engine/sdk.ts';
+import { connectorSettings, type DataSource, defineStep, NonRetriableError, parseDuration, sourceOf, type StepContext } from '../../engine/sdk.ts';
 import { INTEL_SOURCE } from '../prospects/census.ts';
 import { analyse, promptsResource, renderPrompt, TOOL_NAME } from './analysis.ts';
 import { type Analysis, AnalysisSchema, type SearchIntel } from './model.ts';
@@ -36,6 +36,7 @@ const Result = Type.Object(
     analysis: AnalysisSchema,
     usage: Type.Object({ input_tokens: Type.Integer(), output_tokens: Type.Integer() }),
     via: Type.Unsafe<'batch' | 'single'>({ type: 'string', enum: ['batch', 'single'] }),
+    source: Type.Unsafe<'live' | 'sandbox'>({ type: 'string', enum: ['live', 'sandbox'], description: 'Who answered: Claude ("live") or its local sandbox; pass it to report.render as claude_source.' }),
   },
   { additionalProperties: false },
 );
@@ -108,7 +109,8 @@ export const reportAnalyseBatch = defineStep({
     await ctx.db.query('UPDATE claude_batches SET ended_at = $2 WHERE effect_key = $1', [key, ctx.clock.now()]);
 
     const byCustomId = new Map(targets.map((t) => [customIdOf(t.prospect_id), t]));
-    const results: { prospect_id: string; analysis: Analysis; usage: { input_tokens: number; output_tokens: number }; via: 'batch' | 'single' }[] = [];
+    const source = sourceOf(claude);
+    const results: { prospect_id: string; analysis: Analysis; usage: { input_tokens: number; output_tokens: number }; via: 'batch' | 'single'; source: DataSource }[] = [];
     const failed: Record<string, number> = {};
     const redo: Target[] = [];
     let batchIn = 0;
@@ -119,7 +121,7 @@ export const reportAnalyseBatch = defineStep({
         batchIn += outcome.usage.input_tokens;
         batchOut += outcome.usage.output_tokens;
       }
-      if (outcome.status === 'succeeded') results.push({ prospect_id: target.prospect_id, analysis: outcome.analysis as Analysis, usage: outcome.usage, via: 'batch' });
+      if (outcome.status === 'succeeded') results.push({ prospect_id: target.prospect_id, analysis: outcome.analysis as Analysis, usage: outcome.usage, via: 'batch', source });
       else {
         failed[outcome.status] = (failed[outcome.status] ?? 0) + 1;
         redo.push(target);
@@ -129,7 +131,7 @@ export const reportAnalyseBatch = defineStep({
     for (const t of redo) {
       const single = await analyse(claude.analyst, prompts.get(t.prospect_id)!, undefined, ctx.signal);
       ctx.spend({ claude_input_tokens: single.usage.input_tokens, claude_output_tokens: single.usage.output_tokens });
-      results.push({ prospect_id: t.prospect_id, analysis: single.analysis, usage: single.usage, via: 'single' });
+      results.push({ prospect_id: t.prospect_id, analysis: single.analysis, usage: single.usage, via: 'single', source });
     }
     const order = new Map(targets.map((t, i) => [t.prospect_id, i]));
     results.sort((a, b) => order.get(a.prospect_id)! - order.get(b.prospect_id)!);

@@ -88,11 +88,12 @@ export function horizontalBarChart(title: string, bars: Bar[], { format = format
 
 /**
  * One bar split into shares (organic against paid, say), with a legend of values and
- * percentages below. Empty when the segments add up to nothing.
+ * percentages below. Empty unless two segments have something: a bar that is 100% one
+ * thing shows no split.
  */
 export function splitBar(title: string, segments: Segment[], format: (value: number) => string = formatCompact): string {
+  if (segments.filter((s) => positive(s.value)).length < 2) return '';
   const total = segments.reduce((sum, s) => sum + (positive(s.value) ? s.value : 0), 0);
-  if (!(total > 0)) return '';
   const width = 600;
   let x = 0;
   const parts = segments.map((s) => {

@@ -5,7 +5,7 @@ import { claudeConnector } from '../../connectors/claude/connector.ts';
 import { semrushConnector } from '../../connectors/semrush/connector.ts';
 import { spyfuConnector } from '../../connectors/spyfu/connector.ts';
 import { storageConnector } from '../../connectors/storage/connector.ts';
-import { formatDuration, type Project, Resources, systemClock, UsageError, type Wrap, writableQueryable } from '../../engine/sdk.ts';
+import { formatDuration, type Project, Resources, sourceOf, systemClock, UsageError, type Wrap, writableQueryable } from '../../engine/sdk.ts';
 import { normalizeDomain } from '../domain.ts';
 import { templatesResource } from '../resources.ts';
 import { analyse, promptsResource, renderPrompt } from './analysis.ts';
@@ -64,7 +64,7 @@ daemon at its link. Connectors whose key is not set use their local sandbox, wit
           });
           const report = await stage('HTML, PDF and storage', async () => {
             const [renderer, browser, storage] = await Promise.all([resources.use(templatesResource), resources.use(browserConnector), resources.use(storageConnector)]);
-            const view = reportView(config, intel, analysis.analysis, company, systemClock.now());
+            const view = reportView(config, intel, analysis.analysis, company, systemClock.now(), sourceOf(await resources.use(claudeConnector)));
             return publishReport({ renderer, browser, storage, db: writableQueryable(db), config }, { view, claudeUsage: analysis.usage });
           });
           if (opts.out) {

@@ -1,6 +1,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 import type { AdwordsKeywordRow, CompetitorRow, OrganicKeywordRow } from '../../connectors/semrush/client.ts';
 import type { SpyfuCompetitor, SpyfuDomainStats, SpyfuKeyword } from '../../connectors/spyfu/client.ts';
+import type { DataSource } from '../../engine/sdk.ts';
 
 /**
  * What a report is made of: the search data of one domain (SEMrush and SpyFu), gathered by
@@ -44,6 +45,8 @@ export interface SearchIntel {
   };
   /** What fetching it cost. */
   usage: { semrushUnits: number; spyfuRows: number };
+  /** Who answered: the service or its local sandbox (absent from data stored before this was recorded, and then taken as live). */
+  sources?: { semrush: DataSource; spyfu: DataSource };
 }
 
 const text = (description: string, maxLength = 1200) => Type.String({ minLength: 1, maxLength, description });
@@ -106,4 +109,14 @@ export interface ReportView {
   generatedAt: string;
   /** The business that sells the report (config business). */
   business: { name: string; address?: string };
+  /** The services whose answers came from their local sandbox ("SEMrush", "SpyFu", "Claude"): the report is then marked as sample data. */
+  sampleServices: string[];
+}
+
+/** The services of a report whose answers came from a sandbox, by the sources its data carries. */
+export function sampleServicesOf(intel: SearchIntel, analysisSource: DataSource): string[] {
+  const sources = { SEMrush: intel.sources?.semrush, SpyFu: intel.sources?.spyfu, Claude: analysisSource };
+  return Object.entries(sources)
+    .filter(([, source]) => source === 'sandbox')
+    .map(([service]) => service);
 }

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { PdfRenderer } from '../../connectors/browser/browser.ts';
 import type { ReportStorage } from '../../connectors/storage/index.ts';
-import { type EngineConfig, priceOf, type Queryable } from '../../engine/sdk.ts';
-import type { Analysis, ReportCost, ReportView, SearchIntel } from './model.ts';
+import { type DataSource, type EngineConfig, priceOf, type Queryable } from '../../engine/sdk.ts';
+import { type Analysis, type ReportCost, type ReportView, type SearchIntel, sampleServicesOf } from './model.ts';
 import type { ReportRenderer } from './templates.ts';
 
 /**
@@ -104,7 +104,7 @@ export async function publishReport(deps: PublishDeps, request: PublishRequest):
   const html = await deps.renderer.render(view);
   const htmlMs = performance.now() - t;
   t = performance.now();
-  const pdf = await deps.browser.pdf(html, { footerText: `${view.company} · ${view.business.name}`, signal: deps.signal });
+  const pdf = await deps.browser.pdf(html, { footerText: `${view.company} · ${view.business.name}`, pageMark: sampleMark(view), title: reportTitle(view), signal: deps.signal });
   const pdfMs = performance.now() - t;
   t = performance.now();
   const token = newReportToken();
@@ -125,12 +125,24 @@ export async function publishReport(deps: PublishDeps, request: PublishRequest):
   return published(row, deps.config, { html_ms: htmlMs, pdf_ms: pdfMs, store_ms: performance.now() - t });
 }
 
-export function reportView(config: EngineConfig, intel: SearchIntel, analysis: Analysis, company: string | undefined, now: Date): ReportView {
+/** The report's title, on its page and in its PDF. */
+export function reportTitle(view: ReportView): string {
+  return `${view.company}: search intelligence report`;
+}
+
+/** The mark on every page of a report made from sandbox data, or none. */
+export function sampleMark(view: ReportView): string | undefined {
+  return view.sampleServices.length ? `SAMPLE DATA (${view.sampleServices.join(', ')} sandbox): not a real analysis` : undefined;
+}
+
+/** What a report shows; `analysisSource` is who wrote the analysis (report.analyse's output.source). */
+export function reportView(config: EngineConfig, intel: SearchIntel, analysis: Analysis, company: string | undefined, now: Date, analysisSource: DataSource): ReportView {
   return {
     company: company?.trim() || intel.domain,
     intel,
     analysis,
     generatedAt: now.toISOString(),
     business: { name: config.business?.name ?? 'flows', address: config.business?.address },
+    sampleServices: sampleServicesOf(intel, analysisSource),
   };
 }

@@ -21,6 +21,11 @@ export const reportRender = defineStep({
       intel: Type.Record(Type.String(), Type.Unknown(), { description: 'The output of intel.collect.' }),
       analysis: Type.Record(Type.String(), Type.Unknown(), { description: 'The analysis of report.analyse.' }),
       claude_usage: Type.Optional(Usage),
+      claude_source: Type.Unsafe<'live' | 'sandbox'>({
+        type: 'string',
+        enum: ['live', 'sandbox'],
+        description: 'Who wrote the analysis (report.analyse\'s output.source): "sandbox" marks the report as sample data, as a sandbox in intel.sources does.',
+      }),
       claude_via: Type.Optional(Type.Unsafe<'single' | 'batch'>({ type: 'string', enum: ['single', 'batch'], description: 'batch: the analysis came from report.analyse_batch (priced at batch prices).' })),
       company: Type.Optional(Type.String({ description: 'Name on the report (default: the domain).' })),
       prospect_id: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'The prospect the report is for, when known.' })),
@@ -53,7 +58,7 @@ export const reportRender = defineStep({
     providerIdempotent: () => true,
     async plan(ctx, input) {
       const intel = input.intel as unknown as SearchIntel;
-      const view = reportView(ctx.config, intel, input.analysis as unknown as Analysis, input.company, ctx.clock.now());
+      const view = reportView(ctx.config, intel, input.analysis as unknown as Analysis, input.company, ctx.clock.now(), input.claude_source);
       const html = await (await ctx.use(templatesResource)).render(view);
       const token = 'dry-run';
       return {
@@ -75,7 +80,7 @@ export const reportRender = defineStep({
   async run(ctx, input) {
     const [renderer, browser, storage] = await Promise.all([ctx.use(templatesResource), ctx.use(browserConnector), ctx.use(storageConnector)]);
     const intel = input.intel as unknown as SearchIntel;
-    const view = reportView(ctx.config, intel, input.analysis as unknown as Analysis, input.company, ctx.clock.now());
+    const view = reportView(ctx.config, intel, input.analysis as unknown as Analysis, input.company, ctx.clock.now(), input.claude_source);
     return publishReport(
       { renderer, browser, storage, db: ctx.db, config: ctx.config, signal: ctx.signal },
       { view, claudeUsage: input.claude_usage ?? { input_tokens: 0, output_tokens: 0 }, claudeVia: input.claude_via, prospectId: input.prospect_id, runId: ctx.run.id, effectKey: ctx.effectKey },

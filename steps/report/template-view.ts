@@ -58,7 +58,11 @@ export interface TemplateView {
   fetched_at: string;
   /** False when SEMrush has no overview of the domain (every SEMrush KPI is then null). */
   overview_found: boolean;
+  /** False when neither SEMrush nor SpyFu sees the domain buy ads (the paid section says so). */
+  paid_found: boolean;
   business: { name: string; address: string | null };
+  /** The services whose answers came from a sandbox; the report says it is sample data unless this is empty. */
+  sample_services: string[];
   analysis: Analysis;
   kpis: {
     organic_traffic: Num;
@@ -94,7 +98,9 @@ export function templateView(view: ReportView): TemplateView {
     generated_at: view.generatedAt,
     fetched_at: intel.fetchedAt,
     overview_found: overview !== null,
+    paid_found: [overview?.paidKeywords, overview?.paidTraffic, overview?.paidCost, stats?.monthlyBudget, stats?.totalAdsPurchased, intel.paidKeywords.length].some((n) => typeof n === 'number' && n > 0),
     business: { name: view.business.name, address: view.business.address ?? null },
+    sample_services: view.sampleServices,
     analysis: view.analysis,
     kpis: {
       organic_traffic: overview?.organicTraffic ?? null,

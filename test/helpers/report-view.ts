@@ -159,6 +159,7 @@ export function sampleReportView(overrides: Partial<ReportView> = {}): ReportVie
     analysis: structuredClone(sampleAnalysis),
     generatedAt: '2025-03-04T09:30:00.000Z',
     business: { name: 'Northlight Insights Ltd', address: '12 Harbour Street, Bristol BS1 4QA, United Kingdom' },
+    sampleServices: [],
     ...overrides,
   };
 }
