@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Fault, FaultControl } from '../sandbox/faults.ts';
 import { type HttpAnswer, type HttpFaultOptions, httpFaults } from '../sandbox/http-faults.ts';
+import { searchDataIn, writeAnalysis } from './sandbox-analyst.ts';
 import { type ClaudeSandboxBatch, type ClaudeSandboxBatchOptions, batchEndpoints } from './sandbox-batches.ts';
 
 /**
@@ -19,7 +20,9 @@ import { type ClaudeSandboxBatch, type ClaudeSandboxBatchOptions, batchEndpoints
  * A forced tool (tool_choice { type: 'tool', name }) is answered with a tool_use block whose
  * input is generated from the tool's input_schema, seeded by a hash of the messages: the same
  * conversation always gets the same analysis. Strings are built from the domains and words
- * of the prompt, so an answer reads like an analysis of what was asked about. `faults`
+ * of the prompt, so an answer reads like an analysis of what was asked about; a prompt that
+ * carries a company's search data in a ```json block is answered from its numbers
+ * (sandbox-analyst.ts). `faults`
  * (connectors/sandbox/faults.ts) inject latency, rate limits, overload (errorStatus 529),
  * silence and bodies that are not JSON, on /v1/messages and the batch endpoints alike,
  * once a request is authorised; shares are chosen by a hash of the request and how often
@@ -271,6 +274,9 @@ function answerMessage(body: Record<string, unknown>, options: ClaudeSandboxOpti
 
   const schema = forced.input_schema as Schema;
   let input = generate(schema, '', seed, vocabulary, null) as Record<string, Json>;
+  // Asked about a company's search data, it writes from the numbers, as an analyst would.
+  const data = searchDataIn(promptText(messages));
+  if (data) input = { ...input, ...writeAnalysis(schema, data) };
   if (options.alwaysInvalid || (options.invalidFirst && !repair)) input = breakInput(schema, input);
   usage.output_tokens = Math.max(1, Math.round(JSON.stringify(input).length / 4));
   let stopReason = 'tool_use';
