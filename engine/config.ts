@@ -40,12 +40,12 @@ export const RateLimitSchema = Type.Object(
 
 export const SenderSchema = Type.Object(
   {
-    id: Type.String({ minLength: 1 }),
-    domain: Type.String({ minLength: 1 }),
-    from_email: Type.String({ format: 'email' }),
-    from_name: Type.Optional(Type.String()),
+    id: Type.String({ minLength: 1, description: 'A short name steps refer to, e.g. d1.' }),
+    domain: Type.String({ minLength: 1, description: 'The sending domain (its SPF, DKIM and DMARC are set up for it).' }),
+    from_email: Type.String({ format: 'email', description: 'The From address, on that domain.' }),
+    from_name: Type.Optional(Type.String({ description: 'The name shown with it.' })),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, description: 'One sending domain of the email channel.' },
 );
 
 /**
@@ -65,7 +65,7 @@ export const WebhooksSchema = Type.Object(
     body_limit: Type.Optional(Type.Integer({ minimum: 1024, description: 'Largest request body in bytes (default 1048576); larger ones are answered 413.' })),
     verifiers: Type.Optional(Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), VerifierSchema)),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, description: 'Webhook requests the daemon serves under /hooks/<path>.' },
 );
 
 export const DaemonSchema = Type.Object(
@@ -80,7 +80,7 @@ export const DaemonSchema = Type.Object(
     ),
     stop_timeout: Type.Optional(Type.String({ description: 'On SIGTERM, how long in-flight steps may take to finish before they are aborted (default "25s").' })),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, description: 'The daemon: its HTTP server and workers.' },
 );
 
 export const ConfigSchema = Type.Object(
@@ -88,11 +88,11 @@ export const ConfigSchema = Type.Object(
     business: Type.Optional(
       Type.Object(
         {
-          name: Type.String(),
+          name: Type.String({ description: 'The business that sells the reports, as printed in reports and emails.' }),
           timezone: Type.String({ description: 'IANA timezone used where a quota or schedule names none.' }),
           address: Type.Optional(Type.String({ description: 'Physical address printed in every email.' })),
         },
-        { additionalProperties: false },
+        { additionalProperties: false, description: 'Who sends: name, timezone and postal address.' },
       ),
     ),
     // As code sees it before a connector's spec reads it (connectorSettings); the file is
@@ -111,14 +111,22 @@ export const ConfigSchema = Type.Object(
     public_url: Type.Optional(
       Type.String({ pattern: '^https?://', description: 'Where the daemon is reached from outside, for links in emails (default http://127.0.0.1:<daemon port>).' }),
     ),
-    quotas: Type.Optional(Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), QuotaSchema)),
-    rate_limits: Type.Optional(Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), RateLimitSchema)),
+    quotas: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), QuotaSchema, {
+        description: 'Caps on effects (emails, invitations) by period, window, days, spacing and key, referred to by `quota:` on a step; see `flows quotas`.',
+      }),
+    ),
+    rate_limits: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), RateLimitSchema, {
+        description: 'Pace of calls to an API, referred to by `rate_limit:` on a step; shared through Redis when REDIS_URL is set.',
+      }),
+    ),
     budgets: Type.Optional(
       Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), BudgetSchema, {
         description: 'Spending limits per period, referred to by `budget:` on a step: a call that would pass one waits for the next period.',
       }),
     ),
-    senders: Type.Optional(Type.Array(SenderSchema)),
+    senders: Type.Optional(Type.Array(SenderSchema, { description: 'The sending domains of the email channel.' })),
     prices: Type.Optional(
       Type.Record(Type.String(), Type.Number({ minimum: 0 }), {
         description: 'Price in USD of one unit, by unit name (semrush_unit, claude_input_token ...).',
@@ -186,7 +194,7 @@ export function configSchemaWith(parts: ConfigParts = engineOnly): TObject {
         }),
       ),
     },
-    { additionalProperties: false },
+    { additionalProperties: false, description: WebhooksSchema.description },
   );
   const schema = Type.Object(
     {

@@ -86,7 +86,10 @@ export const CategoriesSchema = Type.Object(
   {
     rules: Type.Array(Rule, { minItems: 1, description: 'Tried in order; the first whose when holds wins.' }),
     default: Type.Object(
-      { name: Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), reason: Type.String({ 'x-deferred': true }) },
+      {
+        name: Type.String({ pattern: '^[a-z][a-z0-9_-]*$', description: 'The category of a prospect no rule fits.' }),
+        reason: Type.String({ 'x-deferred': true, description: 'Why, stored with the category: text with ${{ }} over metrics.' }),
+      },
       { additionalProperties: false, description: 'When no rule holds.' },
     ),
   },
