@@ -223,6 +223,19 @@ steps:
     expect((await flows('effects')).stdout).toBe('no effects in doubt\n');
   });
 
+  it('prints a multi-megabyte JSON document whole through a pipe', async () => {
+    const { openDatabase } = await import('../engine/db/connect.ts');
+    const { RunStore } = await import('../engine/store/index.ts');
+    const seed = await openDatabase({ dataDir: db });
+    const rows = Array.from({ length: 20_000 }, (_, i) => ({ domain: `prospect-${i}.example`, note: 'n'.repeat(200) }));
+    await new RunStore(seed).runs.create({ id: 'r-big', pipeline: 'greet', file: 'greet.yaml', hash: 'h', dryRun: true, inputs: { rows }, now: new Date() });
+    await seed.close();
+    const shown = await flows('show', 'r-big', '--json');
+    expect(shown.code).toBe(0);
+    expect(shown.stdout.length).toBeGreaterThan(4_000_000);
+    expect(JSON.parse(shown.stdout).run.inputs.rows).toHaveLength(rows.length);
+  });
+
   it('reports stale generated files', async () => {
     const r = await cli(['schemas', '--check'], { cwd: repo });
     expect(r.stderr).toBe('');

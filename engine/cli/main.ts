@@ -64,6 +64,16 @@ export function createProgram(deps: CliDeps, setExit: (code: number) => void): C
   return program;
 }
 
+/**
+ * Exits once stdout and stderr have handed on everything written to them: on a pipe, writes
+ * are queued, and process.exit alone would cut a long JSON document short.
+ */
+export async function exitWhenFlushed(code: number): Promise<never> {
+  const flushed = (stream: NodeJS.WriteStream) => new Promise<void>((resolve) => stream.write('', () => resolve()));
+  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  process.exit(code);
+}
+
 /** Runs the CLI and returns the exit code; every error a user can cause becomes a clear line. */
 export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
   let code: number = EXIT.ok;
