@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -71,6 +71,44 @@ steps:
     const json = await flows('validate', 'broken.yaml', '--json');
     expect(json.code).toBe(2);
     expect(JSON.parse(json.stdout).diagnostics).toHaveLength(2);
+  });
+
+  it('validates a folder, or files with the config among them, as the config and its pipelines', async () => {
+    const project = mkdtempSync(join(tmpdir(), 'flows-validate-'));
+    cpSync(join(repo, 'pipelines'), join(project, 'pipelines'), { recursive: true });
+    const validate = (...args: string[]) => cli(['validate', ...args], { cwd: project });
+    const yamlFiles = () => readdirSync(join(project, 'pipelines')).filter((f) => /\.ya?ml$/.test(f)).map((f) => join('pipelines', f));
+    try {
+      const whole = await validate();
+      expect(whole).toMatchObject({ code: 0, stderr: '' });
+      expect(whole.stdout).toMatch(/^ok: [1-9]\d* pipelines \(\d+ steps\) and the config are valid\n$/);
+      expect(await validate('pipelines')).toMatchObject({ code: 0, stderr: '', stdout: whole.stdout });
+      expect(await validate(...yamlFiles())).toMatchObject({ code: 0, stderr: '', stdout: whole.stdout });
+
+      // One bad value in a quota, a budget, the daemon and a window: four messages, all about the config.
+      const configFile = join(project, 'pipelines', 'flows.config.yaml');
+      const config = readFileSync(configFile, 'utf8');
+      const broken = config
+        .replace('window: "08:00-18:00"', 'window: "8-18"')
+        .replace('caps: { day: 17, rolling_7d: 85 }', 'caps: { day: lots, rolling_7d: 85 }')
+        .replace(/^(\s+)usd: \d+/m, '$1usd: -5')
+        .replace(/^(\s+)port: \d+/m, '$1port: eighty');
+      expect(broken).not.toBe(config);
+      writeFileSync(configFile, broken);
+      for (const args of [[], ['pipelines'], yamlFiles()]) {
+        const r = await validate(...args);
+        expect(r.code).toBe(2);
+        const lines = r.stderr.trim().split('\n');
+        expect(lines.pop()).toBe('4 problems in 1 file(s)');
+        expect(lines.map((l) => l.split(':')[0])).toEqual(Array(4).fill('pipelines/flows.config.yaml'));
+        const positions = lines.map((l) => Number(l.split(':')[1]));
+        expect(positions).toEqual([...positions].sort((a, b) => a - b));
+        expect(r.stderr).toContain('quotas.teaser-email.window: "8-18" does not have the expected form (a window is HH:MM-HH:MM, e.g. "09:00-17:00")');
+        expect(r.stderr).not.toMatch(/[\^$]|\\d|\[0-9/);
+      }
+    } finally {
+      rmSync(project, { recursive: true, force: true });
+    }
   });
 
   it('refuses to start a daemon whose webhook verifier has no secret, naming the variable', async () => {
