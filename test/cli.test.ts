@@ -138,6 +138,32 @@ steps:
     expect(flag.code).toBe(2);
   });
 
+  it('refuses bad option values with the allowed ones, suggests a pipeline name, and prints errors as JSON with --json', async () => {
+    const limit = await flows('runs', '--limit', 'abc');
+    expect(limit.code).toBe(2);
+    expect(limit.stderr).toContain("option '--limit <n>' argument 'abc' is invalid. Expected a positive integer, like 20");
+    expect((await flows('daemon', '--port', 'eighty')).code).toBe(2);
+    const status = await flows('runs', '--status', 'bogus');
+    expect(status.code).toBe(2);
+    expect(status.stderr).toContain('queued, running, waiting, completed, completed_with_errors, failed, needs_attention, interrupted');
+
+    const version = await flows('--version');
+    expect(version).toMatchObject({ code: 0, stdout: `${JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')).version}\n` });
+
+    const typo = await flows('run', 'greet-nw');
+    expect(typo).toMatchObject({ code: 2, stderr: 'flows: no pipeline "greet-nw" in pipelines (did you mean "greet-now"?)\n' });
+    const typoJson = await flows('run', 'greet-nw', '--json');
+    expect(typoJson).toMatchObject({ code: 2, stderr: '' });
+    expect(JSON.parse(typoJson.stdout)).toEqual({ error: { kind: 'usage', message: 'no pipeline "greet-nw" in pipelines (did you mean "greet-now"?)' } });
+    const statusJson = await flows('runs', '--status', 'bogus', '--json');
+    expect(statusJson).toMatchObject({ code: 2, stderr: '' });
+    expect(JSON.parse(statusJson.stdout).error).toMatchObject({ kind: 'usage', message: expect.stringContaining('needs_attention') });
+    writeFileSync(join(dir, 'invalid.yaml'), 'name: invalid\ntrigger: { manual: {} }\nsteps:\n  - { id: a, uses: sql.qery }\n');
+    const invalid = await flows('run', 'invalid.yaml', '--json');
+    expect(invalid).toMatchObject({ code: 2, stderr: '' });
+    expect(JSON.parse(invalid.stdout).error).toMatchObject({ kind: 'invalid', diagnostics: [{ file: 'invalid.yaml', line: 4, path: 'steps[0].uses' }] });
+  });
+
   it('dry-runs with --json: planned effects with quota slots, cost, and artifacts on disk', async () => {
     const out = join(dir, 'dry-out');
     const r = await flows('run', 'greet', '--dry-run', '--json', '-i', 'who=ann', '-i', 'times=3', '--out', out);

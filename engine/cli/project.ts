@@ -8,6 +8,7 @@ import { loadPipeline } from '../pipeline/load.ts';
 import type { Pipeline } from '../pipeline/types.ts';
 import type { StepRegistry } from '../registry.ts';
 import { createScrubber, type Scrubber } from '../secrets.ts';
+import { didYouMean } from '../suggest.ts';
 
 export const CONFIG_FILE = 'flows.config.yaml';
 
@@ -106,7 +107,7 @@ export class Project {
     const names = this.pipelineFiles()
       .map((f) => basename(f).replace(/\.ya?ml$/, ''))
       .sort();
-    throw new UsageError(`no pipeline "${nameOrPath}" in ${this.display(this.dir)}${names.length ? ` (pipelines: ${names.join(', ')})` : ''}`);
+    throw new UsageError(`no pipeline "${nameOrPath}" in ${this.display(this.dir)}${didYouMean(nameOrPath, names) || (names.length ? ` (pipelines: ${names.join(', ')})` : '')}`);
   }
 
   /** DATABASE_URL (or --db URL) means Postgres; otherwise the embedded database under .flows/. */

@@ -1,10 +1,11 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { formatDuration } from '../../duration.ts';
-import type { RunStatus } from '../../db/tables.ts';
+import { RUN_STATUSES, type RunStatus } from '../../db/tables.ts';
 import { RunStore } from '../../store/index.ts';
 import { table, when } from '../../format.ts';
 import type { Project } from '../project.ts';
 import { UsageError } from '../project.ts';
+import { integerOption } from '../options.ts';
 import type { Wrap } from './types.ts';
 
 export function runsCommand(program: Command, project: () => Project, wrap: Wrap): void {
@@ -12,8 +13,8 @@ export function runsCommand(program: Command, project: () => Project, wrap: Wrap
     .command('runs')
     .description('List recent runs, newest first')
     .option('--pipeline <name>', 'only runs of this pipeline')
-    .option('--status <status>', 'only runs in this status (queued, running, waiting, completed, completed_with_errors, failed, needs_attention, interrupted)')
-    .option('--limit <n>', 'how many', (v) => Number.parseInt(v, 10), 20)
+    .addOption(new Option('--status <status>', 'only runs in this status').choices(RUN_STATUSES))
+    .option('--limit <n>', 'how many', integerOption({ min: 1, example: 20 }), 20)
     .option('--json', 'print the runs as JSON on stdout')
     .action(
       wrap(async (opts: { pipeline?: string; status?: RunStatus; limit: number; json?: boolean }) => {
