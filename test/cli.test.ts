@@ -164,6 +164,28 @@ steps:
     expect(JSON.parse(invalid.stdout).error).toMatchObject({ kind: 'invalid', diagnostics: [{ file: 'invalid.yaml', line: 4, path: 'steps[0].uses' }] });
   });
 
+  it('shows item counts of foreach steps only, an all-day window as all day, and why runs need attention', async () => {
+    const reason = 'the payment has no domain: add it to the customer in Stripe, then run paid-report again';
+    writeFileSync(join(dir, 'pipelines', 'stuck.yaml'), `name: stuck\ntrigger: { manual: {} }\nsteps:\n  - { id: prepare, uses: transform, with: { value: 1 } }\n  - { id: check, uses: run.needs_attention, with: { reason: "${reason}" } }\n`);
+    const config = join(dir, 'pipelines', 'flows.config.yaml');
+    const before = readFileSync(config, 'utf8');
+    writeFileSync(config, before.replace(/^quotas:\n/m, 'quotas:\n  whole-day: { caps: { day: 10 }, window: "00:00-24:00" }\n'));
+    try {
+      const run = await flows('run', 'stuck', '--json');
+      expect(run.code).toBe(1);
+      const runId = JSON.parse(run.stdout).run_id;
+      const listed = await flows('runs', '--status', 'needs_attention');
+      expect(listed.stdout).toMatch(new RegExp(`${runId}\\s+stuck\\s+needs_attention\\s+manual\\s.*${reason}`));
+      const shown = (await flows('show', runId)).stdout;
+      expect(shown).toMatch(/^prepare\s+completed\s*$/m);
+      expect(shown).toMatch(/^check\s+failed\s+the payment has no domain/m);
+      expect((await flows('quotas')).stdout).toMatch(/^whole-day\s+-\s+0\/10 day\s+10\s+\S+ \d\d \w+ all day Europe\/London\s+open$/m);
+    } finally {
+      writeFileSync(config, before);
+      rmSync(join(dir, 'pipelines', 'stuck.yaml'));
+    }
+  });
+
   it('dry-runs with --json: planned effects with quota slots, cost, and artifacts on disk', async () => {
     const out = join(dir, 'dry-out');
     const r = await flows('run', 'greet', '--dry-run', '--json', '-i', 'who=ann', '-i', 'times=3', '--out', out);

@@ -165,6 +165,11 @@ steps:
     expect(diagnosticsOf(yaml)).toEqual([
       'p.yaml:4:6: inputs.n: not a valid JSON Schema: type must be one of array, boolean, integer, null, number, object, string (write e.g. { type: string, default: "x" })',
     ]);
+    const defaults = 'name: i\ntrigger: { manual: {} }\ninputs:\n  who: { type: string, default: 42 }\n  n: { type: integer, minimum: 1, default: 0 }\n  ok: { type: integer, default: 3 }\nsteps:\n  - { id: a, uses: log, with: { message: m } }\n';
+    expect(diagnosticsOf(defaults)).toEqual([
+      'p.yaml:4:33: inputs.who.default: expected a string, got 42 (the default must be a valid value of the input)',
+      'p.yaml:5:44: inputs.n.default: expected a positive integer, got 0 (the default must be a valid value of the input)',
+    ]);
   });
 
   it('places expression syntax errors inside the string', () => {

@@ -59,7 +59,12 @@ export function loadPipeline(text: string, file: string, options: LoadOptions): 
   const trigger = checkTrigger(raw.trigger, raw.name, doc, options.config, diagnostics);
   for (const [name, schema] of Object.entries(raw.inputs ?? {})) {
     if (!schema || typeof schema !== 'object') continue;
-    for (const problem of schemaProblems(schema)) diagnostics.push(doc.at(['inputs', name], `not a valid JSON Schema: ${problem} (write e.g. { type: string, default: "x" })`));
+    const problems = schemaProblems(schema);
+    for (const problem of problems) diagnostics.push(doc.at(['inputs', name], `not a valid JSON Schema: ${problem} (write e.g. { type: string, default: "x" })`));
+    if (!problems.length && 'default' in schema) {
+      const wrong = checkSchema(schema, schema.default, doc, ['inputs', name, 'default']);
+      diagnostics.push(...wrong.map((d) => ({ ...d, message: `${d.message} (the default must be a valid value of the input)` })));
+    }
   }
   const ids = new Map<string, string>();
   const steps: PipelineStep[] = [];
