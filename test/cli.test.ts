@@ -111,6 +111,39 @@ steps:
     }
   });
 
+  it('reports YAML alias bombs and cyclic aliases as problems at file:line:col, with the other files still checked', async () => {
+    const project = mkdtempSync(join(tmpdir(), 'flows-aliases-'));
+    const pipelines = join(project, 'pipelines');
+    mkdirSync(pipelines);
+    // Billion laughs: nine copies of the one before, nine levels deep.
+    const laughs = ['  l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]'];
+    for (let i = 1; i <= 8; i++) laughs.push(`  l${i}: &l${i} [${Array(9).fill(`*l${i - 1}`).join(', ')}]`);
+    // Merge keys: each level merges the one before and holds four more copies of it.
+    const merges = ['  m0: &m0 { a: 1, b: 2 }'];
+    for (let i = 1; i <= 12; i++) merges.push(`  m${i}: &m${i} { <<: *m${i - 1}, more: [*m${i - 1}, *m${i - 1}, *m${i - 1}, *m${i - 1}] }`);
+    writeFileSync(join(pipelines, 'flows.config.yaml'), `business: { name: B, timezone: Europe/London }\nprices:\n${merges.join('\n')}\n`);
+    writeFileSync(join(pipelines, 'laughs.yaml'), `name: laughs\ntrigger: { manual: {} }\nsteps:\n  - { id: a, uses: log, with: { message: m } }\ninputs:\n${laughs.join('\n')}\n`);
+    writeFileSync(join(pipelines, 'cyclic.yaml'), `name: cyclic\ntrigger: { manual: {} }\nsteps:\n  - id: a\n    uses: transform\n    with:\n      value: &v { x: 1, self: *v }\n`);
+    writeFileSync(join(pipelines, 'typo.yaml'), `name: typo\ntrigger: { manual: {} }\nsteps:\n  - { id: a, uses: logg, with: { message: m } }\n`);
+    try {
+      const r = await cli(['validate'], { cwd: project });
+      expect(r.code).toBe(2);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines.pop()).toBe('4 problems in 4 file(s)');
+      expect(lines).toEqual([
+        expect.stringMatching(/^pipelines\/flows\.config\.yaml:\d+:\d+: the aliases from \*\w+ on expand to too much data \(over 100 copies/),
+        expect.stringMatching(/^pipelines\/cyclic\.yaml:7:\d+: the alias \*v is inside the value it refers to/),
+        expect.stringMatching(/^pipelines\/laughs\.yaml:\d+:\d+: the aliases from \*\w+ on expand to too much data \(over 100 copies/),
+        'pipelines/typo.yaml:4:20: steps[0].uses: unknown step type "logg" (did you mean "log"?)',
+      ]);
+      const json = await cli(['validate', '--json'], { cwd: project });
+      expect(json.code).toBe(2);
+      expect(JSON.parse(json.stdout).diagnostics.map((d: { file: string }) => d.file)).toEqual(['pipelines/flows.config.yaml', 'pipelines/cyclic.yaml', 'pipelines/laughs.yaml', 'pipelines/typo.yaml']);
+    } finally {
+      rmSync(project, { recursive: true, force: true });
+    }
+  });
+
   it('refuses to start a daemon whose webhook verifier has no secret, naming the variable', async () => {
     writeFileSync(join(dir, 'pipelines', 'hook.yaml'), 'name: hook\ntrigger: { webhook: { verify: demo-signature } }\nsteps: [{ id: s, uses: log, with: { message: m } }]\n');
     try {

@@ -86,14 +86,14 @@ export class Project {
   }
 
   /** A pipeline checked against a config (or, when the config cannot be read at all, against nothing it declares). */
-  checkPipeline(file: string, config: DeclaredConfig | undefined = this.config) {
+  checkPipeline(file: string, config: DeclaredConfig | undefined) {
     return loadPipeline(readFileSync(file, 'utf8'), this.display(file), { registry: this.registry, config });
   }
 
   /** A pipeline by file path or by name; throws ValidationError with every problem. */
   pipeline(nameOrPath: string): Pipeline {
     const file = this.findPipelineFile(nameOrPath);
-    const { pipeline, diagnostics } = this.checkPipeline(file);
+    const { pipeline, diagnostics } = this.checkPipeline(file, this.config);
     if (!pipeline) throw new ValidationError(diagnostics);
     return pipeline;
   }
