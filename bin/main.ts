@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { chromiumPath } from '../connectors/browser/browser.ts';
 import { startDemoApi } from '../connectors/demo-api/sandbox.ts';
 import { stripeTestSignature } from '../connectors/stripe/webhooks.ts';
-import { runCli } from '../engine/cli/main.ts';
+import { exitWhenFlushed, runCli } from '../engine/cli/main.ts';
 import { builtinPages, createRegistry } from '../steps/index.ts';
 import { reportCommand } from '../steps/report/command.ts';
 
@@ -23,4 +23,4 @@ const code = await runCli(process.argv, {
       existsSync(chromiumPath(process.env)) ? undefined : `Chromium (for report PDFs) is not at ${chromiumPath(process.env)}: install it with apt-get install chromium, or set CHROMIUM_PATH`,
   },
 });
-process.exit(code);
+await exitWhenFlushed(code);

@@ -10,7 +10,7 @@ import { BudgetSchema, type BudgetConfig } from './flow-control/budget-spec.ts';
 import { parseSpacing, QuotaSchema, type QuotaConfig } from './flow-control/quota-spec.ts';
 import { isValidTimezone, reviseFlowControl } from './flow-control/config-check.ts';
 import { type AnyVerifierType, builtinVerifiers, verifierEntrySchema } from './verifier.ts';
-import { parseYamlSource } from './yaml.ts';
+import { parseYamlSource, type SourceDoc } from './yaml.ts';
 
 /**
  * The engine config: connectors, named quotas and rate limits, sender identities and
@@ -157,8 +157,18 @@ export function checkCron(expression: string, timezone: string): string | undefi
   }
 }
 
+/** What pipelines are checked against: the names they may refer to, and the default timezone. */
+export type DeclaredConfig = Pick<EngineConfig, 'business' | 'quotas' | 'rate_limits' | 'budgets' | 'webhooks'>;
+
 export interface LoadedConfig {
+  /** The checked config; absent when it has problems. */
   config?: EngineConfig;
+  /**
+   * What the file declares even when some of its values are wrong, so that pipelines are
+   * checked against it and one bad value gives one message. Absent when the file cannot be
+   * read at all (broken YAML): pipelines are then not checked against the config.
+   */
+  declared?: DeclaredConfig;
   diagnostics: Diagnostic[];
 }
 
@@ -219,6 +229,14 @@ export function loadConfig(text: string, file: string, env: Record<string, strin
   const doc = parseYamlSource(text, file);
   if (doc.diagnostics.length) return { diagnostics: doc.diagnostics };
   const raw = doc.value ?? {};
+  const problems = configProblems(raw, doc, parts).sort((a, b) => a.line - b.line || a.col - b.col);
+  if (problems.length) return { declared: declaredIn(raw), diagnostics: problems };
+  const config = resolved(raw, parts, env);
+  return { config, declared: config, diagnostics: [] };
+}
+
+/** Every problem of the file's value, in the order the checks find them. */
+function configProblems(raw: unknown, doc: SourceDoc, parts: ConfigParts | undefined): Diagnostic[] {
   const schema = configSchemaWith(parts);
   let diagnostics = checkSchema(schema, raw, doc, [], (path) => fromEnvironment(raw, path));
   const cfg = raw as EngineConfig;
@@ -232,16 +250,17 @@ export function loadConfig(text: string, file: string, env: Record<string, strin
       diagnostics.push(doc.at(['daemon', key], `"${value}" is not a duration (write "30s" or "2m")`));
     }
   }
-  // Fields marked x-deferred (category reasons ...) are templates over run-time data, kept as written.
-  const all = findTemplates(raw);
-  const deferred = all.filter((t) => schemaAt(schema, t.path)?.['x-deferred'] === true);
-  const templates = all.filter((t) => !deferred.includes(t));
-  for (const t of templates) {
+  for (const t of templatesIn(raw, schema).env) {
     if (!ENV_TEMPLATE.test(t.text)) {
       diagnostics.push(doc.at(t.path, 'config values may only use ${{ env.NAME }} (a whole value from the environment)'));
     }
   }
-  if (diagnostics.length) return { diagnostics };
+  return diagnostics;
+}
+
+/** The checked value with ${{ env.NAME }} read from `env` (deferred templates kept as written). */
+function resolved(raw: unknown, parts: ConfigParts | undefined, env: Record<string, string | undefined>): EngineConfig {
+  const { env: templates, deferred } = templatesIn(raw, configSchemaWith(parts));
   // An escaped template comes out of renderDeep as written.
   const kept = structuredClone(raw);
   for (const d of deferred) setAt(kept, d.path, d.text.replaceAll('${{', () => '$${{'));
@@ -252,8 +271,38 @@ export function loadConfig(text: string, file: string, env: Record<string, strin
     if (name && !env[name]) unset.set(t.path.join('.'), name);
   }
   unsetVariables.set(config, unset);
-  return { config, diagnostics };
+  return config;
 }
+
+/** Templates read from the environment at load, and those in x-deferred fields (category reasons ...): templates over run-time data, kept as written. */
+function templatesIn(raw: unknown, schema: TSchema): { env: ReturnType<typeof findTemplates>; deferred: ReturnType<typeof findTemplates> } {
+  const all = findTemplates(raw);
+  const deferred = all.filter((t) => schemaAt(schema, t.path)?.['x-deferred'] === true);
+  return { env: all.filter((t) => !deferred.includes(t)), deferred };
+}
+
+/**
+ * The names a config with problems still declares (quotas, rate limits, budgets, verifiers)
+ * and its business timezone when that is valid. A name stays declared when its settings are
+ * wrong: the settings get their own message, the steps naming it none.
+ */
+function declaredIn(raw: unknown): DeclaredConfig {
+  const section = (value: unknown) =>
+    isMapping(value) ? Object.fromEntries(Object.keys(value).map((name) => [name, isMapping(value[name]) ? value[name] : {}])) : undefined;
+  const r = isMapping(raw) ? raw : {};
+  const business = isMapping(r.business) ? r.business : {};
+  const webhooks = isMapping(r.webhooks) ? r.webhooks : {};
+  const timezone = typeof business.timezone === 'string' && isValidTimezone(business.timezone) ? business.timezone : undefined;
+  return {
+    business: timezone ? { name: String(business.name ?? ''), timezone } : undefined,
+    quotas: section(r.quotas),
+    rate_limits: section(r.rate_limits),
+    budgets: section(r.budgets),
+    webhooks: { verifiers: section(webhooks.verifiers) },
+  } as DeclaredConfig;
+}
+
+const isMapping = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /**
  * A connector or verifier value written as ${{ env.NAME }}: its type and form are checked

@@ -126,6 +126,28 @@ export function describeValue(v: unknown): string {
   return json.length > 60 ? `${json.slice(0, 57)}..."` : json;
 }
 
+/**
+ * What the patterns of our schemas ask for, in words: a message says what to write, never
+ * the regular expression. A pattern not listed here needs an x-hint where it is declared.
+ */
+const PATTERN_WORDS: Record<string, string> = {
+  '^[a-z][a-z0-9_-]*$': 'use lower-case letters, digits, "-" and "_", starting with a letter',
+  '^[a-z][a-z0-9_]*$': 'use lower-case letters, digits and "_", starting with a letter',
+  '^[a-z][a-z0-9_.-]*$': 'use lower-case letters, digits, ".", "-" and "_", starting with a letter, like email.sent',
+  '^[a-z0-9][a-z0-9_-]*$': 'use lower-case letters, digits, "-" and "_", like report-analysis',
+  '^https?://': 'write a full URL starting with http:// or https://',
+  '^/[A-Za-z0-9/_.-]*$': 'write a path starting with "/", like /hooks/stripe',
+  '^\\d{4}-\\d{2}-\\d{2}$': 'write a date like "2026-12-01"',
+  [DURATION_PATTERN]: 'write a duration like "30s", "5m" or "1h"',
+};
+
+export function patternInWords(pattern: string): string {
+  return PATTERN_WORDS[pattern] ?? 'see the reference of this field in the README';
+}
+
+/** Whether a message about a value failing `pattern` can say in words what to write. */
+export const patternHasWords = (pattern: string): boolean => pattern in PATTERN_WORDS;
+
 const ARTICLE: Record<string, string> = {
   string: 'a string',
   integer: 'an integer',
@@ -205,7 +227,7 @@ function describeError(
         const example = (err.parentSchema as { default?: unknown } | undefined)?.default ?? '30s';
         return { path: rel, message: `${describeValue(value)} is not a duration (${hint ?? `write ${typeof lastKey === 'string' ? `${lastKey}: ` : ''}"${String(example)}"`})` };
       }
-      return { path: rel, message: withHint(`${describeValue(value)} does not have the expected form (${params.pattern})`) };
+      return { path: rel, message: `${describeValue(value)} does not have the expected form (${hint ?? patternInWords(params.pattern)})` };
     case 'format':
       return { path: rel, message: `expected ${params.format === 'uri' ? 'a URL' : `a ${params.format}`}, got ${describeValue(value)}` };
     case 'minProperties':

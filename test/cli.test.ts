@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -73,6 +73,77 @@ steps:
     expect(JSON.parse(json.stdout).diagnostics).toHaveLength(2);
   });
 
+  it('validates a folder, or files with the config among them, as the config and its pipelines', async () => {
+    const project = mkdtempSync(join(tmpdir(), 'flows-validate-'));
+    cpSync(join(repo, 'pipelines'), join(project, 'pipelines'), { recursive: true });
+    const validate = (...args: string[]) => cli(['validate', ...args], { cwd: project });
+    const yamlFiles = () => readdirSync(join(project, 'pipelines')).filter((f) => /\.ya?ml$/.test(f)).map((f) => join('pipelines', f));
+    try {
+      const whole = await validate();
+      expect(whole).toMatchObject({ code: 0, stderr: '' });
+      expect(whole.stdout).toMatch(/^ok: [1-9]\d* pipelines \(\d+ steps\) and the config are valid\n$/);
+      expect(await validate('pipelines')).toMatchObject({ code: 0, stderr: '', stdout: whole.stdout });
+      expect(await validate(...yamlFiles())).toMatchObject({ code: 0, stderr: '', stdout: whole.stdout });
+
+      // One bad value in a quota, a budget, the daemon and a window: four messages, all about the config.
+      const configFile = join(project, 'pipelines', 'flows.config.yaml');
+      const config = readFileSync(configFile, 'utf8');
+      const broken = config
+        .replace('window: "08:00-18:00"', 'window: "8-18"')
+        .replace('caps: { day: 17, rolling_7d: 85 }', 'caps: { day: lots, rolling_7d: 85 }')
+        .replace(/^(\s+)usd: \d+/m, '$1usd: -5')
+        .replace(/^(\s+)port: \d+/m, '$1port: eighty');
+      expect(broken).not.toBe(config);
+      writeFileSync(configFile, broken);
+      for (const args of [[], ['pipelines'], yamlFiles()]) {
+        const r = await validate(...args);
+        expect(r.code).toBe(2);
+        const lines = r.stderr.trim().split('\n');
+        expect(lines.pop()).toBe('4 problems in 1 file(s)');
+        expect(lines.map((l) => l.split(':')[0])).toEqual(Array(4).fill('pipelines/flows.config.yaml'));
+        const positions = lines.map((l) => Number(l.split(':')[1]));
+        expect(positions).toEqual([...positions].sort((a, b) => a - b));
+        expect(r.stderr).toContain('quotas.teaser-email.window: "8-18" does not have the expected form (a window is HH:MM-HH:MM, e.g. "09:00-17:00")');
+        expect(r.stderr).not.toMatch(/[\^$]|\\d|\[0-9/);
+      }
+    } finally {
+      rmSync(project, { recursive: true, force: true });
+    }
+  });
+
+  it('reports YAML alias bombs and cyclic aliases as problems at file:line:col, with the other files still checked', async () => {
+    const project = mkdtempSync(join(tmpdir(), 'flows-aliases-'));
+    const pipelines = join(project, 'pipelines');
+    mkdirSync(pipelines);
+    // Billion laughs: nine copies of the one before, nine levels deep.
+    const laughs = ['  l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]'];
+    for (let i = 1; i <= 8; i++) laughs.push(`  l${i}: &l${i} [${Array(9).fill(`*l${i - 1}`).join(', ')}]`);
+    // Merge keys: each level merges the one before and holds four more copies of it.
+    const merges = ['  m0: &m0 { a: 1, b: 2 }'];
+    for (let i = 1; i <= 12; i++) merges.push(`  m${i}: &m${i} { <<: *m${i - 1}, more: [*m${i - 1}, *m${i - 1}, *m${i - 1}, *m${i - 1}] }`);
+    writeFileSync(join(pipelines, 'flows.config.yaml'), `business: { name: B, timezone: Europe/London }\nprices:\n${merges.join('\n')}\n`);
+    writeFileSync(join(pipelines, 'laughs.yaml'), `name: laughs\ntrigger: { manual: {} }\nsteps:\n  - { id: a, uses: log, with: { message: m } }\ninputs:\n${laughs.join('\n')}\n`);
+    writeFileSync(join(pipelines, 'cyclic.yaml'), `name: cyclic\ntrigger: { manual: {} }\nsteps:\n  - id: a\n    uses: transform\n    with:\n      value: &v { x: 1, self: *v }\n`);
+    writeFileSync(join(pipelines, 'typo.yaml'), `name: typo\ntrigger: { manual: {} }\nsteps:\n  - { id: a, uses: logg, with: { message: m } }\n`);
+    try {
+      const r = await cli(['validate'], { cwd: project });
+      expect(r.code).toBe(2);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines.pop()).toBe('4 problems in 4 file(s)');
+      expect(lines).toEqual([
+        expect.stringMatching(/^pipelines\/flows\.config\.yaml:\d+:\d+: the aliases from \*\w+ on expand to too much data \(over 100 copies/),
+        expect.stringMatching(/^pipelines\/cyclic\.yaml:7:\d+: the alias \*v is inside the value it refers to/),
+        expect.stringMatching(/^pipelines\/laughs\.yaml:\d+:\d+: the aliases from \*\w+ on expand to too much data \(over 100 copies/),
+        'pipelines/typo.yaml:4:20: steps[0].uses: unknown step type "logg" (did you mean "log"?)',
+      ]);
+      const json = await cli(['validate', '--json'], { cwd: project });
+      expect(json.code).toBe(2);
+      expect(JSON.parse(json.stdout).diagnostics.map((d: { file: string }) => d.file)).toEqual(['pipelines/flows.config.yaml', 'pipelines/cyclic.yaml', 'pipelines/laughs.yaml', 'pipelines/typo.yaml']);
+    } finally {
+      rmSync(project, { recursive: true, force: true });
+    }
+  });
+
   it('refuses to start a daemon whose webhook verifier has no secret, naming the variable', async () => {
     writeFileSync(join(dir, 'pipelines', 'hook.yaml'), 'name: hook\ntrigger: { webhook: { verify: demo-signature } }\nsteps: [{ id: s, uses: log, with: { message: m } }]\n');
     try {
@@ -98,6 +169,54 @@ steps:
     expect(unknown.stderr).toContain('has no input "whom" (did you mean "who"?)');
     const flag = await flows('run', 'greet', '--frobnicate');
     expect(flag.code).toBe(2);
+  });
+
+  it('refuses bad option values with the allowed ones, suggests a pipeline name, and prints errors as JSON with --json', async () => {
+    const limit = await flows('runs', '--limit', 'abc');
+    expect(limit.code).toBe(2);
+    expect(limit.stderr).toContain("option '--limit <n>' argument 'abc' is invalid. Expected a positive integer, like 20");
+    expect((await flows('daemon', '--port', 'eighty')).code).toBe(2);
+    const status = await flows('runs', '--status', 'bogus');
+    expect(status.code).toBe(2);
+    expect(status.stderr).toContain('queued, running, waiting, completed, completed_with_errors, failed, needs_attention, interrupted');
+
+    const version = await flows('--version');
+    expect(version).toMatchObject({ code: 0, stdout: `${JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')).version}\n` });
+
+    const typo = await flows('run', 'greet-nw');
+    expect(typo).toMatchObject({ code: 2, stderr: 'flows: no pipeline "greet-nw" in pipelines (did you mean "greet-now"?)\n' });
+    const typoJson = await flows('run', 'greet-nw', '--json');
+    expect(typoJson).toMatchObject({ code: 2, stderr: '' });
+    expect(JSON.parse(typoJson.stdout)).toEqual({ error: { kind: 'usage', message: 'no pipeline "greet-nw" in pipelines (did you mean "greet-now"?)' } });
+    const statusJson = await flows('runs', '--status', 'bogus', '--json');
+    expect(statusJson).toMatchObject({ code: 2, stderr: '' });
+    expect(JSON.parse(statusJson.stdout).error).toMatchObject({ kind: 'usage', message: expect.stringContaining('needs_attention') });
+    writeFileSync(join(dir, 'invalid.yaml'), 'name: invalid\ntrigger: { manual: {} }\nsteps:\n  - { id: a, uses: sql.qery }\n');
+    const invalid = await flows('run', 'invalid.yaml', '--json');
+    expect(invalid).toMatchObject({ code: 2, stderr: '' });
+    expect(JSON.parse(invalid.stdout).error).toMatchObject({ kind: 'invalid', diagnostics: [{ file: 'invalid.yaml', line: 4, path: 'steps[0].uses' }] });
+  });
+
+  it('shows item counts of foreach steps only, an all-day window as all day, and why runs need attention', async () => {
+    const reason = 'the payment has no domain: add it to the customer in Stripe, then run paid-report again';
+    writeFileSync(join(dir, 'pipelines', 'stuck.yaml'), `name: stuck\ntrigger: { manual: {} }\nsteps:\n  - { id: prepare, uses: transform, with: { value: 1 } }\n  - { id: check, uses: run.needs_attention, with: { reason: "${reason}" } }\n`);
+    const config = join(dir, 'pipelines', 'flows.config.yaml');
+    const before = readFileSync(config, 'utf8');
+    writeFileSync(config, before.replace(/^quotas:\n/m, 'quotas:\n  whole-day: { caps: { day: 10 }, window: "00:00-24:00" }\n'));
+    try {
+      const run = await flows('run', 'stuck', '--json');
+      expect(run.code).toBe(1);
+      const runId = JSON.parse(run.stdout).run_id;
+      const listed = await flows('runs', '--status', 'needs_attention');
+      expect(listed.stdout).toMatch(new RegExp(`${runId}\\s+stuck\\s+needs_attention\\s+manual\\s.*${reason}`));
+      const shown = (await flows('show', runId)).stdout;
+      expect(shown).toMatch(/^prepare\s+completed\s*$/m);
+      expect(shown).toMatch(/^check\s+failed\s+the payment has no domain/m);
+      expect((await flows('quotas')).stdout).toMatch(/^whole-day\s+-\s+0\/10 day\s+10\s+\S+ \d\d \w+ all day Europe\/London\s+open$/m);
+    } finally {
+      writeFileSync(config, before);
+      rmSync(join(dir, 'pipelines', 'stuck.yaml'));
+    }
   });
 
   it('dry-runs with --json: planned effects with quota slots, cost, and artifacts on disk', async () => {
@@ -221,6 +340,19 @@ steps:
     expect(freed.stdout).toBe('freed note:doubt:2: resuming the run performs it (flows run <pipeline> --resume r-gone)\n');
     expect((await flows('effects', 'resolve', 'note:doubt:1', '--happened')).stderr).toContain('is not in doubt (it is done)');
     expect((await flows('effects')).stdout).toBe('no effects in doubt\n');
+  });
+
+  it('prints a multi-megabyte JSON document whole through a pipe', async () => {
+    const { openDatabase } = await import('../engine/db/connect.ts');
+    const { RunStore } = await import('../engine/store/index.ts');
+    const seed = await openDatabase({ dataDir: db });
+    const rows = Array.from({ length: 20_000 }, (_, i) => ({ domain: `prospect-${i}.example`, note: 'n'.repeat(200) }));
+    await new RunStore(seed).runs.create({ id: 'r-big', pipeline: 'greet', file: 'greet.yaml', hash: 'h', dryRun: true, inputs: { rows }, now: new Date() });
+    await seed.close();
+    const shown = await flows('show', 'r-big', '--json');
+    expect(shown.code).toBe(0);
+    expect(shown.stdout.length).toBeGreaterThan(4_000_000);
+    expect(JSON.parse(shown.stdout).run.inputs.rows).toHaveLength(rows.length);
   });
 
   it('reports stale generated files', async () => {

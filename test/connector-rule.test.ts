@@ -135,7 +135,7 @@ describe('the live-or-sandbox rule', () => {
     const { resources } = resourcesFor(config);
     const err = await failureOf(resources.use(spec));
     expect(err).toBeInstanceOf(NonRetriableError);
-    expect(err.message).toBe('connectors.widgets.base_url: "ftp://files" does not have the expected form (^https?://)');
+    expect(err.message).toBe('connectors.widgets.base_url: "ftp://files" does not have the expected form (write a full URL starting with http:// or https://)');
     const secret = await failureOf(resourcesFor({ connectors: { widgets: { key: 42 } } }).resources.use(spec));
     expect(secret.message).toBe('connectors.widgets.key: expected a string (the value is not shown)');
   });

@@ -79,7 +79,7 @@ steps:
 `;
     expect(diagnosticsOf(bad)).toMatchInlineSnapshot(`
       [
-        "p.yaml:1:7: name: "Bad Name" does not have the expected form (^[a-z][a-z0-9_-]*$) (use lower-case letters, digits, "-" and "_", starting with a letter)",
+        "p.yaml:1:7: name: "Bad Name" does not have the expected form (use lower-case letters, digits, "-" and "_", starting with a letter)",
         "p.yaml:3:21: trigger.schedule.cron: invalid cron "61 25 * * *": CronPattern: Invalid value for minute: 61 (write 5 fields like "0 22 * * 0")",
         "p.yaml:3:46: trigger.schedule.timezone: unknown timezone "Europe/Londn" (write an IANA name like "Europe/London")",
         "p.yaml:4:1: colour: unknown key "colour"; allowed keys: $schema, name, description, trigger, inputs, steps",
@@ -165,6 +165,11 @@ steps:
     expect(diagnosticsOf(yaml)).toEqual([
       'p.yaml:4:6: inputs.n: not a valid JSON Schema: type must be one of array, boolean, integer, null, number, object, string (write e.g. { type: string, default: "x" })',
     ]);
+    const defaults = 'name: i\ntrigger: { manual: {} }\ninputs:\n  who: { type: string, default: 42 }\n  n: { type: integer, minimum: 1, default: 0 }\n  ok: { type: integer, default: 3 }\nsteps:\n  - { id: a, uses: log, with: { message: m } }\n';
+    expect(diagnosticsOf(defaults)).toEqual([
+      'p.yaml:4:33: inputs.who.default: expected a string, got 42 (the default must be a valid value of the input)',
+      'p.yaml:5:44: inputs.n.default: expected a positive integer, got 0 (the default must be a valid value of the input)',
+    ]);
   });
 
   it('places expression syntax errors inside the string', () => {
@@ -202,17 +207,38 @@ connectors:
     const { diagnostics } = loadConfig(text, 'flows.config.yaml', {}, createRegistry());
     expect(diagnostics.map(formatDiagnostic)).toMatchInlineSnapshot(`
       [
-        "flows.config.yaml:8:45: connectors.semrush.other: unknown key "other"; allowed keys: base_url, key, database, display_limit, timeout, units_per_line",
         "flows.config.yaml:3:21: quotas.a.caps.day: expected an integer >= 0, got -1",
         "flows.config.yaml:4:16: quotas.b.caps.fortnight: unknown key "fortnight"; allowed keys: hour, day, rolling_24h, rolling_7d, calendar_week",
-        "flows.config.yaml:4:40: quotas.b.window: "9-5" does not have the expected form (^([01]\\d|2[0-3]):[0-5]\\d-([01]\\d|2[0-4]):[0-5]\\d$) (write window: "09:00-17:00")",
-        "flows.config.yaml:5:59: quotas.c.timezone: unknown timezone "Mars/Base" (write an IANA name like "Europe/London")",
+        "flows.config.yaml:4:40: quotas.b.window: "9-5" does not have the expected form (a window is HH:MM-HH:MM, e.g. "09:00-17:00")",
         "flows.config.yaml:5:34: quotas.c.window: window "17:00-09:00" ends before it starts",
+        "flows.config.yaml:5:59: quotas.c.timezone: unknown timezone "Mars/Base" (write an IANA name like "Europe/London")",
         "flows.config.yaml:5:79: quotas.c.spacing: "soon" is not a spacing (write "60s" or "600s..900s")",
         "flows.config.yaml:6:33: quotas.d.ramp: a ramp starts on a date: write ramp.from: "2026-12-01", or ramp_from on each key (missing on bob@one.example)",
+        "flows.config.yaml:8:45: connectors.semrush.other: unknown key "other"; allowed keys: base_url, key, database, display_limit, timeout, units_per_line",
         "flows.config.yaml:8:52: connectors.semrush.other: config values may only use \${{ env.NAME }} (a whole value from the environment)",
       ]
     `);
+  });
+
+  it('says in words what every pattern of the config, pipeline and step schemas asks for', async () => {
+    const { configSchemaWith } = await import('../engine/config.ts');
+    const { PipelineSchema } = await import('../engine/pipeline/schema.ts');
+    const { patternHasWords } = await import('../engine/schema-check.ts');
+    const registry = createRegistry();
+    const unexplained: string[] = [];
+    const walk = (node: unknown, where: string): void => {
+      if (!node || typeof node !== 'object') return;
+      const schema = node as Record<string, unknown>;
+      if (typeof schema.pattern === 'string' && !schema['x-hint'] && !patternHasWords(schema.pattern)) unexplained.push(`${where}: ${schema.pattern}`);
+      for (const [key, child] of Object.entries(schema)) walk(child, `${where}/${key}`);
+    };
+    walk(configSchemaWith(registry), 'config');
+    walk(PipelineSchema, 'pipeline');
+    for (const type of registry.types()) walk(registry.get(type)!.input, type);
+    expect(unexplained).toEqual([]);
+    // A value of the wrong form gets those words, never the expression.
+    const [window] = loadConfig('quotas:\n  a: { caps: { day: 5 }, window: "9-5", timezone: UTC }\n', 'c.yaml', {}, registry).diagnostics.map(formatDiagnostic);
+    expect(window).toBe('c.yaml:2:34: quotas.a.window: "9-5" does not have the expected form (a window is HH:MM-HH:MM, e.g. "09:00-17:00")');
   });
 
   it('resolves secrets from the environment', () => {
@@ -234,9 +260,9 @@ describe('connector settings', () => {
 `),
     ).toMatchInlineSnapshot(`
       [
-        "flows.config.yaml:4:20: connectors.claude.model: expected a string, got 42",
-        "flows.config.yaml:3:23: connectors.semrush.timeout: "thirty seconds" is not a duration (write timeout: "30s")",
         "flows.config.yaml:2:12: connectors.spyfu.api_kye: unknown key "api_kye" (did you mean "api_key"?)",
+        "flows.config.yaml:3:23: connectors.semrush.timeout: "thirty seconds" is not a duration (write timeout: "30s")",
+        "flows.config.yaml:4:20: connectors.claude.model: expected a string, got 42",
       ]
     `);
   });

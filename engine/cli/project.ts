@@ -1,16 +1,20 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
-import { emptyConfig, type EngineConfig, loadConfig } from '../config.ts';
+import { type DeclaredConfig, emptyConfig, type EngineConfig, type LoadedConfig, loadConfig } from '../config.ts';
 import { type Database, openDatabase } from '../db/connect.ts';
-import { type Diagnostic, ValidationError } from '../errors.ts';
+import { ValidationError } from '../errors.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { stderrTerminal } from './terminal.ts';
 import { loadPipeline } from '../pipeline/load.ts';
 import type { Pipeline } from '../pipeline/types.ts';
 import type { StepRegistry } from '../registry.ts';
 import { createScrubber, type Scrubber } from '../secrets.ts';
+import { didYouMean } from '../suggest.ts';
 
 export const CONFIG_FILE = 'flows.config.yaml';
+
+/** The config is recognised by its name, in any folder. */
+export const isConfigFile = (path: string): boolean => basename(path) === CONFIG_FILE;
 
 export interface ProjectOptions {
   /** Folder of pipeline files and the config (default ./pipelines, or FLOWS_DIR). */
@@ -58,10 +62,10 @@ export class Project {
     return rel.startsWith('..') ? path : rel;
   }
 
-  /** The config, or the diagnostics that stop it from loading. */
-  checkConfig(): { config?: EngineConfig; diagnostics: Diagnostic[] } {
-    if (!existsSync(this.configFile)) return { config: emptyConfig, diagnostics: [] };
-    return loadConfig(readFileSync(this.configFile, 'utf8'), this.display(this.configFile), this.env, this.registry);
+  /** A config file (the project's by default), or the diagnostics that stop it from loading. */
+  checkConfig(file = this.configFile): LoadedConfig {
+    if (!existsSync(file)) return { config: emptyConfig, declared: emptyConfig, diagnostics: [] };
+    return loadConfig(readFileSync(file, 'utf8'), this.display(file), this.env, this.registry);
   }
 
   get config(): EngineConfig {
@@ -73,23 +77,24 @@ export class Project {
     return this.loadedConfig;
   }
 
-  /** Every pipeline file in the folder (the config excluded). */
-  pipelineFiles(): string[] {
-    if (!existsSync(this.dir)) return [];
-    return readdirSync(this.dir)
-      .filter((f) => /\.ya?ml$/.test(f) && f !== CONFIG_FILE)
+  /** Every pipeline file in the folder (the project's by default; the config excluded). */
+  pipelineFiles(dir = this.dir): string[] {
+    if (!existsSync(dir)) return [];
+    return readdirSync(dir)
+      .filter((f) => /\.ya?ml$/.test(f) && !isConfigFile(f))
       .sort()
-      .map((f) => join(this.dir, f));
+      .map((f) => join(dir, f));
   }
 
-  checkPipeline(file: string, config: EngineConfig = this.config) {
+  /** A pipeline checked against a config (or, when the config cannot be read at all, against nothing it declares). */
+  checkPipeline(file: string, config: DeclaredConfig | undefined) {
     return loadPipeline(readFileSync(file, 'utf8'), this.display(file), { registry: this.registry, config });
   }
 
   /** A pipeline by file path or by name; throws ValidationError with every problem. */
   pipeline(nameOrPath: string): Pipeline {
     const file = this.findPipelineFile(nameOrPath);
-    const { pipeline, diagnostics } = this.checkPipeline(file);
+    const { pipeline, diagnostics } = this.checkPipeline(file, this.config);
     if (!pipeline) throw new ValidationError(diagnostics);
     return pipeline;
   }
@@ -103,7 +108,7 @@ export class Project {
     const names = this.pipelineFiles()
       .map((f) => basename(f).replace(/\.ya?ml$/, ''))
       .sort();
-    throw new UsageError(`no pipeline "${nameOrPath}" in ${this.display(this.dir)}${names.length ? ` (pipelines: ${names.join(', ')})` : ''}`);
+    throw new UsageError(`no pipeline "${nameOrPath}" in ${this.display(this.dir)}${didYouMean(nameOrPath, names) || (names.length ? ` (pipelines: ${names.join(', ')})` : '')}`);
   }
 
   /** DATABASE_URL (or --db URL) means Postgres; otherwise the embedded database under .flows/. */

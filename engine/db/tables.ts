@@ -17,6 +17,18 @@ export type RunStatus =
   | 'needs_attention'
   | 'interrupted';
 
+/** Every run status, in the order a run may pass through them (option choices list them). */
+export const RUN_STATUSES = Object.keys({
+  queued: true,
+  running: true,
+  waiting: true,
+  completed: true,
+  completed_with_errors: true,
+  failed: true,
+  needs_attention: true,
+  interrupted: true,
+} satisfies Record<RunStatus, true>) as RunStatus[];
+
 export type StepStatus = 'running' | 'completed' | 'completed_with_errors' | 'failed' | 'skipped';
 export type ItemStatus = 'succeeded' | 'failed' | 'skipped';
 export type EffectStatus = 'reserved' | 'done';

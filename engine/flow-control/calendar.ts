@@ -70,7 +70,7 @@ export class SendingCalendar {
   /** "Mon 30 Nov 09:00-17:00 Europe/London" */
   label(span: Span): string {
     const day = new Intl.DateTimeFormat('en-GB', { timeZone: this.timezone, weekday: 'short', day: '2-digit', month: 'short' }).format(span.start);
-    return `${day} ${this.window ?? 'all day'} ${this.timezone}`;
+    return `${day} ${this.windowMs >= DAY_MS ? 'all day' : this.window} ${this.timezone}`;
   }
 
   private weekday(at: Date): number {

@@ -57,7 +57,7 @@ export const QuotaSchema = Type.Object(
   {
     caps: CapsSchema,
     days: Type.Optional(Type.Array(StringEnum([...WEEKDAYS]), { minItems: 1, description: 'Days of the week on which effects may happen.' })),
-    window: Type.Optional(Type.String({ pattern: WINDOW_PATTERN, description: 'Local time of day when effects may happen, like "09:00-17:00".', 'x-hint': 'write window: "09:00-17:00"' })),
+    window: Type.Optional(Type.String({ pattern: WINDOW_PATTERN, description: 'Local time of day when effects may happen, like "09:00-17:00".', 'x-hint': 'a window is HH:MM-HH:MM, e.g. "09:00-17:00"' })),
     timezone: Type.Optional(Type.String({ description: 'IANA timezone of days, window and calendar periods; defaults to business.timezone.' })),
     spacing: Type.Optional(Type.String({ description: 'Least time between two effects of one key, with optional jitter: "60s" or "600s..900s".' })),
     ramp: Type.Optional(RampSchema),

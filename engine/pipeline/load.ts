@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { checkCron, ConfigSchema, type EngineConfig, isValidTimezone } from '../config.ts';
+import { checkCron, ConfigSchema, type DeclaredConfig, isValidTimezone } from '../config.ts';
 import { parseDuration } from '../duration.ts';
 import type { Diagnostic } from '../errors.ts';
 import { type CompiledValue, type Condition, ConditionError, compileCondition, compileValue, ExpressionError, findTemplates, isTemplate, parseTemplate, references, templateExpressions } from '../expr/index.ts';
@@ -23,7 +23,8 @@ import { checkReferences, type ReferenceScope } from './references.ts';
 
 export interface LoadOptions {
   registry: StepRegistry;
-  config: EngineConfig;
+  /** What the config declares; undefined when it cannot be read, and then names are not checked against it. */
+  config: DeclaredConfig | undefined;
 }
 
 export interface LoadedPipeline {
@@ -58,7 +59,12 @@ export function loadPipeline(text: string, file: string, options: LoadOptions): 
   const trigger = checkTrigger(raw.trigger, raw.name, doc, options.config, diagnostics);
   for (const [name, schema] of Object.entries(raw.inputs ?? {})) {
     if (!schema || typeof schema !== 'object') continue;
-    for (const problem of schemaProblems(schema)) diagnostics.push(doc.at(['inputs', name], `not a valid JSON Schema: ${problem} (write e.g. { type: string, default: "x" })`));
+    const problems = schemaProblems(schema);
+    for (const problem of problems) diagnostics.push(doc.at(['inputs', name], `not a valid JSON Schema: ${problem} (write e.g. { type: string, default: "x" })`));
+    if (!problems.length && 'default' in schema) {
+      const wrong = checkSchema(schema, schema.default, doc, ['inputs', name, 'default']);
+      diagnostics.push(...wrong.map((d) => ({ ...d, message: `${d.message} (the default must be a valid value of the input)` })));
+    }
   }
   const ids = new Map<string, string>();
   const steps: PipelineStep[] = [];
@@ -118,7 +124,7 @@ function checkTrigger(
   raw: Record<string, any> | undefined,
   name: unknown,
   doc: SourceDoc,
-  config: EngineConfig | undefined,
+  config: DeclaredConfig | undefined,
   out: Diagnostic[],
 ): Trigger | undefined {
   if (!raw || typeof raw !== 'object') return undefined;
@@ -130,7 +136,7 @@ function checkTrigger(
     case 'schedule': {
       const { cron } = body;
       const timezone = body.timezone ?? config?.business?.timezone;
-      if (timezone === undefined) {
+      if (timezone === undefined && config) {
         out.push(doc.at(['trigger', 'schedule'], 'a schedule needs a timezone: write timezone: "Europe/London" here, or set business.timezone in the config'));
       } else if (typeof body.timezone === 'string' && !isValidTimezone(timezone)) {
         out.push(doc.at(['trigger', 'schedule', 'timezone'], `unknown timezone "${timezone}" (write an IANA name like "Europe/London")`));
@@ -143,7 +149,7 @@ function checkTrigger(
     }
     case 'webhook': {
       const verifiers = config?.webhooks?.verifiers ?? {};
-      if (typeof body.verify === 'string' && !verifiers[body.verify]) {
+      if (config && typeof body.verify === 'string' && !verifiers[body.verify]) {
         const names = Object.keys(verifiers);
         out.push(
           doc.at(
@@ -249,19 +255,8 @@ function checkStep(
     const v = retry?.[field];
     if (typeof v === 'string' && parseDuration(v) === undefined) at(['retry', field], `"${v}" is not a duration (write "1s" or "30s")`);
   }
-  if (typeof raw.quota === 'string' && !config.quotas?.[raw.quota]) {
-    const names = Object.keys(config.quotas ?? {});
-    at(['quota'], `unknown quota "${raw.quota}"${didYouMean(raw.quota, names) || (names.length ? `; quotas in the config: ${names.join(', ')}` : '; the config declares no quotas')}`);
-  }
-  if (typeof raw.rate_limit === 'string' && !config.rate_limits?.[raw.rate_limit]) {
-    const names = Object.keys(config.rate_limits ?? {});
-    at(['rate_limit'], `unknown rate limit "${raw.rate_limit}"${didYouMean(raw.rate_limit, names) || (names.length ? `; rate limits in the config: ${names.join(', ')}` : '; the config declares no rate_limits')}`);
-  }
-  if (typeof raw.budget === 'string' && !config.budgets?.[raw.budget]) {
-    const names = Object.keys(config.budgets ?? {});
-    at(['budget'], `unknown budget "${raw.budget}"${didYouMean(raw.budget, names) || (names.length ? `; budgets in the config: ${names.join(', ')}` : '; the config declares no budgets')}`);
-  }
-  const quota = typeof raw.quota === 'string' ? config.quotas?.[raw.quota] : undefined;
+  if (config) checkNames(raw, config, at);
+  const quota = typeof raw.quota === 'string' ? config?.quotas?.[raw.quota] : undefined;
   const perKey = quota && (quota.per_key !== undefined || quota.keys !== undefined);
   if (perKey && raw.quota_key === undefined) {
     const what = quota!.per_key ?? 'key';
@@ -321,6 +316,22 @@ function checkStep(
     inDoubt: raw.in_doubt as 'stop' | 'repeat' | undefined,
     outputSchema: foreach ? foreachOutputSchema(itemOutput) : itemOutput,
   };
+}
+
+/** The quota, rate limit and budget a step names must be declared in the config. */
+function checkNames(raw: RawStep, config: DeclaredConfig, at: (path: Path, message: string) => void): void {
+  if (typeof raw.quota === 'string' && !config.quotas?.[raw.quota]) {
+    const names = Object.keys(config.quotas ?? {});
+    at(['quota'], `unknown quota "${raw.quota}"${didYouMean(raw.quota, names) || (names.length ? `; quotas in the config: ${names.join(', ')}` : '; the config declares no quotas')}`);
+  }
+  if (typeof raw.rate_limit === 'string' && !config.rate_limits?.[raw.rate_limit]) {
+    const names = Object.keys(config.rate_limits ?? {});
+    at(['rate_limit'], `unknown rate limit "${raw.rate_limit}"${didYouMean(raw.rate_limit, names) || (names.length ? `; rate limits in the config: ${names.join(', ')}` : '; the config declares no rate_limits')}`);
+  }
+  if (typeof raw.budget === 'string' && !config.budgets?.[raw.budget]) {
+    const names = Object.keys(config.budgets ?? {});
+    at(['budget'], `unknown budget "${raw.budget}"${didYouMean(raw.budget, names) || (names.length ? `; budgets in the config: ${names.join(', ')}` : '; the config declares no budgets')}`);
+  }
 }
 
 /**

@@ -4,6 +4,7 @@ import { ValidationError } from '../../errors.ts';
 import { checkPipelineSet } from '../../pipeline/load.ts';
 import type { Pipeline } from '../../pipeline/types.ts';
 import { type Project, UsageError } from '../project.ts';
+import { integerOption } from '../options.ts';
 import type { Wrap } from './types.ts';
 
 interface DaemonCliOptions {
@@ -16,9 +17,9 @@ export function daemonCommand(program: Command, project: (defaults?: { logLevel?
   program
     .command('daemon')
     .description('Run the scheduler, the workers and the webhook server in one process (several may share one Postgres)')
-    .option('--port <port>', 'HTTP port (default: daemon.port in the config, else 8080; 0 picks a free one)', (v) => Number.parseInt(v, 10))
+    .option('--port <port>', 'HTTP port (default: daemon.port in the config, else 8080; 0 picks a free one)', integerOption({ min: 0, max: 65535, example: 8080 }))
     .option('--host <address>', 'address to listen on (default 127.0.0.1)')
-    .option('--workers <n>', 'runs executed at once by this daemon (default: daemon.workers, else 2)', (v) => Number.parseInt(v, 10))
+    .option('--workers <n>', 'runs executed at once by this daemon (default: daemon.workers, else 2)', integerOption({ min: 1, max: 64, example: 2 }))
     .addHelpText(
       'after',
       `

@@ -1,10 +1,11 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { formatDuration } from '../../duration.ts';
-import type { RunStatus } from '../../db/tables.ts';
-import { RunStore } from '../../store/index.ts';
+import { RUN_STATUSES, type RunStatus } from '../../db/tables.ts';
+import { type RunRow, RunStore } from '../../store/index.ts';
 import { table, when } from '../../format.ts';
 import type { Project } from '../project.ts';
 import { UsageError } from '../project.ts';
+import { integerOption } from '../options.ts';
 import type { Wrap } from './types.ts';
 
 export function runsCommand(program: Command, project: () => Project, wrap: Wrap): void {
@@ -12,8 +13,8 @@ export function runsCommand(program: Command, project: () => Project, wrap: Wrap
     .command('runs')
     .description('List recent runs, newest first')
     .option('--pipeline <name>', 'only runs of this pipeline')
-    .option('--status <status>', 'only runs in this status (queued, running, waiting, completed, completed_with_errors, failed, needs_attention, interrupted)')
-    .option('--limit <n>', 'how many', (v) => Number.parseInt(v, 10), 20)
+    .addOption(new Option('--status <status>', 'only runs in this status').choices(RUN_STATUSES))
+    .option('--limit <n>', 'how many', integerOption({ min: 1, example: 20 }), 20)
     .option('--json', 'print the runs as JSON on stdout')
     .action(
       wrap(async (opts: { pipeline?: string; status?: RunStatus; limit: number; json?: boolean }) => {
@@ -29,25 +30,31 @@ export function runsCommand(program: Command, project: () => Project, wrap: Wrap
             process.stdout.write('no runs yet (start one with: flows run <pipeline>)\n');
             return 0;
           }
-          process.stdout.write(
-            `${table(
-              ['run', 'pipeline', 'status', 'trigger', 'started', 'took'],
-              runs.map((r) => [
-                r.id,
-                r.pipeline,
-                `${r.status}${r.dry_run ? ' (dry run)' : ''}${r.status === 'waiting' && r.waiting_until ? ` until ${when(r.waiting_until)}` : ''}`,
-                r.trigger,
-                when(r.started_at),
-                r.finished_at ? formatDuration(new Date(r.finished_at).getTime() - new Date(r.started_at).getTime()) : '',
-              ]),
-            )}\n`,
-          );
+          const rows = runs.map((r) => [
+            r.id,
+            r.pipeline,
+            `${r.status}${r.dry_run ? ' (dry run)' : ''}${r.status === 'waiting' && r.waiting_until ? ` until ${when(r.waiting_until)}` : ''}`,
+            r.trigger,
+            when(r.started_at),
+            r.finished_at ? formatDuration(new Date(r.finished_at).getTime() - new Date(r.started_at).getTime()) : '',
+            reasonOf(r),
+          ]);
+          // The reason column only when a run has one (a run that needs attention says what to do).
+          const withReasons = rows.some((r) => r[6]);
+          const headers = ['run', 'pipeline', 'status', 'trigger', 'started', 'took', ...(withReasons ? ['reason'] : [])];
+          process.stdout.write(`${table(headers, withReasons ? rows : rows.map((r) => r.slice(0, 6)))}\n`);
           return 0;
         } finally {
           await db.close();
         }
       }),
     );
+}
+
+/** Why a run stopped or waits: what needs attention, the error it failed with, or the wait. */
+function reasonOf(run: RunRow): string {
+  if (run.status === 'waiting') return run.waiting_reason ?? '';
+  return run.status === 'needs_attention' || run.status === 'failed' ? (run.error ?? '') : '';
 }
 
 export function showCommand(program: Command, project: () => Project, wrap: Wrap): void {
@@ -90,7 +97,8 @@ export function showCommand(program: Command, project: () => Project, wrap: Wrap
           out.push(
             table(
               ['step', 'status', 'succeeded', 'failed', 'skipped', 'error'],
-              steps.map((s) => [s.step_id, s.status, s.items_succeeded, s.items_failed, s.items_skipped, s.error ?? '']),
+              // A step without foreach has no items to count.
+              steps.map((s) => (s.items_total ? [s.step_id, s.status, s.items_succeeded, s.items_failed, s.items_skipped, s.error ?? ''] : [s.step_id, s.status, '', '', '', s.error ?? ''])),
             ),
           );
           if (effects.length) {

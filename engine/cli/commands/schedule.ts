@@ -3,13 +3,14 @@ import { type Clock, systemClock } from '../../clock.ts';
 import { nextFires } from '../../schedule.ts';
 import { table } from '../../format.ts';
 import type { Project } from '../project.ts';
+import { integerOption } from '../options.ts';
 import type { Wrap } from './types.ts';
 
 export function scheduleCommand(program: Command, project: () => Project, wrap: Wrap, clock: Clock = systemClock): void {
   program
     .command('schedule')
     .description('Show the next fire times of every scheduled pipeline, in its timezone and in UTC')
-    .option('--next <n>', 'how many fire times per pipeline', (v) => Number.parseInt(v, 10), 3)
+    .option('--next <n>', 'how many fire times per pipeline', integerOption({ min: 1, example: 3 }), 3)
     .option('--json', 'print the fire times as JSON on stdout')
     .action(
       wrap(async (opts: { next: number; json?: boolean }) => {

@@ -1,34 +1,39 @@
 import type { Command } from 'commander';
 import { existsSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import type { LoadedConfig } from '../../config.ts';
 import { type Diagnostic, formatDiagnostic } from '../../errors.ts';
 import { checkPipelineSet } from '../../pipeline/load.ts';
 import type { Pipeline } from '../../pipeline/types.ts';
-import type { Project } from '../project.ts';
-import { UsageError } from '../project.ts';
+import { CONFIG_FILE, isConfigFile, type Project, UsageError } from '../project.ts';
 import type { Wrap } from './types.ts';
 
 export function validateCommand(program: Command, project: () => Project, wrap: Wrap): void {
   program
     .command('validate')
     .description('Check pipeline files and the config; print every problem as file:line:col: message')
-    .argument('[paths...]', 'pipeline files (default: every pipeline in --dir, and the config)')
+    .argument('[paths...]', `pipeline files, folders (their pipelines and their ${CONFIG_FILE}) or a ${CONFIG_FILE} (default: --dir)`)
     .option('--json', 'print { ok, files, diagnostics } as JSON on stdout')
     .action(
       wrap(async (paths: string[], opts: { json?: boolean }) => {
         const p = project();
-        const diagnostics: Diagnostic[] = [];
-        const { config, diagnostics: configProblems } = p.checkConfig();
-        diagnostics.push(...configProblems);
-        const files = paths.length ? paths.map((f) => resolveFile(p, f)) : p.pipelineFiles();
+        const targets = paths.length ? expand(p, paths) : { configs: [p.configFile], pipelines: p.pipelineFiles() };
+        // A pipeline is checked against the config of its folder when that one is named, else the project's.
+        const configOf = (file: string) => (targets.configs.includes(join(dirname(file), CONFIG_FILE)) ? join(dirname(file), CONFIG_FILE) : p.configFile);
+        const configs = new Map<string, LoadedConfig>();
+        for (const file of [...targets.configs, ...targets.pipelines.map(configOf)]) if (!configs.has(file)) configs.set(file, p.checkConfig(file));
+
+        const diagnostics: Diagnostic[] = [...configs.values()].flatMap((c) => c.diagnostics);
         let steps = 0;
         const loaded: Pipeline[] = [];
-        for (const file of files) {
-          const result = p.checkPipeline(file, config ?? {});
+        for (const file of targets.pipelines) {
+          const result = p.checkPipeline(file, configs.get(configOf(file))!.declared);
           diagnostics.push(...result.diagnostics);
           steps += result.pipeline?.steps.length ?? 0;
           if (result.pipeline) loaded.push(result.pipeline);
         }
         diagnostics.push(...checkPipelineSet(loaded));
+        const files = targets.pipelines;
         if (opts.json) {
           process.stdout.write(`${JSON.stringify({ ok: diagnostics.length === 0, files: files.map((f) => p.display(f)), diagnostics }, null, 2)}\n`);
         } else {
@@ -46,8 +51,27 @@ export function validateCommand(program: Command, project: () => Project, wrap: 
     );
 }
 
+/** The paths a user named: a folder is its pipelines and its config; a config is known by its name. */
+function expand(p: Project, paths: string[]): { configs: string[]; pipelines: string[] } {
+  const configs = new Set<string>();
+  const pipelines = new Set<string>();
+  for (const path of paths) {
+    if (existsSync(path) && statSync(path).isDirectory()) {
+      const config = resolve(path, CONFIG_FILE);
+      const files = p.pipelineFiles(resolve(path));
+      if (!existsSync(config) && !files.length) throw new UsageError(`no pipeline files and no ${CONFIG_FILE} in ${path}`);
+      if (existsSync(config)) configs.add(config);
+      for (const file of files) pipelines.add(file);
+    } else {
+      const file = resolveFile(p, path);
+      (isConfigFile(file) ? configs : pipelines).add(file);
+    }
+  }
+  return { configs: [...configs], pipelines: [...pipelines] };
+}
+
 function resolveFile(p: Project, path: string): string {
-  if (existsSync(path) && statSync(path).isFile()) return path;
+  if (existsSync(path) && statSync(path).isFile()) return resolve(path);
   try {
     return p.findPipelineFile(path);
   } catch {
