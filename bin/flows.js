@@ -49,7 +49,12 @@ async function bundled() {
     logLevel: 'silent',
   });
   renameSync(tmp, out);
-  for (const old of readdirSync(cache)) if (old.startsWith('cli-') && join(cache, old) !== out) rmSync(join(cache, old), { force: true });
+  // Older bundles go, but not one another checkout of the sources (sharing this install) may be loading.
+  const stale = Date.now() - 60 * 60 * 1000;
+  for (const old of readdirSync(cache)) {
+    const path = join(cache, old);
+    if (old.startsWith('cli-') && path !== out && statSync(path, { throwIfNoEntry: false })?.mtimeMs < stale) rmSync(path, { force: true });
+  }
   return out;
 }
 
