@@ -102,11 +102,11 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     await resources.close();
     expect(dry.status).toBe('completed');
     expect(dry.notes.map((n) => `${n.step}: ${n.text}`)).toEqual([
-      'read: 25 records from weekly-list, linkedin-search: 17 prospects, 3 duplicates merged, 5 invalid (invalid email 1, no domain 2, invalid domain 1, invalid LinkedIn URL 1)',
-      'census: 17 new, 0 stale (to enrich), 0 fresh (skipped: enriched since 2026-10-30); data from before 2026-10-30 is dropped',
+      'read: 25 records from weekly-list, linkedin-search: 18 prospects, 3 duplicates merged, 4 invalid (no domain 2, invalid domain 1, invalid LinkedIn URL 1), 1 email dropped (invalid email 1)',
+      'census: 18 new, 0 stale (to enrich), 0 fresh (skipped: enriched since 2026-10-30); data from before 2026-10-30 is dropped',
       'select: LinkedIn 2026-W49: 0 of 0 eligible prospects',
     ]);
-    expect(dry.cost.units.semrush_units).toBe(17 * 1430);
+    expect(dry.cost.units.semrush_units).toBe(18 * 1430);
     expect(await count('SELECT count(*) AS n FROM prospects')).toBe(0);
   });
 
@@ -120,12 +120,12 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     const store = new RunStore(db);
     const run = await executeRun({ pipeline, config, store, clock, resources, projectDir: 'pipelines' });
     expect(run.status).toBe('completed');
-    expect(run.notes.find((n) => n.step === 'census')!.text).toMatch(/^17 new, 1 stale \(to enrich\), 0 fresh/);
-    expect(Object.fromEntries(run.skipped.map((s) => [s.reason, s.n]))).toEqual({ 'no domain': 2, 'invalid domain': 1, 'invalid email': 1, 'invalid LinkedIn URL': 1 });
-    expect(await count("SELECT count(*) AS n FROM prospect_intelligence WHERE source = 'search' AND fetched_at >= '2026-11-29'")).toBe(18);
+    expect(run.notes.find((n) => n.step === 'census')!.text).toMatch(/^18 new, 1 stale \(to enrich\), 0 fresh/);
+    expect(Object.fromEntries(run.skipped.map((s) => [s.reason, s.n]))).toEqual({ 'no domain': 2, 'invalid domain': 1, 'invalid LinkedIn URL': 1 });
+    expect(await count("SELECT count(*) AS n FROM prospect_intelligence WHERE source = 'search' AND fetched_at >= '2026-11-29'")).toBe(19);
     expect(await count('SELECT count(*) AS n FROM prospects WHERE category IS NULL OR category_reason IS NULL OR metrics IS NULL')).toBe(0);
     // The search data is stored once, in prospect_intelligence, not again with each call's effect record.
-    expect(await count("SELECT count(*) AS n FROM flow_effects WHERE step_id = 'intel' AND status = 'done'")).toBe(18);
+    expect(await count("SELECT count(*) AS n FROM flow_effects WHERE step_id = 'intel' AND status = 'done'")).toBe(19);
     expect(await count("SELECT count(*) AS n FROM flow_effects WHERE step_id = 'intel' AND output IS NOT NULL AND output::text <> 'null'")).toBe(0);
 
     const selected = await db.query<{ week: string; rank: number; report_id: string | null }>('SELECT week, rank, report_id FROM linkedin_selections ORDER BY rank');
@@ -144,7 +144,7 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     const again = await executeRun({ pipeline, config, store, clock, resources, projectDir: 'pipelines' });
     await resources.close();
     expect(again.status).toBe('completed');
-    expect(again.notes.find((n) => n.step === 'census')!.text).toMatch(/^0 new, 0 stale \(to enrich\), 18 fresh/);
+    expect(again.notes.find((n) => n.step === 'census')!.text).toMatch(/^0 new, 0 stale \(to enrich\), 19 fresh/);
     expect(again.notes.find((n) => n.step === 'select')!.text).toBe('LinkedIn 2026-W49: chosen before (15 prospects, 0 without a report yet)');
     expect(await count('SELECT count(*) AS n FROM generated_reports')).toBe(15);
     expect(await count('SELECT count(*) AS n FROM claude_batches')).toBe(1);
@@ -203,12 +203,12 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     expect(first.error).toMatch(/^budget weekly-api reached: [\d,]+ of 4,500 semrush_units spent this calendar week, and the next call may take 1,430; resumes 2026-12-07T00:00:00.000Z$/);
     const enriched = await count("SELECT count(*) AS n FROM prospect_intelligence WHERE source = 'search'");
     expect(enriched).toBeGreaterThanOrEqual(3);
-    expect(enriched).toBeLessThan(18);
+    expect(enriched).toBeLessThan(19);
     expect(await count('SELECT count(*) AS n FROM linkedin_selections')).toBe(0);
 
     clock.advance(new Date('2026-12-07T00:00:01Z').getTime() - clock.now().getTime());
     const second = await executeRun({ pipeline, config, store, clock, resources, projectDir: 'pipelines', resume: first.run_id });
-    expect(second.status).toBe('waiting'); // the new week's budget runs out too: 18 domains need more than 4,500 units
+    expect(second.status).toBe('waiting'); // the new week's budget runs out too: 19 domains need more than 4,500 units
     clock.advance(7 * 86_400_000);
     let last = second;
     for (let week = 0; week < 8 && last.status === 'waiting'; week++) {
@@ -217,6 +217,6 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     }
     await resources.close();
     expect(last.status).toBe('completed');
-    expect(await count("SELECT count(*) AS n FROM prospect_intelligence WHERE source = 'search'")).toBe(18);
+    expect(await count("SELECT count(*) AS n FROM prospect_intelligence WHERE source = 'search'")).toBe(19);
   }, 180_000);
 });
