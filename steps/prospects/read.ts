@@ -14,7 +14,7 @@ function rowOf(record: SourceRecord, name: string, source: Source): ProspectRow 
   }
 }
 
-const countBy = (rows: ProspectRow[], reason: (r: ProspectRow) => string | null) => {
+const countBy = (rows: ProspectRow[], reason: (r: ProspectRow) => string | null | undefined) => {
   const counts: Record<string, number> = {};
   for (const r of rows) {
     const why = reason(r);

@@ -102,8 +102,8 @@ export const ProspectRowSchema = Type.Object(
     contact_name: Type.Union([Type.String(), Type.Null()]),
     email: Type.Union([Type.String(), Type.Null()]),
     linkedin_url: Type.Union([Type.String(), Type.Null()]),
-    sales_navigator_url: Type.Union([Type.String(), Type.Null()]),
-    email_problem: Type.Union([Type.String(), Type.Null()]),
+    sales_navigator_url: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+    email_problem: Type.Optional(Type.Union([Type.String(), Type.Null()])),
     problem: Type.Union([Type.String(), Type.Null()]),
   },
   { additionalProperties: false },
@@ -121,9 +121,9 @@ export interface ProspectRow {
   /** The profile (https://www.linkedin.com/in/<slug>/): the one to invite. */
   linkedin_url: string | null;
   /** A Sales Navigator lead page; never the profile. */
-  sales_navigator_url: string | null;
+  sales_navigator_url?: string | null;
   /** Why the record's email was dropped. */
-  email_problem: string | null;
+  email_problem?: string | null;
   /** Why the record cannot be a prospect (the item is skipped with this reason). */
   problem: string | null;
 }
@@ -274,7 +274,7 @@ export function mergeDuplicates(rows: ProspectRow[]): { rows: ProspectRow[]; mer
   let merged = 0;
   const fill = (same: ProspectRow, row: ProspectRow) => {
     merged++;
-    for (const f of FIELDS) same[f] ??= row[f];
+    for (const f of FIELDS) same[f] ??= row[f] ?? null;
     if (same.email) same.email_problem = null;
     if (same.linkedin_url) byLinkedIn.set(same.linkedin_url, same);
   };
