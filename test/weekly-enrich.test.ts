@@ -191,6 +191,33 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     }
   });
 
+  it('redoes singly a submitted prospect the batch results leave out, so each ends with a result', async () => {
+    const prospects = await db.query<{ prospect_id: string; domain: string; company_name: string | null }>(
+      "SELECT p.id AS prospect_id, p.domain, p.company_name FROM prospects p JOIN prospect_intelligence i ON i.domain = p.domain AND i.source = 'search' ORDER BY p.domain LIMIT 3",
+    );
+    const left = `p_${prospects[1]!.prospect_id.replace(/-/g, '')}`;
+    const lossy = await startClaudeSandbox({ batchOmittedIds: [left] });
+    const { config } = shipped({}, state);
+    const local = sandboxClaudeConfig(lossy.url, { max_tokens: 4096 });
+    const resources = new Resources({ config, env: {}, log: silentLogger, clock: new ManualClock(new Date()), projectDir: 'pipelines', stateDir: state }).provide(claudeConnector, {
+      analyst: createClaudeAnalyst(local),
+      batches: createClaudeBatches(local),
+      model: local.model,
+      maxTokens: local.max_tokens,
+    });
+    const writable = { writable: true, query: <R,>(text: string, params?: readonly unknown[]) => db.query<R>(text, params) };
+    const context = stepContext(writable, config, resources, { run: { id: 'r-lossy', pipeline: 'weekly-enrich', dryRun: false }, step: { id: 'analyses' }, effectKey: 'weekly-enrich:analyses:lossy', signal: new AbortController().signal });
+    try {
+      const done = await reportAnalyseBatch.run(context, { prospects, poll: '10ms' });
+      expect(done.results.map((r) => [r.prospect_id, r.via])).toEqual(prospects.map((p, i) => [p.prospect_id, i === 1 ? 'single' : 'batch']));
+      expect(done.counts).toEqual({ submitted: 3, succeeded: 2, retried: 1, failed: { missing: 1 } });
+      expect(lossy.batches[0]!.requests.map((r) => r.custom_id)).toContain(left);
+    } finally {
+      await resources.close();
+      await lossy.close();
+    }
+  });
+
   it('stops cleanly when the weekly budget would be passed, and goes on when the next week starts', async () => {
     await db.query('TRUNCATE prospect_intelligence, linkedin_selections, claude_batches, flow_budget_ledger');
     const clock = new ManualClock(new Date('2026-12-06T22:00:00Z'));

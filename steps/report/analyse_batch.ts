@@ -10,8 +10,9 @@ import { type Analysis, AnalysisSchema, type SearchIntel } from './model.ts';
  * `report.analyse_batch`: Claude analyses of many prospects at once through the Message
  * Batches API (half the price of single calls, answered within hours). The batch id is
  * recorded as soon as the batch exists, so a resumed run polls the batch it already paid
- * for. Requests that come back errored, expired or invalid are made again one by one
- * (analyse(), which repairs an invalid answer once).
+ * for. Every submitted request ends with a result: one that comes back errored, expired or
+ * invalid, or that the results file leaves out, is made again on its own (analyse(), which
+ * repairs an invalid answer once).
  */
 
 interface Target {
@@ -108,12 +109,13 @@ export const reportAnalyseBatch = defineStep({
     await ctx.db.query('UPDATE claude_batches SET ended_at = $2 WHERE effect_key = $1', [key, ctx.clock.now()]);
 
     const byCustomId = new Map(targets.map((t) => [customIdOf(t.prospect_id), t]));
+    const expected = new Map(targets.map((t) => [customIdOf(t.prospect_id), { schema: AnalysisSchema, toolName: TOOL_NAME }]));
     const results: { prospect_id: string; analysis: Analysis; usage: { input_tokens: number; output_tokens: number }; via: 'batch' | 'single' }[] = [];
     const failed: Record<string, number> = {};
     const redo: Target[] = [];
     let batchIn = 0;
     let batchOut = 0;
-    for await (const outcome of await claude.batches.results(batchId, { schema: AnalysisSchema, toolName: TOOL_NAME }, { signal: ctx.signal })) {
+    for await (const outcome of await claude.batches.results(batchId, expected, { signal: ctx.signal })) {
       const target = byCustomId.get(outcome.customId)!;
       if (outcome.usage) {
         batchIn += outcome.usage.input_tokens;
