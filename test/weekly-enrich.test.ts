@@ -23,6 +23,12 @@ import { sampleReportView } from './helpers/report-view.ts';
 import { testDatabases } from './helpers/db.ts';
 import { sandboxClaudeConfig } from './helpers/claude.ts';
 
+/** Claude tokens a step spent or would spend, in a batch and singly. */
+const claudeTokens = (units: Record<string, number>) => ({
+  input: (units.claude_batch_input_tokens ?? 0) + (units.claude_input_tokens ?? 0),
+  output: (units.claude_batch_output_tokens ?? 0) + (units.claude_output_tokens ?? 0),
+});
+
 /** The shipped weekly-enrich pipeline and config, on sandboxes, with an injected clock. */
 
 const hasChromium = existsSync(process.env.CHROMIUM_PATH || '/usr/bin/chromium');
@@ -92,6 +98,7 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
       maxTokens: local.max_tokens,
     });
   };
+  let dryClaude = { input: 0, output: 0 };
   const count = async (sql: string, params: unknown[] = []) => Number((await db.query<{ n: string }>(sql, params))[0]!.n);
 
   it('plans the week in a dry run without writing anything', async () => {
@@ -104,9 +111,13 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     expect(dry.notes.map((n) => `${n.step}: ${n.text}`)).toEqual([
       'read: 25 records from weekly-list, linkedin-search: 18 prospects, 3 duplicates merged, 4 invalid (no domain 2, invalid domain 1, invalid LinkedIn URL 1), 1 email dropped (invalid email 1)',
       'census: 18 new, 0 stale (to enrich), 0 fresh (skipped: enriched since 2026-10-30); data from before 2026-10-30 is dropped',
-      'select: LinkedIn 2026-W49: 0 of 0 eligible prospects',
+      'select: LinkedIn 2026-W49: 14 of 14 eligible prospects (14 of them from this import, unscored until enriched)',
     ]);
     expect(dry.cost.units.semrush_units).toBe(18 * 1430);
+    dryClaude = claudeTokens(dry.steps.find((s) => s.id === 'analyses')!.cost.units);
+    expect(dryClaude.input).toBeGreaterThan(0);
+    expect(dryClaude.output).toBeGreaterThan(0);
+    expect(dry.effects.find((e) => e.step === 'analyses')!.summary).toBe('Claude batch of 14 analyses (half price)');
     expect(await count('SELECT count(*) AS n FROM prospects')).toBe(0);
   });
 
@@ -137,6 +148,12 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     expect(batchOutput.counts.submitted).toBe(15);
     expect(batchOutput.counts.retried).toBeGreaterThan(0); // errored and expired requests, made again singly
     expect(run.steps.find((s) => s.id === 'analyses')!.cost.units.claude_input_tokens).toBeGreaterThan(0);
+    // The dry run's estimate of the reports is within a factor of two of what they cost.
+    const spent = claudeTokens(analyses.cost.units);
+    for (const side of ['input', 'output'] as const) {
+      expect(dryClaude[side] / spent[side], side).toBeGreaterThan(0.5);
+      expect(dryClaude[side] / spent[side], side).toBeLessThan(2);
+    }
     expect(await count('SELECT count(*) AS n FROM generated_reports')).toBe(15);
     expect(await count('SELECT count(*) AS n FROM claude_batches')).toBe(1);
 

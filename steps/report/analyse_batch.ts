@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { BatchItem } from '../../connectors/claude/batch.ts';
 import { claudeConnector } from '../../connectors/claude/connector.ts';
-import { connectorSettings, defineStep, NonRetriableError, parseDuration, type StepContext } from '../../engine/sdk.ts';
+import { connectorSettings, defineStep, type EngineConfig, NonRetriableError, parseDuration, type StepContext } from '../../engine/sdk.ts';
 import { INTEL_SOURCE } from '../prospects/census.ts';
 import { analyse, promptsResource, renderPrompt, TOOL_NAME } from './analysis.ts';
 import { type Analysis, AnalysisSchema, type SearchIntel } from './model.ts';
@@ -19,6 +19,19 @@ interface Target {
   prospect_id: string;
   company_name?: string | null;
   domain: string;
+}
+
+/**
+ * Tokens of one analysis as the shipped prompt makes them: about 2,500 read (the prompt with a
+ * prospect's search data) and 800 written (the analysis), never more than max_tokens; billed
+ * at half price in a batch.
+ */
+const PROMPT_TOKENS = 2500;
+const ANALYSIS_TOKENS = 800;
+
+function estimatedTokens(prospects: number, config: EngineConfig): Record<string, number> {
+  const written = Math.min(connectorSettings(claudeConnector, config).max_tokens, ANALYSIS_TOKENS);
+  return { claude_batch_input_tokens: prospects * PROMPT_TOKENS, claude_batch_output_tokens: prospects * written };
 }
 
 const customIdOf = (prospectId: string) => `p_${prospectId.replace(/-/g, '')}`;
@@ -67,17 +80,14 @@ export const reportAnalyseBatch = defineStep({
     kind: () => 'api',
     // The batch id is kept by effect key: a repeat resumes the same batch.
     providerIdempotent: () => true,
-    // About 3,000 prompt tokens and 1,500 written per analysis, billed at half price.
-    cost: (input, config) => ({ claude_batch_input_tokens: input.prospects.length * 3000, claude_batch_output_tokens: input.prospects.length * Math.min(connectorSettings(claudeConnector, config).max_tokens, 1500) }),
+    cost: (input, config) => estimatedTokens(input.prospects.length, config),
     describe: (input) => ({ summary: `Claude batch of ${input.prospects.length} analyses` }),
     async plan(ctx, input) {
-      const maxTokens = connectorSettings(claudeConnector, ctx.config).max_tokens;
       const n = input.prospects.length;
-      // About 3,000 prompt tokens and 1,500 written per analysis, billed at half price.
       return {
         summary: `Claude batch of ${n} analyses (half price)`,
         output: { batch_id: null, results: [], counts: { submitted: n, succeeded: 0, retried: 0, failed: {} } },
-        cost: { claude_batch_input_tokens: n * 3000, claude_batch_output_tokens: n * Math.min(maxTokens, 1500) },
+        cost: estimatedTokens(n, ctx.config),
       };
     },
   },
