@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { formatDuration } from '../../duration.ts';
 import type { RunStatus } from '../../db/tables.ts';
 import { RunStore } from '../../store/index.ts';
-import { table, when } from '../../format.ts';
+import { formatUnits, table, usd, when } from '../../format.ts';
 import type { Project } from '../project.ts';
 import { UsageError } from '../project.ts';
 import type { Wrap } from './types.ts';
@@ -31,7 +31,7 @@ export function runsCommand(program: Command, project: () => Project, wrap: Wrap
           }
           process.stdout.write(
             `${table(
-              ['run', 'pipeline', 'status', 'trigger', 'started', 'took'],
+              ['run', 'pipeline', 'status', 'trigger', 'started', 'took', 'cost'],
               runs.map((r) => [
                 r.id,
                 r.pipeline,
@@ -39,6 +39,7 @@ export function runsCommand(program: Command, project: () => Project, wrap: Wrap
                 r.trigger,
                 when(r.started_at),
                 r.finished_at ? formatDuration(new Date(r.finished_at).getTime() - new Date(r.started_at).getTime()) : '',
+                r.cost ? usd(r.cost.usd) : '',
               ]),
             )}\n`,
           );
@@ -86,6 +87,7 @@ export function showCommand(program: Command, project: () => Project, wrap: Wrap
           if (run.claimed_by) out.push(`worker    ${run.claimed_by}${run.lease_until ? `, lease until ${when(run.lease_until)}` : ''}`);
           if (run.finished_at) out.push(`finished  ${when(run.finished_at)} (${formatDuration(new Date(run.finished_at).getTime() - new Date(run.started_at).getTime())})`);
           if (Object.keys(run.inputs ?? {}).length) out.push(`inputs    ${JSON.stringify(run.inputs)}`);
+          if (run.cost) out.push(`cost      ${costLine(run.cost)}${run.dry_run ? ' (estimated)' : ''}`);
           out.push('');
           out.push(
             table(
@@ -123,4 +125,9 @@ export function showCommand(program: Command, project: () => Project, wrap: Wrap
         }
       }),
     );
+}
+
+/** "120 semrush_units, 3000 claude_batch_input_tokens ($1.39)", or "nothing ($0.00)". */
+function costLine(cost: { units: Record<string, number>; usd: number }): string {
+  return `${formatUnits(cost.units) || 'nothing'} (${usd(cost.usd)})`;
 }
