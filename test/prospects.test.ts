@@ -99,7 +99,7 @@ describe('prospect sources', () => {
         '"Multi',
         'Line Ltd",multi-line.example,Max,max@multi-line.example,',
         'Short Row,short-row.example',
-        'Dot Mail,dot-mail.example,Dot,dot..mail@dot-mail.example,https://www.linkedin.com/in/Dot-Mail/',
+        'Dot "Best" Mail,dot-mail.example,Dot,dot..mail@dot-mail.example,https://www.linkedin.com/in/Dot-Mail/',
         '   ',
         'No Site,,Nora,nora@nosite.example,',
       ].join('\r\n'),
@@ -115,7 +115,7 @@ describe('prospect sources', () => {
       ['list#6', 'no domain'],
     ]);
     expect(rows[2]!.company_name).toBe('Multi\r\nLine Ltd');
-    expect(rows[4]).toMatchObject({ email: null, email_problem: 'invalid email', linkedin_url: 'https://www.linkedin.com/in/dot-mail/' });
+    expect(rows[4]).toMatchObject({ company_name: 'Dot "Best" Mail', email: null, email_problem: 'invalid email', linkedin_url: 'https://www.linkedin.com/in/dot-mail/' });
     expect(rows.every((r) => r.linkedin_url === null || /^https:\/\/www\.linkedin\.com\/in\/[a-z0-9%-]+\/$/.test(r.linkedin_url))).toBe(true);
   });
 

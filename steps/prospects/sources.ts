@@ -178,7 +178,8 @@ export async function readRecords(name: string, source: Source, options: { proje
 function csvRecords(text: string, delimiter: string, where: string): SourceRecord[] {
   let parsed: { record: string[]; info: Info }[];
   try {
-    const options: Options = { delimiter, bom: true, skip_empty_lines: true, skip_records_with_empty_values: true, relax_column_count: true, trim: true, info: true };
+    // relax_quotes: a quote inside an unquoted field (Acme "Best" Widgets) is text, as spreadsheets write it.
+    const options: Options = { delimiter, bom: true, skip_empty_lines: true, skip_records_with_empty_values: true, relax_column_count: true, relax_quotes: true, trim: true, info: true };
     parsed = parse(text, options) as unknown as typeof parsed;
   } catch (err) {
     throw new NonRetriableError(`${where}: bad CSV (${(err as Error).message})`);
