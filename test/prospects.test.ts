@@ -214,18 +214,18 @@ steps:
     expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM prospects'))[0]!.n).toBe(18);
   });
 
-  it('a malformed percent-escape in one LinkedIn URL skips that record; the import goes on', async () => {
+  /** Reads the given sources and saves their rows, as weekly-enrich does. */
+  const importFrom = async (sources: Record<string, Source>) => {
     const registry = createRegistry();
-    const path = await csvFile('Company,Website,LinkedIn\nBob Tiles,bob-tiles.example,https://www.linkedin.com/in/bob%zz/\nGood Co,good-co.example,https://www.linkedin.com/in/good-co/\n');
-    const config = { business: { name: 'T', timezone: 'UTC' }, prospect_sources: { list: { type: 'csv', path } } } as EngineConfig;
+    const config = { business: { name: 'T', timezone: 'UTC' }, prospect_sources: sources } as EngineConfig;
     const pipeline = pipelineFrom(
       `
-name: import-bad
+name: import-some
 trigger: { manual: {} }
 steps:
   - id: read
     uses: prospects.read
-    with: { sources: [list] }
+    with: { sources: [${Object.keys(sources).join(', ')}] }
   - id: save
     uses: prospects.save
     foreach: "\${{ steps.read.output.rows }}"
@@ -237,11 +237,33 @@ steps:
     );
     const store = new RunStore(db);
     const result = await executeRun({ pipeline, config, store, projectDir: '.' });
+    return { result, skipped: await store.items.skipReasons(result.run_id) };
+  };
+
+  it('a malformed percent-escape in one LinkedIn URL skips that record; the import goes on', async () => {
+    const path = await csvFile('Company,Website,LinkedIn\nBob Tiles,bob-tiles.example,https://www.linkedin.com/in/bob%zz/\nGood Co,good-co.example,https://www.linkedin.com/in/good-co/\n');
+    const { result, skipped } = await importFrom({ list: { type: 'csv', path } });
     expect(result.error).toBeUndefined();
     expect(result.status).toBe('completed');
     expect(result.steps[1]!.items).toEqual({ total: 2, succeeded: 1, failed: 0, skipped: 1 });
-    expect(await store.items.skipReasons(result.run_id)).toEqual([expect.objectContaining({ reason: 'invalid LinkedIn URL', n: 1 })]);
+    expect(skipped).toEqual([expect.objectContaining({ reason: 'invalid LinkedIn URL', n: 1 })]);
     const saved = await db.query<{ linkedin_url: string }>("SELECT linkedin_url FROM prospects WHERE domain = 'good-co.example'");
     expect(saved).toEqual([{ linkedin_url: 'https://www.linkedin.com/in/good-co/' }]);
+  });
+
+  it('stores a Sales Navigator lead apart from the profile, which alone is the LinkedIn URL', async () => {
+    const path = await jsonFile([
+      { profileUrl: 'https://www.linkedin.com/sales/lead/ACwAAB9x8k2mQzT1aBcDeFgHiJkLmNoPqRsTuV,NAME_SEARCH,Qz', defaultProfileUrl: 'https://www.linkedin.com/in/omar-haddad-sn/', fullName: 'Omar Haddad', companyWebsite: 'haddad-sn.example' },
+      { profileUrl: 'https://www.linkedin.com/sales/lead/ACwAAC1234567890abcdefghijKL,NAME_SEARCH,aa', fullName: 'Sam Lead', companyWebsite: 'sam-lead-sn.example' },
+    ]);
+    const { result } = await importFrom({ sales: { type: 'phantombuster', path } });
+    expect(result.status).toBe('completed');
+    const saved = await db.query<{ domain: string; linkedin_url: string | null; sales_navigator_url: string }>(
+      "SELECT domain, linkedin_url, sales_navigator_url FROM prospects WHERE domain IN ('haddad-sn.example', 'sam-lead-sn.example') ORDER BY domain",
+    );
+    expect(saved).toEqual([
+      { domain: 'haddad-sn.example', linkedin_url: 'https://www.linkedin.com/in/omar-haddad-sn/', sales_navigator_url: 'https://www.linkedin.com/sales/lead/ACwAAB9x8k2mQzT1aBcDeFgHiJkLmNoPqRsTuV,NAME_SEARCH,Qz/' },
+      { domain: 'sam-lead-sn.example', linkedin_url: null, sales_navigator_url: 'https://www.linkedin.com/sales/lead/ACwAAC1234567890abcdefghijKL,NAME_SEARCH,aa/' },
+    ]);
   });
 });

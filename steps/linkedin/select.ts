@@ -115,7 +115,13 @@ export const linkedinSelect = defineStep({
       count: Type.Optional(Type.Integer({ minimum: 0, description: 'How many (default: linkedin.weekly from the config).' })),
       rows: Type.Optional(
         Type.Array(
-          Type.Object({ domain: Type.Union([Type.String(), Type.Null()]), linkedin_url: Type.Union([Type.String(), Type.Null()]), problem: Type.Union([Type.String(), Type.Null()]) }),
+          Type.Object({
+            domain: Type.Union([Type.String(), Type.Null()]),
+            company_name: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+            contact_name: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+            linkedin_url: Type.Union([Type.String(), Type.Null()]),
+            problem: Type.Union([Type.String(), Type.Null()]),
+          }),
           { description: 'Rows of prospects.read: in a dry run those not saved yet, with a LinkedIn profile, count as candidates.' },
         ),
       ),
@@ -167,7 +173,7 @@ interface Week {
   selected: Static<typeof Selected>[];
 }
 
-type ReadRow = { domain: string | null; linkedin_url: string | null; problem: string | null };
+type ReadRow = { domain: string | null; company_name?: string | null; contact_name?: string | null; linkedin_url: string | null; problem: string | null };
 
 /** Rows a dry run's import would add with a profile, as candidates after every scored one. */
 async function unsavedCandidates(ctx: StepContext, rows: ReadRow[]): Promise<Candidate[]> {
@@ -178,7 +184,7 @@ async function unsavedCandidates(ctx: StepContext, rows: ReadRow[]): Promise<Can
   return fresh
     .filter((r) => !saved.has(r.domain))
     .sort((a, b) => a.domain.localeCompare(b.domain))
-    .map((r) => ({ prospect_id: `(dry run) ${r.domain}`, domain: r.domain, company_name: null, contact_name: null, linkedin_url: r.linkedin_url, score: 0 }));
+    .map((r) => ({ prospect_id: `(dry run) ${r.domain}`, domain: r.domain, company_name: r.company_name ?? null, contact_name: r.contact_name ?? null, linkedin_url: r.linkedin_url, score: 0 }));
 }
 
 /** The coming week's selection: the one recorded, or the best-scored candidates now. Notes it on the run. */
