@@ -185,7 +185,7 @@ export async function bareEnrich(db: Database, config: EngineConfig, clock: Manu
   const source = configSection<Record<string, Source>>(config, 'prospect_sources')![SOURCE]!;
   const { parse } = await import('csv-parse/sync');
   const records = parse(readFileSync(source.path!, 'utf8'), { columns: true, skip_empty_lines: true, relax_column_count: true, trim: true }) as Record<string, unknown>[];
-  const { rows } = mergeDuplicates(records.map((r, i) => toProspect(r, i, SOURCE, source)));
+  const { rows } = mergeDuplicates(records.map((r, i) => toProspect({ values: r, number: i + 1 }, SOURCE, source)));
   const valid = rows.filter((r) => !r.problem);
   for (let at = 0; at < valid.length; at += 500) {
     const page = valid.slice(at, at + 500);

@@ -6,6 +6,9 @@ export interface Cost {
 
 export const zeroCost = (): Cost => ({ units: {}, usd: 0 });
 
+/** Money is kept in whole micro-dollars, as the database stores it: sums carry no float noise. */
+export const roundUsd = (usd: number): number => Math.round(usd * 1e6) / 1e6;
+
 /** Prices are per unit, keyed by the unit name in singular or as written: semrush_unit or semrush_units. */
 export function priceOf(units: Record<string, number>, prices: Record<string, number> = {}): number {
   let usd = 0;
@@ -13,10 +16,10 @@ export function priceOf(units: Record<string, number>, prices: Record<string, nu
     const price = prices[unit] ?? prices[unit.replace(/s$/, '')] ?? 0;
     usd += price * amount;
   }
-  return usd;
+  return roundUsd(usd);
 }
 
 export function addCost(into: Cost, units: Record<string, number> = {}, prices?: Record<string, number>): void {
   for (const [unit, amount] of Object.entries(units)) into.units[unit] = (into.units[unit] ?? 0) + amount;
-  into.usd += priceOf(units, prices);
+  into.usd = roundUsd(into.usd + priceOf(units, prices));
 }

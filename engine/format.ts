@@ -11,8 +11,10 @@ export function table(headers: string[], rows: (string | number)[][]): string {
   return [line(cells[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
 }
 
+/** Money as printed: in cents ("$1,390.94"); an amount above zero that rounds to none is "<$0.01". */
 export function usd(n: number): string {
-  return n === 0 ? '$0' : n < 0.01 ? `$${n.toFixed(4)}` : `$${n.toFixed(2)}`;
+  if (n > 0 && n < 0.005) return '<$0.01';
+  return `$${n.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
 }
 
 export function formatUnits(units: Record<string, number>): string {

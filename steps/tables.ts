@@ -18,7 +18,10 @@ export interface ProspectsTable {
   company_name: string | null;
   contact_name: string | null;
   email: string | null;
+  /** The profile to invite (https://www.linkedin.com/in/<slug>/). */
   linkedin_url: string | null;
+  /** A Sales Navigator lead page, kept apart: never the profile, never invited. */
+  sales_navigator_url: string | null;
   category: string | null;
   category_reason: string | null;
   metrics: Json<Record<string, unknown>> | null;
@@ -235,6 +238,12 @@ export const businessMigrations: Record<string, Migration> = {
       // The numbers a prospect is categorised and scored by, kept small beside the category.
       // (Databases made before the steps kept their own migrations have it already.)
       await sql`ALTER TABLE prospects ADD COLUMN IF NOT EXISTS metrics jsonb`.execute(db);
+    },
+  },
+  '0011_prospect_sales_navigator': {
+    async up(db: Kysely<any>) {
+      // A Sales Navigator export names the lead page beside the profile: both are kept, apart.
+      await db.schema.alterTable('prospects').addColumn('sales_navigator_url', 'text').execute();
     },
   },
 };

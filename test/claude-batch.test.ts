@@ -143,6 +143,20 @@ describe('Claude Message Batches against the sandbox', () => {
     expect(outcomes.filter((o) => o.status === 'succeeded')).toHaveLength(8);
   });
 
+  it('a request the results file leaves out ends as missing, once every line is read', async () => {
+    const { batches, sandbox: box } = await setup({ batchProcessingMs: 0, batchOmittedIds: ['report-2', 'report-5'] });
+    const items = itemsFor(6);
+    const { batchId } = await batches.submit(items);
+    await batches.pollUntilEnded(batchId, { intervalMs: 60_000 });
+    const expected = new Map(items.map((i) => [i.customId, expectation]));
+    const outcomes = await collect(await batches.results(batchId, expected));
+    expect(outcomes.map((o) => o.customId).sort()).toEqual(items.map((i) => i.customId).sort());
+    expect(outcomes.slice(-2).map((o) => [o.customId, o.status])).toEqual([['report-2', 'missing'], ['report-5', 'missing']]);
+    expect(outcomes.find((o) => o.customId === 'report-2')).toMatchObject({ error: `claude (claude-sonnet-5): batch request "report-2" has no line in the results of message batch ${batchId}; submit it again` });
+    expect(outcomes.filter((o) => o.status === 'succeeded')).toHaveLength(4);
+    expect(box.batches[0]!.requests).toHaveLength(6);
+  });
+
   it('errors and expires a share of requests chosen by custom_id, the same way every run', async () => {
     const statuses = async () => {
       const { batches } = await setup({ batchProcessingMs: 0, batchErrorRate: 0.25, batchExpireRate: 0.15 });

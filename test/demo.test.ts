@@ -30,7 +30,7 @@ describe('flows demo', () => {
         expect(r.stdout).toMatch(/another event for the same session: duplicate/);
         expect(r.stdout).toMatch(/a payment naming no prospect and no domain: Stripe got 200; run r-\S+: needs_attention/);
         expect(r.stdout).toMatch(/9\. The weekly run \(weekly-enrich, Sundays 22:00 Europe\/London\)/);
-        expect(r.stdout).toMatch(/read: 25 records from weekly-list, linkedin-search: 17 prospects, 3 duplicates merged, 5 invalid/);
+        expect(r.stdout).toMatch(/read: 25 records from weekly-list, linkedin-search: 18 prospects, 3 duplicates merged, 4 invalid/);
         expect(r.stdout).toMatch(round === 1 ? /census: \d+ new, 0 stale \(to enrich\), 0 fresh/ : /census: 1 new, 0 stale \(to enrich\), \d+ fresh/); // the new signup of round 2
         expect(r.stdout).toMatch(/LinkedIn \d{4}-W\d\d: 14 prospects chosen, 14 reports ready/);
       }

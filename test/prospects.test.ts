@@ -1,18 +1,34 @@
+import { mkdtempSync } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EngineConfig } from '../engine/config.ts';
 import type { Database } from '../engine/db/connect.ts';
 import { executeRun } from '../engine/executor/run.ts';
 import { RunStore } from '../engine/store/index.ts';
 import { createRegistry } from '../steps/index.ts';
+import { isValidEmail } from '../steps/prospects/email.ts';
 import { mergeDuplicates, normalizeLinkedInUrl, readRecords, toProspect, type Source } from '../steps/prospects/sources.ts';
 import { testDatabases } from './helpers/db.ts';
 import { pipelineFrom } from './helpers/pipeline.ts';
 
 const csv: Source = { type: 'csv', path: 'data/prospects-week.csv' };
 const phantom: Source = { type: 'phantombuster', path: 'data/phantom-search-export.json' };
-const read = async (name: string, source: Source) => (await readRecords(name, source, { projectDir: 'pipelines' })).map((r, i) => toProspect(r, i, name, source));
+const tmp = mkdtempSync(join(tmpdir(), 'flows-prospects-'));
+let files = 0;
+const csvFile = async (text: string) => {
+  const file = join(tmp, `list-${++files}.csv`);
+  await writeFile(file, text);
+  return file;
+};
+const jsonFile = (records: unknown[]) => csvFile(JSON.stringify(records)).then(async (file) => {
+  await rename(file, `${file}.json`);
+  return `${file}.json`;
+});
+const read = async (name: string, source: Source) => (await readRecords(name, source, { projectDir: 'pipelines' })).map((r) => toProspect(r, name, source));
 
 describe('prospect sources', () => {
   it('normalises domains, emails and LinkedIn URLs, and says why a record is not a prospect', async () => {
@@ -20,12 +36,13 @@ describe('prospect sources', () => {
     expect(rows).toHaveLength(20);
     expect(rows[0]).toEqual({
       key: 'acme-widgets.com', source: 'weekly', domain: 'acme-widgets.com', company_name: 'Acme Widgets', contact_name: 'Ada Lovelace',
-      email: 'ada@acme-widgets.com', linkedin_url: 'https://www.linkedin.com/in/ada-lovelace-acme/', problem: null,
+      email: 'ada@acme-widgets.com', linkedin_url: 'https://www.linkedin.com/in/ada-lovelace-acme/', sales_navigator_url: null, email_problem: null, problem: null,
     });
     expect(rows.map((r) => r.domain).slice(1, 5)).toEqual(['globex-corp.com', 'initech.example.com', 'umbrella-outdoor.co.uk', 'xn--bcher-haus-9db.de']);
     expect(rows[3]!.linkedin_url).toBe('https://www.linkedin.com/in/alice-abernathy/');
     const problems = Object.fromEntries(rows.filter((r) => r.problem).map((r) => [r.key, r.problem]));
-    expect(problems).toEqual({ 'starkgardensupply.com': 'invalid email', 'weekly#9': 'no domain', 'weekly#10': 'invalid domain', 'soylent-foods.com': 'invalid LinkedIn URL' });
+    expect(problems).toEqual({ 'weekly#9': 'no domain', 'weekly#10': 'invalid domain', 'soylent-foods.com': 'invalid LinkedIn URL' });
+    expect(rows.find((r) => r.domain === 'starkgardensupply.com')).toMatchObject({ email: null, email_problem: 'invalid email', contact_name: 'Tony Stark', problem: null });
   });
 
   it('merges duplicates by domain and by LinkedIn profile, earlier values first', async () => {
@@ -35,18 +52,102 @@ describe('prospect sources', () => {
     expect(acme.company_name).toBe('Acme Widgets');
     const hooli = rows.filter((r) => r.linkedin_url === 'https://www.linkedin.com/in/gavin-belson/');
     expect(hooli.map((r) => r.domain)).toEqual(['hooli.example']);
-    expect(rows.filter((r) => !r.problem)).toHaveLength(17);
+    expect(rows.filter((r) => !r.problem)).toHaveLength(18);
     expect(rows.find((r) => r.contact_name === 'Priya Raman')!.problem).toBe('no domain');
   });
 
   it.each([
     ['https://www.linkedin.com/in/Ada-Lovelace?trk=x', 'https://www.linkedin.com/in/ada-lovelace/'],
     ['linkedin.com/in/ada', 'https://www.linkedin.com/in/ada/'],
-    ['https://de.linkedin.com/in/m%C3%BCller-hans/', 'https://www.linkedin.com/in/müller-hans/'],
+    ['https://de.linkedin.com/in/m%C3%BCller-hans/', 'https://www.linkedin.com/in/m%C3%BCller-hans/'],
+    ['https://www.linkedin.com/in/M%c3%9CLLER-Hans/en/', 'https://www.linkedin.com/in/m%C3%BCller-hans/'],
+    ['https://www.linkedin.com/in/müller-hans', 'https://www.linkedin.com/in/m%C3%BCller-hans/'],
+    ['https://www.linkedin.com/in/ACwAAAPv4tsBj2R8_nVMkCPiCaJQw9XvUBmFBrw', 'https://www.linkedin.com/in/ACwAAAPv4tsBj2R8_nVMkCPiCaJQw9XvUBmFBrw/'],
+    ['https://www.linkedin.com/in/bob%zz/', undefined],
+    ['https://www.linkedin.com/in/%3Cscript%3Ealert(1)%3C%2Fscript%3E/', undefined],
+    ['https://www.linkedin.com/in/ada%2Fadmin/', undefined],
+    ['https://www.linkedin.com/in/ada_lovelace/', undefined],
+    ['https://www.linkedin.com/sales/lead/ACwAAAPv4tsBj2R8,NAME_SEARCH,x1Yz', undefined],
     ['https://www.linkedin.com/company/acme/', undefined],
     ['https://twitter.com/ada', undefined],
   ])('LinkedIn URL %s', (input, expected) => {
     expect(normalizeLinkedInUrl(input)).toBe(expected);
+  });
+
+  it.each([
+    ['ada@acme-widgets.com', true],
+    ["o'brien+news@mail.example.co.uk", true],
+    ['greta@xn--bcher-haus-jcb.de', true],
+    ['ada..lovelace@acme-widgets.com', false],
+    ['.ada@acme-widgets.com', false],
+    ['ada.@acme-widgets.com', false],
+    ['tony@@starkgardensupply.com', false],
+    ['ada@acme-widgets', false],
+    ['ada@-acme.com', false],
+    [`${'a'.repeat(65)}@acme-widgets.com`, false],
+  ])('email %s valid: %s', (email, valid) => {
+    expect(isValidEmail(email)).toBe(valid);
+  });
+
+  it('a bad value or a short record skips that record only, numbered as a record of the file', async () => {
+    const file = await csvFile(
+      [
+        'Company,Website,Name,Email,LinkedIn',
+        'Bob Tiles,bob-tiles.example,Bob,bob@bob-tiles.example,https://www.linkedin.com/in/bob%zz/',
+        '',
+        'Script Co,script-co.example,Eve,eve@script-co.example,https://www.linkedin.com/in/%3Cscript%3Ealert(1)%3C%2Fscript%3E/',
+        '"Multi',
+        'Line Ltd",multi-line.example,Max,max@multi-line.example,',
+        'Short Row,short-row.example',
+        'Dot "Best" Mail,dot-mail.example,Dot,dot..mail@dot-mail.example,https://www.linkedin.com/in/Dot-Mail/',
+        '   ',
+        'No Site,,Nora,nora@nosite.example,',
+      ].join('\r\n'),
+    );
+    const source: Source = { type: 'csv', path: file };
+    const rows = (await readRecords('list', source, { projectDir: '.' })).map((r) => toProspect(r, 'list', source));
+    expect(rows.map((r) => [r.key, r.problem])).toEqual([
+      ['bob-tiles.example', 'invalid LinkedIn URL'],
+      ['script-co.example', 'invalid LinkedIn URL'],
+      ['multi-line.example', null],
+      ['list#4', 'wrong number of fields (expected 5)'],
+      ['dot-mail.example', null],
+      ['list#6', 'no domain'],
+    ]);
+    expect(rows[2]!.company_name).toBe('Multi\r\nLine Ltd');
+    expect(rows[4]).toMatchObject({ company_name: 'Dot "Best" Mail', email: null, email_problem: 'invalid email', linkedin_url: 'https://www.linkedin.com/in/dot-mail/' });
+    expect(rows.every((r) => r.linkedin_url === null || /^https:\/\/www\.linkedin\.com\/in\/[a-z0-9%-]+\/$/.test(r.linkedin_url))).toBe(true);
+  });
+
+  it('a Sales Navigator export: the /in/ profile is the LinkedIn URL, the lead page is kept apart', async () => {
+    const lead = 'https://www.linkedin.com/sales/lead/ACwAAAPv4tsBj2R8_nVMkCPiCaJQw9XvUBmFBrw,NAME_SEARCH,x1Yz';
+    const file = await jsonFile([
+      { profileUrl: lead, defaultProfileUrl: 'https://www.linkedin.com/in/ACwAAAPv4tsBj2R8_nVMkCPiCaJQw9XvUBmFBrw', fullName: 'Lena Fischer', companyWebsite: 'fischer-bakery.example', vmid: 'ACwAAAPv4tsBj2R8_nVMkCPiCaJQw9XvUBmFBrw' },
+      { profileUrl: 'https://www.linkedin.com/sales/lead/ACwAAB9x8k2mQzT1aBcDeFgHiJkLmNoPqRsTuV,NAME_SEARCH,Qz', linkedInProfileUrl: 'https://www.linkedin.com/in/omar-haddad/', fullName: 'Omar Haddad', companyWebsite: 'haddad-logistics.example' },
+      { profileUrl: 'https://www.linkedin.com/sales/people/ACwAAC1234567890abcdefghijKL,NAME_SEARCH,aa', fullName: 'Sam Lead', companyWebsite: 'sam-lead.example' },
+    ]);
+    const source: Source = { type: 'phantombuster', path: file };
+    const rows = (await readRecords('sales', source, { projectDir: '.' })).map((r) => toProspect(r, 'sales', source));
+    expect(rows.map((r) => [r.linkedin_url, r.sales_navigator_url, r.problem])).toEqual([
+      ['https://www.linkedin.com/in/ACwAAAPv4tsBj2R8_nVMkCPiCaJQw9XvUBmFBrw/', 'https://www.linkedin.com/sales/lead/ACwAAAPv4tsBj2R8_nVMkCPiCaJQw9XvUBmFBrw,NAME_SEARCH,x1Yz/', null],
+      ['https://www.linkedin.com/in/omar-haddad/', 'https://www.linkedin.com/sales/lead/ACwAAB9x8k2mQzT1aBcDeFgHiJkLmNoPqRsTuV,NAME_SEARCH,Qz/', null],
+      [null, 'https://www.linkedin.com/sales/people/ACwAAC1234567890abcdefghijKL,NAME_SEARCH,aa/', null],
+    ]);
+  });
+
+  it('a record without a domain joins the prospect with its LinkedIn profile, before or after it', () => {
+    const source: Source = { type: 'csv' };
+    const record = (number: number, values: Record<string, string>) => toProspect({ values, number }, 'list', source);
+    const { rows, merged } = mergeDuplicates([
+      record(1, { Name: 'Bruce Wayne', Email: 'bruce@waynetiles.example', LinkedIn: 'https://www.linkedin.com/in/bruce-wayne/' }),
+      record(2, { Website: 'waynetiles.example', Company: 'Wayne Tiles', LinkedIn: 'linkedin.com/in/Bruce-Wayne' }),
+      record(3, { Name: 'Nobody', LinkedIn: 'https://www.linkedin.com/in/nobody-known/' }),
+    ]);
+    expect(merged).toBe(1);
+    expect(rows.map((r) => [r.key, r.contact_name, r.email, r.problem])).toEqual([
+      ['waynetiles.example', 'Bruce Wayne', 'bruce@waynetiles.example', null],
+      ['list#3', 'Nobody', null, 'no domain'],
+    ]);
   });
 
   it('reads JSON over HTTP at a path inside the document, and names a source that fails', async () => {
@@ -58,7 +159,7 @@ describe('prospect sources', () => {
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/prospects`;
     try {
       const records = await readRecords('api', { type: 'json', url, records: 'data.items', headers: { authorization: 'Bearer t' } }, { projectDir: '.' });
-      expect(records.map((r, i) => toProspect(r, i, 'api', { type: 'json' }).domain)).toEqual(['api-one.example']);
+      expect(records.map((r) => toProspect(r, 'api', { type: 'json' }).domain)).toEqual(['api-one.example']);
       await expect(readRecords('api', { type: 'json', url }, { projectDir: '.' })).rejects.toThrow(`prospect_sources.api: GET ${url} answered 401`);
       await expect(readRecords('api', { type: 'json', url, records: 'data.nope', headers: { authorization: 'Bearer t' } }, { projectDir: '.' })).rejects.toThrow(
         'prospect_sources.api: "data.nope" is not an array of records',
@@ -98,15 +199,71 @@ steps:
     const store = new RunStore(db);
     const result = await executeRun({ pipeline, config, store, projectDir: 'pipelines' });
     expect(result.status).toBe('completed');
-    expect(result.steps[1]!.items).toEqual({ total: 22, succeeded: 17, failed: 0, skipped: 5 });
+    expect(result.steps[1]!.items).toEqual({ total: 22, succeeded: 18, failed: 0, skipped: 4 });
     const reasons = Object.fromEntries((await store.items.skipReasons(result.run_id)).map((r) => [r.reason, r.n]));
-    expect(reasons).toEqual({ 'no domain': 2, 'invalid domain': 1, 'invalid email': 1, 'invalid LinkedIn URL': 1 });
+    expect(reasons).toEqual({ 'no domain': 2, 'invalid domain': 1, 'invalid LinkedIn URL': 1 });
+    expect(result.notes.find((n) => n.step === 'read')!.text).toMatch(/: 18 prospects, 3 duplicates merged, 4 invalid \(.*\), 1 email dropped \(invalid email 1\)$/);
+    const stark = (await db.query<{ email: string | null; contact_name: string }>("SELECT email, contact_name FROM prospects WHERE domain = 'starkgardensupply.com'"))[0];
+    expect(stark).toEqual({ email: null, contact_name: 'Tony Stark' });
     const globex = (await db.query<{ company_name: string; email: string }>("SELECT company_name, email FROM prospects WHERE domain = 'globex-corp.com'"))[0]!;
     expect(globex).toEqual({ company_name: 'Globex (known)', email: 'hank@globex-corp.com' });
-    expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM prospects'))[0]!.n).toBe(17);
+    expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM prospects'))[0]!.n).toBe(18);
 
     const again = await executeRun({ pipeline, config, store, projectDir: 'pipelines' });
-    expect(again.steps[1]!.items).toMatchObject({ succeeded: 17, skipped: 5 });
-    expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM prospects'))[0]!.n).toBe(17);
+    expect(again.steps[1]!.items).toMatchObject({ succeeded: 18, skipped: 4 });
+    expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM prospects'))[0]!.n).toBe(18);
+  });
+
+  /** Reads the given sources and saves their rows, as weekly-enrich does. */
+  const importFrom = async (sources: Record<string, Source>) => {
+    const registry = createRegistry();
+    const config = { business: { name: 'T', timezone: 'UTC' }, prospect_sources: sources } as EngineConfig;
+    const pipeline = pipelineFrom(
+      `
+name: import-some
+trigger: { manual: {} }
+steps:
+  - id: read
+    uses: prospects.read
+    with: { sources: [${Object.keys(sources).join(', ')}] }
+  - id: save
+    uses: prospects.save
+    foreach: "\${{ steps.read.output.rows }}"
+    item_key: "\${{ item.key }}"
+    with: { row: "\${{ item }}" }
+`,
+      registry,
+      config,
+    );
+    const store = new RunStore(db);
+    const result = await executeRun({ pipeline, config, store, projectDir: '.' });
+    return { result, skipped: await store.items.skipReasons(result.run_id) };
+  };
+
+  it('a malformed percent-escape in one LinkedIn URL skips that record; the import goes on', async () => {
+    const path = await csvFile('Company,Website,LinkedIn\nBob Tiles,bob-tiles.example,https://www.linkedin.com/in/bob%zz/\nGood Co,good-co.example,https://www.linkedin.com/in/good-co/\n');
+    const { result, skipped } = await importFrom({ list: { type: 'csv', path } });
+    expect(result.error).toBeUndefined();
+    expect(result.status).toBe('completed');
+    expect(result.steps[1]!.items).toEqual({ total: 2, succeeded: 1, failed: 0, skipped: 1 });
+    expect(skipped).toEqual([expect.objectContaining({ reason: 'invalid LinkedIn URL', n: 1 })]);
+    const saved = await db.query<{ linkedin_url: string }>("SELECT linkedin_url FROM prospects WHERE domain = 'good-co.example'");
+    expect(saved).toEqual([{ linkedin_url: 'https://www.linkedin.com/in/good-co/' }]);
+  });
+
+  it('stores a Sales Navigator lead apart from the profile, which alone is the LinkedIn URL', async () => {
+    const path = await jsonFile([
+      { profileUrl: 'https://www.linkedin.com/sales/lead/ACwAAB9x8k2mQzT1aBcDeFgHiJkLmNoPqRsTuV,NAME_SEARCH,Qz', defaultProfileUrl: 'https://www.linkedin.com/in/omar-haddad-sn/', fullName: 'Omar Haddad', companyWebsite: 'haddad-sn.example' },
+      { profileUrl: 'https://www.linkedin.com/sales/lead/ACwAAC1234567890abcdefghijKL,NAME_SEARCH,aa', fullName: 'Sam Lead', companyWebsite: 'sam-lead-sn.example' },
+    ]);
+    const { result } = await importFrom({ sales: { type: 'phantombuster', path } });
+    expect(result.status).toBe('completed');
+    const saved = await db.query<{ domain: string; linkedin_url: string | null; sales_navigator_url: string }>(
+      "SELECT domain, linkedin_url, sales_navigator_url FROM prospects WHERE domain IN ('haddad-sn.example', 'sam-lead-sn.example') ORDER BY domain",
+    );
+    expect(saved).toEqual([
+      { domain: 'haddad-sn.example', linkedin_url: 'https://www.linkedin.com/in/omar-haddad-sn/', sales_navigator_url: 'https://www.linkedin.com/sales/lead/ACwAAB9x8k2mQzT1aBcDeFgHiJkLmNoPqRsTuV,NAME_SEARCH,Qz/' },
+      { domain: 'sam-lead-sn.example', linkedin_url: null, sales_navigator_url: 'https://www.linkedin.com/sales/lead/ACwAAC1234567890abcdefghijKL,NAME_SEARCH,aa/' },
+    ]);
   });
 });

@@ -240,10 +240,14 @@ describe('SEMrush failures', () => {
       expect(err).toBeInstanceOf(NonRetriableError);
       expect(err.message).toMatch(/^SEMrush domain_organic for acme-widgets\.com: line 3 has 10 fields, expected 11/);
     });
+  });
+
+  it('a header with a column not asked for in place of an optional one still reads, that column null', async () => {
     await withSandbox({ faults: { malformed: true }, malformedAs: 'header' }, async (_box, c) => {
-      const err = await failure(c.domainCompetitors('acme-widgets.com', { limit: 5 }));
-      expect(err).toBeInstanceOf(NonRetriableError);
-      expect(err.message).toMatch(/^SEMrush domain_organic_organic for acme-widgets\.com: the header has no "Adwords Keywords" column \(asked for Ad\)/);
+      const { rows } = await c.domainCompetitors('acme-widgets.com', { limit: 5 });
+      expect(rows).toHaveLength(5);
+      expect(rows.map((r) => r.adwordsKeywords)).toEqual([null, null, null, null, null]);
+      expect(rows.every((r) => typeof r.commonKeywords === 'number')).toBe(true);
     });
   });
 
@@ -306,17 +310,44 @@ describe('SEMrush answers in the real format (fixtures)', () => {
     expect(parseErrorLine(fixture('domain_rank.csv'))).toBeUndefined();
   });
 
-  it('refuses an answer to another question, naming what was expected', () => {
+  it('refuses an answer to another question, naming the column it needs', () => {
     expect(() => parseReport('domain_organic', fixture('domain_organic_organic.csv'), 'example.com')).toThrow(
-      /^SEMrush domain_organic for example\.com: the header has 7 columns, expected 11 \("Keyword;Position;/,
+      /^SEMrush domain_organic for example\.com: the header has no "Keyword" column \(asked for Ph\), which this report needs; got "Domain;Competitor Relevance;/,
     );
     const text = fixture('domain_rank.csv').replace('48213', '48k');
     expect(() => parseReport('domain_rank', text, 'example.com')).toThrow('SEMrush domain_rank for example.com: line 2, column "Rank": expected a number, got "48k"');
     expect(() => parseReport('domain_rank', '', 'example.com')).toThrow(NonRetriableError);
+    expect(() => parseReport('domain_rank', 'Domain;Rank\n"example.com;1\n', 'example.com')).toThrow(NonRetriableError);
+  });
+
+  it('maps columns by header name: an added column is ignored, a missing optional one is null', () => {
+    const [head, ...lines] = fixture('domain_organic.csv').trimEnd().split('\n');
+    const names = head!.split(';');
+    const moved = (line: string) => {
+      const f = line.split(';');
+      // Url and Trends dropped, Keyword Difficulty added in front, Position moved to the end.
+      return ['55', f[0], ...f.slice(2, 5), ...f.slice(6, 10), f[1]].join(';');
+    };
+    const reshaped = [moved(head!).replace('55', 'Keyword Difficulty'), ...lines.map(moved)].join('\n');
+    expect(reshaped.split('\n')[0]).toBe(['Keyword Difficulty', names[0], ...names.slice(2, 5), ...names.slice(6, 10), names[1]].join(';'));
+    const rows = parseReport('domain_organic', reshaped, 'example.com');
+    const original = parseReport('domain_organic', fixture('domain_organic.csv'), 'example.com');
+    expect(rows).toEqual(original.map((r) => ({ ...r, url: null, trends: [] })));
+    expect(rows[0]).toMatchObject({ keyword: 'example', position: 1, searchVolume: 165000 });
+  });
+
+  it('reads LF, CRLF, a quoted `;` and no final line end alike', () => {
+    const plain = fixture('domain_organic.escaped.csv');
+    const expected = parseReport('domain_organic', plain, 'example.com');
+    expect(expected).toHaveLength(3);
+    for (const variant of [plain.replaceAll('\r\n', '\n'), plain.trimEnd(), plain.replaceAll('\r\n', '\n').trimEnd(), `\uFEFF${plain}\r\n\r\n`]) {
+      expect(parseReport('domain_organic', variant, 'example.com')).toEqual(expected);
+    }
+    expect(expected[1]!.keyword).toBe('seo; sem difference');
   });
 
   it('splits CSV like SEMrush writes it', () => {
-    expect(parseCsv('a;b\r\n"x;y";""\n\n"q""z";7"\n')).toEqual([
+    expect(parseCsv('a;b\r\n"x;y";""\n\n"q""z";7"\n').map((r) => r.fields)).toEqual([
       ['a', 'b'],
       ['x;y', ''],
       ['q"z', '7"'],

@@ -23,6 +23,12 @@ import { sampleReportView } from './helpers/report-view.ts';
 import { testDatabases } from './helpers/db.ts';
 import { sandboxClaudeConfig } from './helpers/claude.ts';
 
+/** Claude tokens a step spent or would spend, in a batch and singly. */
+const claudeTokens = (units: Record<string, number>) => ({
+  input: (units.claude_batch_input_tokens ?? 0) + (units.claude_input_tokens ?? 0),
+  output: (units.claude_batch_output_tokens ?? 0) + (units.claude_output_tokens ?? 0),
+});
+
 /** The shipped weekly-enrich pipeline and config, on sandboxes, with an injected clock. */
 
 const hasChromium = existsSync(process.env.CHROMIUM_PATH || '/usr/bin/chromium');
@@ -92,6 +98,7 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
       maxTokens: local.max_tokens,
     });
   };
+  let dryClaude = { input: 0, output: 0 };
   const count = async (sql: string, params: unknown[] = []) => Number((await db.query<{ n: string }>(sql, params))[0]!.n);
 
   it('plans the week in a dry run without writing anything', async () => {
@@ -102,11 +109,15 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     await resources.close();
     expect(dry.status).toBe('completed');
     expect(dry.notes.map((n) => `${n.step}: ${n.text}`)).toEqual([
-      'read: 25 records from weekly-list, linkedin-search: 17 prospects, 3 duplicates merged, 5 invalid (invalid email 1, no domain 2, invalid domain 1, invalid LinkedIn URL 1)',
-      'census: 17 new, 0 stale (to enrich), 0 fresh (skipped: enriched since 2026-10-30); data from before 2026-10-30 is dropped',
-      'select: LinkedIn 2026-W49: 0 of 0 eligible prospects',
+      'read: 25 records from weekly-list, linkedin-search: 18 prospects, 3 duplicates merged, 4 invalid (no domain 2, invalid domain 1, invalid LinkedIn URL 1), 1 email dropped (invalid email 1)',
+      'census: 18 new, 0 stale (to enrich), 0 fresh (skipped: enriched since 2026-10-30); data from before 2026-10-30 is dropped',
+      'select: LinkedIn 2026-W49: 14 of 14 eligible prospects (14 of them from this import, unscored until enriched)',
     ]);
-    expect(dry.cost.units.semrush_units).toBe(17 * 1430);
+    expect(dry.cost.units.semrush_units).toBe(18 * 1430);
+    dryClaude = claudeTokens(dry.steps.find((s) => s.id === 'analyses')!.cost.units);
+    expect(dryClaude.input).toBeGreaterThan(0);
+    expect(dryClaude.output).toBeGreaterThan(0);
+    expect(dry.effects.find((e) => e.step === 'analyses')!.summary).toBe('Claude batch of 14 analyses (half price)');
     expect(await count('SELECT count(*) AS n FROM prospects')).toBe(0);
   });
 
@@ -120,12 +131,12 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     const store = new RunStore(db);
     const run = await executeRun({ pipeline, config, store, clock, resources, projectDir: 'pipelines' });
     expect(run.status).toBe('completed');
-    expect(run.notes.find((n) => n.step === 'census')!.text).toMatch(/^17 new, 1 stale \(to enrich\), 0 fresh/);
-    expect(Object.fromEntries(run.skipped.map((s) => [s.reason, s.n]))).toEqual({ 'no domain': 2, 'invalid domain': 1, 'invalid email': 1, 'invalid LinkedIn URL': 1 });
-    expect(await count("SELECT count(*) AS n FROM prospect_intelligence WHERE source = 'search' AND fetched_at >= '2026-11-29'")).toBe(18);
+    expect(run.notes.find((n) => n.step === 'census')!.text).toMatch(/^18 new, 1 stale \(to enrich\), 0 fresh/);
+    expect(Object.fromEntries(run.skipped.map((s) => [s.reason, s.n]))).toEqual({ 'no domain': 2, 'invalid domain': 1, 'invalid LinkedIn URL': 1 });
+    expect(await count("SELECT count(*) AS n FROM prospect_intelligence WHERE source = 'search' AND fetched_at >= '2026-11-29'")).toBe(19);
     expect(await count('SELECT count(*) AS n FROM prospects WHERE category IS NULL OR category_reason IS NULL OR metrics IS NULL')).toBe(0);
     // The search data is stored once, in prospect_intelligence, not again with each call's effect record.
-    expect(await count("SELECT count(*) AS n FROM flow_effects WHERE step_id = 'intel' AND status = 'done'")).toBe(18);
+    expect(await count("SELECT count(*) AS n FROM flow_effects WHERE step_id = 'intel' AND status = 'done'")).toBe(19);
     expect(await count("SELECT count(*) AS n FROM flow_effects WHERE step_id = 'intel' AND output IS NOT NULL AND output::text <> 'null'")).toBe(0);
 
     const selected = await db.query<{ week: string; rank: number; report_id: string | null }>('SELECT week, rank, report_id FROM linkedin_selections ORDER BY rank');
@@ -137,6 +148,12 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     expect(batchOutput.counts.submitted).toBe(15);
     expect(batchOutput.counts.retried).toBeGreaterThan(0); // errored and expired requests, made again singly
     expect(run.steps.find((s) => s.id === 'analyses')!.cost.units.claude_input_tokens).toBeGreaterThan(0);
+    // The dry run's estimate of the reports is within a factor of two of what they cost.
+    const spent = claudeTokens(analyses.cost.units);
+    for (const side of ['input', 'output'] as const) {
+      expect(dryClaude[side] / spent[side], side).toBeGreaterThan(0.5);
+      expect(dryClaude[side] / spent[side], side).toBeLessThan(2);
+    }
     expect(await count('SELECT count(*) AS n FROM generated_reports')).toBe(15);
     expect(await count('SELECT count(*) AS n FROM claude_batches')).toBe(1);
 
@@ -144,7 +161,7 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     const again = await executeRun({ pipeline, config, store, clock, resources, projectDir: 'pipelines' });
     await resources.close();
     expect(again.status).toBe('completed');
-    expect(again.notes.find((n) => n.step === 'census')!.text).toMatch(/^0 new, 0 stale \(to enrich\), 18 fresh/);
+    expect(again.notes.find((n) => n.step === 'census')!.text).toMatch(/^0 new, 0 stale \(to enrich\), 19 fresh/);
     expect(again.notes.find((n) => n.step === 'select')!.text).toBe('LinkedIn 2026-W49: chosen before (15 prospects, 0 without a report yet)');
     expect(await count('SELECT count(*) AS n FROM generated_reports')).toBe(15);
     expect(await count('SELECT count(*) AS n FROM claude_batches')).toBe(1);
@@ -191,6 +208,33 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     }
   });
 
+  it('redoes singly a submitted prospect the batch results leave out, so each ends with a result', async () => {
+    const prospects = await db.query<{ prospect_id: string; domain: string; company_name: string | null }>(
+      "SELECT p.id AS prospect_id, p.domain, p.company_name FROM prospects p JOIN prospect_intelligence i ON i.domain = p.domain AND i.source = 'search' ORDER BY p.domain LIMIT 3",
+    );
+    const left = `p_${prospects[1]!.prospect_id.replace(/-/g, '')}`;
+    const lossy = await startClaudeSandbox({ batchOmittedIds: [left] });
+    const { config } = shipped({}, state);
+    const local = sandboxClaudeConfig(lossy.url, { max_tokens: 4096 });
+    const resources = new Resources({ config, env: {}, log: silentLogger, clock: new ManualClock(new Date()), projectDir: 'pipelines', stateDir: state }).provide(claudeConnector, {
+      analyst: createClaudeAnalyst(local),
+      batches: createClaudeBatches(local),
+      model: local.model,
+      maxTokens: local.max_tokens,
+    });
+    const writable = { writable: true, query: <R,>(text: string, params?: readonly unknown[]) => db.query<R>(text, params) };
+    const context = stepContext(writable, config, resources, { run: { id: 'r-lossy', pipeline: 'weekly-enrich', dryRun: false }, step: { id: 'analyses' }, effectKey: 'weekly-enrich:analyses:lossy', signal: new AbortController().signal });
+    try {
+      const done = await reportAnalyseBatch.run(context, { prospects, poll: '10ms' });
+      expect(done.results.map((r) => [r.prospect_id, r.via])).toEqual(prospects.map((p, i) => [p.prospect_id, i === 1 ? 'single' : 'batch']));
+      expect(done.counts).toEqual({ submitted: 3, succeeded: 2, retried: 1, failed: { missing: 1 } });
+      expect(lossy.batches[0]!.requests.map((r) => r.custom_id)).toContain(left);
+    } finally {
+      await resources.close();
+      await lossy.close();
+    }
+  });
+
   it('stops cleanly when the weekly budget would be passed, and goes on when the next week starts', async () => {
     await db.query('TRUNCATE prospect_intelligence, linkedin_selections, claude_batches, flow_budget_ledger');
     const clock = new ManualClock(new Date('2026-12-06T22:00:00Z'));
@@ -203,12 +247,12 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     expect(first.error).toMatch(/^budget weekly-api reached: [\d,]+ of 4,500 semrush_units spent this calendar week, and the next call may take 1,430; resumes 2026-12-07T00:00:00.000Z$/);
     const enriched = await count("SELECT count(*) AS n FROM prospect_intelligence WHERE source = 'search'");
     expect(enriched).toBeGreaterThanOrEqual(3);
-    expect(enriched).toBeLessThan(18);
+    expect(enriched).toBeLessThan(19);
     expect(await count('SELECT count(*) AS n FROM linkedin_selections')).toBe(0);
 
     clock.advance(new Date('2026-12-07T00:00:01Z').getTime() - clock.now().getTime());
     const second = await executeRun({ pipeline, config, store, clock, resources, projectDir: 'pipelines', resume: first.run_id });
-    expect(second.status).toBe('waiting'); // the new week's budget runs out too: 18 domains need more than 4,500 units
+    expect(second.status).toBe('waiting'); // the new week's budget runs out too: 19 domains need more than 4,500 units
     clock.advance(7 * 86_400_000);
     let last = second;
     for (let week = 0; week < 8 && last.status === 'waiting'; week++) {
@@ -217,6 +261,6 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     }
     await resources.close();
     expect(last.status).toBe('completed');
-    expect(await count("SELECT count(*) AS n FROM prospect_intelligence WHERE source = 'search'")).toBe(18);
+    expect(await count("SELECT count(*) AS n FROM prospect_intelligence WHERE source = 'search'")).toBe(19);
   }, 180_000);
 });

@@ -63,8 +63,11 @@ export type BatchOutcome<T> =
   | { customId: string; status: 'succeeded'; analysis: T; usage: ClaudeUsage; model: string; costUsd?: number }
   | {
       customId: string;
-      /** invalid: Claude answered but the tool input misses the schema; analyse() the item alone, which repairs once. */
-      status: 'errored' | 'expired' | 'canceled' | 'invalid';
+      /**
+       * invalid: Claude answered but the tool input misses the schema; analyse() the item alone,
+       * which repairs once. missing: the results file has no line for a request that was expected.
+       */
+      status: 'errored' | 'expired' | 'canceled' | 'invalid' | 'missing';
       error: string;
       /** The API's error type of an errored request: invalid_request_error must be fixed, others may be sent again. */
       errorType?: string;
@@ -96,7 +99,9 @@ export interface ClaudeBatches {
   /**
    * The outcome of every request, in the API's order (not the submission order). Rejects with
    * BatchNotEndedError before the batch has ended; a result for a custom_id `expect` does not
-   * know fails the iteration with NonRetriableError (results of another batch).
+   * know fails the iteration with NonRetriableError (results of another batch). When `expect`
+   * maps each submitted custom_id, every one of them ends with an outcome: one the results
+   * file leaves out comes last, as `missing`.
    */
   results<S extends object>(
     batchId: string,
@@ -218,6 +223,7 @@ export function createClaudeBatches(config: ClaudeConfig, options: ClaudeBatches
         return found;
       };
       const outcomeOf = (line: MessageBatchIndividualResponse) => outcome<S>(line, expectationOf(line.custom_id));
+      const unseen = new Set(expect instanceof Map ? (expect as ReadonlyMap<string, unknown>).keys() : []);
 
       return (async function* () {
         const lines = decoder[Symbol.asyncIterator]();
@@ -228,9 +234,11 @@ export function createClaudeBatches(config: ClaudeConfig, options: ClaudeBatches
           } catch (err) {
             throw batchFailure(err, sdk, signal, endpoint, batchId);
           }
-          if (next.done) return;
+          if (next.done) break;
+          unseen.delete(next.value.custom_id);
           yield outcomeOf(next.value);
         }
+        for (const customId of unseen) yield missing<AnalysisOf<S>>(customId, batchId);
       })();
     },
 
@@ -240,6 +248,10 @@ export function createClaudeBatches(config: ClaudeConfig, options: ClaudeBatches
       return statusOf(await call(endpoint, signal, batchId, ({ client }) => client.messages.batches.cancel(batchId, {}, { signal })), endpoint);
     },
   };
+
+  function missing<T>(customId: string, batchId: string): BatchOutcome<T> {
+    return { customId, status: 'missing', error: `${where}: batch request "${customId}" has no line in the results of message batch ${batchId}; submit it again` };
+  }
 
   /** One result line as the caller acts on it; a succeeded answer is validated as analyse() validates it. */
   function outcome<S extends object>({ custom_id: customId, result }: MessageBatchIndividualResponse, expected: BatchExpectation<S>): BatchOutcome<AnalysisOf<S>> {

@@ -31,6 +31,8 @@ export interface ClaudeSandboxBatchOptions {
   batchErroredIds?: string[];
   /** custom_ids whose result is `expired` (the batch reached its 24 hours before them). */
   batchExpiredIds?: string[];
+  /** custom_ids the results file leaves out (no line at all), as a faulty results file would. */
+  batchOmittedIds?: string[];
   /** Share (0..1) of requests that come back `errored`, chosen by a hash of the custom_id. */
   batchErrorRate?: number;
   /** Share (0..1) of requests that come back `expired`, chosen by a hash of the custom_id. */
@@ -84,6 +86,7 @@ export function batchEndpoints(options: ClaudeSandboxBatchOptions, deps: BatchDe
   const outcomes = new Map<string, Result[]>();
   const erroredIds = new Set(options.batchErroredIds ?? []);
   const expiredIds = new Set(options.batchExpiredIds ?? []);
+  const omittedIds = new Set(options.batchOmittedIds ?? []);
 
   const ended = (batch: ClaudeSandboxBatch) => now() >= batch.endsAtMs;
 
@@ -154,7 +157,9 @@ export function batchEndpoints(options: ClaudeSandboxBatchOptions, deps: BatchDe
       return respond.error(400, 'invalid_request_error', `Message Batch ${batch.id} has not ended (processing_status ${status}); its results are available once processing_status is "ended"`);
     }
     const all = resultsOf(batch);
-    const lines = shuffledIndexes(batch.id, all.length).map((i) => JSON.stringify({ custom_id: batch.requests[i]!.custom_id, result: all[i] }));
+    const lines = shuffledIndexes(batch.id, all.length)
+      .filter((i) => !omittedIds.has(batch.requests[i]!.custom_id))
+      .map((i) => JSON.stringify({ custom_id: batch.requests[i]!.custom_id, result: all[i] }));
     return respond.jsonl(lines.map((line) => `${line}\n`).join(''));
   }
 

@@ -1,3 +1,4 @@
+import { type Info, type Options, parse } from 'csv-parse/sync';
 import { NonRetriableError } from '../../engine/sdk.ts';
 
 /**
@@ -32,7 +33,7 @@ export interface OrganicKeywordRow {
   previousPosition: number | null;
   searchVolume: number | null;
   cpc: number | null;
-  url: string;
+  url: string | null;
   trafficPercent: number | null;
   trafficCostPercent: number | null;
   /** Competitive density of advertisers, 0..1. */
@@ -62,8 +63,8 @@ export interface AdwordsKeywordRow {
   searchVolume: number | null;
   cpc: number | null;
   /** The URL shown on the ad; often empty. */
-  visibleUrl: string;
-  url: string;
+  visibleUrl: string | null;
+  url: string | null;
   trafficPercent: number | null;
   /** Headed "Traffic Cost" in this report (the organic report says "Traffic Cost (%)"). */
   trafficCost: number | null;
@@ -84,11 +85,18 @@ interface Column {
   code: string;
   header: string;
   aliases?: string[];
+  /** The row means nothing without it (its domain or keyword); the others may be missing. */
+  required?: boolean;
 }
 
 interface Cells {
-  text(code: string): string;
+  /** A required column's text. */
+  key(code: string): string;
+  /** null when the header lacks the column. */
+  text(code: string): string | null;
+  /** null when the header lacks the column or the cell is empty. */
   num(code: string): number | null;
+  /** [] when the header lacks the column or the cell is empty. */
   trend(code: string): number[];
 }
 
@@ -100,13 +108,14 @@ export interface ReportSpec<T extends SemrushReportType> {
 }
 
 const col = (code: string, header: string, ...aliases: string[]): Column => ({ code, header, aliases });
+const keyCol = (code: string, header: string): Column => ({ code, header, required: true });
 
 /** The columns we ask for, per report, and how each line becomes a typed row. */
 export const REPORTS: { [T in SemrushReportType]: ReportSpec<T> } = {
   domain_rank: {
     type: 'domain_rank',
     columns: [
-      col('Dn', 'Domain'),
+      keyCol('Dn', 'Domain'),
       col('Rk', 'Rank'),
       col('Or', 'Organic Keywords'),
       col('Ot', 'Organic Traffic'),
@@ -116,7 +125,7 @@ export const REPORTS: { [T in SemrushReportType]: ReportSpec<T> } = {
       col('Ac', 'Adwords Cost'),
     ],
     toRow: (c) => ({
-      domain: c.text('Dn'),
+      domain: c.key('Dn'),
       rank: c.num('Rk'),
       organicKeywords: c.num('Or'),
       organicTraffic: c.num('Ot'),
@@ -129,7 +138,7 @@ export const REPORTS: { [T in SemrushReportType]: ReportSpec<T> } = {
   domain_organic: {
     type: 'domain_organic',
     columns: [
-      col('Ph', 'Keyword'),
+      keyCol('Ph', 'Keyword'),
       col('Po', 'Position'),
       col('Pp', 'Previous Position'),
       col('Nq', 'Search Volume'),
@@ -142,7 +151,7 @@ export const REPORTS: { [T in SemrushReportType]: ReportSpec<T> } = {
       col('Td', 'Trends'),
     ],
     toRow: (c) => ({
-      keyword: c.text('Ph'),
+      keyword: c.key('Ph'),
       position: c.num('Po'),
       previousPosition: c.num('Pp'),
       searchVolume: c.num('Nq'),
@@ -158,7 +167,7 @@ export const REPORTS: { [T in SemrushReportType]: ReportSpec<T> } = {
   domain_organic_organic: {
     type: 'domain_organic_organic',
     columns: [
-      col('Dn', 'Domain'),
+      keyCol('Dn', 'Domain'),
       col('Cr', 'Competitor Relevance'),
       col('Np', 'Common Keywords'),
       col('Or', 'Organic Keywords'),
@@ -167,7 +176,7 @@ export const REPORTS: { [T in SemrushReportType]: ReportSpec<T> } = {
       col('Ad', 'Adwords Keywords'),
     ],
     toRow: (c) => ({
-      domain: c.text('Dn'),
+      domain: c.key('Dn'),
       relevance: c.num('Cr'),
       commonKeywords: c.num('Np'),
       organicKeywords: c.num('Or'),
@@ -179,7 +188,7 @@ export const REPORTS: { [T in SemrushReportType]: ReportSpec<T> } = {
   domain_adwords: {
     type: 'domain_adwords',
     columns: [
-      col('Ph', 'Keyword'),
+      keyCol('Ph', 'Keyword'),
       col('Po', 'Position'),
       col('Pp', 'Previous Position'),
       col('Nq', 'Search Volume'),
@@ -193,7 +202,7 @@ export const REPORTS: { [T in SemrushReportType]: ReportSpec<T> } = {
       col('Td', 'Trends'),
     ],
     toRow: (c) => ({
-      keyword: c.text('Ph'),
+      keyword: c.key('Ph'),
       position: c.num('Po'),
       previousPosition: c.num('Pp'),
       searchVolume: c.num('Nq'),
@@ -225,91 +234,74 @@ export function parseErrorLine(body: string): SemrushErrorLine | undefined {
   return m ? { code: Number(m[1]), message: m[2]!.trim() } : undefined;
 }
 
-/**
- * Splits `;`-separated CSV into records of fields. A field starting with `"` is quoted: `""`
- * inside it is one quote, and a quote not followed by `;` or a line end is kept as text
- * (SEMrush does not always double the quotes inside a keyword like `27" monitor`).
- * Accepts LF and CRLF; ignores a final line end and blank lines.
- */
-export function parseCsv(text: string): string[][] {
-  const records: string[][] = [];
-  let fields: string[] = [];
-  let field = '';
-  let i = 0;
-  const atFieldEnd = (j: number) => j >= text.length || text[j] === ';' || text[j] === '\n' || text[j] === '\r';
-  const endRecord = () => {
-    fields.push(field);
-    if (fields.length > 1 || fields[0] !== '') records.push(fields);
-    fields = [];
-    field = '';
-  };
-  while (i < text.length) {
-    if (field === '' && text[i] === '"') {
-      i++;
-      for (;;) {
-        if (i >= text.length) break;
-        const ch = text[i]!;
-        if (ch === '"' && text[i + 1] === '"') {
-          field += '"';
-          i += 2;
-        } else if (ch === '"' && atFieldEnd(i + 1)) {
-          i++;
-          break;
-        } else {
-          field += ch;
-          i++;
-        }
-      }
-      continue;
-    }
-    const ch = text[i]!;
-    if (ch === ';') {
-      fields.push(field);
-      field = '';
-      i++;
-    } else if (ch === '\r' || ch === '\n') {
-      endRecord();
-      i += ch === '\r' && text[i + 1] === '\n' ? 2 : 1;
-    } else {
-      field += ch;
-      i++;
-    }
+/** csv-parse's reading of a SEMrush answer: `;` between fields, LF or CRLF between records. */
+const CSV_OPTIONS: Options = {
+  delimiter: ';',
+  record_delimiter: ['\r\n', '\n', '\r'],
+  bom: true,
+  skip_empty_lines: true,
+  relax_column_count: true,
+  // SEMrush does not always double the quotes inside a keyword like `27" monitor`.
+  relax_quotes: true,
+  info: true,
+};
+
+/** One record of an answer and the line of the file it ends on. */
+export interface CsvRecord {
+  fields: string[];
+  line: number;
+}
+
+/** Splits `;`-separated CSV into records of fields; blank lines and a final line end are ignored. */
+export function parseCsv(text: string): CsvRecord[] {
+  const records = parse(text, CSV_OPTIONS) as unknown as { record: string[]; info: Info }[];
+  return records.map(({ record, info }) => ({ fields: record, line: info.lines }));
+}
+
+function readCsv(body: string, where: string): CsvRecord[] {
+  try {
+    return parseCsv(body);
+  } catch (err) {
+    throw new NonRetriableError(`${where}: the answer is not ;-separated CSV (${(err as Error).message})`);
   }
-  if (field !== '' || fields.length) endRecord();
-  return records;
 }
 
 const normalise = (header: string) => header.trim().toLowerCase();
 
+/** Where each asked-for column sits in the header; a column the header lacks is absent from the map. */
+function locateColumns(spec: ReportSpec<SemrushReportType>, header: string[], where: string): Map<string, number> {
+  const names = header.map(normalise);
+  const position = new Map<string, number>();
+  for (const column of spec.columns) {
+    const at = [column.header, ...(column.aliases ?? [])].map((h) => names.indexOf(normalise(h))).find((j) => j >= 0);
+    if (at !== undefined) position.set(column.code, at);
+    else if (column.required) {
+      throw new NonRetriableError(`${where}: the header has no "${column.header}" column (asked for ${column.code}), which this report needs; got "${header.join(';').slice(0, 200)}"`);
+    }
+  }
+  return position;
+}
+
 /**
- * Turns a report body into typed rows. Throws NonRetriableError naming the report, the
- * domain, the line and the bad value when the body is not the report that was asked for.
+ * Turns a report body into typed rows, mapping columns by their header names: a column
+ * SEMrush adds is ignored, an optional column it leaves out reads as null. Throws
+ * NonRetriableError naming the report, the domain, the line and the bad value when the body
+ * is not the report that was asked for.
  */
 export function parseReport<T extends SemrushReportType>(type: T, body: string, domain: string): SemrushRows[T][] {
   const spec = REPORTS[type] as ReportSpec<T>;
   const where = `SEMrush ${type} for ${domain}`;
-  const records = parseCsv(body);
-  const header = records[0];
+  const [header, ...records] = readCsv(body, where);
   if (!header) throw new NonRetriableError(`${where}: the answer is empty, expected a header line like "${spec.columns.map((c) => c.header).join(';')}"`);
-  const asked = spec.columns.map((c) => c.header).join(';');
-  if (header.length !== spec.columns.length) {
-    throw new NonRetriableError(`${where}: the header has ${header.length} columns, expected ${spec.columns.length} ("${asked}"), got "${header.join(';').slice(0, 200)}"`);
-  }
-  const position = new Map<string, number>();
-  const names = header.map(normalise);
-  for (const column of spec.columns) {
-    const at = [column.header, ...(column.aliases ?? [])].map(normalise).map((h) => names.indexOf(h)).find((j) => j >= 0);
-    if (at === undefined) {
-      throw new NonRetriableError(`${where}: the header has no "${column.header}" column (asked for ${column.code}); expected "${asked}", got "${header.join(';').slice(0, 200)}"`);
+  const position = locateColumns(spec, header.fields, where);
+  return records.map(({ fields, line }) => {
+    if (fields.length !== header.fields.length) {
+      throw new NonRetriableError(`${where}: line ${line} has ${fields.length} fields, expected ${header.fields.length} like the header ("${fields.join(';').slice(0, 120)}")`);
     }
-    position.set(column.code, at);
-  }
-  return records.slice(1).map((fields, index) => {
-    const line = index + 2;
-    if (fields.length !== header.length) {
-      throw new NonRetriableError(`${where}: line ${line} has ${fields.length} fields, expected ${header.length} ("${fields.join(';').slice(0, 120)}")`);
-    }
-    const cell = (code: string) => fields[position.get(code)!]!.trim();
+    const cell = (code: string): string | null => {
+      const at = position.get(code);
+      return at === undefined ? null : fields[at]!.trim();
+    };
     const number = (code: string, value: string): number => {
       const n = Number(value);
       if (!Number.isFinite(n)) {
@@ -319,14 +311,15 @@ export function parseReport<T extends SemrushReportType>(type: T, body: string, 
       return n;
     };
     return spec.toRow({
+      key: (code) => cell(code)!,
       text: cell,
       num: (code) => {
         const value = cell(code);
-        return value === '' ? null : number(code, value);
+        return value === null || value === '' ? null : number(code, value);
       },
       trend: (code) => {
         const value = cell(code);
-        return value === '' ? [] : value.split(',').map((v) => number(code, v.trim()));
+        return value === null || value === '' ? [] : value.split(',').map((v) => number(code, v.trim()));
       },
     });
   });

@@ -256,6 +256,13 @@ const migrations: Migrations = {
       await db.schema.alterTable('events').renameTo('flow_events').execute();
     },
   },
+  '0010_run_cost': {
+    async up(db: Kysely<any>) {
+      // What a run spent (a dry run: what it would spend), by unit and in USD, summed over the
+      // times it was resumed; flows runs and flows show print it.
+      await db.schema.alterTable('flow_runs').addColumn('cost', 'jsonb').execute();
+    },
+  },
 };
 
 /**

@@ -55,6 +55,8 @@ export interface FlowRunsTable {
   /** The daemon worker executing it, and until when its claim holds without renewal. */
   claimed_by: ColumnType<string | null, string | null | undefined, string | null>;
   lease_until: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  /** What the run spent, or a dry run would spend: { units, usd }; null before it first stops. */
+  cost: ColumnType<{ units: Record<string, number>; usd: number } | null, string | null | undefined, string | null>;
 }
 
 export interface FlowStepsTable {

@@ -249,11 +249,12 @@ async function finishRun(rc: RunContext, options: ExecuteOptions, summaries: Ste
     state.notes.push({ step: state.repeated[0]!.step, text: `${state.repeated.length} effect${state.repeated.length === 1 ? '' : 's'} in doubt after a crash performed again (in_doubt: repeat): ${state.repeated.map((r) => r.key).slice(0, 5).join(', ')}` });
   }
   if (status === 'completed' && !rc.dryRun) await store.effects.forgetRun(rc.runId);
+  const cost = zeroCost();
+  for (const s of summaries) addCost(cost, s.cost.units, options.config.prices);
+  await store.runs.addCost(rc.runId, cost);
   await store.runs.setStatus(rc.runId, status, rc.clock.now(), state.message ?? null);
   rc.events.emit('run:finish', { runId: rc.runId, status });
   rc.log.info({ status }, 'run finished');
-  const cost = zeroCost();
-  for (const s of summaries) addCost(cost, s.cost.units, options.config.prices);
   const result: RunResult = {
     run_id: rc.runId,
     pipeline: rc.pipeline,

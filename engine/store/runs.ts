@@ -1,3 +1,4 @@
+import { type Cost, roundUsd } from '../cost.ts';
 import type { Database } from '../db/connect.ts';
 import type { RunStatus, StepStatus } from '../db/tables.ts';
 import { json, type RunRow, type Scrubber, type StepRow } from './records.ts';
@@ -35,6 +36,16 @@ export class RunRecords {
       .set({ status, error: error && this.scrub(error), finished_at: finished, updated_at: now, ...(ended ? { claimed_by: null, lease_until: null } : {}) })
       .where('id', '=', id)
       .execute();
+  }
+
+  /** Adds what one execution of the run spent to what earlier ones (before a wait or a crash) did. */
+  async addCost(runId: string, spent: Cost): Promise<void> {
+    const row = await this.db.kysely.selectFrom('flow_runs').select('cost').where('id', '=', runId).executeTakeFirst();
+    const stored = typeof row?.cost === 'string' ? (JSON.parse(row.cost) as Cost) : row?.cost;
+    const total: Cost = { units: { ...(stored?.units ?? {}) }, usd: stored?.usd ?? 0 };
+    for (const [unit, amount] of Object.entries(spent.units)) total.units[unit] = (total.units[unit] ?? 0) + amount;
+    total.usd = roundUsd(total.usd + spent.usd);
+    await this.db.kysely.updateTable('flow_runs').set({ cost: json(total) }).where('id', '=', runId).execute();
   }
 
   async setWaiting(runId: string, until: Date | null, reason: string | null): Promise<void> {

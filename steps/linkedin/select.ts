@@ -9,6 +9,9 @@ import { INTEL_SOURCE } from '../prospects/census.ts';
  * and search data who were never selected before (so never contacted), each gets the score
  * of the config's `linkedin.score` expression over its metrics; the best `linkedin.weekly`
  * are recorded in linkedin_selections for the week, which makes the choice once per week.
+ * A dry run writes nothing, so the prospects its import would add are not in the database:
+ * given the rows just read, it counts those with a profile as candidates after the scored
+ * ones (unscored until enriched), so the reports it would make are estimated too.
  */
 
 export const LinkedinSchema = Type.Object(
@@ -108,7 +111,21 @@ export const linkedinSelect = defineStep({
   type: 'linkedin.select',
   description: 'Chooses the coming week\'s LinkedIn prospects (config linkedin.weekly, by linkedin.score) among never-selected ones with a profile and search data.',
   input: Type.Object(
-    { count: Type.Optional(Type.Integer({ minimum: 0, description: 'How many (default: linkedin.weekly from the config).' })) },
+    {
+      count: Type.Optional(Type.Integer({ minimum: 0, description: 'How many (default: linkedin.weekly from the config).' })),
+      rows: Type.Optional(
+        Type.Array(
+          Type.Object({
+            domain: Type.Union([Type.String(), Type.Null()]),
+            company_name: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+            contact_name: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+            linkedin_url: Type.Union([Type.String(), Type.Null()]),
+            problem: Type.Union([Type.String(), Type.Null()]),
+          }),
+          { description: 'Rows of prospects.read: in a dry run those not saved yet, with a LinkedIn profile, count as candidates.' },
+        ),
+      ),
+    },
     { additionalProperties: false },
   ),
   output: Type.Object(
@@ -124,7 +141,7 @@ export const linkedinSelect = defineStep({
     kind: () => 'db.write',
     transactional: true,
     async plan(ctx, input) {
-      const week = await choose(ctx, input.count);
+      const week = await choose(ctx, input.count, input.rows);
       const csv = ['rank,domain,company,score', ...week.selected.map((s, i) => `${i + 1},${s.domain},"${(s.company_name ?? '').replace(/"/g, '""')}",${s.score}`)];
       return {
         summary: `LinkedIn ${week.week}: ${week.selected.length} of ${week.eligible} eligible prospects${week.before ? ' (already chosen)' : ''}`,
@@ -156,8 +173,22 @@ interface Week {
   selected: Static<typeof Selected>[];
 }
 
+type ReadRow = { domain: string | null; company_name?: string | null; contact_name?: string | null; linkedin_url: string | null; problem: string | null };
+
+/** Rows a dry run's import would add with a profile, as candidates after every scored one. */
+async function unsavedCandidates(ctx: StepContext, rows: ReadRow[]): Promise<Candidate[]> {
+  const fresh = rows.filter((r): r is ReadRow & { domain: string; linkedin_url: string } => !r.problem && r.domain !== null && r.linkedin_url !== null);
+  if (!fresh.length) return [];
+  const known = await ctx.db.query<{ domain: string }>('SELECT domain FROM prospects WHERE domain = ANY($1::text[])', [fresh.map((r) => r.domain)]);
+  const saved = new Set(known.map((k) => k.domain));
+  return fresh
+    .filter((r) => !saved.has(r.domain))
+    .sort((a, b) => a.domain.localeCompare(b.domain))
+    .map((r) => ({ prospect_id: `(dry run) ${r.domain}`, domain: r.domain, company_name: r.company_name ?? null, contact_name: r.contact_name ?? null, linkedin_url: r.linkedin_url, score: 0 }));
+}
+
 /** The coming week's selection: the one recorded, or the best-scored candidates now. Notes it on the run. */
-async function choose(ctx: StepContext, count: number | undefined): Promise<Week> {
+async function choose(ctx: StepContext, count: number | undefined, rows: ReadRow[] = []): Promise<Week> {
   const week = comingWeek(ctx.clock.now(), ctx.config.business?.timezone ?? 'UTC');
   const chosen = await selectionOf(ctx.db, week);
   if (chosen.length) {
@@ -165,15 +196,17 @@ async function choose(ctx: StepContext, count: number | undefined): Promise<Week
     ctx.note(`LinkedIn ${week}: chosen before (${chosen.length} prospects, ${pending} without a report yet)`);
     return { week, before: true, eligible: chosen.length, selected: chosen };
   }
-  const candidates = await scoreCandidates(ctx.db, ctx.config);
+  const unsaved = ctx.run.dryRun ? await unsavedCandidates(ctx, rows) : [];
+  const candidates = [...(await scoreCandidates(ctx.db, ctx.config)), ...unsaved];
   const selected = candidates.slice(0, count ?? settings(ctx.config).weekly).map((c) => ({ ...c, report_id: null }));
-  ctx.note(noteOf(week, selected, candidates.length));
+  ctx.note(noteOf(week, selected, candidates.length, unsaved.length));
   return { week, before: false, eligible: candidates.length, selected };
 }
 
 const outputOf = (w: Week) => ({ week: w.week, eligible: w.eligible, selected: w.selected, pending: w.selected.filter((s) => !s.report_id) });
 
-function noteOf(week: string, selected: Candidate[], eligible: number): string {
-  const top = selected.slice(0, 5).map((s) => `${s.domain} ${s.score}`).join(', ');
-  return `LinkedIn ${week}: ${selected.length} of ${eligible} eligible prospects${top ? `; best: ${top}` : ''}`;
+function noteOf(week: string, selected: Candidate[], eligible: number, unsaved: number): string {
+  const top = selected.slice(0, 5).filter((s) => !s.prospect_id.startsWith('(dry run)')).map((s) => `${s.domain} ${s.score}`).join(', ');
+  const imported = unsaved ? ` (${unsaved} of them from this import, unscored until enriched)` : '';
+  return `LinkedIn ${week}: ${selected.length} of ${eligible} eligible prospects${imported}${top ? `; best: ${top}` : ''}`;
 }

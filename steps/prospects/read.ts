@@ -1,9 +1,29 @@
 import { Type } from '@sinclair/typebox';
 import { configSection, defineStep, NonRetriableError } from '../../engine/sdk.ts';
 import { projectResource } from '../resources.ts';
-import { mergeDuplicates, type ProspectRow, ProspectRowSchema, readRecords, type Source, toProspect } from './sources.ts';
+import { mergeDuplicates, type ProspectRow, ProspectRowSchema, readRecords, type Source, type SourceRecord, toProspect, unreadableRow } from './sources.ts';
 
 /** `prospects.read` reads the named sources into prospect rows (normalised, checked, merged). */
+
+/** One record as a row; a value that makes reading throw is that record's problem, never the whole import's. */
+function rowOf(record: SourceRecord, name: string, source: Source): ProspectRow {
+  try {
+    return toProspect(record, name, source);
+  } catch (err) {
+    return unreadableRow(record, name, err);
+  }
+}
+
+const countBy = (rows: ProspectRow[], reason: (r: ProspectRow) => string | null | undefined) => {
+  const counts: Record<string, number> = {};
+  for (const r of rows) {
+    const why = reason(r);
+    if (why) counts[why] = (counts[why] ?? 0) + 1;
+  }
+  return counts;
+};
+
+const listed = (counts: Record<string, number>) => Object.entries(counts).map(([reason, n]) => `${reason} ${n}`).join(', ');
 
 export const prospectsRead = defineStep({
   type: 'prospects.read',
@@ -15,8 +35,15 @@ export const prospectsRead = defineStep({
   output: Type.Object(
     {
       rows: Type.Array(ProspectRowSchema, { description: 'One per prospect (merged), plus one per bad record with its problem.' }),
-      counts: Type.Object({ records: Type.Integer(), prospects: Type.Integer(), invalid: Type.Integer(), merged: Type.Integer() }),
+      counts: Type.Object({
+        records: Type.Integer(),
+        prospects: Type.Integer(),
+        invalid: Type.Integer(),
+        merged: Type.Integer(),
+        emails_dropped: Type.Integer({ description: 'Records whose email was bad: the prospect is kept without it.' }),
+      }),
       invalid_by_reason: Type.Record(Type.String(), Type.Integer()),
+      emails_dropped_by_reason: Type.Record(Type.String(), Type.Integer()),
     },
     { additionalProperties: false },
   ),
@@ -31,15 +58,22 @@ export const prospectsRead = defineStep({
       }
       const { projectDir } = await ctx.use(projectResource);
       const records = await readRecords(name, source, { projectDir, signal: ctx.signal });
-      records.forEach((record, i) => all.push(toProspect(record, i, name, source)));
+      for (const record of records) all.push(rowOf(record, name, source));
       ctx.log.info({ source: name, records: records.length }, 'prospect source read');
     }
     const { rows, merged } = mergeDuplicates(all);
-    const invalidByReason: Record<string, number> = {};
-    for (const r of rows) if (r.problem) invalidByReason[r.problem] = (invalidByReason[r.problem] ?? 0) + 1;
+    const invalidByReason = countBy(rows, (r) => r.problem);
+    const emailsByReason = countBy(all, (r) => r.email_problem);
     const invalid = rows.filter((r) => r.problem).length;
-    const reasons = Object.entries(invalidByReason).map(([reason, n]) => `${reason} ${n}`).join(', ');
-    ctx.note(`${all.length} records from ${input.sources.join(', ')}: ${rows.length - invalid} prospects, ${merged} duplicates merged, ${invalid} invalid${reasons ? ` (${reasons})` : ''}`);
-    return { rows, counts: { records: all.length, prospects: rows.length - invalid, invalid, merged }, invalid_by_reason: invalidByReason };
+    const emailsDropped = all.filter((r) => r.email_problem).length;
+    const reasons = listed(invalidByReason);
+    const emails = emailsDropped ? `, ${emailsDropped} ${emailsDropped === 1 ? 'email' : 'emails'} dropped (${listed(emailsByReason)})` : '';
+    ctx.note(`${all.length} records from ${input.sources.join(', ')}: ${rows.length - invalid} prospects, ${merged} duplicates merged, ${invalid} invalid${reasons ? ` (${reasons})` : ''}${emails}`);
+    return {
+      rows,
+      counts: { records: all.length, prospects: rows.length - invalid, invalid, merged, emails_dropped: emailsDropped },
+      invalid_by_reason: invalidByReason,
+      emails_dropped_by_reason: emailsByReason,
+    };
   },
 });

@@ -10,16 +10,17 @@ import { type ProspectRow, ProspectRowSchema } from './sources.ts';
 function saveStatement(row: ProspectRow): DatabaseStatement {
   // A known prospect keeps what it has; the import fills what is missing.
   return {
-    sql: `INSERT INTO prospects (domain, company_name, contact_name, email, linkedin_url, source)
-          VALUES ($1, $2, $3, $4, $5, $6)
+    sql: `INSERT INTO prospects (domain, company_name, contact_name, email, linkedin_url, sales_navigator_url, source)
+          VALUES ($1, $2, $3, $4, $5, $6, $7)
           ON CONFLICT (domain) DO UPDATE SET
             company_name = COALESCE(prospects.company_name, EXCLUDED.company_name),
             contact_name = COALESCE(prospects.contact_name, EXCLUDED.contact_name),
             email = COALESCE(prospects.email, EXCLUDED.email),
             linkedin_url = COALESCE(prospects.linkedin_url, EXCLUDED.linkedin_url),
+            sales_navigator_url = COALESCE(prospects.sales_navigator_url, EXCLUDED.sales_navigator_url),
             updated_at = now()
           RETURNING id, (xmax = 0) AS created`,
-    params: [row.domain, row.company_name, row.contact_name, row.email, row.linkedin_url, row.source],
+    params: [row.domain, row.company_name, row.contact_name, row.email, row.linkedin_url, row.sales_navigator_url ?? null, row.source],
     output: (rows) => ({ id: String(rows[0]?.id ?? ''), created: rows[0]?.created === true }),
   };
 }

@@ -1,16 +1,22 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { type Static, Type } from '@sinclair/typebox';
-import { parse } from 'csv-parse/sync';
+import { type Info, type Options, parse } from 'csv-parse/sync';
 import { NonRetriableError } from '../../engine/sdk.ts';
 import { normalizeDomain } from '../domain.ts';
+import { isValidEmail } from './email.ts';
+import { normalizeLinkedInUrl, normalizeSalesNavigatorUrl } from './linkedin-url.ts';
+
+export { normalizeLinkedInUrl, normalizeSalesNavigatorUrl } from './linkedin-url.ts';
 
 /**
  * Prospect sources, declared in the config under `prospect_sources` by name: a CSV file or
  * URL, a Phantombuster result file (CSV or JSON), or JSON over HTTP. Each record becomes a
- * prospect with a normalised domain, a checked email and a canonical LinkedIn profile URL;
- * a record that cannot be one says why. Duplicates (same domain, or same LinkedIn profile)
- * are merged, the first source's values first.
+ * prospect with a normalised domain, a checked email and a canonical LinkedIn profile URL.
+ * The domain is a prospect's identity, and its LinkedIn profile links other records to it: a
+ * bad email is dropped (the reason kept on the row), while a record with no usable identity,
+ * or a bad value where the identity is, is not a prospect and says why. Duplicates (same
+ * domain, or same LinkedIn profile) are merged, the first source's values first.
  */
 
 const column = (what: string) =>
@@ -24,7 +30,8 @@ export const ColumnsSchema = Type.Object(
     company_name: column('company name'),
     contact_name: column('contact\'s full name'),
     email: column('contact\'s email'),
-    linkedin_url: column('contact\'s LinkedIn profile URL'),
+    linkedin_url: column('contact\'s LinkedIn profile URL (/in/...)'),
+    sales_navigator_url: column('contact\'s Sales Navigator lead URL (kept apart from the profile)'),
   },
   { additionalProperties: false },
 );
@@ -61,6 +68,7 @@ const DEFAULT_COLUMNS: Record<'csv' | 'json' | 'phantombuster', Required<Record<
     contact_name: ['name', 'full name', 'contact', 'contact name', 'contact_name'],
     email: ['email', 'email address', 'e-mail'],
     linkedin_url: ['linkedin', 'linkedin url', 'linkedin_url', 'profile url', 'profileurl'],
+    sales_navigator_url: ['sales navigator url', 'sales_navigator_url', 'sales navigator'],
   },
   json: {
     domain: ['domain', 'website', 'companyWebsite', 'url'],
@@ -68,15 +76,19 @@ const DEFAULT_COLUMNS: Record<'csv' | 'json' | 'phantombuster', Required<Record<
     contact_name: ['name', 'fullName', 'full_name'],
     email: ['email'],
     linkedin_url: ['linkedinUrl', 'linkedin_url', 'profileUrl'],
+    sales_navigator_url: ['salesNavigatorUrl', 'sales_navigator_url'],
   },
   // A search-export phantom's result: profileUrl, fullName, companyName, ... and, when the
-  // company was looked up, companyWebsite.
+  // company was looked up, companyWebsite. In a Sales Navigator export profileUrl is the lead
+  // page (/sales/lead/...) and the profile is in linkedInProfileUrl or defaultProfileUrl: each
+  // column's value goes where its form says.
   phantombuster: {
     domain: ['companyWebsite', 'website', 'companyDomain'],
     company_name: ['companyName', 'company'],
     contact_name: ['fullName', 'name'],
     email: ['email', 'mail', 'professionalEmail'],
-    linkedin_url: ['profileUrl', 'linkedInProfileUrl', 'defaultProfileUrl', 'linkedinProfileUrl'],
+    linkedin_url: ['linkedInProfileUrl', 'linkedinProfileUrl', 'defaultProfileUrl', 'profileUrl'],
+    sales_navigator_url: ['salesNavigatorUrl', 'salesNavigatorProfileUrl', 'profileUrl'],
   },
 };
 
@@ -90,6 +102,8 @@ export const ProspectRowSchema = Type.Object(
     contact_name: Type.Union([Type.String(), Type.Null()]),
     email: Type.Union([Type.String(), Type.Null()]),
     linkedin_url: Type.Union([Type.String(), Type.Null()]),
+    sales_navigator_url: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+    email_problem: Type.Optional(Type.Union([Type.String(), Type.Null()])),
     problem: Type.Union([Type.String(), Type.Null()]),
   },
   { additionalProperties: false },
@@ -102,16 +116,30 @@ export interface ProspectRow {
   domain: string | null;
   company_name: string | null;
   contact_name: string | null;
+  /** null when the record has none or a bad one (then email_problem says why). */
   email: string | null;
+  /** The profile (https://www.linkedin.com/in/<slug>/): the one to invite. */
   linkedin_url: string | null;
+  /** A Sales Navigator lead page; never the profile. */
+  sales_navigator_url?: string | null;
+  /** Why the record's email was dropped. */
+  email_problem?: string | null;
   /** Why the record cannot be a prospect (the item is skipped with this reason). */
   problem: string | null;
 }
 
 type Record_ = Record<string, unknown>;
 
+/** One record of a source: its values by column, its number (1 = the first record after a header). */
+export interface SourceRecord {
+  values: Record_;
+  number: number;
+  /** Why the record could not be read as one (wrong number of fields). */
+  problem?: string;
+}
+
 /** The raw records of a source. */
-export async function readRecords(name: string, source: Source, options: { projectDir: string; signal?: AbortSignal; fetch?: typeof fetch }): Promise<Record_[]> {
+export async function readRecords(name: string, source: Source, options: { projectDir: string; signal?: AbortSignal; fetch?: typeof fetch }): Promise<SourceRecord[]> {
   const where = `prospect_sources.${name}`;
   let text: string;
   if (source.url) {
@@ -138,79 +166,124 @@ export async function readRecords(name: string, source: Source, options: { proje
     }
     const records = source.records ? source.records.split('.').reduce<unknown>((v, k) => (v as Record_ | undefined)?.[k], doc) : doc;
     if (!Array.isArray(records)) throw new NonRetriableError(`${where}: ${source.records ? `"${source.records}"` : 'the document'} is not an array of records`);
-    return records.filter((r): r is Record_ => typeof r === 'object' && r !== null);
+    return records.map((r, i) => (typeof r === 'object' && r !== null && !Array.isArray(r) ? { values: r as Record_, number: i + 1 } : { values: {}, number: i + 1, problem: 'not an object' }));
   }
+  return csvRecords(text, source.delimiter ?? ',', where);
+}
+
+/**
+ * A CSV file's records by header name. Records are numbered as csv-parse counts them: a
+ * quoted field over several lines is one record, and blank lines are none.
+ */
+function csvRecords(text: string, delimiter: string, where: string): SourceRecord[] {
+  let parsed: { record: string[]; info: Info }[];
   try {
-    return parse(text.replace(/^\uFEFF/, ''), { columns: true, skip_empty_lines: true, delimiter: source.delimiter ?? ',', relax_column_count: true, trim: true }) as Record_[];
+    // relax_quotes: a quote inside an unquoted field (Acme "Best" Widgets) is text, as spreadsheets write it.
+    const options: Options = { delimiter, bom: true, skip_empty_lines: true, skip_records_with_empty_values: true, relax_column_count: true, relax_quotes: true, trim: true, info: true };
+    parsed = parse(text, options) as unknown as typeof parsed;
   } catch (err) {
     throw new NonRetriableError(`${where}: bad CSV (${(err as Error).message})`);
   }
+  const [header, ...rows] = parsed;
+  if (!header) return [];
+  const names = header.record;
+  return rows.map(({ record, info }) => {
+    const number = info.records - 1;
+    if (record.length !== names.length) return { values: {}, number, problem: `wrong number of fields (expected ${names.length})` };
+    return { values: Object.fromEntries(names.map((n, i) => [n, record[i]])), number };
+  });
 }
 
-const EMAIL = /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
-
-/** https://www.linkedin.com/in/<slug>/ for any form of a profile URL; undefined when it is not one. */
-export function normalizeLinkedInUrl(text: string): string | undefined {
-  const match = /^(?:https?:\/\/)?(?:[a-z]{2,3}\.)?linkedin\.com\/(in|sales\/lead|sales\/people)\/([^/?#\s]+)/i.exec(text.trim());
-  if (!match) return undefined;
-  if (match[1]!.toLowerCase() !== 'in') return `https://www.linkedin.com/${match[1]!.toLowerCase()}/${match[2]}/`;
-  return `https://www.linkedin.com/in/${decodeURIComponent(match[2]!).toLowerCase()}/`;
-}
-
-/** Finds a field's value by the mapped column(s), else by the default names, in any case. */
-function valueOf(record: Record_, field: Field, source: Source): string | null {
+/** The values of a field's mapped column(s), else of its default names, in any case; blanks left out. */
+function valuesOf(record: Record_, field: Field, source: Source): string[] {
   const mapped = source.columns?.[field];
   const names = mapped ? (Array.isArray(mapped) ? mapped : [mapped]) : DEFAULT_COLUMNS[source.type][field];
   const byLower = new Map(Object.keys(record).map((k) => [k.toLowerCase(), k]));
+  const values: string[] = [];
   for (const name of names) {
     const key = byLower.get(name.toLowerCase());
     const value = key === undefined ? undefined : record[key];
-    if (typeof value === 'string' && value.trim()) return value.trim();
-    if (typeof value === 'number') return String(value);
+    if (typeof value === 'string' && value.trim()) values.push(value.trim());
+    if (typeof value === 'number') values.push(String(value));
   }
-  return null;
+  return values;
 }
 
+const valueOf = (record: Record_, field: Field, source: Source): string | null => valuesOf(record, field, source)[0] ?? null;
+
+/**
+ * The record's LinkedIn profile and Sales Navigator lead, each from the first column whose
+ * value has that form; `invalid` when a value is neither.
+ */
+function linkedInOf(record: Record_, source: Source): { profile: string | null; lead: string | null; invalid: boolean } {
+  const profiles = valuesOf(record, 'linkedin_url', source);
+  const leads = valuesOf(record, 'sales_navigator_url', source);
+  const profile = profiles.map(normalizeLinkedInUrl).find(Boolean) ?? null;
+  const lead = [...leads, ...profiles].map(normalizeSalesNavigatorUrl).find(Boolean) ?? null;
+  const invalid = !profile && profiles.some((v) => !normalizeSalesNavigatorUrl(v));
+  return { profile, lead, invalid };
+}
+
+const NO_DOMAIN = 'no domain';
+
 /** A record as a prospect row, with the reason it is not one when it is not. */
-export function toProspect(record: Record_, index: number, name: string, source: Source): ProspectRow {
-  const rawDomain = valueOf(record, 'domain', source);
-  const rawEmail = valueOf(record, 'email', source);
-  const rawLinkedIn = valueOf(record, 'linkedin_url', source);
+export function toProspect(record: SourceRecord, name: string, source: Source): ProspectRow {
+  const values = record.values;
+  const rawDomain = valueOf(values, 'domain', source);
+  const rawEmail = valueOf(values, 'email', source);
   const domain = rawDomain ? (normalizeDomain(rawDomain) ?? null) : null;
-  const linkedin = rawLinkedIn ? (normalizeLinkedInUrl(rawLinkedIn) ?? null) : null;
+  const linkedIn = linkedInOf(values, source);
+  const emailOk = rawEmail !== null && isValidEmail(rawEmail);
   const problem =
-    !rawDomain ? 'no domain'
+    record.problem ? record.problem
+    : !rawDomain ? NO_DOMAIN
     : !domain ? 'invalid domain'
-    : rawEmail && !EMAIL.test(rawEmail) ? 'invalid email'
-    : rawLinkedIn && !linkedin ? 'invalid LinkedIn URL'
+    : linkedIn.invalid ? 'invalid LinkedIn URL'
     : null;
   return {
-    key: domain ?? `${name}#${index + 1}`,
+    key: domain ?? `${name}#${record.number}`,
     source: name,
     domain,
-    company_name: valueOf(record, 'company_name', source),
-    contact_name: valueOf(record, 'contact_name', source),
-    email: rawEmail && EMAIL.test(rawEmail) ? rawEmail.toLowerCase() : null,
-    linkedin_url: linkedin,
+    company_name: valueOf(values, 'company_name', source),
+    contact_name: valueOf(values, 'contact_name', source),
+    email: emailOk ? rawEmail.toLowerCase() : null,
+    linkedin_url: linkedIn.profile,
+    sales_navigator_url: linkedIn.lead,
+    email_problem: rawEmail !== null && !emailOk ? 'invalid email' : null,
     problem,
   };
 }
 
-const FIELDS = ['company_name', 'contact_name', 'email', 'linkedin_url'] as const;
+/** The row for a record whose reading threw: a bad value is that record's problem, never the import's. */
+export function unreadableRow(record: SourceRecord, name: string, err: unknown): ProspectRow {
+  return { ...toProspect({ values: {}, number: record.number }, name, { type: 'json' }), problem: `unreadable record (${(err as Error).message})` };
+}
+
+const FIELDS = ['company_name', 'contact_name', 'email', 'linkedin_url', 'sales_navigator_url'] as const;
 
 /**
  * Merges rows that are one prospect: the same domain, or the same LinkedIn profile (a
- * person's company is their company). Earlier rows win; later ones fill what is missing.
- * Rows with a problem are kept as they are (each is reported).
+ * person's company is their company). Earlier rows win; later ones fill what is missing. A
+ * row without a domain joins the prospect with its LinkedIn profile, wherever that row is;
+ * other rows with a problem are kept as they are (each is reported).
  */
 export function mergeDuplicates(rows: ProspectRow[]): { rows: ProspectRow[]; merged: number } {
   const out: ProspectRow[] = [];
   const byDomain = new Map<string, ProspectRow>();
   const byLinkedIn = new Map<string, ProspectRow>();
+  const domainless = new Set<ProspectRow>();
   let merged = 0;
+  const fill = (same: ProspectRow, row: ProspectRow) => {
+    merged++;
+    for (const f of FIELDS) same[f] ??= row[f] ?? null;
+    if (same.email) same.email_problem = null;
+    if (same.linkedin_url) byLinkedIn.set(same.linkedin_url, same);
+  };
   for (const row of rows) {
     if (row.problem) {
-      out.push(row);
+      const copy = { ...row };
+      out.push(copy);
+      if (row.problem === NO_DOMAIN && row.linkedin_url) domainless.add(copy);
       continue;
     }
     const same = byDomain.get(row.domain!) ?? (row.linkedin_url ? byLinkedIn.get(row.linkedin_url) : undefined);
@@ -221,10 +294,15 @@ export function mergeDuplicates(rows: ProspectRow[]): { rows: ProspectRow[]; mer
       if (copy.linkedin_url) byLinkedIn.set(copy.linkedin_url, copy);
       continue;
     }
-    merged++;
-    for (const f of FIELDS) same[f] ??= row[f];
-    if (same.linkedin_url) byLinkedIn.set(same.linkedin_url, same);
+    fill(same, row);
     byDomain.set(row.domain!, same);
   }
-  return { rows: out, merged };
+  const joined = new Set<ProspectRow>();
+  for (const row of domainless) {
+    const same = byLinkedIn.get(row.linkedin_url!);
+    if (!same) continue;
+    fill(same, row);
+    joined.add(row);
+  }
+  return { rows: joined.size ? out.filter((r) => !joined.has(r)) : out, merged };
 }

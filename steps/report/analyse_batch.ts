@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { BatchItem } from '../../connectors/claude/batch.ts';
 import { claudeConnector } from '../../connectors/claude/connector.ts';
-import { connectorSettings, type DataSource, defineStep, NonRetriableError, parseDuration, sourceOf, type StepContext } from '../../engine/sdk.ts';
+import { connectorSettings, type DataSource, defineStep, type EngineConfig, NonRetriableError, parseDuration, sourceOf, type StepContext } from '../../engine/sdk.ts';
 import { INTEL_SOURCE } from '../prospects/census.ts';
 import { analyse, promptsResource, renderPrompt, TOOL_NAME } from './analysis.ts';
 import { type Analysis, AnalysisSchema, type SearchIntel } from './model.ts';
@@ -10,14 +10,28 @@ import { type Analysis, AnalysisSchema, type SearchIntel } from './model.ts';
  * `report.analyse_batch`: Claude analyses of many prospects at once through the Message
  * Batches API (half the price of single calls, answered within hours). The batch id is
  * recorded as soon as the batch exists, so a resumed run polls the batch it already paid
- * for. Requests that come back errored, expired or invalid are made again one by one
- * (analyse(), which repairs an invalid answer once).
+ * for. Every submitted request ends with a result: one that comes back errored, expired or
+ * invalid, or that the results file leaves out, is made again on its own (analyse(), which
+ * repairs an invalid answer once).
  */
 
 interface Target {
   prospect_id: string;
   company_name?: string | null;
   domain: string;
+}
+
+/**
+ * Tokens of one analysis as the shipped prompt makes them: about 2,500 read (the prompt with a
+ * prospect's search data) and 800 written (the analysis), never more than max_tokens; billed
+ * at half price in a batch.
+ */
+const PROMPT_TOKENS = 2500;
+const ANALYSIS_TOKENS = 800;
+
+function estimatedTokens(prospects: number, config: EngineConfig): Record<string, number> {
+  const written = Math.min(connectorSettings(claudeConnector, config).max_tokens, ANALYSIS_TOKENS);
+  return { claude_batch_input_tokens: prospects * PROMPT_TOKENS, claude_batch_output_tokens: prospects * written };
 }
 
 const customIdOf = (prospectId: string) => `p_${prospectId.replace(/-/g, '')}`;
@@ -67,17 +81,14 @@ export const reportAnalyseBatch = defineStep({
     kind: () => 'api',
     // The batch id is kept by effect key: a repeat resumes the same batch.
     providerIdempotent: () => true,
-    // About 3,000 prompt tokens and 1,500 written per analysis, billed at half price.
-    cost: (input, config) => ({ claude_batch_input_tokens: input.prospects.length * 3000, claude_batch_output_tokens: input.prospects.length * Math.min(connectorSettings(claudeConnector, config).max_tokens, 1500) }),
+    cost: (input, config) => estimatedTokens(input.prospects.length, config),
     describe: (input) => ({ summary: `Claude batch of ${input.prospects.length} analyses` }),
     async plan(ctx, input) {
-      const maxTokens = connectorSettings(claudeConnector, ctx.config).max_tokens;
       const n = input.prospects.length;
-      // About 3,000 prompt tokens and 1,500 written per analysis, billed at half price.
       return {
         summary: `Claude batch of ${n} analyses (half price)`,
         output: { batch_id: null, results: [], counts: { submitted: n, succeeded: 0, retried: 0, failed: {} } },
-        cost: { claude_batch_input_tokens: n * 3000, claude_batch_output_tokens: n * Math.min(maxTokens, 1500) },
+        cost: estimatedTokens(n, ctx.config),
       };
     },
   },
@@ -110,12 +121,13 @@ export const reportAnalyseBatch = defineStep({
 
     const byCustomId = new Map(targets.map((t) => [customIdOf(t.prospect_id), t]));
     const source = sourceOf(claude);
+    const expected = new Map(targets.map((t) => [customIdOf(t.prospect_id), { schema: AnalysisSchema, toolName: TOOL_NAME }]));
     const results: { prospect_id: string; analysis: Analysis; usage: { input_tokens: number; output_tokens: number }; via: 'batch' | 'single'; source: DataSource }[] = [];
     const failed: Record<string, number> = {};
     const redo: Target[] = [];
     let batchIn = 0;
     let batchOut = 0;
-    for await (const outcome of await claude.batches.results(batchId, { schema: AnalysisSchema, toolName: TOOL_NAME }, { signal: ctx.signal })) {
+    for await (const outcome of await claude.batches.results(batchId, expected, { signal: ctx.signal })) {
       const target = byCustomId.get(outcome.customId)!;
       if (outcome.usage) {
         batchIn += outcome.usage.input_tokens;

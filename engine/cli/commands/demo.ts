@@ -11,7 +11,7 @@ import { executeRun } from '../../executor/run.ts';
 import { resolveInputs } from '../../pipeline/inputs.ts';
 import { RunStore } from '../../store/index.ts';
 import { renderRunSummary } from '../../summary.ts';
-import { table } from '../../format.ts';
+import { table, usd } from '../../format.ts';
 import { showProgress } from '../progress.ts';
 import type { Project } from '../project.ts';
 import { exitCodeOf } from './run.ts';
@@ -206,7 +206,7 @@ async function demoPayment(
     const unknown = await fetch(`${daemon.url}/reports/${'x'.repeat(32)}`);
     say(`   report: ${daemon.url}/reports/${report.token} (${page.status}, HTML) and .pdf (${pdf.status}, ${(Number(pdf.headers.get('content-length')) / 1024).toFixed(0)} KiB); an unknown token: ${unknown.status}`);
     say(`   PDF on disk: .flows/reports/${report.pdf_path}; the email as the SMTP sandbox took it: .flows/outbox/`);
-    say(`   cost: ${cost.semrush_units} SEMrush units, ${cost.spyfu_rows} SpyFu rows, ${cost.claude_input_tokens}+${cost.claude_output_tokens} Claude tokens = $${Number(report.cost_usd).toFixed(4)}`);
+    say(`   cost: ${cost.semrush_units} SEMrush units, ${cost.spyfu_rows} SpyFu rows, ${cost.claude_input_tokens}+${cost.claude_output_tokens} Claude tokens = ${usd(Number(report.cost_usd))}`);
   }
   const [payment] = await db.query<{ channel: string; campaign: string; variant: string; amount: string }>('SELECT channel, campaign, variant, amount FROM payments WHERE session_id = $1', [sessionId]);
   say(`   payments row: $${(Number(payment?.amount ?? 0) / 100).toFixed(2)}, channel ${payment?.channel}, campaign ${payment?.campaign}, variant ${payment?.variant}; event "paid" recorded`);
@@ -233,12 +233,12 @@ async function demoWeekly(p: Project, db: Database, say: (s?: string) => void, n
   const base = { pipeline, config: p.config, store: new RunStore(db, p.scrub), env: p.env, log, scrub: p.scrub, projectDir: p.dir };
   say(`\n9. The weekly run (weekly-enrich, Sundays 22:00 ${p.config.business?.timezone ?? 'UTC'}) on the sources in the config (${p.display(join(p.dir, 'data'))}):`);
   const dry = await executeRun({ ...base, dryRun: true, outDir: join('.flows', 'demo', 'weekly-dry-run') });
-  say(`   dry run ${dry.run_id}: ${dry.status}; it would spend ${Object.entries(dry.cost.units).map(([u, n]) => `${n} ${u}`).join(', ') || 'nothing'} ($${dry.cost.usd.toFixed(2)})`);
+  say(`   dry run ${dry.run_id}: ${dry.status}; it would spend ${Object.entries(dry.cost.units).map(([u, n]) => `${n} ${u}`).join(', ') || 'nothing'} (${usd(dry.cost.usd)})`);
   for (const n of dry.notes) say(`     ${n.step}: ${n.text}`);
   const started = performance.now();
   const real = await executeRun(base);
   say(
-    `   run ${real.run_id}: ${real.status} in ${((performance.now() - started) / 1000).toFixed(1)}s (paced by the SEMrush and SpyFu rate limits), $${real.cost.usd.toFixed(2)} spent (Claude batch at half price)`,
+    `   run ${real.run_id}: ${real.status} in ${((performance.now() - started) / 1000).toFixed(1)}s (paced by the SEMrush and SpyFu rate limits), ${usd(real.cost.usd)} spent (Claude batch at half price)`,
   );
   for (const n of real.notes) say(`     ${n.step}: ${n.text}`);
   for (const s of real.skipped) say(`     skipped ${s.n} × ${s.reason}`);

@@ -2,7 +2,7 @@ import { type Command, Option } from 'commander';
 import { formatDuration } from '../../duration.ts';
 import { RUN_STATUSES, type RunStatus } from '../../db/tables.ts';
 import { type RunRow, RunStore } from '../../store/index.ts';
-import { table, when } from '../../format.ts';
+import { formatUnits, table, usd, when } from '../../format.ts';
 import type { Project } from '../project.ts';
 import { UsageError } from '../project.ts';
 import { integerOption } from '../options.ts';
@@ -37,12 +37,13 @@ export function runsCommand(program: Command, project: () => Project, wrap: Wrap
             r.trigger,
             when(r.started_at),
             r.finished_at ? formatDuration(new Date(r.finished_at).getTime() - new Date(r.started_at).getTime()) : '',
+            r.cost ? usd(r.cost.usd) : '',
             reasonOf(r),
           ]);
           // The reason column only when a run has one (a run that needs attention says what to do).
-          const withReasons = rows.some((r) => r[6]);
-          const headers = ['run', 'pipeline', 'status', 'trigger', 'started', 'took', ...(withReasons ? ['reason'] : [])];
-          process.stdout.write(`${table(headers, withReasons ? rows : rows.map((r) => r.slice(0, 6)))}\n`);
+          const withReasons = rows.some((r) => r[7]);
+          const headers = ['run', 'pipeline', 'status', 'trigger', 'started', 'took', 'cost', ...(withReasons ? ['reason'] : [])];
+          process.stdout.write(`${table(headers, withReasons ? rows : rows.map((r) => r.slice(0, 7)))}\n`);
           return 0;
         } finally {
           await db.close();
@@ -93,6 +94,7 @@ export function showCommand(program: Command, project: () => Project, wrap: Wrap
           if (run.claimed_by) out.push(`worker    ${run.claimed_by}${run.lease_until ? `, lease until ${when(run.lease_until)}` : ''}`);
           if (run.finished_at) out.push(`finished  ${when(run.finished_at)} (${formatDuration(new Date(run.finished_at).getTime() - new Date(run.started_at).getTime())})`);
           if (Object.keys(run.inputs ?? {}).length) out.push(`inputs    ${JSON.stringify(run.inputs)}`);
+          if (run.cost) out.push(`cost      ${costLine(run.cost)}${run.dry_run ? ' (estimated)' : ''}`);
           out.push('');
           out.push(
             table(
@@ -131,4 +133,9 @@ export function showCommand(program: Command, project: () => Project, wrap: Wrap
         }
       }),
     );
+}
+
+/** "120 semrush_units, 3000 claude_batch_input_tokens ($1.39)", or "nothing ($0.00)". */
+function costLine(cost: { units: Record<string, number>; usd: number }): string {
+  return `${formatUnits(cost.units) || 'nothing'} (${usd(cost.usd)})`;
 }
