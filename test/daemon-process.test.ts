@@ -66,7 +66,7 @@ async function startDaemon(dir: string, db: string): Promise<DaemonProcess> {
   let url = '';
   await eventually(
     () => {
-      const m = /listening on (http:\/\/\S+)/.exec(started.output());
+      const m = /listening on (http:\/\/[^\s"]+)/.exec(started.output());
       if (m) url = m[1]!;
       if (started.child.exitCode !== null) throw new Error(`the daemon exited: ${started.output()}`);
       return Boolean(url);
@@ -144,7 +144,7 @@ describe.each(targets)('a daemon process on $name', ({ name }) => {
     const result = await daemon.done;
     expect(result.code).toBe(0);
     expect(Date.now() - stoppedAt).toBeLessThan(30_000);
-    expect(result.stderr).toContain('SIGTERM: stopping');
+    expect(result.stderr).toMatch(/"signal":"SIGTERM".*"msg":"stopping: in-flight steps finish/);
 
     const stopped = await runRow(run_id); // (after the daemon: the embedded database is one process's)
     expect(stopped).toMatchObject({ status: 'queued', claimed_by: null, doubt: 0 }); // in-flight steps finished

@@ -172,7 +172,8 @@ export class Daemon {
     const d = this.options.config.daemon ?? {};
     await this.http.listen({ port: this.options.port ?? d.port ?? DEFAULTS.port, host: this.options.host ?? d.host ?? DEFAULTS.host });
     await this.queue.work(this.settings.workers, (job) => this.execute(job));
-    this.log.info({ worker: this.workerId, url: this.url, workers: this.settings.workers, pipelines: [...this.byName.keys()] }, 'daemon started');
+    const pipelines = [...this.byName.values()].map((p) => `${p.name} (${p.trigger.kind})`);
+    this.log.info({ worker: this.workerId, url: this.url, database: this.options.db.description, workers: this.settings.workers, pipelines }, `flows daemon listening on ${this.url}`);
     if (this.options.loops !== false) {
       // A first tick at once: runs whose daemon died are taken over, missed fires caught up.
       void this.tickSafely();

@@ -7,6 +7,7 @@ import { RunStore } from '../../store/index.ts';
 import { renderRunSummary } from '../../summary.ts';
 import { showProgress } from '../progress.ts';
 import { type Project, UsageError } from '../project.ts';
+import { onStopSignals } from '../stop-signals.ts';
 import type { Wrap } from './types.ts';
 
 interface RunOptions {
@@ -70,8 +71,7 @@ export function runCommand(program: Command, project: () => Project, wrap: Wrap)
             abort.abort(new Error('aborted by Ctrl-C'));
           }
         };
-        process.on('SIGINT', onSigint);
-        process.on('SIGTERM', onSigint);
+        const stopListening = onStopSignals(onSigint, p.env);
         // Shared through Redis when REDIS_URL is set, so several processes keep one API limit.
         const rateLimits = new RateLimits(p.config, { redisUrl: p.env.REDIS_URL || undefined });
         try {
@@ -101,8 +101,7 @@ export function runCommand(program: Command, project: () => Project, wrap: Wrap)
           return exitCodeOf(result);
         } finally {
           stopProgress();
-          process.off('SIGINT', onSigint);
-          process.off('SIGTERM', onSigint);
+          stopListening();
           await rateLimits.close();
           await db.close();
         }
