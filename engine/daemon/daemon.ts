@@ -20,8 +20,8 @@ import { type Dispatched, EventDispatcher } from './dispatcher.ts';
 import { DaemonMetrics } from './metrics.ts';
 import { type RunJob, RunQueue } from './queue.ts';
 import { type FireOutcome, Scheduler } from './scheduler.ts';
-import type { AnyVerifierType } from '../verifier.ts';
-import { WebhookRoute } from './webhooks.ts';
+import { type AnyVerifierType, builtinVerifiers } from '../verifier.ts';
+import { describeMissingSecrets, missingWebhookSecrets, WebhookRoute } from './webhooks.ts';
 
 export interface DaemonOptions {
   db: Database;
@@ -140,6 +140,8 @@ export class Daemon {
       options.resources ??
       new Resources({ config: options.config, env: options.env ?? {}, log: options.log ?? silentLogger, clock: this.clock, projectDir: options.projectDir ?? 'pipelines', stateDir: '.flows' });
     this.byName = new Map(options.pipelines.map((p) => [p.name, p]));
+    const missing = missingWebhookSecrets(options.pipelines, options.config, options.verifiers ?? new Map(builtinVerifiers.map((v) => [v.type, v])));
+    if (missing.length) throw new Error(describeMissingSecrets(missing));
     const paths = new Map<string, string>();
     for (const p of options.pipelines) {
       if (p.trigger.kind !== 'webhook') continue;
