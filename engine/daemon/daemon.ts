@@ -382,6 +382,25 @@ export class Daemon {
         }
       });
     }
+    for (const route of this.routes) {
+      app.route({
+        method: ['GET', 'PUT', 'PATCH', 'DELETE'],
+        url: route.path,
+        handler: async (_req, reply) => {
+          this.metrics.webhookResponses.inc({ route: route.path, status: '405' });
+          return reply.code(405).header('allow', 'POST').send({ status: 'rejected', error: `${route.path} takes POST only` });
+        },
+      });
+    }
+    // Answers Node gives before any route (431 for oversized headers, 400 for bad HTTP) are counted too.
+    app.server.on('clientError', (err: NodeJS.ErrnoException) => {
+      const status = clientErrorStatus(err.code);
+      if (status) this.metrics.webhookResponses.inc({ route: '', status });
+    });
+    // Every answer is served as the type it says, never as a type a browser guesses.
+    app.addHook('onSend', async (_req, reply) => {
+      reply.header('x-content-type-options', 'nosniff');
+    });
     app.setErrorHandler((err: { statusCode?: number; message: string }, req, reply) => {
       const status = err.statusCode && err.statusCode < 500 ? err.statusCode : 500;
       this.metrics.webhookResponses.inc({ route: req.routeOptions.url ?? req.url, status: String(status) });
@@ -416,4 +435,12 @@ export class Daemon {
     });
     return app;
   }
+}
+
+/** The status Node's HTTP server (through fastify) answers a request it cannot read with; none when the client went away. */
+function clientErrorStatus(code: string | undefined): string | undefined {
+  if (code === 'ECONNRESET') return undefined;
+  if (code === 'HPE_HEADER_OVERFLOW') return '431';
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return '408';
+  return '400';
 }
