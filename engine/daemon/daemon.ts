@@ -1,3 +1,4 @@
+import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -121,9 +122,12 @@ export class Daemon {
   private webhookDb?: Database;
   private stopping = false;
   private ticking?: Promise<unknown>;
+  /** The config runs see: public_url filled in with this daemon's address once it listens, unless the config sets one. */
+  private runConfig: EngineConfig;
 
   constructor(private readonly options: DaemonOptions) {
     this.clock = options.clock ?? systemClock;
+    this.runConfig = options.config;
     this.log = (options.log ?? silentLogger).child({ component: 'daemon' });
     this.workerId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
     const d = { ...DEFAULTS, ...options.config.daemon };
@@ -173,6 +177,8 @@ export class Daemon {
     this.http = this.buildHttp();
     const d = this.options.config.daemon ?? {};
     await this.http.listen({ port: this.options.port ?? d.port ?? DEFAULTS.port, host: this.options.host ?? d.host ?? DEFAULTS.host });
+    // Links in emails point at this daemon, on the port it really listens on, unless the config says where it is reached from.
+    if (!this.options.config.public_url) this.runConfig = { ...this.options.config, public_url: reachableUrl(this.http.server.address()) };
     await this.queue.work(this.settings.workers, (job) => this.execute(job));
     const pipelines = [...this.byName.values()].map((p) => `${p.name} (${p.trigger.kind})`);
     this.log.info({ worker: this.workerId, url: this.url, database: this.options.db.description, workers: this.settings.workers, pipelines }, `flows daemon listening on ${this.url}`);
@@ -284,7 +290,7 @@ export class Daemon {
     try {
       result = await executeRun({
         pipeline,
-        config: this.options.config,
+        config: this.runConfig,
         store: this.store,
         resume: runId,
         claimed,
@@ -443,4 +449,11 @@ function clientErrorStatus(code: string | undefined): string | undefined {
   if (code === 'HPE_HEADER_OVERFLOW') return '431';
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return '408';
   return '400';
+}
+
+/** A link to a listening address; an address that means every interface is reached as 127.0.0.1 from here. */
+function reachableUrl(address: string | AddressInfo | null): string | undefined {
+  if (!address || typeof address !== 'object') return undefined;
+  const host = address.address === '0.0.0.0' || address.address === '::' ? '127.0.0.1' : address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}`;
 }

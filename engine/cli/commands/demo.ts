@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { join, resolve } from 'node:path';
 import { createHmac, randomBytes } from 'node:crypto';
-import { type AddressInfo, createServer } from 'node:net';
 import { ManualClock } from '../../clock.ts';
 import { Daemon, type Page } from '../../daemon/daemon.ts';
 import { Scheduler } from '../../daemon/scheduler.ts';
@@ -105,10 +104,8 @@ async function demoDaemon(project: Project, db: Database, say: (s?: string) => v
   // The demo fires the schedule from "now" each time it runs.
   await db.query("DELETE FROM flow_schedules WHERE pipeline = 'demo-nightly'");
   // Quiet: the demo forges a signature on purpose, and says so itself.
-  // Report links in emails point at this daemon.
-  const port = await freePort();
-  const config = { ...p.config, public_url: `http://127.0.0.1:${port}` };
-  const daemon = new Daemon({ db, config, pipelines, pages, verifiers: p.registry.verifiers, projectDir: p.dir, clock, port, loops: false, log: p.log.child({}, { level: 'error' }), env: p.env, scrub: p.scrub });
+  // Report links in emails point at this daemon (the config names no public_url).
+  const daemon = new Daemon({ db, config: p.config, pipelines, pages, verifiers: p.registry.verifiers, projectDir: p.dir, clock, port: 0, loops: false, log: p.log.child({}, { level: 'error' }), env: p.env, scrub: p.scrub });
   await daemon.start();
   const finished = async (runId: string) => {
     for (let i = 0; i < 600; i++) {
@@ -251,18 +248,6 @@ async function demoWeekly(p: Project, db: Database, say: (s?: string) => void, n
     'SELECT week, count(*)::int AS n, count(report_id)::int AS reports FROM linkedin_selections GROUP BY week ORDER BY week DESC LIMIT 1',
   );
   if (week[0]) say(`   LinkedIn ${week[0].week}: ${week[0].n} prospects chosen, ${week[0].reports} reports ready for their acceptance (flows runs, flows show ${real.run_id})`);
-}
-
-/** A port nothing listens on now, so report links can name it before the daemon starts. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function indent(text: string): string {
