@@ -13,6 +13,8 @@ import { executeRun, type RunResult } from '../executor/run.ts';
 import { type Logger, silentLogger } from '../log.ts';
 import type { Pipeline } from '../pipeline/types.ts';
 import { RateLimits } from '../flow-control/rate-limits.ts';
+import type { AnyConnector } from '../connector.ts';
+import { type SandboxedConnector, sandboxedConnectors } from '../connector-open.ts';
 import { Resources } from '../resources.ts';
 import type { Scrubber } from '../secrets.ts';
 import { type RunRow, RunStore } from '../store/index.ts';
@@ -52,6 +54,8 @@ export interface DaemonOptions {
   pages?: readonly Page[];
   /** Webhook verifier types by name, from the registry (default: the engine's hmac-sha256 only). */
   verifiers?: ReadonlyMap<string, AnyVerifierType>;
+  /** The registry's connectors: those that will answer from sandboxes are named at start, in /healthz and to runs. */
+  connectors?: Iterable<AnyConnector>;
 }
 
 /** A GET route of the daemon's HTTP server, defined outside the engine. */
@@ -124,10 +128,13 @@ export class Daemon {
   private ticking?: Promise<unknown>;
   /** The config runs see: public_url filled in with this daemon's address once it listens, unless the config sets one. */
   private runConfig: EngineConfig;
+  /** Connectors that answer from their sandboxes (sample data) in this process. */
+  readonly sandboxes: readonly SandboxedConnector[];
 
   constructor(private readonly options: DaemonOptions) {
     this.clock = options.clock ?? systemClock;
     this.runConfig = options.config;
+    this.sandboxes = sandboxedConnectors(options.connectors ?? [], options.config);
     this.log = (options.log ?? silentLogger).child({ component: 'daemon' });
     this.workerId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
     const d = { ...DEFAULTS, ...options.config.daemon };
@@ -182,6 +189,13 @@ export class Daemon {
     await this.queue.work(this.settings.workers, (job) => this.execute(job));
     const pipelines = [...this.byName.values()].map((p) => `${p.name} (${p.trigger.kind})`);
     this.log.info({ worker: this.workerId, url: this.url, database: this.options.db.description, workers: this.settings.workers, pipelines }, `flows daemon listening on ${this.url}`);
+    if (this.sandboxes.length) {
+      const names = this.sandboxes.map((s) => s.name);
+      this.log.warn(
+        { sandboxes: names },
+        `sandboxes answer for ${names.join(', ')}: reports and email from them are sample data, not real (${this.sandboxes.map((s) => s.unset).join('; ')}; in production write sandboxes: never)`,
+      );
+    }
     if (this.options.loops !== false) {
       // A first tick at once: runs whose daemon died are taken over, missed fires caught up.
       void this.tickSafely();
@@ -304,6 +318,7 @@ export class Daemon {
         rateLimits: this.rateLimits,
         resources: this.resources,
         parkAfterMs: this.settings.parkAfterMs,
+        sandboxes: this.sandboxes.map((s) => s.name),
       });
     } catch (err) {
       log.error({ err: errorMessage(err) }, 'run could not be executed');
@@ -430,7 +445,7 @@ export class Daemon {
       if (this.stopping) return reply.code(503).send({ status: 'stopping', worker: this.workerId });
       try {
         await this.options.db.query('SELECT 1');
-        return { status: 'ok', worker: this.workerId, running: this.running.length, database: this.options.db.kind };
+        return { status: 'ok', worker: this.workerId, running: this.running.length, database: this.options.db.kind, sandboxes: this.sandboxes.map((s) => s.name) };
       } catch (err) {
         return reply.code(503).send({ status: 'database unreachable', error: errorMessage(err), worker: this.workerId });
       }

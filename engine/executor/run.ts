@@ -58,6 +58,8 @@ export interface ExecuteOptions {
    * on) rather than sleeping; the daemon sets it so a worker is not held for hours.
    */
   parkAfterMs?: number;
+  /** Connectors that answer from their sandboxes in this process (sample data): `run.sandboxes` in expressions. */
+  sandboxes?: readonly string[];
 }
 
 export interface StepSummary {
@@ -176,7 +178,7 @@ function buildContext(options: ExecuteOptions, opened: Opened): RunContext {
     sink: dryRun ? new DryRunSink(options.outDir ?? `.flows/dry-runs/${runId}`, scrub) : undefined,
     planner: dryRun ? new DryRunPlanner(flow, store, clock.now()) : undefined,
     state: new RunState(stop),
-    scope: { inputs: opened.inputs, steps: {}, config, env, run: { id: runId, pipeline: pipeline.name, dry_run: dryRun, started_at: clock.now().toISOString() } },
+    scope: { inputs: opened.inputs, steps: {}, config, env, run: { id: runId, pipeline: pipeline.name, dry_run: dryRun, started_at: clock.now().toISOString(), sandboxes: [...(options.sandboxes ?? [])] } },
   };
 }
 

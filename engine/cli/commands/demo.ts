@@ -105,7 +105,7 @@ async function demoDaemon(project: Project, db: Database, say: (s?: string) => v
   await db.query("DELETE FROM flow_schedules WHERE pipeline = 'demo-nightly'");
   // Quiet: the demo forges a signature on purpose, and says so itself.
   // Report links in emails point at this daemon (the config names no public_url).
-  const daemon = new Daemon({ db, config: p.config, pipelines, pages, verifiers: p.registry.verifiers, projectDir: p.dir, clock, port: 0, loops: false, log: p.log.child({}, { level: 'error' }), env: p.env, scrub: p.scrub });
+  const daemon = new Daemon({ db, config: p.config, pipelines, pages, verifiers: p.registry.verifiers, connectors: p.registry.connectors.values(), projectDir: p.dir, clock, port: 0, loops: false, log: p.log.child({}, { level: 'error' }), env: p.env, scrub: p.scrub });
   await daemon.start();
   const finished = async (runId: string) => {
     for (let i = 0; i < 600; i++) {

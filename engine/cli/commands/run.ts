@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { sandboxedConnectors } from '../../connector-open.ts';
 import { RunEvents } from '../../events.ts';
 import { executeRun, type RunResult } from '../../executor/run.ts';
 import { parseInputPairs, resolveInputs } from '../../pipeline/inputs.ts';
@@ -91,6 +92,7 @@ export function runCommand(program: Command, project: () => Project, wrap: Wrap)
             scrub: p.scrub,
             stop: stop.signal,
             abort: abort.signal,
+            sandboxes: sandboxedConnectors(p.registry.connectors.values(), p.config).map((s) => s.name),
           });
           stopProgress();
           if (opts.json) process.stdout.write(`${JSON.stringify(result)}\n`);
