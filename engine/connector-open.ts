@@ -53,8 +53,8 @@ export async function openConnector<T>(spec: AnyConnector, config: EngineConfig,
   }
 }
 
-/** A connector the rule above gives to its sandbox, and why. */
-export interface SandboxedConnector {
+/** A connector whose secrets are not all set: the rule above gives it to its sandbox, or refuses it. */
+export interface UnsetConnector {
   readonly name: string;
   /** What is not set and how to set it, e.g. "semrush: key not set (set the environment variable SEMRUSH_API_KEY)". */
   readonly unset: string;
@@ -64,11 +64,15 @@ export interface SandboxedConnector {
  * The connectors that answer from their sandboxes in this process under the rule above,
  * known before any is opened (the daemon says so at start). None under `sandboxes: never`.
  */
-export function sandboxedConnectors(specs: Iterable<AnyConnector>, config: EngineConfig): SandboxedConnector[] {
+export function sandboxedConnectors(specs: Iterable<AnyConnector>, config: EngineConfig): UnsetConnector[] {
   if (config.sandboxes === 'never') return [];
-  const sandboxed: SandboxedConnector[] = [];
+  return unsetConnectors([...specs].filter((spec) => spec.sandbox), config);
+}
+
+/** The connectors whose secrets are not all set, by name, with what to set. */
+export function unsetConnectors(specs: Iterable<AnyConnector>, config: EngineConfig): UnsetConnector[] {
+  const unset: UnsetConnector[] = [];
   for (const spec of specs) {
-    if (!spec.sandbox) continue;
     let settings: Record<string, unknown>;
     try {
       settings = connectorSettings(spec, config) as Record<string, unknown>;
@@ -76,9 +80,9 @@ export function sandboxedConnectors(specs: Iterable<AnyConnector>, config: Engin
       continue; // a bad setting stops the connector when it is opened, with its own message
     }
     const missing = missingSecrets(spec, settings);
-    if (missing.length) sandboxed.push({ name: spec.name, unset: describeUnset(spec, config, missing) });
+    if (missing.length) unset.push({ name: spec.name, unset: describeUnset(spec, config, missing) });
   }
-  return sandboxed.sort((a, b) => a.name.localeCompare(b.name));
+  return unset.sort((a, b) => a.name.localeCompare(b.name));
 }
 
 function missingSecrets(spec: AnyConnector, settings: Record<string, unknown>): string[] {

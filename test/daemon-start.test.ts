@@ -48,12 +48,15 @@ describe('flows daemon on a fresh clone', () => {
     );
   });
 
-  it("lists them all at once when several are missing", async () => {
+  it('lists them all at once when several are missing, connector keys too under sandboxes: never', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'flows-start-'));
     mkdirSync(join(dir, 'pipelines'));
     writeFileSync(
       join(dir, 'pipelines', 'flows.config.yaml'),
       [
+        'sandboxes: never',
+        'connectors:',
+        '  semrush: { key: "${{ env.SEMRUSH_API_KEY }}" }',
         'webhooks:',
         '  verifiers:',
         '    shop: { type: hmac-sha256, secret: "${{ env.SHOP_SECRET }}", header: x-shop }',
@@ -64,13 +67,14 @@ describe('flows daemon on a fresh clone', () => {
     for (const [name, verifier] of [['orders', 'shop'], ['refunds', 'shop'], ['signups', 'forms']]) {
       writeFileSync(join(dir, 'pipelines', `${name}.yaml`), `name: ${name}\ntrigger: { webhook: { verify: ${verifier} } }\nsteps: [{ id: s, uses: log, with: { message: m } }]\n`);
     }
-    const r = await cli(['--db', 'memory://', 'daemon', '--port', '0'], { cwd: dir, env: { SHOP_SECRET: '', FORMS_SECRET: '' } });
+    const r = await cli(['--db', 'memory://', 'daemon', '--port', '0'], { cwd: dir, env: { SHOP_SECRET: '', FORMS_SECRET: '', SEMRUSH_API_KEY: '' } });
     expect(r.code).toBe(2);
     expect(r.stderr.split('\n').filter(Boolean)).toEqual([
-      'flows: 3 secrets are not set (see "Environment variables" in the README):',
+      'flows: 4 secrets are not set (see "Environment variables" in the README):',
       '  webhook verifier "shop" (used by pipeline orders) has no secret: set the environment variable SHOP_SECRET (it checks POST /hooks/orders)',
       '  webhook verifier "shop" (used by pipeline refunds) has no secret: set the environment variable SHOP_SECRET (it checks POST /hooks/refunds)',
       '  webhook verifier "forms" (used by pipeline signups) has no secret: set the environment variable FORMS_SECRET (it checks POST /hooks/signups)',
+      '  connector semrush: key not set (set the environment variable SEMRUSH_API_KEY); the config says sandboxes: never, so every run that uses it would fail',
     ]);
   });
 

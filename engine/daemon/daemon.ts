@@ -14,7 +14,7 @@ import { type Logger, silentLogger } from '../log.ts';
 import type { Pipeline } from '../pipeline/types.ts';
 import { RateLimits } from '../flow-control/rate-limits.ts';
 import type { AnyConnector } from '../connector.ts';
-import { type SandboxedConnector, sandboxedConnectors } from '../connector-open.ts';
+import { sandboxedConnectors, type UnsetConnector, unsetConnectors } from '../connector-open.ts';
 import { Resources } from '../resources.ts';
 import type { Scrubber } from '../secrets.ts';
 import { type RunRow, RunStore } from '../store/index.ts';
@@ -24,7 +24,7 @@ import { DaemonMetrics } from './metrics.ts';
 import { type RunJob, RunQueue } from './queue.ts';
 import { type FireOutcome, Scheduler } from './scheduler.ts';
 import { type AnyVerifierType, builtinVerifiers } from '../verifier.ts';
-import { describeMissingSecrets, missingWebhookSecrets, WebhookRoute } from './webhooks.ts';
+import { missingSecretLine, missingSecretsMessage, missingWebhookSecrets, WebhookRoute } from './webhooks.ts';
 
 export interface DaemonOptions {
   db: Database;
@@ -129,12 +129,13 @@ export class Daemon {
   /** The config runs see: public_url filled in with this daemon's address once it listens, unless the config sets one. */
   private runConfig: EngineConfig;
   /** Connectors that answer from their sandboxes (sample data) in this process. */
-  readonly sandboxes: readonly SandboxedConnector[];
+  readonly sandboxes: readonly UnsetConnector[];
 
   constructor(private readonly options: DaemonOptions) {
     this.clock = options.clock ?? systemClock;
     this.runConfig = options.config;
-    this.sandboxes = sandboxedConnectors(options.connectors ?? [], options.config);
+    const connectors = [...(options.connectors ?? [])];
+    this.sandboxes = sandboxedConnectors(connectors, options.config);
     this.log = (options.log ?? silentLogger).child({ component: 'daemon' });
     this.workerId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
     const d = { ...DEFAULTS, ...options.config.daemon };
@@ -151,8 +152,11 @@ export class Daemon {
       options.resources ??
       new Resources({ config: options.config, env: options.env ?? {}, log: options.log ?? silentLogger, clock: this.clock, projectDir: options.projectDir ?? 'pipelines', stateDir: '.flows' });
     this.byName = new Map(options.pipelines.map((p) => [p.name, p]));
-    const missing = missingWebhookSecrets(options.pipelines, options.config, options.verifiers ?? new Map(builtinVerifiers.map((v) => [v.type, v])));
-    if (missing.length) throw new Error(describeMissingSecrets(missing));
+    const missing = [
+      ...missingWebhookSecrets(options.pipelines, options.config, options.verifiers ?? new Map(builtinVerifiers.map((v) => [v.type, v]))).map(missingSecretLine),
+      ...refusedConnectors(connectors, options.config).map((c) => `connector ${c.unset}; the config says sandboxes: never, so every run that uses it would fail`),
+    ];
+    if (missing.length) throw new Error(missingSecretsMessage(missing));
     const paths = new Map<string, string>();
     for (const p of options.pipelines) {
       if (p.trigger.kind !== 'webhook') continue;
@@ -471,4 +475,10 @@ function reachableUrl(address: string | AddressInfo | null): string | undefined 
   if (!address || typeof address !== 'object') return undefined;
   const host = address.address === '0.0.0.0' || address.address === '::' ? '127.0.0.1' : address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return `http://${host}:${address.port}`;
+}
+
+/** Under `sandboxes: never`, the connectors the config names whose secrets are not set: nothing would stand in for them. */
+function refusedConnectors(connectors: readonly AnyConnector[], config: EngineConfig): UnsetConnector[] {
+  if (config.sandboxes !== 'never') return [];
+  return unsetConnectors(connectors, config).filter((c) => config.connectors?.[c.name] !== undefined);
 }

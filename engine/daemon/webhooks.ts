@@ -163,14 +163,16 @@ export function missingWebhookSecrets(pipelines: readonly Pipeline[], config: En
   return missing;
 }
 
-/** One line per missing secret: what to set, and who needs it. */
-export function describeMissingSecrets(missing: readonly MissingSecret[]): string {
-  const lines = missing.map((m) => {
-    const how = m.variable ? `set the environment variable ${m.variable}` : `set ${m.key} in the config, through \${{ env.NAME }}`;
-    return `  webhook verifier "${m.verifier}" (used by pipeline ${m.pipeline}) has no ${m.key.split('.').at(-1)}: ${how} (it checks POST ${m.path})`;
-  });
-  const n = missing.length;
-  return `${n} secret${n === 1 ? ' is' : 's are'} not set (see "Environment variables" in the README):\n${lines.join('\n')}`;
+/** A missing secret as a line of the message below: what to set, and who needs it. */
+export function missingSecretLine(m: MissingSecret): string {
+  const how = m.variable ? `set the environment variable ${m.variable}` : `set ${m.key} in the config, through \${{ env.NAME }}`;
+  return `webhook verifier "${m.verifier}" (used by pipeline ${m.pipeline}) has no ${m.key.split('.').at(-1)}: ${how} (it checks POST ${m.path})`;
+}
+
+/** Every missing secret in one message, one line each. */
+export function missingSecretsMessage(lines: readonly string[]): string {
+  const n = lines.length;
+  return `${n} secret${n === 1 ? ' is' : 's are'} not set (see "Environment variables" in the README):\n${lines.map((l) => `  ${l}`).join('\n')}`;
 }
 
 /**
@@ -185,7 +187,7 @@ function openVerifier(config: EngineConfig, pipeline: Pipeline, types: ReadonlyM
   const type = types.get(entry.type);
   if (!type) throw new Error(`webhook verifier "${name}": no verifier type "${entry.type}" in this build (types: ${[...types.keys()].join(', ')})`);
   const missing = missingWebhookSecrets([pipeline], config, types);
-  if (missing.length) throw new Error(describeMissingSecrets(missing));
+  if (missing.length) throw new Error(missingSecretsMessage(missing.map(missingSecretLine)));
   const { type: _type, ...written } = entry;
   const options = checkedSettings(type.options, written, `webhooks.verifiers.${name}`, type.secrets);
   return { verify: type.create(options), type };
