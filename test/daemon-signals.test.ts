@@ -8,7 +8,8 @@ import { eventually } from './helpers/eventually.ts';
 
 /**
  * `npx flows daemon` as a user or a process manager starts it: npm runs the command in a
- * shell of its own, and a SIGTERM to npm must still stop the daemon, not leave it serving.
+ * shell of its own, and a SIGTERM (or SIGHUP) to npm must still stop the daemon, not leave it
+ * serving. (Ctrl-C in a terminal reaches every process of the group, the daemon included.)
  */
 
 const root = resolve(import.meta.dirname, '..');

@@ -70,7 +70,11 @@ describe.runIf(hasChromium)('report links', () => {
       const mail = await simpleParser(readFileSync(join(outbox, file!)));
       const link = /http:\/\/127\.0\.0\.1:(\d+)\/reports\/[A-Za-z0-9_-]{32}/.exec(mail.text ?? '');
       expect(link?.[1]).toBe(String(port));
-      expect((await fetch(link![0])).status).toBe(200); // and the daemon serves it there
+      for (const served of [link![0], `${link![0]}.pdf`]) {
+        const res = await fetch(served); // the daemon serves it there, as the type it says
+        expect(res.status).toBe(200);
+        expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+      }
     } finally {
       daemon.child.kill('SIGTERM');
       await daemon.done;
