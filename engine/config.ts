@@ -109,7 +109,7 @@ export const ConfigSchema = Type.Object(
       ),
     ),
     public_url: Type.Optional(
-      Type.String({ pattern: '^https?://', description: 'Where the daemon is reached from outside, for links in emails (default http://127.0.0.1:<daemon port>).' }),
+      Type.String({ pattern: '^https?://', description: 'Where the daemon is reached from outside, for links in emails (default: the daemon\'s own address, with the port it listens on).' }),
     ),
     quotas: Type.Optional(
       Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), QuotaSchema, {

@@ -44,12 +44,12 @@ function answeredBy<T>(client: T, source: DataSource): T {
  */
 export async function openConnector<T>(spec: AnyConnector, config: EngineConfig, deps: ConnectorDeps): Promise<OpenConnector<T>> {
   const settings = connectorSettings(spec, config) as Record<string, unknown>;
-  const missing = (spec.secrets as readonly string[]).filter((field) => settings[field] === undefined);
+  const missing = missingSecrets(spec, settings);
   if (missing.length === 0) {
     const client = answeredBy((await spec.create(settings, deps)) as T, 'live');
     return { client, mode: 'live', close: async () => spec.close?.(client) };
   }
-  const unset = `${spec.name}: ${missing.join(' and ')} not set (${missing.map((field) => howToSet(config, spec.name, field)).join('; ')})`;
+  const unset = describeUnset(spec, config, missing);
   if (config.sandboxes === 'never') throw new NonRetriableError(`${unset}; the config says sandboxes: never, so no sandbox stands in`);
   if (!spec.sandbox) throw new NonRetriableError(`${unset}; ${spec.name} has no sandbox to stand in`);
   deps.log.warn({ connector: spec.name }, `${unset}; answers come from the local sandbox`);
@@ -71,6 +71,46 @@ export async function openConnector<T>(spec: AnyConnector, config: EngineConfig,
     await sandbox.close();
     throw err;
   }
+}
+
+/** A connector whose secrets are not all set: the rule above gives it to its sandbox, or refuses it. */
+export interface UnsetConnector {
+  readonly name: string;
+  /** What is not set and how to set it, e.g. "semrush: key not set (set the environment variable SEMRUSH_API_KEY)". */
+  readonly unset: string;
+}
+
+/**
+ * The connectors that answer from their sandboxes in this process under the rule above,
+ * known before any is opened (the daemon says so at start). None under `sandboxes: never`.
+ */
+export function sandboxedConnectors(specs: Iterable<AnyConnector>, config: EngineConfig): UnsetConnector[] {
+  if (config.sandboxes === 'never') return [];
+  return unsetConnectors([...specs].filter((spec) => spec.sandbox), config);
+}
+
+/** The connectors whose secrets are not all set, by name, with what to set. */
+export function unsetConnectors(specs: Iterable<AnyConnector>, config: EngineConfig): UnsetConnector[] {
+  const unset: UnsetConnector[] = [];
+  for (const spec of specs) {
+    let settings: Record<string, unknown>;
+    try {
+      settings = connectorSettings(spec, config) as Record<string, unknown>;
+    } catch {
+      continue; // a bad setting stops the connector when it is opened, with its own message
+    }
+    const missing = missingSecrets(spec, settings);
+    if (missing.length) unset.push({ name: spec.name, unset: describeUnset(spec, config, missing) });
+  }
+  return unset.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+function missingSecrets(spec: AnyConnector, settings: Record<string, unknown>): string[] {
+  return (spec.secrets as readonly string[]).filter((field) => settings[field] === undefined);
+}
+
+function describeUnset(spec: AnyConnector, config: EngineConfig, missing: readonly string[]): string {
+  return `${spec.name}: ${missing.join(' and ')} not set (${missing.map((field) => howToSet(config, spec.name, field)).join('; ')})`;
 }
 
 /** "set SEMRUSH_API_KEY", or where to write the value when the config does not take it from the environment. */

@@ -32,6 +32,7 @@ export {
   StepTimeoutError,
 } from './errors.ts';
 export { DURATION_PATTERN, formatDuration, parseDuration } from './duration.ts';
+export { usd } from './format.ts';
 export { type Clock, systemClock } from './clock.ts';
 export { defineResource, type Resource, type ResourceEnv, Resources, type Usable } from './resources.ts';
 export {

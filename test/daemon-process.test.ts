@@ -66,7 +66,7 @@ async function startDaemon(dir: string, db: string): Promise<DaemonProcess> {
   let url = '';
   await eventually(
     () => {
-      const m = /listening on (http:\/\/\S+)/.exec(started.output());
+      const m = /listening on (http:\/\/[^\s"]+)/.exec(started.output());
       if (m) url = m[1]!;
       if (started.child.exitCode !== null) throw new Error(`the daemon exited: ${started.output()}`);
       return Boolean(url);
@@ -87,6 +87,15 @@ async function post(url: string, body: unknown): Promise<{ status: string; run_i
   const res = await fetch(`${url}/hooks/deliver`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
   expect(res.status).toBe(200);
   return (await res.json()) as { status: string; run_id: string };
+}
+
+/** The daemon's "run started" log records of one run; every line of its log is JSON. */
+function runStarts(log: string, runId: string): { resumed: boolean }[] {
+  const records = log
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as { msg: string; run?: string; resumed?: boolean });
+  return records.filter((r) => r.msg === 'run started' && r.run === runId).map((r) => ({ resumed: r.resumed! }));
 }
 
 function project(pipelines: Record<string, string>): string {
@@ -144,11 +153,12 @@ describe.each(targets)('a daemon process on $name', ({ name }) => {
     const result = await daemon.done;
     expect(result.code).toBe(0);
     expect(Date.now() - stoppedAt).toBeLessThan(30_000);
-    expect(result.stderr).toContain('SIGTERM: stopping');
+    expect(result.stderr).toMatch(/"signal":"SIGTERM".*"msg":"stopping: in-flight steps finish/);
 
     const stopped = await runRow(run_id); // (after the daemon: the embedded database is one process's)
     expect(stopped).toMatchObject({ status: 'queued', claimed_by: null, doubt: 0 }); // in-flight steps finished
     expect(stopped.delivered).toBeLessThan(ITEMS);
+    expect(runStarts(result.stderr, run_id)).toEqual([{ resumed: false }]); // a new run, though the daemon claimed it from the queue
 
     const again = await startDaemon(dir, dbArg);
     try {
@@ -158,6 +168,7 @@ describe.each(targets)('a daemon process on $name', ({ name }) => {
       expect((await again.done).code).toBe(0);
     }
     expect(await runRow(run_id)).toMatchObject({ status: 'completed', delivered: ITEMS });
+    expect(runStarts(again.output(), run_id)).toEqual([{ resumed: true }]);
     expect(receiver.byKey.size).toBe(ITEMS);
     expect([...receiver.byKey.values()].every((n) => n === 1)).toBe(true); // nothing sent twice
   });

@@ -1,8 +1,10 @@
 import { createHmac } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../engine/clock.ts';
 import type { EngineConfig } from '../engine/config.ts';
-import { Daemon } from '../engine/daemon/daemon.ts';
+import { Daemon, type Page } from '../engine/daemon/daemon.ts';
+import { stripeTestSignature } from '../connectors/stripe/webhooks.ts';
 import { firesBetween } from '../engine/daemon/scheduler.ts';
 import type { Database } from '../engine/db/connect.ts';
 import { executeRun } from '../engine/executor/run.ts';
@@ -164,6 +166,21 @@ describe('schedule fire times', () => {
   });
 });
 
+/** A page the daemon serves besides its webhooks, as report links are served. */
+const pdfPage: Page = { path: '/files/:name', handle: async () => ({ status: 200, type: 'application/pdf', body: Buffer.from('%PDF-1.7\n') }) };
+
+/** A POST whose headers are larger than Node accepts (16 KiB): answered 431 before any route. */
+function postWithHugeHeader(url: string, path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${url}${path}`, { method: 'POST', headers: { 'x-padding': 'x'.repeat(20_000), 'content-type': 'application/json' } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end('{}');
+  });
+}
+
 describe.each(testDatabases)('daemon on $name', ({ open }) => {
   let db: Database;
   let store: RunStore;
@@ -176,7 +193,7 @@ describe.each(testDatabases)('daemon on $name', ({ open }) => {
     store = new RunStore(db);
     // Monday 23 Nov 2026, 10:00 London.
     clock = new ManualClock(new Date('2026-11-23T10:00:00Z'));
-    daemon = new Daemon({ db, config, pipelines, verifiers: testRegistry().verifiers, clock, port: 0, loops: false });
+    daemon = new Daemon({ db, config, pipelines, pages: [pdfPage], verifiers: testRegistry().verifiers, clock, port: 0, loops: false });
     await daemon.start();
   });
   afterAll(async () => {
@@ -331,6 +348,37 @@ describe.each(testDatabases)('daemon on $name', ({ open }) => {
     await eventually(async () => (await store.runs.get(runId))?.status === 'completed', 'the run to be taken over');
     expect(calls.performed).toEqual(['lease@example.com']);
     expect((await store.runs.get(runId))!.claimed_by).toBeNull();
+  });
+
+  it('answers a GET on a webhook route 405 with the methods it allows', async () => {
+    const answer = await fetch(`${daemon.url}/hooks/stripe`);
+    expect(answer.status).toBe(405);
+    expect(answer.headers.get('allow')).toBe('POST');
+    const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
+    expect(metrics).toMatch(/flows_webhook_responses_total\{route="\/hooks\/stripe",status="405"\} 1/);
+  });
+
+  it('answers a correctly signed body that is not JSON 400 "the body is not JSON"', async () => {
+    const body = 'id=evt_form&type=checkout.session.completed';
+    const answer = await post('/hooks/stripe', body, { 'content-type': 'application/x-www-form-urlencoded', 'stripe-signature': stripeTestSignature(body, STRIPE_SECRET, clock.now()) });
+    expect(answer.status).toBe(400);
+    expect(await answer.json()).toMatchObject({ status: 'rejected', error: 'the body is not JSON' });
+    const forged = await post('/hooks/stripe', body, { 'content-type': 'application/x-www-form-urlencoded', 'stripe-signature': stripeTestSignature(body, 'whsec_wrong', clock.now()) });
+    expect(((await forged.json()) as { error: string }).error).toMatch(/^bad Stripe signature/);
+  });
+
+  it('counts answers given before any route, like 431 for oversized headers', async () => {
+    expect(await postWithHugeHeader(daemon.url!, '/hooks/stripe')).toBe(431);
+    const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
+    expect(metrics).toMatch(/flows_webhook_responses_total\{route="",status="431"\} 1/);
+  });
+
+  it('tells browsers not to guess content types', async () => {
+    const pdf = await fetch(`${daemon.url}/files/report.pdf`);
+    expect(pdf.status).toBe(200);
+    expect(pdf.headers.get('content-type')).toBe('application/pdf');
+    expect(pdf.headers.get('x-content-type-options')).toBe('nosniff');
+    expect((await fetch(`${daemon.url}/healthz`)).headers.get('x-content-type-options')).toBe('nosniff');
   });
 
   it('serves health and Prometheus metrics', async () => {

@@ -12,6 +12,7 @@ describe('flows demo', () => {
       const r = await cli(['demo', '--data', data], { cwd: root });
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/1\. Validated examples\/demo\.yaml and pipelines\/flows\.config\.yaml/); // the demo's own folder
       expect(r.stdout).toMatch(/3\. The run:/);
       expect(r.stdout).toMatch(/notify effects performed this time: 0/);
       expect(r.stdout).toMatch(/POST \/hooks\/demo-signup \(signed\):\s+200 started, run r-\S+/);
@@ -35,5 +36,5 @@ describe('flows demo', () => {
         expect(r.stdout).toMatch(/LinkedIn \d{4}-W\d\d: 14 prospects chosen, 14 reports ready/);
       }
     }
-  });
+  }, 300_000);
 });

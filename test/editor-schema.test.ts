@@ -35,14 +35,18 @@ const shippedConfigText = readFileSync('pipelines/flows.config.yaml', 'utf8');
 const shippedConfig = loadConfig(shippedConfigText, 'flows.config.yaml', {}, registry).config as EngineConfig;
 
 describe('the shipped files pass the editor schemas', () => {
-  const files = readdirSync('pipelines').filter((f) => f.endsWith('.yaml') && f !== 'flows.config.yaml');
+  const files = ['pipelines', 'examples'].flatMap((dir) =>
+    readdirSync(dir)
+      .filter((f) => f.endsWith('.yaml') && f !== 'flows.config.yaml')
+      .map((f) => `${dir}/${f}`),
+  );
 
-  it('finds the pipelines, the demo ones included', () => {
-    expect(files).toEqual(expect.arrayContaining(['demo.yaml', 'paid-report.yaml', 'weekly-enrich.yaml']));
+  it("finds the pipelines, the demo's examples included", () => {
+    expect(files).toEqual(expect.arrayContaining(['examples/demo.yaml', 'pipelines/paid-report.yaml', 'pipelines/weekly-enrich.yaml']));
   });
 
-  it.each(files)('pipelines/%s', (file) => {
-    expect(problems(pipelineValidator, parse(readFileSync(`pipelines/${file}`, 'utf8')))).toEqual([]);
+  it.each(files)('%s', (file) => {
+    expect(problems(pipelineValidator, parse(readFileSync(file, 'utf8')))).toEqual([]);
   });
 
   it('pipelines/flows.config.yaml', () => {

@@ -1,6 +1,6 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type EmailMessage, parseSmtpConfig, SmtpMailer } from '../connectors/smtp/client.ts';
@@ -69,6 +69,22 @@ describe('SmtpMailer against the sandbox', () => {
       expect(got!.attachments[0]).toMatchObject({ filename: 'acme-q3.pdf', contentType: 'application/pdf', size: PDF.length });
       expect(got!.attachments[0]!.content.equals(PDF)).toBe(true);
       expect(await readFile(got!.file!)).toEqual(got!.raw);
+    } finally {
+      await rm(outDir, { recursive: true, force: true });
+    }
+  });
+
+  it('names its .eml files so that sandboxes sharing one outbox (one per process) never overwrite each other', async () => {
+    const outDir = await mkdtemp(join(tmpdir(), 'flows-smtp-'));
+    try {
+      const [first, second] = [await sandbox({ outDir }), await sandbox({ outDir })];
+      await mailer(first).send(report({ subject: 'from the demo' }));
+      await mailer(second).send(report({ subject: 'from the daemon' }));
+      await mailer(second).send(report({ subject: 'from the daemon, again' }));
+      const files = [...(await first.waitFor(1, 2000)), ...(await second.waitFor(2, 2000))].map((m) => m.file!);
+      expect(new Set(files).size).toBe(3);
+      expect((await readdir(outDir)).sort()).toEqual(files.map((f) => basename(f)).sort());
+      for (const m of [...first.messages, ...second.messages]) expect(await readFile(m.file!)).toEqual(m.raw);
     } finally {
       await rm(outDir, { recursive: true, force: true });
     }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -33,7 +34,10 @@ export interface SmtpSandboxOptions {
    * Changeable later with `faults.set()`.
    */
   faults?: SmtpFaultOptions;
-  /** Also write each message taken as `<seq>.eml` here, so the demo can show it. */
+  /**
+   * Also write each message taken here as `<time>-<random>.eml` (sorting by arrival), so the
+   * demo can show it; sandboxes of several processes may share the folder.
+   */
   outDir?: string;
   /** Offer STARTTLS with smtp-server's built-in test certificate, which no client trusts by default. */
   starttls?: boolean;
@@ -164,8 +168,8 @@ export async function startSmtpSandbox(options: SmtpSandboxOptions = {}): Promis
   async function take(raw: Buffer, session: SMTPServerSession): Promise<null> {
     const parsed = await simpleParser(raw);
     seq += 1;
-    const file = options.outDir ? join(options.outDir, `${String(seq).padStart(4, '0')}.eml`) : undefined;
-    if (file) await writeFile(file, raw);
+    const file = options.outDir ? join(options.outDir, emlName(new Date())) : undefined;
+    if (file) await writeFile(file, raw, { flag: 'wx' });
     const mailFrom = session.envelope.mailFrom;
     messages.push({
       seq,
@@ -230,4 +234,9 @@ export async function startSmtpSandbox(options: SmtpSandboxOptions = {}): Promis
         server.close(() => resolve());
       }),
   };
+}
+
+/** A file name no other message gets, in this process or another: the time it arrived, then random bits. */
+function emlName(at: Date): string {
+  return `${at.toISOString().replace(/[-:.]/g, '')}-${randomBytes(4).toString('hex')}.eml`;
 }

@@ -1,3 +1,4 @@
+import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -12,6 +13,8 @@ import { executeRun, type RunResult } from '../executor/run.ts';
 import { type Logger, silentLogger } from '../log.ts';
 import type { Pipeline } from '../pipeline/types.ts';
 import { RateLimits } from '../flow-control/rate-limits.ts';
+import type { AnyConnector } from '../connector.ts';
+import { sandboxedConnectors, type UnsetConnector, unsetConnectors } from '../connector-open.ts';
 import { Resources } from '../resources.ts';
 import type { Scrubber } from '../secrets.ts';
 import { type RunRow, RunStore } from '../store/index.ts';
@@ -20,8 +23,8 @@ import { type Dispatched, EventDispatcher } from './dispatcher.ts';
 import { DaemonMetrics } from './metrics.ts';
 import { type RunJob, RunQueue } from './queue.ts';
 import { type FireOutcome, Scheduler } from './scheduler.ts';
-import type { AnyVerifierType } from '../verifier.ts';
-import { WebhookRoute } from './webhooks.ts';
+import { type AnyVerifierType, builtinVerifiers } from '../verifier.ts';
+import { missingSecretLine, missingSecretsMessage, missingWebhookSecrets, WebhookRoute } from './webhooks.ts';
 
 export interface DaemonOptions {
   db: Database;
@@ -51,6 +54,8 @@ export interface DaemonOptions {
   pages?: readonly Page[];
   /** Webhook verifier types by name, from the registry (default: the engine's hmac-sha256 only). */
   verifiers?: ReadonlyMap<string, AnyVerifierType>;
+  /** The registry's connectors: those that will answer from sandboxes are named at start, in /healthz and to runs. */
+  connectors?: Iterable<AnyConnector>;
 }
 
 /** A GET route of the daemon's HTTP server, defined outside the engine. */
@@ -121,9 +126,16 @@ export class Daemon {
   private webhookDb?: Database;
   private stopping = false;
   private ticking?: Promise<unknown>;
+  /** The config runs see: public_url filled in with this daemon's address once it listens, unless the config sets one. */
+  private runConfig: EngineConfig;
+  /** Connectors that answer from their sandboxes (sample data) in this process. */
+  readonly sandboxes: readonly UnsetConnector[];
 
   constructor(private readonly options: DaemonOptions) {
     this.clock = options.clock ?? systemClock;
+    this.runConfig = options.config;
+    const connectors = [...(options.connectors ?? [])];
+    this.sandboxes = sandboxedConnectors(connectors, options.config);
     this.log = (options.log ?? silentLogger).child({ component: 'daemon' });
     this.workerId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
     const d = { ...DEFAULTS, ...options.config.daemon };
@@ -140,6 +152,11 @@ export class Daemon {
       options.resources ??
       new Resources({ config: options.config, env: options.env ?? {}, log: options.log ?? silentLogger, clock: this.clock, projectDir: options.projectDir ?? 'pipelines', stateDir: '.flows' });
     this.byName = new Map(options.pipelines.map((p) => [p.name, p]));
+    const missing = [
+      ...missingWebhookSecrets(options.pipelines, options.config, options.verifiers ?? new Map(builtinVerifiers.map((v) => [v.type, v]))).map(missingSecretLine),
+      ...refusedConnectors(connectors, options.config).map((c) => `connector ${c.unset}; the config says sandboxes: never, so every run that uses it would fail`),
+    ];
+    if (missing.length) throw new Error(missingSecretsMessage(missing));
     const paths = new Map<string, string>();
     for (const p of options.pipelines) {
       if (p.trigger.kind !== 'webhook') continue;
@@ -171,8 +188,18 @@ export class Daemon {
     this.http = this.buildHttp();
     const d = this.options.config.daemon ?? {};
     await this.http.listen({ port: this.options.port ?? d.port ?? DEFAULTS.port, host: this.options.host ?? d.host ?? DEFAULTS.host });
+    // Links in emails point at this daemon, on the port it really listens on, unless the config says where it is reached from.
+    if (!this.options.config.public_url) this.runConfig = { ...this.options.config, public_url: reachableUrl(this.http.server.address()) };
     await this.queue.work(this.settings.workers, (job) => this.execute(job));
-    this.log.info({ worker: this.workerId, url: this.url, workers: this.settings.workers, pipelines: [...this.byName.keys()] }, 'daemon started');
+    const pipelines = [...this.byName.values()].map((p) => `${p.name} (${p.trigger.kind})`);
+    this.log.info({ worker: this.workerId, url: this.url, database: this.options.db.description, workers: this.settings.workers, pipelines }, `flows daemon listening on ${this.url}`);
+    if (this.sandboxes.length) {
+      const names = this.sandboxes.map((s) => s.name);
+      this.log.warn(
+        { sandboxes: names },
+        `sandboxes answer for ${names.join(', ')}: reports and email from them are sample data, not real (${this.sandboxes.map((s) => s.unset).join('; ')}; in production write sandboxes: never)`,
+      );
+    }
     if (this.options.loops !== false) {
       // A first tick at once: runs whose daemon died are taken over, missed fires caught up.
       void this.tickSafely();
@@ -281,7 +308,7 @@ export class Daemon {
     try {
       result = await executeRun({
         pipeline,
-        config: this.options.config,
+        config: this.runConfig,
         store: this.store,
         resume: runId,
         claimed,
@@ -295,6 +322,7 @@ export class Daemon {
         rateLimits: this.rateLimits,
         resources: this.resources,
         parkAfterMs: this.settings.parkAfterMs,
+        sandboxes: this.sandboxes.map((s) => s.name),
       });
     } catch (err) {
       log.error({ err: errorMessage(err) }, 'run could not be executed');
@@ -379,6 +407,25 @@ export class Daemon {
         }
       });
     }
+    for (const route of this.routes) {
+      app.route({
+        method: ['GET', 'PUT', 'PATCH', 'DELETE'],
+        url: route.path,
+        handler: async (_req, reply) => {
+          this.metrics.webhookResponses.inc({ route: route.path, status: '405' });
+          return reply.code(405).header('allow', 'POST').send({ status: 'rejected', error: `${route.path} takes POST only` });
+        },
+      });
+    }
+    // Answers Node gives before any route (431 for oversized headers, 400 for bad HTTP) are counted too.
+    app.server.on('clientError', (err: NodeJS.ErrnoException) => {
+      const status = clientErrorStatus(err.code);
+      if (status) this.metrics.webhookResponses.inc({ route: '', status });
+    });
+    // Every answer is served as the type it says, never as a type a browser guesses.
+    app.addHook('onSend', async (_req, reply) => {
+      reply.header('x-content-type-options', 'nosniff');
+    });
     app.setErrorHandler((err: { statusCode?: number; message: string }, req, reply) => {
       const status = err.statusCode && err.statusCode < 500 ? err.statusCode : 500;
       this.metrics.webhookResponses.inc({ route: req.routeOptions.url ?? req.url, status: String(status) });
@@ -402,7 +449,7 @@ export class Daemon {
       if (this.stopping) return reply.code(503).send({ status: 'stopping', worker: this.workerId });
       try {
         await this.options.db.query('SELECT 1');
-        return { status: 'ok', worker: this.workerId, running: this.running.length, database: this.options.db.kind };
+        return { status: 'ok', worker: this.workerId, running: this.running.length, database: this.options.db.kind, sandboxes: this.sandboxes.map((s) => s.name) };
       } catch (err) {
         return reply.code(503).send({ status: 'database unreachable', error: errorMessage(err), worker: this.workerId });
       }
@@ -413,4 +460,25 @@ export class Daemon {
     });
     return app;
   }
+}
+
+/** The status Node's HTTP server (through fastify) answers a request it cannot read with; none when the client went away. */
+function clientErrorStatus(code: string | undefined): string | undefined {
+  if (code === 'ECONNRESET') return undefined;
+  if (code === 'HPE_HEADER_OVERFLOW') return '431';
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return '408';
+  return '400';
+}
+
+/** A link to a listening address; an address that means every interface is reached as 127.0.0.1 from here. */
+function reachableUrl(address: string | AddressInfo | null): string | undefined {
+  if (!address || typeof address !== 'object') return undefined;
+  const host = address.address === '0.0.0.0' || address.address === '::' ? '127.0.0.1' : address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}`;
+}
+
+/** Under `sandboxes: never`, the connectors the config names whose secrets are not set: nothing would stand in for them. */
+function refusedConnectors(connectors: readonly AnyConnector[], config: EngineConfig): UnsetConnector[] {
+  if (config.sandboxes !== 'never') return [];
+  return unsetConnectors(connectors, config).filter((c) => config.connectors?.[c.name] !== undefined);
 }

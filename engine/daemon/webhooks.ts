@@ -39,9 +39,8 @@ export class WebhookRoute {
   ) {
     if (pipeline.trigger.kind !== 'webhook') throw new Error(`pipeline ${pipeline.name} is not triggered by a webhook`);
     this.path = pipeline.trigger.path;
-    const name = pipeline.trigger.verify;
-    if (name) {
-      const opened = openVerifier(config, name, pipeline.name, verifierTypes);
+    if (pipeline.trigger.verify) {
+      const opened = openVerifier(config, pipeline, verifierTypes);
       this.verify = opened.verify;
       this.verifierType = opened.type;
     }
@@ -130,22 +129,66 @@ function lowerCased(headers: WebhookRequest['headers']): Record<string, string> 
   return out;
 }
 
+/** A secret a webhook verifier needs and the environment does not give. */
+export interface MissingSecret {
+  /** Where it goes in the config, e.g. webhooks.verifiers.stripe.secret. */
+  readonly key: string;
+  /** The environment variable the config takes it from, if it names one. */
+  readonly variable?: string;
+  readonly verifier: string;
+  /** The pipeline and route that need it. */
+  readonly pipeline: string;
+  readonly path: string;
+}
+
+/**
+ * Every secret the verifiers of these webhook pipelines need and do not have, so a daemon
+ * can name them all at once rather than stop on the first.
+ */
+export function missingWebhookSecrets(pipelines: readonly Pipeline[], config: EngineConfig, types: ReadonlyMap<string, AnyVerifierType>): MissingSecret[] {
+  const missing: MissingSecret[] = [];
+  for (const p of pipelines) {
+    if (p.trigger.kind !== 'webhook' || !p.trigger.verify) continue;
+    const name = p.trigger.verify;
+    const entry = config.webhooks?.verifiers?.[name];
+    const type = entry && types.get(entry.type);
+    if (!entry || !type) continue; // openVerifier says what is wrong with these
+    for (const field of type.secrets) {
+      const value = (entry as Record<string, unknown>)[field];
+      if (value !== undefined && value !== '') continue;
+      const key = ['webhooks', 'verifiers', name, field];
+      missing.push({ key: key.join('.'), variable: unsetVariable(config, key), verifier: name, pipeline: p.name, path: p.trigger.path });
+    }
+  }
+  return missing;
+}
+
+/** A missing secret as a line of the message below: what to set, and who needs it. */
+export function missingSecretLine(m: MissingSecret): string {
+  const how = m.variable ? `set the environment variable ${m.variable}` : `set ${m.key} in the config, through \${{ env.NAME }}`;
+  return `webhook verifier "${m.verifier}" (used by pipeline ${m.pipeline}) has no ${m.key.split('.').at(-1)}: ${how} (it checks POST ${m.path})`;
+}
+
+/** Every missing secret in one message, one line each. */
+export function missingSecretsMessage(lines: readonly string[]): string {
+  const n = lines.length;
+  return `${n} secret${n === 1 ? ' is' : 's are'} not set (see "Environment variables" in the README):\n${lines.map((l) => `  ${l}`).join('\n')}`;
+}
+
 /**
  * The verifier named `name` in the config, made from its type's options with defaults
  * filled in. Every secret the type declares must be set: a missing one stops the daemon
  * with the variable to set, rather than answering every delivery 400.
  */
-function openVerifier(config: EngineConfig, name: string, pipeline: string, types: ReadonlyMap<string, AnyVerifierType>): { verify: Verifier; type: AnyVerifierType } {
+function openVerifier(config: EngineConfig, pipeline: Pipeline, types: ReadonlyMap<string, AnyVerifierType>): { verify: Verifier; type: AnyVerifierType } {
+  const name = pipeline.trigger.kind === 'webhook' ? pipeline.trigger.verify! : '';
   const entry = config.webhooks?.verifiers?.[name];
-  if (!entry) throw new Error(`pipeline ${pipeline}: no verifier "${name}" in the config (webhooks.verifiers)`);
+  if (!entry) throw new Error(`pipeline ${pipeline.name}: no verifier "${name}" in the config (webhooks.verifiers)`);
   const type = types.get(entry.type);
   if (!type) throw new Error(`webhook verifier "${name}": no verifier type "${entry.type}" in this build (types: ${[...types.keys()].join(', ')})`);
+  const missing = missingWebhookSecrets([pipeline], config, types);
+  if (missing.length) throw new Error(missingSecretsMessage(missing.map(missingSecretLine)));
   const { type: _type, ...written } = entry;
-  for (const field of type.secrets) {
-    if (written[field] !== undefined && written[field] !== '') continue;
-    const variable = unsetVariable(config, ['webhooks', 'verifiers', name, field]);
-    throw new Error(`webhook verifier "${name}" (used by pipeline ${pipeline}) has no ${field}${variable ? `: set the environment variable ${variable}` : ''}`);
-  }
   const options = checkedSettings(type.options, written, `webhooks.verifiers.${name}`, type.secrets);
   return { verify: type.create(options), type };
 }

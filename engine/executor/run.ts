@@ -58,6 +58,8 @@ export interface ExecuteOptions {
    * on) rather than sleeping; the daemon sets it so a worker is not held for hours.
    */
   parkAfterMs?: number;
+  /** Connectors that answer from their sandboxes in this process (sample data): `run.sandboxes` in expressions. */
+  sandboxes?: readonly string[];
 }
 
 export interface StepSummary {
@@ -96,6 +98,8 @@ interface Opened {
   runId: string;
   inputs: Record<string, unknown>;
   dryRun: boolean;
+  /** Whether an earlier execution got as far as a step: a queued run the daemon starts is not resumed. */
+  resumed: boolean;
   /** Outputs of the steps that finished before (a resumed run). */
   completed: Map<string, unknown>;
   changed: boolean;
@@ -126,17 +130,18 @@ async function openRun(options: ExecuteOptions): Promise<Opened> {
     const inputs = resolveInputs(pipeline, options.inputs ?? {});
     const dryRun = options.dryRun ?? false;
     await store.runs.create({ id: runId, pipeline: pipeline.name, file: pipeline.file, hash: pipeline.hash, dryRun, inputs, now: clock.now() });
-    return { runId, inputs, dryRun, completed: new Map(), changed: false };
+    return { runId, inputs, dryRun, resumed: false, completed: new Map(), changed: false };
   }
   const run = options.claimed?.id === options.resume ? options.claimed : await store.runs.get(options.resume);
   if (!run) throw new Error(`no run "${options.resume}" (see flows runs)`);
   if (run.pipeline !== pipeline.name) throw new Error(`run ${run.id} belongs to pipeline "${run.pipeline}", not "${pipeline.name}"`);
   if (run.dry_run) throw new Error(`run ${run.id} was a dry run; start a new one instead of resuming it`);
   if (run.status === 'completed') throw new Error(`run ${run.id} already completed; nothing to resume`);
+  const steps = await store.runs.steps(run.id);
   const completed = new Map<string, unknown>();
-  for (const s of await store.runs.steps(run.id)) if (s.status === 'completed' || s.status === 'skipped') completed.set(s.step_id, s.output);
+  for (const s of steps) if (s.status === 'completed' || s.status === 'skipped') completed.set(s.step_id, s.output);
   if (run.status !== 'running' || options.claimed?.id !== run.id) await store.runs.setStatus(run.id, 'running', clock.now());
-  return { runId: run.id, inputs: run.inputs, dryRun: false, completed, changed: run.pipeline_hash !== pipeline.hash };
+  return { runId: run.id, inputs: run.inputs, dryRun: false, resumed: steps.length > 0, completed, changed: run.pipeline_hash !== pipeline.hash };
 }
 
 function buildContext(options: ExecuteOptions, opened: Opened): RunContext {
@@ -156,7 +161,7 @@ function buildContext(options: ExecuteOptions, opened: Opened): RunContext {
     runId,
     pipeline: pipeline.name,
     dryRun,
-    resumed: Boolean(options.resume),
+    resumed: opened.resumed,
     config,
     flow,
     clock,
@@ -173,7 +178,7 @@ function buildContext(options: ExecuteOptions, opened: Opened): RunContext {
     sink: dryRun ? new DryRunSink(options.outDir ?? `.flows/dry-runs/${runId}`, scrub) : undefined,
     planner: dryRun ? new DryRunPlanner(flow, store, clock.now()) : undefined,
     state: new RunState(stop),
-    scope: { inputs: opened.inputs, steps: {}, config, env, run: { id: runId, pipeline: pipeline.name, dry_run: dryRun, started_at: clock.now().toISOString() } },
+    scope: { inputs: opened.inputs, steps: {}, config, env, run: { id: runId, pipeline: pipeline.name, dry_run: dryRun, started_at: clock.now().toISOString(), sandboxes: [...(options.sandboxes ?? [])] } },
   };
 }
 

@@ -5,7 +5,7 @@ import type { PipelineStep } from './types.ts';
 
 /** The roots an expression in a pipeline may start from. */
 export const EXPRESSION_ROOTS = ['inputs', 'steps', 'item', 'config', 'env', 'run'] as const;
-export const RUN_FIELDS = ['id', 'pipeline', 'dry_run', 'started_at'];
+export const RUN_FIELDS = ['id', 'pipeline', 'dry_run', 'started_at', 'sandboxes'];
 
 export interface ReferenceScope {
   inputs: Set<string>;

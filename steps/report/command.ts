@@ -1,11 +1,13 @@
 import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { browserConnector } from '../../connectors/browser/connector.ts';
 import { claudeConnector } from '../../connectors/claude/connector.ts';
 import { semrushConnector } from '../../connectors/semrush/connector.ts';
 import { spyfuConnector } from '../../connectors/spyfu/connector.ts';
 import { storageConnector } from '../../connectors/storage/connector.ts';
-import { formatDuration, type Project, Resources, sourceOf, systemClock, UsageError, type Wrap, writableQueryable } from '../../engine/sdk.ts';
+import type { ReportStorage } from '../../connectors/storage/index.ts';
+import { formatDuration, type Project, Resources, sourceOf, systemClock, UsageError, usd, type Wrap, writableQueryable } from '../../engine/sdk.ts';
 import { normalizeDomain } from '../domain.ts';
 import { templatesResource } from '../resources.ts';
 import { analyse, promptsResource, renderPrompt } from './analysis.ts';
@@ -71,17 +73,24 @@ daemon at its link. Connectors whose key is not set use their local sandbox, wit
             const pdf = await (await resources.use(storageConnector)).get(report.pdf_key);
             writeFileSync(opts.out, pdf!);
           }
+          const storage = await resources.use(storageConnector);
+          const files = { html_file: await localFile(storage, report.html_key), pdf_file: await localFile(storage, report.pdf_key) };
+          const served = await answers(report.url);
           if (opts.json) {
-            process.stdout.write(`${JSON.stringify({ domain, ...report, out: opts.out ?? null })}\n`);
+            process.stdout.write(`${JSON.stringify({ domain, ...report, ...files, served, out: opts.out ?? null })}\n`);
             return 0;
           }
+          const base = new URL(report.url).origin;
           const c = report.cost;
           process.stdout.write(
             [
               `report ready in ${formatDuration(performance.now() - started)}`,
               `  page: ${report.url}`,
               `  pdf:  ${report.pdf_url}${opts.out ? ` (written to ${opts.out})` : ''}`,
-              `  cost: ${c.semrush_units} SEMrush units, ${c.spyfu_rows} SpyFu rows, ${c.claude_input_tokens} + ${c.claude_output_tokens} Claude tokens = $${c.usd.toFixed(4)}`,
+              `  html file: ${files.html_file ? p.display(files.html_file) : report.html_key}`,
+              `  pdf file:  ${files.pdf_file ? p.display(files.pdf_file) : report.pdf_key}`,
+              served ? `  served by the daemon at ${base}` : `  no daemon answers at ${base} now: the links work while flows daemon runs there`,
+              `  cost: ${c.semrush_units} SEMrush units, ${c.spyfu_rows} SpyFu rows, ${c.claude_input_tokens} + ${c.claude_output_tokens} Claude tokens = ${usd(c.usd)}`,
               '',
             ].join('\n'),
           );
@@ -92,4 +101,19 @@ daemon at its link. Connectors whose key is not set use their local sandbox, wit
         }
       }),
     );
+}
+
+/** Where a stored file is on this machine, for a store that keeps files locally. */
+async function localFile(storage: ReportStorage, key: string): Promise<string | undefined> {
+  const url = await storage.url?.(key);
+  return url?.startsWith('file:') ? fileURLToPath(url) : undefined;
+}
+
+/** Whether a daemon serves this link now. */
+async function answers(url: string): Promise<boolean> {
+  try {
+    return (await fetch(url, { method: 'HEAD', signal: AbortSignal.timeout(2000) })).ok;
+  } catch {
+    return false;
+  }
 }

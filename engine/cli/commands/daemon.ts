@@ -5,6 +5,7 @@ import { checkPipelineSet } from '../../pipeline/load.ts';
 import type { Pipeline } from '../../pipeline/types.ts';
 import { type Project, UsageError } from '../project.ts';
 import { integerOption } from '../options.ts';
+import { onStopSignals } from '../stop-signals.ts';
 import type { Wrap } from './types.ts';
 
 interface DaemonCliOptions {
@@ -30,7 +31,7 @@ as you like; each schedule fires once and each run is executed by one daemon.
 
 Endpoints: POST <webhook paths>, GET /reports/<token>[.pdf] (report links), GET /healthz,
 GET /metrics (Prometheus).
-Signals: SIGTERM or Ctrl-C stops gracefully (in-flight steps finish, runs go back to the queue,
+Signals: SIGTERM, SIGHUP or Ctrl-C (and npm stopping, under npx) stops gracefully (in-flight steps finish, runs go back to the queue,
 exit 0); a second one exits at once. Pipeline files are read at start: restart the daemon after
 editing them (runs in flight go back to the queue and resume).
 Logs are JSON lines on stderr.`,
@@ -51,6 +52,7 @@ Logs are JSON lines on stderr.`,
             pipelines,
             pages,
             verifiers: p.registry.verifiers,
+            connectors: p.registry.connectors.values(),
             projectDir: p.dir,
             log: p.log,
             env: p.env,
@@ -71,19 +73,14 @@ Logs are JSON lines on stderr.`,
           await db.close();
           throw err;
         }
-        process.stderr.write(`flows daemon ${daemon.workerId} listening on ${daemon.url} (${db.description}); pipelines: ${pipelines.map((x) => `${x.name} (${x.trigger.kind})`).join(', ') || 'none'}\n`);
-
-        let signals = 0;
         const stopped = new Promise<void>((resolve) => {
-          const onStop = (signal: string) => {
+          let signals = 0;
+          onStopSignals((signal) => {
             signals++;
-            if (signals === 1) {
-              process.stderr.write(`\n${signal}: stopping (in-flight steps finish; again to abort them)\n`);
-              void daemon.stop().then(resolve);
-            } else process.exit(130);
-          };
-          process.on('SIGTERM', () => onStop('SIGTERM'));
-          process.on('SIGINT', () => onStop('SIGINT'));
+            if (signals > 1) process.exit(130);
+            p.log.warn({ component: 'daemon', signal }, 'stopping: in-flight steps finish (a second signal aborts them)');
+            void daemon.stop().then(resolve);
+          }, p.env);
         });
         await stopped;
         await db.close();

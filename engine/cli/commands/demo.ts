@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { join, resolve } from 'node:path';
 import { createHmac, randomBytes } from 'node:crypto';
-import { type AddressInfo, createServer } from 'node:net';
 import { ManualClock } from '../../clock.ts';
 import { Daemon, type Page } from '../../daemon/daemon.ts';
 import { Scheduler } from '../../daemon/scheduler.ts';
@@ -9,6 +8,7 @@ import { type Database, openDatabase } from '../../db/connect.ts';
 import { RunEvents } from '../../events.ts';
 import { executeRun } from '../../executor/run.ts';
 import { resolveInputs } from '../../pipeline/inputs.ts';
+import type { Pipeline } from '../../pipeline/types.ts';
 import { RunStore } from '../../store/index.ts';
 import { renderRunSummary } from '../../summary.ts';
 import { table, usd } from '../../format.ts';
@@ -33,13 +33,15 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
     .command('demo')
     .description('Run the sample pipeline end to end on the embedded database and local sandboxes (no keys needed)')
     .option('--data <folder>', 'embedded database folder for the demo', join('.flows', 'demo', 'db'))
+    .option('--examples <folder>', "the demo's own pipelines (the business ones stay in --dir)", 'examples')
     .action(
-      wrap(async (opts: { data: string }) => {
+      wrap(async (opts: { data: string; examples: string }) => {
         if (!deps) throw new Error('this build has no demo sandboxes');
         // The demo tells its own story on stdout; logs only for what went wrong (or --log-level).
         const p = project({ logLevel: 'warn' });
         const say = (s = '') => process.stdout.write(`${s}\n`);
-        const pipeline = p.pipeline('demo');
+        const example = (name: string) => p.pipeline(join(opts.examples, `${name}.yaml`));
+        const pipeline = example('demo');
         say(`1. Validated ${p.display(pipeline.file)} and ${p.display(p.configFile)}: ${pipeline.steps.length} steps, all expressions and references resolve.`);
         const api = await deps.startApi();
         const db = await openDatabase({ dataDir: resolve(opts.data), migrations: p.registry.migrations });
@@ -72,7 +74,7 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
           const again = await executeRun({ ...base });
           const notify = again.steps.find((s) => s.id === 'notify');
           say(`   second run ${again.run_id}: ${again.status}; notify effects performed this time: ${notify?.effects ?? 0}`);
-          await demoDaemon(p, db, say, deps);
+          await demoDaemon(p, db, say, deps, example);
           await demoWeekly(p, db, say, deps.reportsUnavailable?.());
           say(`\nInspect: npx flows runs --db ${opts.data}    npx flows show ${real.run_id} --db ${opts.data}`);
           say(`Dry-run artifacts: ${dry.artifacts}/`);
@@ -90,22 +92,20 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
  * (accepted, replayed, forged), an event that starts another pipeline once per domain, and
  * a schedule fired by moving an injected clock to its next fire time.
  */
-async function demoDaemon(project: Project, db: Database, say: (s?: string) => void, deps: DemoDeps): Promise<void> {
+async function demoDaemon(project: Project, db: Database, say: (s?: string) => void, deps: DemoDeps, example: (name: string) => Pipeline): Promise<void> {
   const pages = deps.pages ?? [];
   const noPayment = deps.reportsUnavailable?.() ?? (deps.signStripe ? undefined : 'this build has no Stripe connector to sign the event');
   // Secrets for the demo's verifiers, unless the environment sets them.
   const p = project.withEnv({ DEMO_WEBHOOK_SECRET: randomBytes(16).toString('hex'), STRIPE_WEBHOOK_SECRET: `whsec_${randomBytes(16).toString('hex')}` });
   const secret = p.config.webhooks!.verifiers!['demo-signature']!.secret;
-  const pipelines = ['demo-signup', 'demo-welcome', 'demo-nightly', 'paid-report'].map((n) => p.pipeline(n));
+  const pipelines = [...['demo-signup', 'demo-welcome', 'demo-nightly'].map(example), p.pipeline('paid-report')];
   const clock = new ManualClock(new Date());
   const store = new RunStore(db, p.scrub);
   // The demo fires the schedule from "now" each time it runs.
   await db.query("DELETE FROM flow_schedules WHERE pipeline = 'demo-nightly'");
   // Quiet: the demo forges a signature on purpose, and says so itself.
-  // Report links in emails point at this daemon.
-  const port = await freePort();
-  const config = { ...p.config, public_url: `http://127.0.0.1:${port}` };
-  const daemon = new Daemon({ db, config, pipelines, pages, verifiers: p.registry.verifiers, projectDir: p.dir, clock, port, loops: false, log: p.log.child({}, { level: 'error' }), env: p.env, scrub: p.scrub });
+  // Report links in emails point at this daemon (the config names no public_url).
+  const daemon = new Daemon({ db, config: p.config, pipelines, pages, verifiers: p.registry.verifiers, connectors: p.registry.connectors.values(), projectDir: p.dir, clock, port: 0, loops: false, log: p.log.child({}, { level: 'error' }), env: p.env, scrub: p.scrub });
   await daemon.start();
   const finished = async (runId: string) => {
     for (let i = 0; i < 600; i++) {
@@ -248,18 +248,6 @@ async function demoWeekly(p: Project, db: Database, say: (s?: string) => void, n
     'SELECT week, count(*)::int AS n, count(report_id)::int AS reports FROM linkedin_selections GROUP BY week ORDER BY week DESC LIMIT 1',
   );
   if (week[0]) say(`   LinkedIn ${week[0].week}: ${week[0].n} prospects chosen, ${week[0].reports} reports ready for their acceptance (flows runs, flows show ${real.run_id})`);
-}
-
-/** A port nothing listens on now, so report links can name it before the daemon starts. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function indent(text: string): string {

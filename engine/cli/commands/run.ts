@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { sandboxedConnectors } from '../../connector-open.ts';
 import { RunEvents } from '../../events.ts';
 import { executeRun, type RunResult } from '../../executor/run.ts';
 import { parseInputPairs, resolveInputs } from '../../pipeline/inputs.ts';
@@ -8,6 +9,7 @@ import { renderRunSummary } from '../../summary.ts';
 import { showProgress } from '../progress.ts';
 import { type Project, UsageError } from '../project.ts';
 import { stderrTerminal } from '../terminal.ts';
+import { onStopSignals } from '../stop-signals.ts';
 import type { Wrap } from './types.ts';
 
 interface RunOptions {
@@ -71,8 +73,7 @@ export function runCommand(program: Command, project: () => Project, wrap: Wrap)
             abort.abort(new Error('aborted by Ctrl-C'));
           }
         };
-        process.on('SIGINT', onSigint);
-        process.on('SIGTERM', onSigint);
+        const stopListening = onStopSignals(onSigint, p.env);
         // Shared through Redis when REDIS_URL is set, so several processes keep one API limit.
         const rateLimits = new RateLimits(p.config, { redisUrl: p.env.REDIS_URL || undefined });
         try {
@@ -92,6 +93,7 @@ export function runCommand(program: Command, project: () => Project, wrap: Wrap)
             scrub: p.scrub,
             stop: stop.signal,
             abort: abort.signal,
+            sandboxes: sandboxedConnectors(p.registry.connectors.values(), p.config).map((s) => s.name),
           });
           stopProgress();
           if (opts.json) process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -102,8 +104,7 @@ export function runCommand(program: Command, project: () => Project, wrap: Wrap)
           return exitCodeOf(result);
         } finally {
           stopProgress();
-          process.off('SIGINT', onSigint);
-          process.off('SIGTERM', onSigint);
+          stopListening();
           await rateLimits.close();
           await db.close();
         }
