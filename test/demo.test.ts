@@ -20,7 +20,10 @@ describe('flows demo', () => {
       expect(r.stdout).toMatch(/a forged signature:\s+400 bad x-demo-signature signature/);
       expect(r.stdout).toMatch(/the event started demo-welcome:\s+run r-\S+: completed/);
       expect(r.stdout).toMatch(/demo-welcome runs for it: 1 \(dedupe/);
-      expect(r.stdout).toMatch(/demo-nightly run r-\S+: completed/);
+      expect(r.stdout).toMatch(/a missed fire \(\S+, no daemon ran then\) caught up once: demo-nightly run r-\S+: completed/);
+      expect(r.stdout).not.toContain('shown as skipped'); // the dry run's notify has nothing to go over, and the demo says why
+      expect(r.stdout).toMatch(/notify\s+event\.emit\s+completed\s+0 ok \/ 0/);
+      expect(r.stdout).toContain('notify, which goes over the rows categorise returns, has none to go over');
       expect(r.stdout).toMatch(/flows_webhook_responses_total\{route="\/hooks\/demo-signup",status="400"\} 1/);
       expect(r.stdout, `round ${round}`).toMatch(/flows_queue_depth 0/);
       if (existsSync(process.env.CHROMIUM_PATH || '/usr/bin/chromium')) {
@@ -32,9 +35,30 @@ describe('flows demo', () => {
         expect(r.stdout).toMatch(/a payment naming no prospect and no domain: Stripe got 200; run r-\S+: needs_attention/);
         expect(r.stdout).toMatch(/9\. The weekly run \(weekly-enrich, Sundays 22:00 Europe\/London\)/);
         expect(r.stdout).toMatch(/read: 25 records from weekly-list, linkedin-search: 18 prospects, 3 duplicates merged, 4 invalid/);
-        expect(r.stdout).toMatch(round === 1 ? /census: \d+ new, 0 stale \(to enrich\), 0 fresh/ : /census: 1 new, 0 stale \(to enrich\), \d+ fresh/); // the new signup of round 2
+        expect(r.stdout).toMatch(round === 1 ? /census: \d+ new \(\d+ from this import, \d+ saved earlier and never enriched\), 0 stale \(to enrich\), 0 fresh/ : /census: 1 new \(0 from this import, 1 saved earlier and never enriched\), 0 stale \(to enrich\), \d+ fresh/); // the new signup of round 2
+        // The numbers agree with each other: the new ones are this import's (at most the 18 read) and
+        // earlier ones; every prospect with search data has a category, and the categories add up.
+        const census = /census: (\d+) new \((\d+) from this import(?:, (\d+) saved earlier and never enriched)?\), 0 stale \(to enrich\), (\d+) fresh/.exec(r.stdout)!;
+        const [news, imported, earlier, fresh] = [census[1], census[2], census[3] ?? '0', census[4]].map(Number);
+        expect(imported).toBeLessThanOrEqual(18);
+        expect(imported! + earlier!).toBe(news);
+        const teasers = /teaser categories of the (\d+) prospects with search data: (.+)/.exec(r.stdout)!;
+        const sum = teasers[2]!.split(', ').reduce((n, part) => n + Number(part.split(' ').at(-1)), 0);
+        expect(sum).toBe(Number(teasers[1]));
+        expect(Number(teasers[1])).toBe(news! + fresh!);
+        // Say why a run took long and what the money bought only when it applies: round 2 makes no batch.
+        const weekly = /run r-\S+: completed in [\d.]+s.*spent.*/.exec(r.stdout.slice(r.stdout.indexOf('9. The weekly run')))![0];
+        if (round === 2) expect(weekly).not.toContain('Claude batch');
+        else expect(weekly).toContain('(Claude batch at half price)');
         expect(r.stdout).toMatch(/LinkedIn \d{4}-W\d\d: 14 prospects chosen, 14 reports ready/);
       }
     }
+    // Every run is stored at the time it ran: none in the future, none that took no time at all.
+    const runs = JSON.parse((await cli(['runs', '--db', data, '--json', '--limit', '200'], { cwd: root })).stdout) as { id: string; pipeline: string; started_at: string; finished_at: string | null }[];
+    expect(runs.length).toBeGreaterThan(10);
+    for (const run of runs) expect(Date.parse(run.started_at), run.id).toBeLessThanOrEqual(Date.now());
+    const daemonRuns = runs.filter((run) => ['demo-nightly', 'paid-report', 'demo-signup'].includes(run.pipeline) && run.finished_at);
+    expect(daemonRuns.length).toBeGreaterThan(0);
+    expect(daemonRuns.some((run) => Date.parse(run.finished_at!) > Date.parse(run.started_at))).toBe(true);
   }, 300_000);
 });

@@ -110,7 +110,7 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     expect(dry.status).toBe('completed');
     expect(dry.notes.map((n) => `${n.step}: ${n.text}`)).toEqual([
       'read: 25 records from weekly-list, linkedin-search: 18 prospects, 3 duplicates merged, 4 invalid (no domain 2, invalid domain 1, invalid LinkedIn URL 1), 1 email dropped (invalid email 1)',
-      'census: 18 new, 0 stale (to enrich), 0 fresh (skipped: enriched since 2026-10-30); data from before 2026-10-30 is dropped',
+      'census: 18 new (18 from this import), 0 stale (to enrich), 0 fresh (skipped: enriched since 2026-10-30); data from before 2026-10-30 is dropped',
       'select: LinkedIn 2026-W49: 14 of 14 eligible prospects (14 of them from this import, unscored until enriched)',
     ]);
     expect(dry.cost.units.semrush_units).toBe(18 * 1430);
@@ -131,7 +131,7 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     const store = new RunStore(db);
     const run = await executeRun({ pipeline, config, store, clock, resources, projectDir: 'pipelines' });
     expect(run.status).toBe('completed');
-    expect(run.notes.find((n) => n.step === 'census')!.text).toMatch(/^18 new, 1 stale \(to enrich\), 0 fresh/);
+    expect(run.notes.find((n) => n.step === 'census')!.text).toMatch(/^18 new \(18 from this import\), 1 stale \(to enrich\), 0 fresh/);
     expect(Object.fromEntries(run.skipped.map((s) => [s.reason, s.n]))).toEqual({ 'no domain': 2, 'invalid domain': 1, 'invalid LinkedIn URL': 1 });
     expect(await count("SELECT count(*) AS n FROM prospect_intelligence WHERE source = 'search' AND fetched_at >= '2026-11-29'")).toBe(19);
     expect(await count('SELECT count(*) AS n FROM prospects WHERE category IS NULL OR category_reason IS NULL OR metrics IS NULL')).toBe(0);
@@ -161,7 +161,7 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     const again = await executeRun({ pipeline, config, store, clock, resources, projectDir: 'pipelines' });
     await resources.close();
     expect(again.status).toBe('completed');
-    expect(again.notes.find((n) => n.step === 'census')!.text).toMatch(/^0 new, 0 stale \(to enrich\), 19 fresh/);
+    expect(again.notes.find((n) => n.step === 'census')!.text).toMatch(/^0 new \(0 from this import\), 0 stale \(to enrich\), 19 fresh/);
     expect(again.notes.find((n) => n.step === 'select')!.text).toBe('LinkedIn 2026-W49: chosen before (15 prospects, 0 without a report yet)');
     expect(await count('SELECT count(*) AS n FROM generated_reports')).toBe(15);
     expect(await count('SELECT count(*) AS n FROM claude_batches')).toBe(1);

@@ -78,7 +78,7 @@ export const prospectsCensus = defineStep({
     }
     news.sort((a, b) => a.domain.localeCompare(b.domain));
     const day = (d: Date) => d.toISOString().slice(0, 10);
-    ctx.note(`${news.length} new, ${stale.length} stale (to enrich), ${fresh.length} fresh (skipped: enriched since ${day(freshAfter)}); data from before ${day(dropBefore)} is dropped`);
+    ctx.note(`${news.length} new${newsOrigin(news, input.rows)}, ${stale.length} stale (to enrich), ${fresh.length} fresh (skipped: enriched since ${day(freshAfter)}); data from before ${day(dropBefore)} is dropped`);
     stale.sort((a, b) => a.at - b.at || a.domain.localeCompare(b.domain));
     return {
       total: news.length + stale.length + fresh.length,
@@ -91,3 +91,12 @@ export const prospectsCensus = defineStep({
     };
   },
 });
+
+/** Where the new ones come from, when the census is given this import's rows: " (18 from this import, 4 saved earlier)". */
+function newsOrigin(news: { domain: string }[], rows: { domain: string | null; problem: string | null }[] | undefined): string {
+  if (!rows) return '';
+  const imported = new Set(rows.filter((r) => !r.problem && r.domain).map((r) => r.domain));
+  const fromImport = news.filter((n) => imported.has(n.domain)).length;
+  const earlier = news.length - fromImport;
+  return ` (${fromImport} from this import${earlier ? `, ${earlier} saved earlier and never enriched` : ''})`;
+}

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { join, resolve } from 'node:path';
 import { createHmac, randomBytes } from 'node:crypto';
-import { ManualClock } from '../../clock.ts';
+import { systemClock } from '../../clock.ts';
 import { Daemon, type Page } from '../../daemon/daemon.ts';
-import { Scheduler } from '../../daemon/scheduler.ts';
+import { firesBetween } from '../../daemon/scheduler.ts';
 import { type Database, openDatabase } from '../../db/connect.ts';
 import { RunEvents } from '../../events.ts';
 import { executeRun } from '../../executor/run.ts';
@@ -58,8 +58,8 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
           stopProgress();
           say(indent(renderRunSummary(real)));
 
-          say('\n4. A dry run of the next run: reads happen, effects are planned, not performed;');
-          say('   effects already done (their keys span runs) are shown as skipped, quota slots as windows.\n');
+          say('\n4. A dry run of the next run: reads happen (the API lookups), effects are planned, not performed.');
+          say('   categorise is an effect too, so notify, which goes over the rows categorise returns, has none to go over.\n');
           const dry = await executeRun({ ...base, dryRun: true, outDir: join('.flows', 'demo', 'dry-run') });
           say(indent(renderRunSummary(dry)));
 
@@ -90,7 +90,7 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
 /**
  * The daemon on the demo's database, in this process, on a free port: signed webhooks
  * (accepted, replayed, forged), an event that starts another pipeline once per domain, and
- * a schedule fired by moving an injected clock to its next fire time.
+ * a schedule's missed fire caught up.
  */
 async function demoDaemon(project: Project, db: Database, say: (s?: string) => void, deps: DemoDeps, example: (name: string) => Pipeline): Promise<void> {
   const pages = deps.pages ?? [];
@@ -99,7 +99,7 @@ async function demoDaemon(project: Project, db: Database, say: (s?: string) => v
   const p = project.withEnv({ DEMO_WEBHOOK_SECRET: randomBytes(16).toString('hex'), STRIPE_WEBHOOK_SECRET: `whsec_${randomBytes(16).toString('hex')}` });
   const secret = p.config.webhooks!.verifiers!['demo-signature']!.secret;
   const pipelines = [...['demo-signup', 'demo-welcome', 'demo-nightly'].map(example), p.pipeline('paid-report')];
-  const clock = new ManualClock(new Date());
+  const clock = systemClock;
   const store = new RunStore(db, p.scrub);
   // The demo fires the schedule from "now" each time it runs.
   await db.query("DELETE FROM flow_schedules WHERE pipeline = 'demo-nightly'");
@@ -140,11 +140,14 @@ async function demoDaemon(project: Project, db: Database, say: (s?: string) => v
     const welcomes = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM flow_runs WHERE pipeline = 'demo-welcome' AND inputs->>'domain' = $1", [domain]);
     say(`   a second signup for ${domain}: run ${second.body.run_id}; demo-welcome runs for it: ${welcomes[0]?.n} (dedupe: once per domain in 30 days)`);
 
-    await daemon.tick(); // first sight of the schedule: it starts from now
-    const next = Scheduler.nextFire(pipelines, clock.now())!;
-    clock.advance(next.getTime() - clock.now().getTime() + 5000);
+    // A schedule seen for the first time starts from now; as if no daemon had run at its last
+    // fire time, that fire is caught up (catchup: last) once, now, on the real clock.
+    await daemon.tick();
+    const nightlyTrigger = pipelines.find((x) => x.name === 'demo-nightly')!.trigger as Extract<Pipeline['trigger'], { kind: 'schedule' }>;
+    const missed = firesBetween(nightlyTrigger.cron, nightlyTrigger.timezone, new Date(clock.now().getTime() - 8 * 86_400_000), clock.now(), 10).at(-1)!;
+    await db.query("UPDATE flow_schedules SET last_fire_at = $1 WHERE pipeline = 'demo-nightly'", [new Date(missed.getTime() - 60_000)]);
     const nightly = (await daemon.tick()).fired.find((f) => f.action === 'started');
-    say(`   clock moved to the next fire (${next.toISOString()}): demo-nightly run ${nightly?.runId}: ${nightly?.runId ? await finished(nightly.runId) : 'none'}`);
+    say(`   a missed fire (${missed.toISOString()}, no daemon ran then) caught up once: demo-nightly run ${nightly?.runId}: ${nightly?.runId ? await finished(nightly.runId) : 'none'}`);
 
     if (noPayment || !deps.signStripe) say(`\n8. A Stripe payment: skipped, ${noPayment}.`);
     else await demoPayment(daemon, db, domain, (payload) => deps.signStripe!(payload, p.config.webhooks!.verifiers!.stripe!.secret, clock.now()), finished, say);
@@ -237,13 +240,17 @@ async function demoWeekly(p: Project, db: Database, say: (s?: string) => void, n
   for (const n of dry.notes) say(`     ${n.step}: ${n.text}`);
   const started = performance.now();
   const real = await executeRun(base);
-  say(
-    `   run ${real.run_id}: ${real.status} in ${((performance.now() - started) / 1000).toFixed(1)}s (paced by the SEMrush and SpyFu rate limits), ${usd(real.cost.usd)} spent (Claude batch at half price)`,
-  );
+  // Say why it took as long as it did, and what the money went on, only where it applies.
+  const units = real.cost.units;
+  const paced = units.semrush_units || units.spyfu_rows ? ' (paced by the SEMrush and SpyFu rate limits)' : '';
+  const batch = units.claude_batch_input_tokens ? ' (Claude batch at half price)' : '';
+  say(`   run ${real.run_id}: ${real.status} in ${((performance.now() - started) / 1000).toFixed(1)}s${paced}, ${usd(real.cost.usd)} spent${batch}`);
   for (const n of real.notes) say(`     ${n.step}: ${n.text}`);
   for (const s of real.skipped) say(`     skipped ${s.n} × ${s.reason}`);
-  const categories = await db.query<{ category: string; n: number }>('SELECT category, count(*)::int AS n FROM prospects WHERE category IS NOT NULL AND source <> $1 GROUP BY category ORDER BY n DESC, category', ['demo']);
-  say(`   teaser categories: ${categories.map((c) => `${c.category} ${c.n}`).join(', ')}`);
+  // Every prospect enriched so far has a teaser category (the demo's own six included).
+  const categories = await db.query<{ category: string; n: number }>('SELECT category, count(*)::int AS n FROM prospects WHERE category IS NOT NULL GROUP BY category ORDER BY n DESC, category');
+  const categorised = categories.reduce((sum, c) => sum + c.n, 0);
+  say(`   teaser categories of the ${categorised} prospects with search data: ${categories.map((c) => `${c.category} ${c.n}`).join(', ')}`);
   const week = await db.query<{ week: string; n: number; reports: number }>(
     'SELECT week, count(*)::int AS n, count(report_id)::int AS reports FROM linkedin_selections GROUP BY week ORDER BY week DESC LIMIT 1',
   );
