@@ -339,4 +339,17 @@ describe('the README', () => {
     const { diagnostics } = loadPipeline(example, 'README.md', { registry, config: config! });
     expect(diagnostics.map(formatDiagnostic)).toEqual([]);
   });
+
+  it('walks through a first pipeline that is valid', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { createRegistry } = await import('../steps/index.ts');
+    const { loadPipeline } = await import('../engine/pipeline/load.ts');
+    const readme = readFileSync('README.md', 'utf8');
+    const start = readme.indexOf('```yaml', readme.indexOf('## Your first pipeline')) + '```yaml\n'.length;
+    const example = readme.slice(start, readme.indexOf('```', start));
+    expect(example).toContain('name: hello');
+    const registry = createRegistry();
+    const { config } = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', {}, registry);
+    expect(loadPipeline(example, 'README.md', { registry, config: config! }).diagnostics.map(formatDiagnostic)).toEqual([]);
+  });
 });
