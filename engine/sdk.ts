@@ -33,6 +33,7 @@ export {
 } from './errors.ts';
 export { DURATION_PATTERN, formatDuration, parseDuration } from './duration.ts';
 export { usd } from './format.ts';
+export { isAlive } from './processes.ts';
 export { type Clock, systemClock } from './clock.ts';
 export { defineResource, type Resource, type ResourceEnv, Resources, type Usable } from './resources.ts';
 export {

@@ -3,6 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { isAlive } from '../../engine/sdk.ts';
 
 /**
  * A browser's profile folder, and the record in it of who launched the browser, so that a
@@ -77,14 +78,6 @@ function ownerOf(dir: string): Owner | undefined {
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** The command line of a running process ("" where /proc cannot tell). */
 function commandLine(pid: number): string {

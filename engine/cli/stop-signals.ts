@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isAlive } from '../processes.ts';
 
 /**
  * Calls `onStop` once per request to stop: SIGTERM, SIGINT or SIGHUP, and, when the process
@@ -30,7 +31,7 @@ function watchLauncher(gone: () => void): () => void {
   const parent = process.ppid;
   const launcher = SHELLS.has(processName(parent) ?? '') ? (parentOf(parent) ?? parent) : parent;
   const timer = setInterval(() => {
-    if (process.ppid === parent && running(launcher)) return;
+    if (process.ppid === parent && isAlive(launcher)) return;
     clearInterval(timer);
     gone();
   }, LAUNCHER_POLL_MS);
@@ -58,11 +59,3 @@ function parentOf(pid: number): number | undefined {
   return stat(pid)?.ppid;
 }
 
-function running(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { CompiledQuery, Kysely, PostgresDialect } from 'kysely';
 import { type Migrations, migrateToLatest } from './migrations.ts';
 import type { Tables } from './tables.ts';
+import { isAlive } from '../processes.ts';
 
 export interface Database {
   readonly kysely: Kysely<Tables>;
@@ -125,14 +126,6 @@ function lockDataDir(dataDir: string): () => void {
   throw new Error(`could not lock the embedded database at ${dataDir}`);
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 async function postgresPool(url: string, max: number): Promise<import('pg').Pool> {
   const { default: pg } = await import('pg');
