@@ -6,16 +6,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EngineConfig } from '../engine/config.ts';
-import type { Database } from '../engine/db/connect.ts';
+import { type Database, openDatabase } from '../engine/db/connect.ts';
 import { executeRun } from '../engine/executor/run.ts';
 import { RunStore } from '../engine/store/index.ts';
 import { createRegistry } from '../steps/index.ts';
 import { linkedinSelect } from '../steps/linkedin/select.ts';
 import { prospectsCensus } from '../steps/prospects/census.ts';
 import { isValidEmail } from '../steps/prospects/email.ts';
+import { businessMigrations } from '../steps/tables.ts';
 import { mergeDuplicates, normalizeLinkedInUrl, readRecords, toProspect, type Source } from '../steps/prospects/sources.ts';
 import { stepContext } from './helpers/context.ts';
-import { testDatabases } from './helpers/db.ts';
+import { createPostgresDatabase, testDatabases } from './helpers/db.ts';
 import { pipelineFrom } from './helpers/pipeline.ts';
 
 const csv: Source = { type: 'csv', path: 'data/prospects-week.csv' };
@@ -381,5 +382,39 @@ describe.each(testDatabases)('prospects waiting for a domain on $name', ({ open 
     expect(week).toMatchObject({ eligible: 1, waiting_for_domain: 2 });
     expect(week.selected.map((s) => s.domain)).toEqual(['enriched.example']);
     expect(notes[0]).toMatch(/^LinkedIn \d{4}-W\d\d: 1 of 1 eligible prospects; best: enriched\.example 1; 2 with a profile wait for a domain \(a report needs one\)$/);
+  });
+});
+
+describe.each(['pglite', ...(process.env.TEST_DATABASE_URL ? ['postgres'] : [])])('one prospect per LinkedIn profile, on a database made before (%s)', (kind) => {
+  it('keeps the profile on the prospect chosen for a LinkedIn week, else the first saved; the others keep their domain', async () => {
+    const before = Object.fromEntries(Object.entries(businessMigrations).filter(([name]) => name < '0012'));
+    const server = kind === 'postgres' ? await createPostgresDatabase(process.env.TEST_DATABASE_URL!) : undefined;
+    const where = server ? { url: server.url } : { dataDir: join(tmp, `db-${++files}`) };
+    try {
+      const old = await openDatabase({ ...where, migrations: before });
+      const profile = 'https://www.linkedin.com/in/gavin-belson/';
+      await old.query(
+        `INSERT INTO prospects (domain, linkedin_url, created_at) VALUES ('hooli.example', $1, now() - interval '2 days'), ('hooli-xyz.example', $1, now() - interval '1 day'), ('hooli-labs.example', $1, now()),
+                ('raviga.example', $2, now() - interval '2 days'), ('raviga-capital.example', $2, now() - interval '1 day')`,
+        [profile, 'https://www.linkedin.com/in/monica-hall/'],
+      );
+      await old.query("INSERT INTO linkedin_selections (week, prospect_id, rank, score, selected_at) SELECT '2026-W49', id, 1, 1, now() FROM prospects WHERE domain = 'hooli-xyz.example'");
+      await old.close();
+      const db = await openDatabase({ ...where, migrations: businessMigrations });
+      try {
+        expect(await db.query('SELECT domain, linkedin_url FROM prospects ORDER BY domain')).toEqual([
+          { domain: 'hooli-labs.example', linkedin_url: null },
+          { domain: 'hooli-xyz.example', linkedin_url: profile },
+          { domain: 'hooli.example', linkedin_url: null },
+          { domain: 'raviga-capital.example', linkedin_url: null },
+          { domain: 'raviga.example', linkedin_url: 'https://www.linkedin.com/in/monica-hall/' },
+        ]);
+        await expect(db.query('INSERT INTO prospects (domain) VALUES (NULL)')).rejects.toThrow(/prospects_identity/);
+      } finally {
+        await db.close();
+      }
+    } finally {
+      await server?.drop();
+    }
   });
 });
