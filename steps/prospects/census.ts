@@ -6,8 +6,8 @@ import { configSection, defineStep, type EngineConfig, parseDuration, type Query
  * enriched) come first, then stale ones, oldest first; fresh ones (enriched within
  * `enrichment.freshness`) are skipped. Rows just read but not saved yet (a dry run) count as
  * new. A prospect known by its LinkedIn profile alone waits for a domain (enrichment looks a
- * domain up): it is counted, not enriched. Also gives the cut-off before which stored data is dropped (`enrichment.retention`:
- * SEMrush's terms allow keeping its data for a month).
+ * domain up): it is counted, not enriched. Also gives the cut-off before which stored data is
+ * dropped (`enrichment.retention`: SEMrush's terms allow keeping its data for a month).
  */
 
 export const INTEL_SOURCE = 'search';
