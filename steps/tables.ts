@@ -14,11 +14,12 @@ type Timestamp = ColumnType<Date, Date | string, Date | string>;
 
 export interface ProspectsTable {
   id: Generated<string>;
-  domain: string;
+  /** The prospect's identity; null for one known by its LinkedIn profile alone, until a row brings it. */
+  domain: string | null;
   company_name: string | null;
   contact_name: string | null;
   email: string | null;
-  /** The profile to invite (https://www.linkedin.com/in/<slug>/). */
+  /** The profile to invite (https://www.linkedin.com/in/<slug>/); one prospect per profile. */
   linkedin_url: string | null;
   /** A Sales Navigator lead page, kept apart: never the profile, never invited. */
   sales_navigator_url: string | null;
@@ -244,6 +245,21 @@ export const businessMigrations: Record<string, Migration> = {
     async up(db: Kysely<any>) {
       // A Sales Navigator export names the lead page beside the profile: both are kept, apart.
       await db.schema.alterTable('prospects').addColumn('sales_navigator_url', 'text').execute();
+    },
+  },
+  '0012_prospect_linkedin_identity': {
+    async up(db: Kysely<any>) {
+      // A prospect is its domain or, until it has one, its LinkedIn profile: one prospect per
+      // profile. Where two prospects share a profile, the one already chosen for a LinkedIn week
+      // (else the first saved) keeps it; the others keep their domain.
+      await sql`UPDATE prospects p SET linkedin_url = NULL
+                 WHERE p.linkedin_url IS NOT NULL
+                   AND p.id <> (SELECT o.id FROM prospects o WHERE o.linkedin_url = p.linkedin_url
+                                 ORDER BY EXISTS (SELECT 1 FROM linkedin_selections s WHERE s.prospect_id = o.id) DESC, o.created_at, o.id
+                                 LIMIT 1)`.execute(db);
+      await db.schema.alterTable('prospects').alterColumn('domain', (c) => c.dropNotNull()).execute();
+      await sql`ALTER TABLE prospects ADD CONSTRAINT prospects_identity CHECK (domain IS NOT NULL OR linkedin_url IS NOT NULL)`.execute(db);
+      await db.schema.createIndex('prospects_linkedin_url_key').unique().on('prospects').column('linkedin_url').where(sql.ref('linkedin_url'), 'is not', null).execute();
     },
   },
 };

@@ -34,9 +34,9 @@ describe('flows demo', () => {
         expect(r.stdout).toMatch(/another event for the same session: duplicate/);
         expect(r.stdout).toMatch(/a payment naming no prospect and no domain: Stripe got 200; run r-\S+: needs_attention/);
         expect(r.stdout).toMatch(/9\. The weekly run \(weekly-enrich, Sundays 22:00 Europe\/London\)/);
-        expect(r.stdout).toMatch(/read: 25 records from weekly-list, linkedin-search: 18 prospects, 3 duplicates merged, 4 invalid/);
+        expect(r.stdout).toMatch(/read: 25 records from weekly-list, linkedin-search: 20 prospects, 3 duplicates merged, 2 invalid/);
         expect(r.stdout).toMatch(round === 1 ? /census: \d+ new \(\d+ from this import, \d+ saved earlier and never enriched\), 0 stale \(to enrich\), 0 fresh/ : /census: 1 new \(0 from this import, 1 saved earlier and never enriched\), 0 stale \(to enrich\), \d+ fresh/); // the new signup of round 2
-        // The numbers agree with each other: the new ones are this import's (at most the 18 read) and
+        // The numbers agree with each other: the new ones are this import's (at most the 18 read with a domain) and
         // earlier ones; every prospect with search data has a category, and the categories add up.
         const census = /census: (\d+) new \((\d+) from this import(?:, (\d+) saved earlier and never enriched)?\), 0 stale \(to enrich\), (\d+) fresh/.exec(r.stdout)!;
         const [news, imported, earlier, fresh] = [census[1], census[2], census[3] ?? '0', census[4]].map(Number);

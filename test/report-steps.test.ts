@@ -74,6 +74,14 @@ describe.each(testDatabases)('stripe.checkout on $name', ({ open }) => {
     expect(await read({ metadata: { domain: 'our website' } })).toMatchObject({ domain: null, problem: 'the session\'s domain "our website" is not a domain name' });
   });
 
+  it('a prospect known by its LinkedIn profile alone: its session gives the domain, or the problem says it has none', async () => {
+    const [row] = await db.query<{ id: string }>("INSERT INTO prospects (linkedin_url, company_name) VALUES ('https://www.linkedin.com/in/no-site/', 'No Site Ltd') RETURNING id");
+    expect(await read({ metadata: { prospect_id: row!.id } })).toMatchObject({
+      domain: null, prospect_id: row!.id, company: 'No Site Ltd', problem: `prospect ${row!.id} has no domain yet, and session cs_1 gives none (no metadata.domain, no domain custom field)`,
+    });
+    expect(await read({ metadata: { prospect_id: row!.id, domain: 'no-site.example' } })).toMatchObject({ domain: 'no-site.example', prospect_id: row!.id, problem: null });
+  });
+
   it('refuses something that is not a Checkout Session', async () => {
     await expect(stripeCheckout.run(contextOn(db), { session: { id: 'ch_1', object: 'charge' } })).rejects.toThrow('expected a checkout.session object, got "charge"');
   });

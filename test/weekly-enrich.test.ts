@@ -109,9 +109,10 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     await resources.close();
     expect(dry.status).toBe('completed');
     expect(dry.notes.map((n) => `${n.step}: ${n.text}`)).toEqual([
-      'read: 25 records from weekly-list, linkedin-search: 18 prospects, 3 duplicates merged, 4 invalid (no domain 2, invalid domain 1, invalid LinkedIn URL 1), 1 email dropped (invalid email 1)',
-      'census: 18 new (18 from this import), 0 stale (to enrich), 0 fresh (skipped: enriched since 2026-10-30); data from before 2026-10-30 is dropped',
-      'select: LinkedIn 2026-W49: 14 of 14 eligible prospects (14 of them from this import, unscored until enriched)',
+      // Two records have a LinkedIn profile and no domain: prospects, waiting for a domain to be enriched or reported on.
+      'read: 25 records from weekly-list, linkedin-search: 20 prospects, 3 duplicates merged, 2 invalid (invalid domain 1, invalid LinkedIn URL 1), 1 email dropped (invalid email 1)',
+      'census: 18 new (18 from this import), 0 stale (to enrich), 0 fresh (skipped: enriched since 2026-10-30), 2 waiting for a domain (skipped: enrichment needs one); data from before 2026-10-30 is dropped',
+      'select: LinkedIn 2026-W49: 14 of 14 eligible prospects (14 of them from this import, unscored until enriched); 2 with a profile wait for a domain (a report needs one)',
     ]);
     expect(dry.cost.units.semrush_units).toBe(18 * 1430);
     dryClaude = claudeTokens(dry.steps.find((s) => s.id === 'analyses')!.cost.units);
@@ -132,9 +133,11 @@ describe.runIf(hasChromium).each(testDatabases)('weekly-enrich on $name', ({ ope
     const run = await executeRun({ pipeline, config, store, clock, resources, projectDir: 'pipelines' });
     expect(run.status).toBe('completed');
     expect(run.notes.find((n) => n.step === 'census')!.text).toMatch(/^18 new \(18 from this import\), 1 stale \(to enrich\), 0 fresh/);
-    expect(Object.fromEntries(run.skipped.map((s) => [s.reason, s.n]))).toEqual({ 'no domain': 2, 'invalid domain': 1, 'invalid LinkedIn URL': 1 });
+    expect(Object.fromEntries(run.skipped.map((s) => [s.reason, s.n]))).toEqual({ 'invalid domain': 1, 'invalid LinkedIn URL': 1 });
+    expect(run.notes.find((n) => n.step === 'census')!.text).toContain(', 2 waiting for a domain (skipped: enrichment needs one);');
     expect(await count("SELECT count(*) AS n FROM prospect_intelligence WHERE source = 'search' AND fetched_at >= '2026-11-29'")).toBe(19);
-    expect(await count('SELECT count(*) AS n FROM prospects WHERE category IS NULL OR category_reason IS NULL OR metrics IS NULL')).toBe(0);
+    expect(await count('SELECT count(*) AS n FROM prospects WHERE domain IS NOT NULL AND (category IS NULL OR category_reason IS NULL OR metrics IS NULL)')).toBe(0);
+    expect(await count('SELECT count(*) AS n FROM prospects WHERE domain IS NULL AND category IS NULL AND linkedin_url IS NOT NULL')).toBe(2);
     // The search data is stored once, in prospect_intelligence, not again with each call's effect record.
     expect(await count("SELECT count(*) AS n FROM flow_effects WHERE step_id = 'intel' AND status = 'done'")).toBe(19);
     expect(await count("SELECT count(*) AS n FROM flow_effects WHERE step_id = 'intel' AND output IS NOT NULL AND output::text <> 'null'")).toBe(0);

@@ -2,7 +2,7 @@ import { type Static, Type } from '@sinclair/typebox';
 import { Cron } from 'croner';
 import { configSection, defineStep, type EngineConfig, evaluate, NonRetriableError, parseExpression, type Queryable, type StepContext } from '../../engine/sdk.ts';
 import type { Metrics } from '../prospects/categorise.ts';
-import { INTEL_SOURCE } from '../prospects/census.ts';
+import { INTEL_SOURCE, waitingForDomain } from '../prospects/census.ts';
 
 /**
  * `linkedin.select`: the week's LinkedIn prospects. Among prospects with a LinkedIn profile
@@ -11,7 +11,9 @@ import { INTEL_SOURCE } from '../prospects/census.ts';
  * are recorded in linkedin_selections for the week, which makes the choice once per week.
  * A dry run writes nothing, so the prospects its import would add are not in the database:
  * given the rows just read, it counts those with a profile as candidates after the scored
- * ones (unscored until enriched), so the reports it would make are estimated too.
+ * ones (unscored until enriched), so the reports it would make are estimated too. A prospect
+ * known by its profile alone is not eligible until it has a domain (its report is made from
+ * the domain's search data): the note counts those waiting.
  */
 
 export const LinkedinSchema = Type.Object(
@@ -69,7 +71,7 @@ export async function scoreCandidates(db: Queryable, config: EngineConfig): Prom
   const rows = await db.query<{ id: string; domain: string; company_name: string | null; contact_name: string | null; email: string | null; linkedin_url: string; metrics: Metrics | string }>(
     `SELECT p.id, p.domain, p.company_name, p.contact_name, p.email, p.linkedin_url, p.metrics
        FROM prospects p
-      WHERE p.linkedin_url IS NOT NULL AND p.metrics IS NOT NULL
+      WHERE p.linkedin_url IS NOT NULL AND p.domain IS NOT NULL AND p.metrics IS NOT NULL
         AND EXISTS (SELECT 1 FROM prospect_intelligence i WHERE i.domain = p.domain AND i.source = $1)
         AND NOT EXISTS (SELECT 1 FROM linkedin_selections s WHERE s.prospect_id = p.id)`,
     [INTEL_SOURCE],
@@ -132,6 +134,7 @@ export const linkedinSelect = defineStep({
     {
       week: Type.String({ description: 'ISO week, e.g. 2026-W49.' }),
       eligible: Type.Integer(),
+      waiting_for_domain: Type.Integer({ description: 'Never-selected prospects with a profile but no domain yet: not eligible until they have one.' }),
       selected: Type.Array(Selected),
       pending: Type.Array(Selected, { description: 'The selected prospects whose report is not made yet (all of them the first time).' }),
     },
@@ -170,6 +173,7 @@ interface Week {
   /** The week was chosen by an earlier run: its selection is returned as it was. */
   before: boolean;
   eligible: number;
+  waitingForDomain: number;
   selected: Static<typeof Selected>[];
 }
 
@@ -194,19 +198,21 @@ async function choose(ctx: StepContext, count: number | undefined, rows: ReadRow
   if (chosen.length) {
     const pending = chosen.filter((s) => !s.report_id).length;
     ctx.note(`LinkedIn ${week}: chosen before (${chosen.length} prospects, ${pending} without a report yet)`);
-    return { week, before: true, eligible: chosen.length, selected: chosen };
+    return { week, before: true, eligible: chosen.length, waitingForDomain: 0, selected: chosen };
   }
   const unsaved = ctx.run.dryRun ? await unsavedCandidates(ctx, rows) : [];
   const candidates = [...(await scoreCandidates(ctx.db, ctx.config)), ...unsaved];
   const selected = candidates.slice(0, count ?? settings(ctx.config).weekly).map((c) => ({ ...c, report_id: null }));
-  ctx.note(noteOf(week, selected, candidates.length, unsaved.length));
-  return { week, before: false, eligible: candidates.length, selected };
+  const waiting = await waitingForDomain(ctx.db, ctx.run.dryRun ? rows : []);
+  ctx.note(noteOf(week, selected, candidates.length, unsaved.length, waiting));
+  return { week, before: false, eligible: candidates.length, waitingForDomain: waiting, selected };
 }
 
-const outputOf = (w: Week) => ({ week: w.week, eligible: w.eligible, selected: w.selected, pending: w.selected.filter((s) => !s.report_id) });
+const outputOf = (w: Week) => ({ week: w.week, eligible: w.eligible, waiting_for_domain: w.waitingForDomain, selected: w.selected, pending: w.selected.filter((s) => !s.report_id) });
 
-function noteOf(week: string, selected: Candidate[], eligible: number, unsaved: number): string {
+function noteOf(week: string, selected: Candidate[], eligible: number, unsaved: number, waiting: number): string {
   const top = selected.slice(0, 5).filter((s) => !s.prospect_id.startsWith('(dry run)')).map((s) => `${s.domain} ${s.score}`).join(', ');
   const imported = unsaved ? ` (${unsaved} of them from this import, unscored until enriched)` : '';
-  return `LinkedIn ${week}: ${selected.length} of ${eligible} eligible prospects${imported}${top ? `; best: ${top}` : ''}`;
+  const domainless = waiting ? `; ${waiting} with a profile wait for a domain (a report needs one)` : '';
+  return `LinkedIn ${week}: ${selected.length} of ${eligible} eligible prospects${imported}${top ? `; best: ${top}` : ''}${domainless}`;
 }

@@ -1,12 +1,13 @@
 import { Type } from '@sinclair/typebox';
-import { configSection, defineStep, type EngineConfig, parseDuration } from '../../engine/sdk.ts';
+import { configSection, defineStep, type EngineConfig, parseDuration, type Queryable } from '../../engine/sdk.ts';
 
 /**
  * `prospects.census`: which prospects need search data this week. New ones (never
  * enriched) come first, then stale ones, oldest first; fresh ones (enriched within
  * `enrichment.freshness`) are skipped. Rows just read but not saved yet (a dry run) count as
- * new. Also gives the cut-off before which stored data is dropped (`enrichment.retention`:
- * SEMrush's terms allow keeping its data for a month).
+ * new. A prospect known by its LinkedIn profile alone waits for a domain (enrichment looks a
+ * domain up): it is counted, not enriched. Also gives the cut-off before which stored data is
+ * dropped (`enrichment.retention`: SEMrush's terms allow keeping its data for a month).
  */
 
 export const INTEL_SOURCE = 'search';
@@ -34,7 +35,7 @@ export const prospectsCensus = defineStep({
   input: Type.Object(
     {
       rows: Type.Optional(
-        Type.Array(Type.Object({ domain: Type.Union([Type.String(), Type.Null()]), problem: Type.Union([Type.String(), Type.Null()]) }), {
+        Type.Array(Type.Object({ domain: Type.Union([Type.String(), Type.Null()]), linkedin_url: Type.Optional(Type.Union([Type.String(), Type.Null()])), problem: Type.Union([Type.String(), Type.Null()]) }), {
           description: 'Rows of prospects.read: in a dry run those not saved yet count as new.',
         }),
       ),
@@ -47,6 +48,7 @@ export const prospectsCensus = defineStep({
       new: Type.Integer(),
       stale: Type.Integer(),
       fresh: Type.Integer(),
+      waiting_for_domain: Type.Integer({ description: 'Prospects known by their LinkedIn profile alone: not enriched until a row brings their domain.' }),
       fresh_after: Type.String({ description: 'Data fetched after this is fresh (ISO time).' }),
       drop_before: Type.String({ description: 'Data fetched before this is to be deleted (ISO time).' }),
       to_enrich: Type.Array(Target),
@@ -58,9 +60,11 @@ export const prospectsCensus = defineStep({
     const rows = await ctx.db.query<{ id: string; domain: string; fetched_at: Date | string | null }>(
       `SELECT p.id, p.domain, i.fetched_at
          FROM prospects p
-         LEFT JOIN prospect_intelligence i ON i.domain = p.domain AND i.source = $1`,
+         LEFT JOIN prospect_intelligence i ON i.domain = p.domain AND i.source = $1
+        WHERE p.domain IS NOT NULL`,
       [INTEL_SOURCE],
     );
+    const waiting = await waitingForDomain(ctx.db, input.rows ?? []);
     const known = new Set(rows.map((r) => r.domain));
     const fresh: string[] = [];
     const stale: { domain: string; prospect_id: string; at: number }[] = [];
@@ -78,13 +82,14 @@ export const prospectsCensus = defineStep({
     }
     news.sort((a, b) => a.domain.localeCompare(b.domain));
     const day = (d: Date) => d.toISOString().slice(0, 10);
-    ctx.note(`${news.length} new${newsOrigin(news, input.rows)}, ${stale.length} stale (to enrich), ${fresh.length} fresh (skipped: enriched since ${day(freshAfter)}); data from before ${day(dropBefore)} is dropped`);
+    ctx.note(`${news.length} new${newsOrigin(news, input.rows)}, ${stale.length} stale (to enrich), ${fresh.length} fresh (skipped: enriched since ${day(freshAfter)})${waiting ? `, ${waiting} waiting for a domain (skipped: enrichment needs one)` : ''}; data from before ${day(dropBefore)} is dropped`);
     stale.sort((a, b) => a.at - b.at || a.domain.localeCompare(b.domain));
     return {
       total: news.length + stale.length + fresh.length,
       new: news.length,
       stale: stale.length,
       fresh: fresh.length,
+      waiting_for_domain: waiting,
       fresh_after: freshAfter.toISOString(),
       drop_before: dropBefore.toISOString(),
       to_enrich: [...news.map((n) => ({ ...n, reason: 'new' })), ...stale.map(({ domain, prospect_id }) => ({ domain, prospect_id, reason: 'stale' }))],
@@ -99,4 +104,19 @@ function newsOrigin(news: { domain: string }[], rows: { domain: string | null; p
   const fromImport = news.filter((n) => imported.has(n.domain)).length;
   const earlier = news.length - fromImport;
   return ` (${fromImport} from this import${earlier ? `, ${earlier} saved earlier and never enriched` : ''})`;
+}
+
+/**
+ * Prospects known by their LinkedIn profile alone (no search data, no report until a row
+ * brings their domain): those saved, and the rows given (a dry run's) whose profile is not
+ * saved yet, each profile once.
+ */
+export async function waitingForDomain(db: Queryable, rows: { domain: string | null; linkedin_url?: string | null; problem: string | null }[]): Promise<number> {
+  const read = rows.filter((r) => !r.problem && !r.domain && r.linkedin_url).map((r) => r.linkedin_url!);
+  const saved = await db.query<{ linkedin_url: string; waiting: boolean }>(
+    'SELECT linkedin_url, domain IS NULL AS waiting FROM prospects WHERE domain IS NULL OR linkedin_url = ANY($1::text[])',
+    [read],
+  );
+  const known = new Set(saved.map((r) => r.linkedin_url));
+  return saved.filter((r) => r.waiting).length + new Set(read.filter((url) => !known.has(url))).size;
 }

@@ -13,10 +13,11 @@ export { normalizeLinkedInUrl, normalizeSalesNavigatorUrl } from './linkedin-url
  * Prospect sources, declared in the config under `prospect_sources` by name: a CSV file or
  * URL, a Phantombuster result file (CSV or JSON), or JSON over HTTP. Each record becomes a
  * prospect with a normalised domain, a checked email and a canonical LinkedIn profile URL.
- * The domain is a prospect's identity, and its LinkedIn profile links other records to it: a
- * bad email is dropped (the reason kept on the row), while a record with no usable identity,
- * or a bad value where the identity is, is not a prospect and says why. Duplicates (same
- * domain, or same LinkedIn profile) are merged, the first source's values first.
+ * The domain is a prospect's identity, or, for a record without one, its LinkedIn profile
+ * (which also links other records to it): a bad email is dropped (the reason kept on the
+ * row), while a record with no usable identity, or a bad value where the identity is, is not
+ * a prospect and says why. Duplicates (same domain, or same LinkedIn profile) are merged, the
+ * first source's values first.
  */
 
 const column = (what: string) =>
@@ -110,7 +111,7 @@ export const ProspectRowSchema = Type.Object(
 );
 
 export interface ProspectRow {
-  /** The item key: the domain, or `<source>#<record>` for a record without one. */
+  /** The item key: the domain, else the LinkedIn profile, else `<source>#<record>` (a record that is no prospect). */
   key: string;
   source: string;
   domain: string | null;
@@ -224,7 +225,10 @@ function linkedInOf(record: Record_, source: Source): { profile: string | null; 
   return { profile, lead, invalid };
 }
 
-const NO_DOMAIN = 'no domain';
+export const NO_IDENTITY = 'no domain or LinkedIn profile';
+
+/** Why a row cannot be saved as a prospect, if it cannot. */
+export const problemOf = (row: ProspectRow): string | null => row.problem ?? (row.domain || row.linkedin_url ? null : NO_IDENTITY);
 
 /** A record as a prospect row, with the reason it is not one when it is not. */
 export function toProspect(record: SourceRecord, name: string, source: Source): ProspectRow {
@@ -236,12 +240,12 @@ export function toProspect(record: SourceRecord, name: string, source: Source): 
   const emailOk = rawEmail !== null && isValidEmail(rawEmail);
   const problem =
     record.problem ? record.problem
-    : !rawDomain ? NO_DOMAIN
-    : !domain ? 'invalid domain'
+    : rawDomain && !domain ? 'invalid domain'
     : linkedIn.invalid ? 'invalid LinkedIn URL'
+    : !domain && !linkedIn.profile ? NO_IDENTITY
     : null;
   return {
-    key: domain ?? `${name}#${record.number}`,
+    key: domain ?? linkedIn.profile ?? `${name}#${record.number}`,
     source: name,
     domain,
     company_name: valueOf(values, 'company_name', source),
@@ -259,50 +263,36 @@ export function unreadableRow(record: SourceRecord, name: string, err: unknown):
   return { ...toProspect({ values: {}, number: record.number }, name, { type: 'json' }), problem: `unreadable record (${(err as Error).message})` };
 }
 
-const FIELDS = ['company_name', 'contact_name', 'email', 'linkedin_url', 'sales_navigator_url'] as const;
+const FIELDS = ['domain', 'company_name', 'contact_name', 'email', 'linkedin_url', 'sales_navigator_url'] as const;
 
 /**
  * Merges rows that are one prospect: the same domain, or the same LinkedIn profile (a
- * person's company is their company). Earlier rows win; later ones fill what is missing. A
- * row without a domain joins the prospect with its LinkedIn profile, wherever that row is;
- * other rows with a problem are kept as they are (each is reported).
+ * person's company is their company). Earlier rows win; later ones fill what is missing, a
+ * domain too (a row known by its profile then takes the domain as its key). Rows with a
+ * problem are kept as they are (each is reported).
  */
 export function mergeDuplicates(rows: ProspectRow[]): { rows: ProspectRow[]; merged: number } {
   const out: ProspectRow[] = [];
   const byDomain = new Map<string, ProspectRow>();
   const byLinkedIn = new Map<string, ProspectRow>();
-  const domainless = new Set<ProspectRow>();
-  let merged = 0;
-  const fill = (same: ProspectRow, row: ProspectRow) => {
-    merged++;
-    for (const f of FIELDS) same[f] ??= row[f] ?? null;
-    if (same.email) same.email_problem = null;
-    if (same.linkedin_url) byLinkedIn.set(same.linkedin_url, same);
+  const index = (prospect: ProspectRow, domain: string | null) => {
+    if (domain) byDomain.set(domain, prospect);
+    if (prospect.linkedin_url) byLinkedIn.set(prospect.linkedin_url, prospect);
   };
+  let merged = 0;
   for (const row of rows) {
-    if (row.problem) {
-      const copy = { ...row };
-      out.push(copy);
-      if (row.problem === NO_DOMAIN && row.linkedin_url) domainless.add(copy);
-      continue;
-    }
-    const same = byDomain.get(row.domain!) ?? (row.linkedin_url ? byLinkedIn.get(row.linkedin_url) : undefined);
+    const same = row.problem ? undefined : ((row.domain ? byDomain.get(row.domain) : undefined) ?? (row.linkedin_url ? byLinkedIn.get(row.linkedin_url) : undefined));
     if (!same) {
       const copy = { ...row };
       out.push(copy);
-      byDomain.set(copy.domain!, copy);
-      if (copy.linkedin_url) byLinkedIn.set(copy.linkedin_url, copy);
+      if (!row.problem) index(copy, copy.domain);
       continue;
     }
-    fill(same, row);
-    byDomain.set(row.domain!, same);
+    merged++;
+    for (const f of FIELDS) same[f] ??= row[f] ?? null;
+    same.key = same.domain ?? same.key;
+    if (same.email) same.email_problem = null;
+    index(same, row.domain);
   }
-  const joined = new Set<ProspectRow>();
-  for (const row of domainless) {
-    const same = byLinkedIn.get(row.linkedin_url!);
-    if (!same) continue;
-    fill(same, row);
-    joined.add(row);
-  }
-  return { rows: joined.size ? out.filter((r) => !joined.has(r)) : out, merged };
+  return { rows: out, merged };
 }

@@ -48,8 +48,8 @@ function customField(session: Session): string | null {
   return null;
 }
 
-async function prospectBy(db: Queryable, column: 'id' | 'domain', value: string): Promise<{ id: string; domain: string; company_name: string | null } | undefined> {
-  const rows = await db.query<{ id: string; domain: string; company_name: string | null }>(`SELECT id, domain, company_name FROM prospects WHERE ${column} = $1`, [value]);
+async function prospectBy(db: Queryable, column: 'id' | 'domain', value: string): Promise<{ id: string; domain: string | null; company_name: string | null } | undefined> {
+  const rows = await db.query<{ id: string; domain: string | null; company_name: string | null }>(`SELECT id, domain, company_name FROM prospects WHERE ${column} = $1`, [value]);
   return rows[0];
 }
 
@@ -75,6 +75,7 @@ export const stripeCheckout = defineStep({
     const problem =
       domain ? null
       : written ? `the session's domain ${JSON.stringify(written)} is not a domain name`
+      : prospect ? `prospect ${prospect.id} has no domain yet, and session ${session.id} gives none (no metadata.domain, no domain custom field)`
       : `session ${session.id} names no known prospect${reference ? ` (${reference} is unknown)` : ''}, no metadata.domain and no domain custom field`;
     const details = session.customer_details ?? {};
     return {
