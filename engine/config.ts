@@ -63,7 +63,7 @@ export const VerifierSchema = Type.Intersect([
 export const WebhooksSchema = Type.Object(
   {
     body_limit: Type.Optional(Type.Integer({ minimum: 1024, description: 'Largest request body in bytes (default 1048576); larger ones are answered 413.' })),
-    verifiers: Type.Optional(Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), VerifierSchema)),
+    verifiers: Type.Optional(Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), VerifierSchema, { additionalProperties: false })),
   },
   { additionalProperties: false, description: 'Webhook requests the daemon serves under /hooks/<path>.' },
 );
@@ -113,16 +113,19 @@ export const ConfigSchema = Type.Object(
     ),
     quotas: Type.Optional(
       Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), QuotaSchema, {
+        additionalProperties: false,
         description: 'Caps on effects (emails, invitations) by period, window, days, spacing and key, referred to by `quota:` on a step; see `flows quotas`.',
       }),
     ),
     rate_limits: Type.Optional(
       Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), RateLimitSchema, {
+        additionalProperties: false,
         description: 'Pace of calls to an API, referred to by `rate_limit:` on a step; shared through Redis when REDIS_URL is set.',
       }),
     ),
     budgets: Type.Optional(
       Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), BudgetSchema, {
+        additionalProperties: false,
         description: 'Spending limits per period, referred to by `budget:` on a step: a call that would pass one waits for the next period.',
       }),
     ),
@@ -200,6 +203,7 @@ export function configSchemaWith(parts: ConfigParts = engineOnly): TObject {
       ...WebhooksSchema.properties,
       verifiers: Type.Optional(
         Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), Type.Unsafe(verifierEntrySchema(parts.verifiers)), {
+          additionalProperties: false,
           description: 'Named signature checks; a webhook trigger says `verify: <name>`.',
         }),
       ),

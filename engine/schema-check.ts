@@ -176,6 +176,9 @@ function describeError(
   switch (err.keyword) {
     case 'additionalProperties': {
       const extra = String(params.additionalProperty);
+      // A mapping of names the user chooses (quotas, rate limits, sources ...): the name is wrong, not unknown.
+      const names = Object.keys((err.parentSchema as { patternProperties?: object } | undefined)?.patternProperties ?? {});
+      if (names.length === 1) return { path: [...rel, extra], key: true, message: `the name "${extra}" cannot be used: ${patternInWords(names[0]!)}` };
       const allowed = Object.keys((err.schema === false ? err.parentSchema?.properties : err.parentSchema?.properties) ?? {});
       const known = allowed.length ? `; allowed keys: ${allowed.join(', ')}` : '';
       const mean = didYouMean(extra, allowed);

@@ -194,6 +194,27 @@ steps:
 });
 
 describe('loadConfig', () => {
+  it('checks the names a user gives quotas, rate limits, budgets, sources and verifiers', () => {
+    const text = `business: { name: B, timezone: Europe/London }
+quotas:
+  Big-Name: { caps: { day: 5 } }
+rate_limits:
+  API: { per_second: 2 }
+budgets:
+  "weekly api": { per: day, limits: { usd: 5 } }
+prospect_sources:
+  Leads: { type: csv, path: x.csv }
+`;
+    const { diagnostics } = loadConfig(text, 'flows.config.yaml', {}, createRegistry());
+    const rule = 'cannot be used: use lower-case letters, digits, "-" and "_", starting with a letter';
+    expect(diagnostics.map(formatDiagnostic)).toEqual([
+      `flows.config.yaml:3:3: quotas.Big-Name: the name "Big-Name" ${rule}`,
+      `flows.config.yaml:5:3: rate_limits.API: the name "API" ${rule}`,
+      `flows.config.yaml:7:3: budgets["weekly api"]: the name "weekly api" ${rule}`,
+      `flows.config.yaml:9:3: prospect_sources.Leads: the name "Leads" ${rule}`,
+    ]);
+  });
+
   it('checks quotas, windows, timezones, ramps and secret references', () => {
     const text = `business: { name: B, timezone: Europe/London }
 quotas:

@@ -18,6 +18,7 @@ export const BudgetSchema = Type.Object(
       description: 'Calendar period, in the timezone: day, calendar_week (Monday 00:00 to Monday 00:00) or calendar_month.',
     }),
     limits: Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_]*$' }), Type.Number({ minimum: 0 }), {
+      additionalProperties: false,
       description: 'Most to spend per period, by unit (semrush_units, spyfu_rows, claude_input_tokens ...) and usd (at the config prices).',
     }),
     timezone: Type.Optional(Type.String({ description: 'IANA timezone of the periods (default business.timezone).' })),

@@ -195,6 +195,7 @@ export const PipelineSchema = Type.Object(
     trigger: TriggerSchema,
     inputs: Type.Optional(
       Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_]*$' }), Type.Record(Type.String(), Type.Unknown()), {
+        additionalProperties: false,
         description: 'Run inputs by name, each a JSON Schema; an input without a default is required.',
       }),
     ),

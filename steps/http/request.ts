@@ -15,6 +15,7 @@ const Input = Type.Object(
     ),
     cost: Type.Optional(
       Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_]*$' }), Type.Number({ minimum: 0 }), {
+        additionalProperties: false,
         description: 'What one call spends, by unit (priced by config prices), e.g. { partner_api_call: 1 }: reported as the run\'s cost, and what a budget reserves.',
       }),
     ),

@@ -54,6 +54,7 @@ export const SourceSchema = Type.Object(
   { additionalProperties: false },
 );
 export const SourcesSchema = Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }), SourceSchema, {
+  additionalProperties: false,
   description: 'Where prospects come from, by name (prospects.read names them).',
 });
 
