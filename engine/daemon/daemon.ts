@@ -192,7 +192,7 @@ export class Daemon {
     if (!this.options.config.public_url) this.runConfig = { ...this.options.config, public_url: reachableUrl(this.http.server.address()) };
     await this.queue.work(this.settings.workers, (job) => this.execute(job));
     const pipelines = [...this.byName.values()].map((p) => `${p.name} (${p.trigger.kind})`);
-    this.log.info({ worker: this.workerId, url: this.url, database: this.options.db.description, workers: this.settings.workers, pipelines }, `flows daemon listening on ${this.url}`);
+    // Said before "listening": whoever waits for that line has seen this one.
     if (this.sandboxes.length) {
       const names = this.sandboxes.map((s) => s.name);
       this.log.warn(
@@ -200,6 +200,7 @@ export class Daemon {
         `sandboxes answer for ${names.join(', ')}: reports and email from them are sample data, not real (${this.sandboxes.map((s) => s.unset).join('; ')}; in production write sandboxes: never)`,
       );
     }
+    this.log.info({ worker: this.workerId, url: this.url, database: this.options.db.description, workers: this.settings.workers, pipelines }, `flows daemon listening on ${this.url}`);
     if (this.options.loops !== false) {
       // A first tick at once: runs whose daemon died are taken over, missed fires caught up.
       void this.tickSafely();
