@@ -46,6 +46,12 @@ describe('flows demo', () => {
         const sum = teasers[2]!.split(', ').reduce((n, part) => n + Number(part.split(' ').at(-1)), 0);
         expect(sum).toBe(Number(teasers[1]));
         expect(Number(teasers[1])).toBe(news! + fresh!);
+        // The dry run chooses as many for LinkedIn (and so plans as many reports) as the run does.
+        if (round === 1) {
+          const chosen = [...r.stdout.matchAll(/select: LinkedIn \S+: (\d+) of (\d+) eligible/g)].map((m) => `${m[1]} of ${m[2]}`);
+          expect(chosen).toHaveLength(2);
+          expect(chosen[0]).toBe(chosen[1]);
+        }
         // Say why a run took long and what the money bought only when it applies: round 2 makes no batch.
         const weekly = /run r-\S+: completed in [\d.]+s.*spent.*/.exec(r.stdout.slice(r.stdout.indexOf('9. The weekly run')))![0];
         if (round === 2) expect(weekly).not.toContain('Claude batch');

@@ -179,14 +179,21 @@ interface Week {
 
 type ReadRow = { domain: string | null; company_name?: string | null; contact_name?: string | null; linkedin_url: string | null; problem: string | null };
 
-/** Rows a dry run's import would add with a profile, as candidates after every scored one. */
-async function unsavedCandidates(ctx: StepContext, rows: ReadRow[]): Promise<Candidate[]> {
+/**
+ * Rows of a dry run's import with a profile that the run would make eligible, as candidates
+ * after every scored one: new prospects, and known ones not scored yet (no search data until
+ * this run enriches them). Prospects chosen in an earlier week are not chosen again.
+ */
+async function unsavedCandidates(ctx: StepContext, rows: ReadRow[], scored: readonly Candidate[]): Promise<Candidate[]> {
   const fresh = rows.filter((r): r is ReadRow & { domain: string; linkedin_url: string } => !r.problem && r.domain !== null && r.linkedin_url !== null);
   if (!fresh.length) return [];
-  const known = await ctx.db.query<{ domain: string }>('SELECT domain FROM prospects WHERE domain = ANY($1::text[])', [fresh.map((r) => r.domain)]);
-  const saved = new Set(known.map((k) => k.domain));
+  const chosenBefore = await ctx.db.query<{ domain: string }>(
+    'SELECT p.domain FROM prospects p JOIN linkedin_selections s ON s.prospect_id = p.id WHERE p.domain = ANY($1::text[])',
+    [fresh.map((r) => r.domain)],
+  );
+  const counted = new Set([...scored.map((c) => c.domain), ...chosenBefore.map((k) => k.domain)]);
   return fresh
-    .filter((r) => !saved.has(r.domain))
+    .filter((r) => !counted.has(r.domain))
     .sort((a, b) => a.domain.localeCompare(b.domain))
     .map((r) => ({ prospect_id: `(dry run) ${r.domain}`, domain: r.domain, company_name: r.company_name ?? null, contact_name: r.contact_name ?? null, linkedin_url: r.linkedin_url, score: 0 }));
 }
@@ -200,8 +207,9 @@ async function choose(ctx: StepContext, count: number | undefined, rows: ReadRow
     ctx.note(`LinkedIn ${week}: chosen before (${chosen.length} prospects, ${pending} without a report yet)`);
     return { week, before: true, eligible: chosen.length, waitingForDomain: 0, selected: chosen };
   }
-  const unsaved = ctx.run.dryRun ? await unsavedCandidates(ctx, rows) : [];
-  const candidates = [...(await scoreCandidates(ctx.db, ctx.config)), ...unsaved];
+  const scored = await scoreCandidates(ctx.db, ctx.config);
+  const unsaved = ctx.run.dryRun ? await unsavedCandidates(ctx, rows, scored) : [];
+  const candidates = [...scored, ...unsaved];
   const selected = candidates.slice(0, count ?? settings(ctx.config).weekly).map((c) => ({ ...c, report_id: null }));
   const waiting = await waitingForDomain(ctx.db, ctx.run.dryRun ? rows : []);
   ctx.note(noteOf(week, selected, candidates.length, unsaved.length, waiting));
