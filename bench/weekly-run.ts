@@ -195,7 +195,7 @@ export async function bareEnrich(db: Database, config: EngineConfig, clock: Manu
       page.flatMap((r) => [r.domain, r.company_name, r.contact_name, r.email, r.linkedin_url, r.source]),
     );
   }
-  const targets = await db.query<{ id: string; domain: string }>('SELECT id, domain FROM prospects ORDER BY domain');
+  const targets = await db.query<{ id: string; domain: string }>('SELECT id, domain FROM prospects WHERE domain IS NOT NULL ORDER BY domain');
 
   const categories = configSection<Categories>(config, 'categories')!;
   const [semrush, spyfu] = await Promise.all([resources.use(semrushConnector), resources.use(spyfuConnector)]);
