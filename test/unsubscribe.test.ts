@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,10 @@ import type { Database } from '../engine/db/connect.ts';
 import { silentLogger } from '../engine/log.ts';
 import { loadPipeline } from '../engine/pipeline/load.ts';
 import { Resources } from '../engine/resources.ts';
+import { executeRun } from '../engine/executor/run.ts';
+import type { EngineConfig } from '../engine/config.ts';
+import type { Pipeline } from '../engine/pipeline/types.ts';
+import { RunStore } from '../engine/store/index.ts';
 import { readLink, signLink } from '../steps/email/tokens.ts';
 import { builtinPages, createRegistry } from '../steps/index.ts';
 import { first, testDatabases } from './helpers/db.ts';
@@ -20,6 +24,8 @@ import { eventually } from './helpers/eventually.ts';
  * pages the daemon serves for them (RFC 8058 one-click and a confirmation page), and
  * email.send refusing marketing mail to a suppressed address while a transactional one goes.
  */
+
+const readdirRecursive = (dir: string): string[] => readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
 
 const SECRET = 'link-secret-for-tests-0123456789abcdef';
 const ID = '0b4f5e2a-8c1d-4e7f-9a36-2d5c8b1e0f47';
@@ -86,6 +92,8 @@ describe.each(testDatabases)('unsubscribe through the daemon on $name', ({ open 
   let mailbox: SmtpSandbox;
   let state: string;
   let sent = 0;
+  let mailing: Pipeline;
+  let config: EngineConfig;
 
   beforeAll(async () => {
     db = await open();
@@ -97,9 +105,10 @@ describe.each(testDatabases)('unsubscribe through the daemon on $name', ({ open 
     mailbox = await startSmtpSandbox();
     // No public_url: the daemon's own address goes into the links.
     const { public_url: _unset, ...base } = loaded.config!;
-    const config = { ...base, connectors: { ...base.connectors, storage: { dir: join(state, 'reports') }, smtp: { host: mailbox.host, port: mailbox.port } } };
+    config = { ...base, connectors: { ...base.connectors, storage: { dir: join(state, 'reports') }, smtp: { host: mailbox.host, port: mailbox.port } } };
     const { pipeline, diagnostics } = loadPipeline(MAILING, 'mailing.yaml', { registry, config });
     expect(diagnostics).toEqual([]);
+    mailing = pipeline!;
     resources = new Resources({ config, env, log: silentLogger, clock: systemClock, projectDir: 'pipelines', stateDir: state });
     daemon = new Daemon({ db, config, pipelines: [pipeline!], pages: builtinPages, verifiers: registry.verifiers, resources, env, port: 0 });
     await daemon.start();
@@ -208,6 +217,15 @@ describe.each(testDatabases)('unsubscribe through the daemon on $name', ({ open 
     expect(arrived.find((m) => m.envelope.to[0] === 'other@globex.test')!.headers['list-unsubscribe']).toMatch(/^<http:\/\/.+\/u\//);
     expect(arrived).toHaveLength(3);
   }, 60_000);
+
+  it('skips the suppressed address in a dry run too, and plans the others with the unsubscribe headers', async () => {
+    const recipients = [{ to: 'founder@acme-widgets.test', transactional: false }, { to: 'fresh@hooli.test', transactional: false }];
+    const outDir = join(state, 'dry');
+    const dry = await executeRun({ pipeline: mailing, config, store: new RunStore(db), clock: systemClock, resources, inputs: { recipients }, dryRun: true, outDir });
+    expect(dry.skipped).toEqual([{ step: 'send', reason: 'suppressed (unsubscribed)', n: 1 }]);
+    expect(dry.effects.map((e) => e.item)).toEqual(['fresh@hooli.test']);
+    expect(JSON.stringify(readdirRecursive(outDir).map((f) => readFileSync(f, 'utf8')))).toContain('List-Unsubscribe-Post: List-Unsubscribe=One-Click');
+  });
 
   it('suppresses from the confirmation button too, recorded as such', async () => {
     const other = mailbox.messages.find((m) => m.envelope.to[0] === 'other@globex.test')!;

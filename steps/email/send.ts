@@ -104,10 +104,16 @@ function messageIdOf(effectKey: string | undefined, domain: string): string | un
   return effectKey ? `<${createHash('sha256').update(effectKey).digest('hex').slice(0, 32)}@${domain}>` : undefined;
 }
 
-/** A marketing email's unsubscribe headers; checked here, just before the send, so a suppression that landed a moment ago still holds. */
-async function consentHeaders(ctx: StepContext, input: SendInput): Promise<Record<string, string>> {
+/** A marketing email to a suppressed address is skipped, with the reason (a dry run skips it the same way). */
+async function refuseSuppressed(ctx: StepContext, input: SendInput): Promise<void> {
+  if (input.transactional) return;
   const suppressed = await suppressionOf(ctx.db, input.to);
   if (suppressed) throw new SkipItemError(`suppressed (${suppressed})`);
+}
+
+/** A marketing email's unsubscribe headers; checked here, just before the send, so a suppression that landed a moment ago still holds. */
+async function consentHeaders(ctx: StepContext, input: SendInput): Promise<Record<string, string>> {
+  await refuseSuppressed(ctx, input);
   const id = await addressId(ctx.db, input.to);
   return unsubscribeHeaders(ctx.config, senderOf(ctx.config, input.sender).domain, id, ctx.clock.now());
 }
@@ -139,6 +145,7 @@ export const emailSend = defineStep({
       return { summary: `email to ${input.to}: ${input.subject}`, identity: { to: input.to, subject: input.subject, ...(messageId ? { message_id: messageId } : {}) } };
     },
     async plan(ctx, input) {
+      await refuseSuppressed(ctx, input);
       const email = await render(ctx, input);
       const attached = (input.attachments ?? []).map((a) => a.filename).join(', ');
       return {
