@@ -57,7 +57,7 @@ describe('signed link tokens', () => {
   });
 
   it('refuses to sign without a secret or with an id that is not a uuid', () => {
-    expect(() => signLink('', { kind: 'u', id: ID, issuedAt })).toThrow(/FLOWS_LINK_SECRET/);
+    expect(() => signLink('', { kind: 'u', id: ID, issuedAt })).toThrow('no secret to sign the link with');
     expect(() => signLink(SECRET, { kind: 'u', id: 'founder@acme.test', issuedAt })).toThrow(/uuid/);
   });
 });
@@ -243,4 +243,49 @@ describe.each(testDatabases)('unsubscribe through the daemon on $name', ({ open 
     expect((await fetch(thirdLink, { method: 'POST', body: form })).status).toBe(200);
     expect(await suppressions()).toContainEqual({ address: 'third@initech.test', reason: 'unsubscribed', source: 'one-click' });
   });
+});
+
+describe.each(testDatabases)('a marketing email with no link secret on $name', ({ open }) => {
+  let db: Database;
+  let resources: Resources;
+  let mailbox: SmtpSandbox;
+  let state: string;
+  let mailing: Pipeline;
+  let config: EngineConfig;
+
+  beforeAll(async () => {
+    db = await open();
+    state = mkdtempSync(join(tmpdir(), 'flows-nosecret-'));
+    const registry = createRegistry();
+    const loaded = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', {}, registry);
+    mailbox = await startSmtpSandbox();
+    // The loaded object itself, not a copy: it knows which variables were unset.
+    config = loaded.config!;
+    config.connectors = { ...config.connectors, smtp: { host: mailbox.host, port: mailbox.port } };
+    mailing = loadPipeline(MAILING, 'mailing.yaml', { registry, config }).pipeline!;
+    resources = new Resources({ config, env: {}, log: silentLogger, clock: systemClock, projectDir: 'pipelines', stateDir: state });
+  });
+
+  afterAll(async () => {
+    await resources?.close();
+    await mailbox?.close();
+    await db?.close();
+    if (state) rmSync(state, { recursive: true, force: true });
+  });
+
+  it('is not sent, in the run or the dry run, and the error names the variable to set; a transactional one goes', async () => {
+    const recipients = [{ to: 'founder@acme-widgets.test', transactional: false }, { to: 'buyer@acme-widgets.test', transactional: true }];
+    const expected = [
+      { item_key: 'buyer@acme-widgets.test', status: 'succeeded' },
+      { item_key: 'founder@acme-widgets.test', status: 'failed', error: expect.stringContaining('email.link_secret reads FLOWS_LINK_SECRET, which is not set') },
+    ];
+    const store = new RunStore(db);
+    const itemsOf = (runId: string) => db.query('SELECT item_key, status, error FROM flow_items WHERE run_id = $1 ORDER BY item_key', [runId]);
+    const dry = await executeRun({ pipeline: mailing, config, store, clock: systemClock, resources, inputs: { recipients }, dryRun: true, outDir: join(state, 'dry') });
+    expect(await itemsOf(dry.run_id)).toMatchObject(expected);
+    const real = await executeRun({ pipeline: mailing, config, store, clock: systemClock, resources, inputs: { recipients } });
+    expect(await itemsOf(real.run_id)).toMatchObject(expected);
+    expect(mailbox.messages.map((m) => m.envelope.to)).toEqual([['buyer@acme-widgets.test']]);
+    expect(await db.query('SELECT address FROM email_addresses')).toEqual([]);
+  }, 60_000);
 });

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { configSection, type EngineConfig, type Queryable } from '../../engine/sdk.ts';
+import { configSection, type EngineConfig, NonRetriableError, type Queryable, unsetVariable } from '../../engine/sdk.ts';
 import { publicBase } from '../report/publish.ts';
 import type { SuppressionReason } from '../tables.ts';
 import { signLink } from './tokens.ts';
@@ -31,6 +31,18 @@ export function linkSecret(config: EngineConfig): string {
   return configSection<EmailConfig>(config, 'email')?.link_secret ?? '';
 }
 
+/** The secret to sign with; a marketing email cannot go without it, since it must carry a working unsubscribe link. */
+export function signingSecret(config: EngineConfig): string {
+  const secret = linkSecret(config);
+  if (secret) return secret;
+  const variable = unsetVariable(config, ['email', 'link_secret']);
+  throw new NonRetriableError(
+    variable
+      ? `email.link_secret reads ${variable}, which is not set: set it to a long random string (marketing emails carry an unsubscribe link signed with it)`
+      : 'marketing emails carry a signed unsubscribe link: set email.link_secret in the config, through ${{ env.FLOWS_LINK_SECRET }} (a long random string)',
+  );
+}
+
 export const normalAddress = (address: string): string => address.trim().toLowerCase();
 
 /** Why the address gets no marketing email, if it does not. */
@@ -50,7 +62,7 @@ export async function addressId(db: Queryable, address: string): Promise<string>
 
 /** RFC 2369 and RFC 8058 headers: an https link that unsubscribes on one POST, and a mailto on the sending domain. */
 export function unsubscribeHeaders(config: EngineConfig, senderDomain: string, addressRowId: string, now: Date): Record<string, string> {
-  const token = signLink(linkSecret(config), { kind: 'u', id: addressRowId, issuedAt: now });
+  const token = signLink(signingSecret(config), { kind: 'u', id: addressRowId, issuedAt: now });
   return {
     'List-Unsubscribe': `<${publicBase(config)}/u/${token}>, <mailto:unsubscribe@${senderDomain}?subject=unsubscribe%20${token}>`,
     'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click',

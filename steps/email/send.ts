@@ -8,7 +8,7 @@ import { storageConnector } from '../../connectors/storage/connector.ts';
 import { defineStep, type EngineConfig, NonRetriableError, SkipItemError, type StepContext } from '../../engine/sdk.ts';
 import { escapeXml } from '../report/charts.ts';
 import { publicBase } from '../report/publish.ts';
-import { addressId, suppressionOf, unsubscribeHeaders } from './consent.ts';
+import { addressId, signingSecret, suppressionOf, unsubscribeHeaders } from './consent.ts';
 import { emailTemplatesResource } from './templates.ts';
 
 /**
@@ -114,6 +114,7 @@ async function refuseSuppressed(ctx: StepContext, input: SendInput): Promise<voi
 /** A marketing email's unsubscribe headers; checked here, just before the send, so a suppression that landed a moment ago still holds. */
 async function consentHeaders(ctx: StepContext, input: SendInput): Promise<Record<string, string>> {
   await refuseSuppressed(ctx, input);
+  signingSecret(ctx.config);
   const id = await addressId(ctx.db, input.to);
   return unsubscribeHeaders(ctx.config, senderOf(ctx.config, input.sender).domain, id, ctx.clock.now());
 }
@@ -121,6 +122,7 @@ async function consentHeaders(ctx: StepContext, input: SendInput): Promise<Recor
 /** What a dry run shows of those headers: the token is signed at the send, for the address's row. */
 function plannedConsentHeaders(config: EngineConfig, input: SendInput): string {
   if (input.transactional) return '';
+  signingSecret(config);
   const domain = senderOf(config, input.sender).domain;
   return `List-Unsubscribe: <${publicBase(config)}/u/(token)>, <mailto:unsubscribe@${domain}?subject=unsubscribe%20(token)>\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\n`;
 }

@@ -31,7 +31,7 @@ function mac(secret: string, payload: Buffer): Buffer {
 }
 
 export function signLink(secret: string, claim: { kind: LinkKind; id: string; issuedAt: Date }): string {
-  if (!secret) throw new NonRetriableError('links in emails are signed: set email.link_secret in the config, through ${{ env.FLOWS_LINK_SECRET }} (a long random string)');
+  if (!secret) throw new NonRetriableError('no secret to sign the link with');
   if (!UUID.test(claim.id)) throw new NonRetriableError(`a link names a uuid, got "${claim.id}"`);
   const payload = Buffer.alloc(PAYLOAD_BYTES);
   payload.write(claim.kind, 0, 'latin1');
