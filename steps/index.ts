@@ -7,6 +7,8 @@ import { needsAttention } from './run/needs_attention.ts';
 import { quotaPause } from './quota/pause.ts';
 import { transform } from './transform.ts';
 import { emailSend } from './email/send.ts';
+import { EmailSchema } from './email/consent.ts';
+import { emailPages } from './email/pages.ts';
 import { httpRequest } from './http/request.ts';
 import { reportAnalyse } from './report/analyse.ts';
 import { intelCollect } from './intel/collect.ts';
@@ -53,7 +55,7 @@ export const builtinSteps = [
 ];
 
 /** Pages the daemon serves besides webhooks. */
-export const builtinPages: readonly Page[] = [...reportPages];
+export const builtinPages: readonly Page[] = [...reportPages, ...emailPages];
 
 /** The steps, the connectors (and the verifier types they bring) and the config sections steps read. */
 export function createRegistry(): StepRegistry {
@@ -63,5 +65,6 @@ export function createRegistry(): StepRegistry {
     .configSection('prospect_sources', SourcesSchema)
     .configSection('enrichment', EnrichmentSchema)
     .configSection('categories', CategoriesSchema)
-    .configSection('linkedin', LinkedinSchema);
+    .configSection('linkedin', LinkedinSchema)
+    .configSection('email', EmailSchema);
 }

@@ -2,7 +2,7 @@ import { type ColumnType, type Generated, type Kysely, type Migration, sql } fro
 
 /**
  * The tables of the report business, owned by the steps that read and write them (prospect
- * import and enrichment, reports, payments, the LinkedIn week). The engine keeps only its
+ * import and enrichment, reports, payments, the LinkedIn week, email consent). The engine keeps only its
  * flow_* tables; these migrations reach the database through the registry (openDatabase
  * applies them with the engine's, in one history ordered by name). Never edit a migration
  * that has shipped: add the next one. The first three were written before the engine and the
@@ -107,6 +107,25 @@ export interface ClaudeBatchesTable {
   ended_at: Timestamp | null;
 }
 
+/** Every address the business has sent marketing email to, by the id its links carry instead of the address. */
+export interface EmailAddressesTable {
+  id: Generated<string>;
+  /** Lower-cased. */
+  address: string;
+  created_at: Generated<Date>;
+}
+
+export type SuppressionReason = 'unsubscribed' | 'hard_bounce' | 'complaint' | 'manual';
+
+/** Addresses that get no marketing email again: one row per address, the first reason kept. */
+export interface EmailSuppressionsTable {
+  /** Lower-cased. */
+  address: string;
+  reason: SuppressionReason;
+  /** How it came: one-click, confirmation page, an SMTP reply, a person. */
+  source: string;
+  created_at: Timestamp;
+}
 
 export interface BusinessTables {
   prospects: ProspectsTable;
@@ -116,6 +135,8 @@ export interface BusinessTables {
   payments: PaymentsTable;
   linkedin_selections: LinkedinSelectionsTable;
   claude_batches: ClaudeBatchesTable;
+  email_addresses: EmailAddressesTable;
+  email_suppressions: EmailSuppressionsTable;
 }
 
 export const businessMigrations: Record<string, Migration> = {
@@ -260,6 +281,23 @@ export const businessMigrations: Record<string, Migration> = {
       await db.schema.alterTable('prospects').alterColumn('domain', (c) => c.dropNotNull()).execute();
       await sql`ALTER TABLE prospects ADD CONSTRAINT prospects_identity CHECK (domain IS NOT NULL OR linkedin_url IS NOT NULL)`.execute(db);
       await db.schema.createIndex('prospects_linkedin_url_key').unique().on('prospects').column('linkedin_url').where(sql.ref('linkedin_url'), 'is not', null).execute();
+    },
+  },
+  '0013_email_consent': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('email_addresses')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('address', 'text', (c) => c.notNull().unique().check(sql`address = lower(address)`))
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+      await db.schema
+        .createTable('email_suppressions')
+        .addColumn('address', 'text', (c) => c.primaryKey().check(sql`address = lower(address)`))
+        .addColumn('reason', 'text', (c) => c.notNull().check(sql`reason IN ('unsubscribed', 'hard_bounce', 'complaint', 'manual')`))
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
     },
   },
 };

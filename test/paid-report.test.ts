@@ -75,6 +75,8 @@ describe.runIf(hasChromium).each(testDatabases)('paid-report on $name', ({ open 
       ['Acme <script>alert(1)</script> Widgets'],
     );
     prospectId = row!.id;
+    // A buyer who once unsubscribed from teasers still gets the report they paid for.
+    await db.query("INSERT INTO email_suppressions (address, reason, source) VALUES ('founder@acme-widgets.com', 'unsubscribed', 'test')");
   }, 60_000);
 
   afterAll(async () => {
@@ -128,9 +130,10 @@ describe.runIf(hasChromium).each(testDatabases)('paid-report on $name', ({ open 
     expect(html).toContain('<div class="sample-banner" role="note"><strong>Sample data, not a real analysis.</strong> This report was made from the local sandbox of SEMrush, SpyFu, Claude');
     if (hasPdftoppm) expect(execFileSync('pdftotext', [pdfFile, '-'], { encoding: 'utf8' })).toContain('SAMPLE DATA (SEMrush, SpyFu, Claude sandbox)');
 
-    // The email: to the buyer, with the link and the PDF attached, and the business address.
+    // The email: to the buyer (suppressed, but it is transactional), with the link and the PDF attached, and the business address.
     const [mail] = await mailbox.waitFor(1);
     expect(mail!.envelope.to).toEqual(['founder@acme-widgets.com']);
+    expect(mail!.headers['list-unsubscribe']).toBeUndefined();
     expect(mail!.subject).toBe('Your competitive-intelligence report for Acme <script>alert(1)</script> Widgets');
     expect(mail!.html).toContain(`https://reports.example.test/reports/${report.token}`);
     expect(mail!.html).not.toMatch(/<script/i);

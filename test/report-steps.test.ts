@@ -164,6 +164,7 @@ describe('email.send', () => {
     sender: 'd1',
     subject: 'Your report',
     template: 'report-delivery',
+    transactional: true,
     data: { name: '<script>alert(1)</script>', company: '"><img src=x onerror=alert(1)>', domain: 'acme.com', url: 'https://r.example/reports/t', pdf_url: 'https://r.example/reports/t.pdf', headline: 'Up & away' },
   };
 

@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { sql } from 'kysely';
 import { type Clock, systemClock } from '../clock.ts';
 import type { EngineConfig } from '../config.ts';
@@ -50,7 +50,7 @@ export interface DaemonOptions {
   resources?: Resources;
   /** The pipelines folder (templates, prompts) for the resources made here (default ./pipelines). */
   projectDir?: string;
-  /** GET pages served besides the webhooks (report links), each with its own handler. */
+  /** Pages served besides the webhooks (report links, unsubscribe), each with its own handler. */
   pages?: readonly Page[];
   /** Webhook verifier types by name, from the registry (default: the engine's hmac-sha256 only). */
   verifiers?: ReadonlyMap<string, AnyVerifierType>;
@@ -58,15 +58,27 @@ export interface DaemonOptions {
   connectors?: Iterable<AnyConnector>;
 }
 
-/** A GET route of the daemon's HTTP server, defined outside the engine. */
+/** A route of the daemon's HTTP server, defined outside the engine. */
 export interface Page {
   /** A fastify route path, e.g. /reports/:token. */
   readonly path: string;
-  handle(request: { params: Record<string, string>; query: Record<string, string> }, context: PageContext): Promise<PageAnswer>;
+  /** The methods it answers (default GET only); a POST body comes raw, as received. */
+  readonly methods?: readonly ('GET' | 'POST')[];
+  handle(request: PageRequest, context: PageContext): Promise<PageAnswer>;
+}
+
+export interface PageRequest {
+  method: 'GET' | 'POST';
+  params: Record<string, string>;
+  query: Record<string, string>;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
 }
 
 export interface PageContext {
   readonly db: Database;
+  /** The config runs see (public_url filled in). */
+  readonly config: EngineConfig;
   readonly resources: Resources;
   readonly clock: Clock;
   readonly log: Logger;
@@ -434,16 +446,7 @@ export class Daemon {
     });
 
     for (const page of this.options.pages ?? []) {
-      app.get(page.path, async (req, reply) => {
-        const context = { db: this.webhookDb ?? this.options.db, resources: this.resources, clock: this.clock, log: this.log };
-        const request = { params: req.params as Record<string, string>, query: req.query as Record<string, string> };
-        const answer = await page.handle(request, context);
-        return reply
-          .code(answer.status)
-          .headers(answer.headers ?? {})
-          .type(answer.type)
-          .send(answer.body);
-      });
+      app.route({ method: [...(page.methods ?? ['GET'])], url: page.path, handler: (req, reply) => this.servePage(page, req, reply) });
     }
 
     app.get('/healthz', async (_req, reply) => {
@@ -460,6 +463,23 @@ export class Daemon {
       return reply.type(this.metrics.registry.contentType).send(text);
     });
     return app;
+  }
+
+  private async servePage(page: Page, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    const context = { db: this.webhookDb ?? this.options.db, config: this.runConfig, resources: this.resources, clock: this.clock, log: this.log };
+    const request: PageRequest = {
+      method: req.method === 'POST' ? 'POST' : 'GET',
+      params: req.params as Record<string, string>,
+      query: req.query as Record<string, string>,
+      headers: req.headers,
+      body: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
+    };
+    const answer = await page.handle(request, context);
+    return reply
+      .code(answer.status)
+      .headers(answer.headers ?? {})
+      .type(answer.type)
+      .send(answer.body);
   }
 }
 

@@ -5,8 +5,10 @@ import { Type } from '@sinclair/typebox';
 import type { EmailAttachment } from '../../connectors/smtp/client.ts';
 import { smtpConnector } from '../../connectors/smtp/connector.ts';
 import { storageConnector } from '../../connectors/storage/connector.ts';
-import { defineStep, type EngineConfig, NonRetriableError, type StepContext } from '../../engine/sdk.ts';
+import { defineStep, type EngineConfig, NonRetriableError, SkipItemError, type StepContext } from '../../engine/sdk.ts';
 import { escapeXml } from '../report/charts.ts';
+import { publicBase } from '../report/publish.ts';
+import { addressId, signingSecret, suppressionOf, unsubscribeHeaders } from './consent.ts';
 import { emailTemplatesResource } from './templates.ts';
 
 /**
@@ -14,6 +16,10 @@ import { emailTemplatesResource } from './templates.ts';
  * (every {{ }} HTML-escaped) and `<name>.txt.liquid` — through SMTP (the sandbox server when
  * no host is configured). Every email ends with the business's name and physical address;
  * a config without business.address cannot send. Attachments come from report storage.
+ *
+ * A marketing email (the default) is checked against the suppression list at the moment
+ * it is sent, and carries List-Unsubscribe (https and mailto) with RFC 8058's one-click
+ * List-Unsubscribe-Post. A transactional one (what a buyer paid for) is neither.
  */
 
 const Input = Type.Object(
@@ -24,6 +30,13 @@ const Input = Type.Object(
     subject: Type.String({ minLength: 1, maxLength: 250 }),
     template: Type.String({ pattern: '^[a-z0-9][a-z0-9_-]*$', description: 'Template name in templates/emails/ (without .html.liquid / .txt.liquid).' }),
     data: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Variables the template sees (besides business and subject).' })),
+    transactional: Type.Optional(
+      Type.Boolean({
+        default: false,
+      description:
+        'An email the recipient asked for (a paid report): sent even to a suppressed address, with no unsubscribe link. Otherwise it is marketing: skipped as "suppressed (<reason>)" for an address on the suppression list.',
+      }),
+    ),
     attachments: Type.Optional(
       Type.Array(
         Type.Object(
@@ -91,6 +104,29 @@ function messageIdOf(effectKey: string | undefined, domain: string): string | un
   return effectKey ? `<${createHash('sha256').update(effectKey).digest('hex').slice(0, 32)}@${domain}>` : undefined;
 }
 
+/** A marketing email to a suppressed address is skipped, with the reason (a dry run skips it the same way). */
+async function refuseSuppressed(ctx: StepContext, input: SendInput): Promise<void> {
+  if (input.transactional) return;
+  const suppressed = await suppressionOf(ctx.db, input.to);
+  if (suppressed) throw new SkipItemError(`suppressed (${suppressed})`);
+}
+
+/** A marketing email's unsubscribe headers; checked here, just before the send, so a suppression that landed a moment ago still holds. */
+async function consentHeaders(ctx: StepContext, input: SendInput): Promise<Record<string, string>> {
+  await refuseSuppressed(ctx, input);
+  signingSecret(ctx.config);
+  const id = await addressId(ctx.db, input.to);
+  return unsubscribeHeaders(ctx.config, senderOf(ctx.config, input.sender).domain, id, ctx.clock.now());
+}
+
+/** What a dry run shows of those headers: the token is signed at the send, for the address's row. */
+function plannedConsentHeaders(config: EngineConfig, input: SendInput): string {
+  if (input.transactional) return '';
+  signingSecret(config);
+  const domain = senderOf(config, input.sender).domain;
+  return `List-Unsubscribe: <${publicBase(config)}/u/(token)>, <mailto:unsubscribe@${domain}?subject=unsubscribe%20(token)>\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\n`;
+}
+
 export const emailSend = defineStep({
   type: 'email.send',
   description: 'Sends one email rendered from templates/emails/<template> through SMTP, with the business address appended and optional attachments from report storage.',
@@ -111,6 +147,7 @@ export const emailSend = defineStep({
       return { summary: `email to ${input.to}: ${input.subject}`, identity: { to: input.to, subject: input.subject, ...(messageId ? { message_id: messageId } : {}) } };
     },
     async plan(ctx, input) {
+      await refuseSuppressed(ctx, input);
       const email = await render(ctx, input);
       const attached = (input.attachments ?? []).map((a) => a.filename).join(', ');
       return {
@@ -118,7 +155,7 @@ export const emailSend = defineStep({
         output: { message_id: '(dry run)', accepted: [input.to], response: '(dry run)' },
         artifacts: [
           { name: 'email.html', content: email.html },
-          { name: 'email.txt', content: `From: ${email.from.name ?? ''} <${email.from.email}>\nTo: ${input.to}\nSubject: ${input.subject}\n\n${email.text}` },
+          { name: 'email.txt', content: `From: ${email.from.name ?? ''} <${email.from.email}>\nTo: ${input.to}\nSubject: ${input.subject}\n${plannedConsentHeaders(ctx.config, input)}\n${email.text}` },
         ],
       };
     },
@@ -134,6 +171,7 @@ export const emailSend = defineStep({
         attachments.push({ filename: a.filename, content, contentType: a.content_type ?? 'application/pdf' });
       }
     }
+    const headers = input.transactional ? undefined : await consentHeaders(ctx, input);
     const sender = await ctx.use(smtpConnector);
     const domain = senderOf(ctx.config, input.sender).domain;
     const result = await sender.send(
@@ -144,6 +182,7 @@ export const emailSend = defineStep({
         html: email.html,
         text: email.text,
         attachments,
+        headers,
         messageId: messageIdOf(ctx.effectKey, domain),
       },
       { signal: ctx.signal },

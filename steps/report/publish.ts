@@ -16,9 +16,14 @@ export function newReportToken(): string {
   return randomBytes(24).toString('base64url');
 }
 
-/** The link a buyer gets: config public_url, else the daemon's own address. */
+/** Where links in emails lead: config public_url, else the daemon's own address. */
+export function publicBase(config: EngineConfig): string {
+  return (config.public_url ?? `http://127.0.0.1:${config.daemon?.port ?? 8080}`).replace(/\/+$/, '');
+}
+
+/** The link a buyer gets. */
 export function reportLinks(config: EngineConfig, token: string): { url: string; pdf_url: string } {
-  const base = (config.public_url ?? `http://127.0.0.1:${config.daemon?.port ?? 8080}`).replace(/\/+$/, '');
+  const base = publicBase(config);
   return { url: `${base}/reports/${token}`, pdf_url: `${base}/reports/${token}.pdf` };
 }
 

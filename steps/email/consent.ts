@@ -1,0 +1,70 @@
+import { Type } from '@sinclair/typebox';
+import { configSection, type EngineConfig, NonRetriableError, type Queryable, unsetVariable } from '../../engine/sdk.ts';
+import { publicBase } from '../report/publish.ts';
+import type { SuppressionReason } from '../tables.ts';
+import { signLink } from './tokens.ts';
+
+/**
+ * Consent in the email channel: the suppression list (email_suppressions) that every
+ * marketing email is checked against at the moment it is sent, and the unsubscribe link
+ * each one carries. Links name the recipient by its row in email_addresses, never by the
+ * address, so a link passed around or logged tells nothing about whom it was sent to.
+ */
+
+export const EmailSchema = Type.Object(
+  {
+    link_secret: Type.String({
+      minLength: 1,
+      description:
+        'Signs the links in emails (unsubscribe, clicks), through ${{ env.FLOWS_LINK_SECRET }}: a long random string. Keep it: a new one makes every link already sent answer 404.',
+    }),
+  },
+  { additionalProperties: false, description: 'The email channel: how its links are signed.' },
+);
+
+interface EmailConfig {
+  link_secret: string;
+}
+
+/** The signing secret; empty when the config has none (or its variable is unset): then no link is made or accepted. */
+export function linkSecret(config: EngineConfig): string {
+  return configSection<EmailConfig>(config, 'email')?.link_secret ?? '';
+}
+
+/** The secret to sign with; a marketing email cannot go without it, since it must carry a working unsubscribe link. */
+export function signingSecret(config: EngineConfig): string {
+  const secret = linkSecret(config);
+  if (secret) return secret;
+  const variable = unsetVariable(config, ['email', 'link_secret']);
+  throw new NonRetriableError(
+    variable
+      ? `email.link_secret reads ${variable}, which is not set: set it to a long random string (marketing emails carry an unsubscribe link signed with it)`
+      : 'marketing emails carry a signed unsubscribe link: set email.link_secret in the config, through ${{ env.FLOWS_LINK_SECRET }} (a long random string)',
+  );
+}
+
+export const normalAddress = (address: string): string => address.trim().toLowerCase();
+
+/** Why the address gets no marketing email, if it does not. */
+export async function suppressionOf(db: Queryable, address: string): Promise<SuppressionReason | undefined> {
+  const [row] = await db.query<{ reason: SuppressionReason }>('SELECT reason FROM email_suppressions WHERE address = $1', [normalAddress(address)]);
+  return row?.reason;
+}
+
+/** The id links carry for this address, made on its first email. */
+export async function addressId(db: Queryable, address: string): Promise<string> {
+  const [row] = await db.query<{ id: string }>(
+    'INSERT INTO email_addresses (address) VALUES ($1) ON CONFLICT (address) DO UPDATE SET address = EXCLUDED.address RETURNING id',
+    [normalAddress(address)],
+  );
+  return String(row!.id);
+}
+
+/** RFC 2369 and RFC 8058 headers: an https link that unsubscribes on one POST, and a mailto on the sending domain. */
+export function unsubscribeHeaders(config: EngineConfig, senderDomain: string, addressRowId: string, now: Date): Record<string, string> {
+  const token = signLink(signingSecret(config), { kind: 'u', id: addressRowId, issuedAt: now });
+  return {
+    'List-Unsubscribe': `<${publicBase(config)}/u/${token}>, <mailto:unsubscribe@${senderDomain}?subject=unsubscribe%20${token}>`,
+    'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click',
+  };
+}
