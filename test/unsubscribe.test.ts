@@ -289,3 +289,54 @@ describe.each(testDatabases)('a marketing email with no link secret on $name', (
     expect(await db.query('SELECT address FROM email_addresses')).toEqual([]);
   }, 60_000);
 });
+
+describe.each(testDatabases)('a hard bounce on $name', ({ open }) => {
+  let db: Database;
+  let resources: Resources;
+  let mailbox: SmtpSandbox;
+  let state: string;
+  let mailing: Pipeline;
+  let config: EngineConfig;
+
+  beforeAll(async () => {
+    db = await open();
+    state = mkdtempSync(join(tmpdir(), 'flows-bounce-'));
+    const env = { FLOWS_LINK_SECRET: SECRET };
+    const registry = createRegistry();
+    const loaded = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', env, registry);
+    // The receiving server refuses one recipient for good at RCPT TO (550 5.1.1, no such mailbox).
+    mailbox = await startSmtpSandbox({ rejectRecipients: ['Gone@Acme-Widgets.test'] });
+    config = { ...loaded.config!, connectors: { ...loaded.config!.connectors, smtp: { host: mailbox.host, port: mailbox.port } } };
+    mailing = loadPipeline(MAILING, 'mailing.yaml', { registry, config }).pipeline!;
+    resources = new Resources({ config, env, log: silentLogger, clock: systemClock, projectDir: 'pipelines', stateDir: state });
+  });
+
+  afterAll(async () => {
+    await resources?.close();
+    await mailbox?.close();
+    await db?.close();
+    if (state) rmSync(state, { recursive: true, force: true });
+  });
+
+  it('suppresses the refused address with an email.bounced event, skips its item, and sends it no marketing email again', async () => {
+    const store = new RunStore(db);
+    const itemsOf = (runId: string) => db.query('SELECT item_key, status, error FROM flow_items WHERE run_id = $1 ORDER BY item_key', [runId]);
+    const recipients = [{ to: 'gone@acme-widgets.test', transactional: false }, { to: 'ann@acme-widgets.test', transactional: false }];
+    const first = await executeRun({ pipeline: mailing, config, store, clock: systemClock, resources, inputs: { recipients } });
+    expect(first.status).toBe('completed');
+    expect(await itemsOf(first.run_id)).toEqual([
+      { item_key: 'ann@acme-widgets.test', status: 'succeeded', error: null },
+      { item_key: 'gone@acme-widgets.test', status: 'skipped', error: 'hard bounce (550): the address is suppressed' },
+    ]);
+    expect(await db.query('SELECT address, reason, source FROM email_suppressions')).toEqual([{ address: 'gone@acme-widgets.test', reason: 'hard_bounce', source: 'smtp 550' }]);
+    const events = await db.query<{ key: string; payload: { kind: string; code: number; response: string } }>("SELECT key, payload FROM flow_events WHERE type = 'email.bounced'");
+    expect(events).toMatchObject([{ key: 'gone@acme-widgets.test', payload: { kind: 'hard', code: 550 } }]);
+    expect(events[0]!.payload.response).toContain('5.1.1');
+
+    // The next marketing email is not even tried: the server sees no second RCPT TO for it.
+    const again = await executeRun({ pipeline: mailing, config, store, clock: systemClock, resources, inputs: { recipients: [{ to: 'gone@acme-widgets.test', transactional: false }] } });
+    expect(await itemsOf(again.run_id)).toEqual([{ item_key: 'gone@acme-widgets.test', status: 'skipped', error: 'suppressed (hard_bounce)' }]);
+    expect(await db.query("SELECT 1 FROM flow_events WHERE type = 'email.bounced'")).toHaveLength(1);
+    expect(mailbox.messages.map((m) => m.envelope.to)).toEqual([['ann@acme-widgets.test']]);
+  }, 60_000);
+});

@@ -68,3 +68,30 @@ export function unsubscribeHeaders(config: EngineConfig, senderDomain: string, a
     'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click',
   };
 }
+
+/**
+ * A recipient the receiving server refused for good at RCPT TO (a 5xx: no such mailbox, a
+ * domain that takes no mail) is a hard bounce: the address is suppressed and an
+ * email.bounced event recorded, in one statement. Refusals of the message itself (554 at
+ * DATA) or of our credentials (535) say nothing about the address and are not bounces.
+ */
+export function hardBounceOf(err: unknown, address: string): { code: number; response: string } | undefined {
+  const cause = (err as { cause?: { responseCode?: number; command?: string; response?: string; rejected?: string[] } })?.cause;
+  if (!cause || typeof cause.responseCode !== 'number' || cause.responseCode < 500 || cause.responseCode === 503) return undefined;
+  if (!/^RCPT\b/i.test(cause.command ?? '')) return undefined;
+  const rejected = (cause.rejected ?? []).map(normalAddress);
+  if (rejected.length && !rejected.includes(normalAddress(address))) return undefined;
+  return { code: cause.responseCode, response: cause.response ?? '' };
+}
+
+export async function recordHardBounce(db: Queryable, address: string, bounce: { code: number; response: string }, runId: string | null, now: Date): Promise<void> {
+  await db.query(
+    `WITH suppressed AS (
+       INSERT INTO email_suppressions (address, reason, source, created_at) VALUES ($1, 'hard_bounce', $2, $3)
+       ON CONFLICT (address) DO NOTHING RETURNING address
+     )
+     INSERT INTO flow_events (type, key, payload, run_id, occurred_at)
+     SELECT 'email.bounced', address, $4, $5, $3 FROM suppressed`,
+    [normalAddress(address), `smtp ${bounce.code}`, now, JSON.stringify({ kind: 'hard', code: bounce.code, response: bounce.response }), runId],
+  );
+}

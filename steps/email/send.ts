@@ -8,7 +8,7 @@ import { storageConnector } from '../../connectors/storage/connector.ts';
 import { defineStep, type EngineConfig, NonRetriableError, SkipItemError, type StepContext } from '../../engine/sdk.ts';
 import { escapeXml } from '../report/charts.ts';
 import { publicBase } from '../report/publish.ts';
-import { addressId, signingSecret, suppressionOf, unsubscribeHeaders } from './consent.ts';
+import { addressId, hardBounceOf, recordHardBounce, signingSecret, suppressionOf, unsubscribeHeaders } from './consent.ts';
 import { emailTemplatesResource } from './templates.ts';
 
 /**
@@ -127,6 +127,18 @@ function plannedConsentHeaders(config: EngineConfig, input: SendInput): string {
   return `List-Unsubscribe: <${publicBase(config)}/u/(token)>, <mailto:unsubscribe@${domain}?subject=unsubscribe%20(token)>\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\n`;
 }
 
+/** The send; a recipient refused for good is suppressed and the item skipped as a hard bounce (the error stays the cause). */
+async function sendOrBounce<T>(ctx: StepContext, input: SendInput, send: () => Promise<T>): Promise<T> {
+  try {
+    return await send();
+  } catch (err) {
+    const bounce = hardBounceOf(err, input.to);
+    if (!bounce) throw err;
+    await recordHardBounce(ctx.db, input.to, bounce, ctx.run.id, ctx.clock.now());
+    throw new SkipItemError(`hard bounce (${bounce.code}): the address is suppressed`, { cause: err });
+  }
+}
+
 export const emailSend = defineStep({
   type: 'email.send',
   description: 'Sends one email rendered from templates/emails/<template> through SMTP, with the business address appended and optional attachments from report storage.',
@@ -174,7 +186,7 @@ export const emailSend = defineStep({
     const headers = input.transactional ? undefined : await consentHeaders(ctx, input);
     const sender = await ctx.use(smtpConnector);
     const domain = senderOf(ctx.config, input.sender).domain;
-    const result = await sender.send(
+    const result = await sendOrBounce(ctx, input, () => sender.send(
       {
         from: email.from,
         to: input.to_name ? { name: input.to_name, email: input.to } : input.to,
@@ -186,7 +198,7 @@ export const emailSend = defineStep({
         messageId: messageIdOf(ctx.effectKey, domain),
       },
       { signal: ctx.signal },
-    );
+    ));
     return { message_id: result.messageId, accepted: result.accepted, response: result.response };
   },
 });
