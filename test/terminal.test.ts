@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { RunEvents } from '../engine/events.ts';
 import { showProgress, statusOf } from '../engine/cli/progress.ts';
 import { Terminal } from '../engine/cli/terminal.ts';
@@ -41,7 +41,11 @@ describe('the terminal', () => {
     expect(new Terminal(stream, true).formatRecord(JSON.stringify({ level: 'info', time: '2026-12-01T09:03:05.000Z', msg: 'm' }))).toContain('\x1b[36mINFO \x1b[0m');
   });
 
-  it('keeps log lines whole above the bars while they redraw', async () => {
+  it('keeps log lines whole above the bars while they redraw', () => {
+    vi.useFakeTimers();
+    onTestFinished(() => {
+      vi.useRealTimers();
+    });
     const { stream, written } = fakeTty();
     const terminal = new Terminal(stream, false);
     const log = createLogger({ scrub: (a) => a, destination: terminal.logDestination() });
@@ -51,12 +55,12 @@ describe('the terminal', () => {
     for (let i = 0; i < 6; i++) {
       events.emit('item:start', { runId: 'r', stepId: 'collect', itemKey: `d${i}` });
       log.warn({ step: 'collect', item: `d${i}` }, `SEMrush: no key for d${i} (set SEMRUSH_API_KEY)`);
-      await new Promise((r) => setTimeout(r, 120)); // the bars redraw ten times a second
+      vi.advanceTimersByTime(120); // the bars redraw ten times a second, on their own timer
       events.emit('item:done', { runId: 'r', stepId: 'collect', itemKey: `d${i}`, status: 'succeeded' });
     }
     const long = `a message longer than the terminal: ${'word '.repeat(30)}end`;
     log.error(long);
-    await new Promise((r) => setTimeout(r, 120));
+    vi.advanceTimersByTime(120);
     events.emit('step:finish', { runId: 'r', stepId: 'collect', status: 'completed' });
     stop();
     const screen = renderScreen(written(), 100).filter(Boolean);

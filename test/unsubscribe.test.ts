@@ -245,33 +245,32 @@ describe.each(testDatabases)('unsubscribe through the daemon on $name', ({ open 
   });
 });
 
-describe.each(testDatabases)('a marketing email with no link secret on $name', ({ open }) => {
-  let db: Database;
-  let resources: Resources;
-  let mailbox: SmtpSandbox;
-  let state: string;
-  let mailing: Pipeline;
-  let config: EngineConfig;
-
+/** The mailing pipeline on a fresh database and SMTP sandbox, run in-process (no daemon); closed after the suite. */
+function mailingSetup(open: () => Promise<Database>, env: Record<string, string>, smtp: Parameters<typeof startSmtpSandbox>[0] = {}) {
+  const t = {} as { db: Database; resources: Resources; mailbox: SmtpSandbox; state: string; mailing: Pipeline; config: EngineConfig };
   beforeAll(async () => {
-    db = await open();
-    state = mkdtempSync(join(tmpdir(), 'flows-nosecret-'));
+    t.db = await open();
+    t.state = mkdtempSync(join(tmpdir(), 'flows-mailing-'));
     const registry = createRegistry();
-    const loaded = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', {}, registry);
-    mailbox = await startSmtpSandbox();
+    const loaded = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', env, registry);
+    t.mailbox = await startSmtpSandbox(smtp);
     // The loaded object itself, not a copy: it knows which variables were unset.
-    config = loaded.config!;
-    config.connectors = { ...config.connectors, smtp: { host: mailbox.host, port: mailbox.port } };
-    mailing = loadPipeline(MAILING, 'mailing.yaml', { registry, config }).pipeline!;
-    resources = new Resources({ config, env: {}, log: silentLogger, clock: systemClock, projectDir: 'pipelines', stateDir: state });
+    t.config = loaded.config!;
+    t.config.connectors = { ...t.config.connectors, smtp: { host: t.mailbox.host, port: t.mailbox.port } };
+    t.mailing = loadPipeline(MAILING, 'mailing.yaml', { registry, config: t.config }).pipeline!;
+    t.resources = new Resources({ config: t.config, env, log: silentLogger, clock: systemClock, projectDir: 'pipelines', stateDir: t.state });
   });
-
   afterAll(async () => {
-    await resources?.close();
-    await mailbox?.close();
-    await db?.close();
-    if (state) rmSync(state, { recursive: true, force: true });
+    await t.resources?.close();
+    await t.mailbox?.close();
+    await t.db?.close();
+    if (t.state) rmSync(t.state, { recursive: true, force: true });
   });
+  return t;
+}
+
+describe.each(testDatabases)('a marketing email with no link secret on $name', ({ open }) => {
+  const t = mailingSetup(open, {});
 
   it('is not sent, in the run or the dry run, and the error names the variable to set; a transactional one goes', async () => {
     const recipients = [{ to: 'founder@acme-widgets.test', transactional: false }, { to: 'buyer@acme-widgets.test', transactional: true }];
@@ -279,64 +278,40 @@ describe.each(testDatabases)('a marketing email with no link secret on $name', (
       { item_key: 'buyer@acme-widgets.test', status: 'succeeded' },
       { item_key: 'founder@acme-widgets.test', status: 'failed', error: expect.stringContaining('email.link_secret reads FLOWS_LINK_SECRET, which is not set') },
     ];
-    const store = new RunStore(db);
-    const itemsOf = (runId: string) => db.query('SELECT item_key, status, error FROM flow_items WHERE run_id = $1 ORDER BY item_key', [runId]);
-    const dry = await executeRun({ pipeline: mailing, config, store, clock: systemClock, resources, inputs: { recipients }, dryRun: true, outDir: join(state, 'dry') });
+    const store = new RunStore(t.db);
+    const itemsOf = (runId: string) => t.db.query('SELECT item_key, status, error FROM flow_items WHERE run_id = $1 ORDER BY item_key', [runId]);
+    const dry = await executeRun({ pipeline: t.mailing, config: t.config, store, clock: systemClock, resources: t.resources, inputs: { recipients }, dryRun: true, outDir: join(t.state, 'dry') });
     expect(await itemsOf(dry.run_id)).toMatchObject(expected);
-    const real = await executeRun({ pipeline: mailing, config, store, clock: systemClock, resources, inputs: { recipients } });
+    const real = await executeRun({ pipeline: t.mailing, config: t.config, store, clock: systemClock, resources: t.resources, inputs: { recipients } });
     expect(await itemsOf(real.run_id)).toMatchObject(expected);
-    expect(mailbox.messages.map((m) => m.envelope.to)).toEqual([['buyer@acme-widgets.test']]);
-    expect(await db.query('SELECT address FROM email_addresses')).toEqual([]);
+    expect(t.mailbox.messages.map((m) => m.envelope.to)).toEqual([['buyer@acme-widgets.test']]);
+    expect(await t.db.query('SELECT address FROM email_addresses')).toEqual([]);
   }, 60_000);
 });
 
 describe.each(testDatabases)('a hard bounce on $name', ({ open }) => {
-  let db: Database;
-  let resources: Resources;
-  let mailbox: SmtpSandbox;
-  let state: string;
-  let mailing: Pipeline;
-  let config: EngineConfig;
-
-  beforeAll(async () => {
-    db = await open();
-    state = mkdtempSync(join(tmpdir(), 'flows-bounce-'));
-    const env = { FLOWS_LINK_SECRET: SECRET };
-    const registry = createRegistry();
-    const loaded = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', env, registry);
-    // The receiving server refuses one recipient for good at RCPT TO (550 5.1.1, no such mailbox).
-    mailbox = await startSmtpSandbox({ rejectRecipients: ['Gone@Acme-Widgets.test'] });
-    config = { ...loaded.config!, connectors: { ...loaded.config!.connectors, smtp: { host: mailbox.host, port: mailbox.port } } };
-    mailing = loadPipeline(MAILING, 'mailing.yaml', { registry, config }).pipeline!;
-    resources = new Resources({ config, env, log: silentLogger, clock: systemClock, projectDir: 'pipelines', stateDir: state });
-  });
-
-  afterAll(async () => {
-    await resources?.close();
-    await mailbox?.close();
-    await db?.close();
-    if (state) rmSync(state, { recursive: true, force: true });
-  });
+  // The receiving server refuses one recipient for good at RCPT TO (550 5.1.1, no such mailbox).
+  const t = mailingSetup(open, { FLOWS_LINK_SECRET: SECRET }, { rejectRecipients: ['Gone@Acme-Widgets.test'] });
 
   it('suppresses the refused address with an email.bounced event, skips its item, and sends it no marketing email again', async () => {
-    const store = new RunStore(db);
-    const itemsOf = (runId: string) => db.query('SELECT item_key, status, error FROM flow_items WHERE run_id = $1 ORDER BY item_key', [runId]);
+    const store = new RunStore(t.db);
+    const itemsOf = (runId: string) => t.db.query('SELECT item_key, status, error FROM flow_items WHERE run_id = $1 ORDER BY item_key', [runId]);
     const recipients = [{ to: 'gone@acme-widgets.test', transactional: false }, { to: 'ann@acme-widgets.test', transactional: false }];
-    const first = await executeRun({ pipeline: mailing, config, store, clock: systemClock, resources, inputs: { recipients } });
+    const first = await executeRun({ pipeline: t.mailing, config: t.config, store, clock: systemClock, resources: t.resources, inputs: { recipients } });
     expect(first.status).toBe('completed');
     expect(await itemsOf(first.run_id)).toEqual([
       { item_key: 'ann@acme-widgets.test', status: 'succeeded', error: null },
       { item_key: 'gone@acme-widgets.test', status: 'skipped', error: 'hard bounce (550): the address is suppressed' },
     ]);
-    expect(await db.query('SELECT address, reason, source FROM email_suppressions')).toEqual([{ address: 'gone@acme-widgets.test', reason: 'hard_bounce', source: 'smtp 550' }]);
-    const events = await db.query<{ key: string; payload: { kind: string; code: number; response: string } }>("SELECT key, payload FROM flow_events WHERE type = 'email.bounced'");
+    expect(await t.db.query('SELECT address, reason, source FROM email_suppressions')).toEqual([{ address: 'gone@acme-widgets.test', reason: 'hard_bounce', source: 'smtp 550' }]);
+    const events = await t.db.query<{ key: string; payload: { kind: string; code: number; response: string } }>("SELECT key, payload FROM flow_events WHERE type = 'email.bounced'");
     expect(events).toMatchObject([{ key: 'gone@acme-widgets.test', payload: { kind: 'hard', code: 550 } }]);
     expect(events[0]!.payload.response).toContain('5.1.1');
 
     // The next marketing email is not even tried: the server sees no second RCPT TO for it.
-    const again = await executeRun({ pipeline: mailing, config, store, clock: systemClock, resources, inputs: { recipients: [{ to: 'gone@acme-widgets.test', transactional: false }] } });
+    const again = await executeRun({ pipeline: t.mailing, config: t.config, store, clock: systemClock, resources: t.resources, inputs: { recipients: [{ to: 'gone@acme-widgets.test', transactional: false }] } });
     expect(await itemsOf(again.run_id)).toEqual([{ item_key: 'gone@acme-widgets.test', status: 'skipped', error: 'suppressed (hard_bounce)' }]);
-    expect(await db.query("SELECT 1 FROM flow_events WHERE type = 'email.bounced'")).toHaveLength(1);
-    expect(mailbox.messages.map((m) => m.envelope.to)).toEqual([['ann@acme-widgets.test']]);
+    expect(await t.db.query("SELECT 1 FROM flow_events WHERE type = 'email.bounced'")).toHaveLength(1);
+    expect(t.mailbox.messages.map((m) => m.envelope.to)).toEqual([['ann@acme-widgets.test']]);
   }, 60_000);
 });
