@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type EmailMessage, parseSmtpConfig, SmtpMailer } from '../connectors/smtp/client.ts';
+import { type EmailMessage, parseSmtpConfig, RecipientRefusedError, SmtpMailer } from '../connectors/smtp/client.ts';
 import { type SmtpSandbox, type SmtpSandboxOptions, startSmtpSandbox } from '../connectors/smtp/sandbox.ts';
 import { NonRetriableError } from '../engine/errors.ts';
 
@@ -108,6 +108,9 @@ describe('SmtpMailer against the sandbox', () => {
     const m = mailer(sb);
     const err = await m.send(report({ to: 'gone@acme.example' })).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NonRetriableError);
+    // A hard bounce, told apart from refusals that say nothing about the address.
+    expect(err).toBeInstanceOf(RecipientRefusedError);
+    expect(err).toMatchObject({ code: 550, recipients: ['gone@acme.example'] });
     expect((err as Error).message).toMatch(/^smtp 127\.0\.0\.1:\d+: .*550 5\.1\.1 <gone@acme\.example>: mailbox unavailable \(the server will refuse this message again\)$/);
     expect(sb.messages).toHaveLength(0);
 

@@ -101,6 +101,24 @@ export interface Mailbox {
   email: string;
 }
 
+/**
+ * The receiving server refused a recipient for good at RCPT TO (a 5xx such as 550 5.1.1): the
+ * address itself is bad, a hard bounce. Other permanent refusals (the message at DATA, our
+ * credentials) say nothing about the address and stay plain NonRetriableErrors.
+ */
+export class RecipientRefusedError extends NonRetriableError {
+  override readonly name = 'RecipientRefusedError';
+  constructor(
+    message: string,
+    readonly code: number,
+    readonly response: string,
+    readonly recipients: readonly string[],
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
 export interface EmailAttachment {
   filename: string;
   content: Buffer;
@@ -241,6 +259,7 @@ export class SmtpMailer implements EmailSender {
           err.code === 'EAUTH' ? 'check auth.user and auth.pass'
           : err.responseCode === 530 ? 'the server requires sign-in: set auth.user and auth.pass'
           : 'the server will refuse this message again';
+        if (/^RCPT\b/i.test(err.command ?? '')) return new RecipientRefusedError(`${where}: ${text} (${hint})`, err.responseCode, cause.response ?? '', (err.rejected ?? []).map(String), { cause });
         return new NonRetriableError(`${where}: ${text} (${hint})`, { cause });
       }
       return new Error(`${where}: ${text} (temporary, try again later)`, { cause });

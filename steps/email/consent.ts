@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
-import { configSection, type EngineConfig, NonRetriableError, type Queryable, unsetVariable } from '../../engine/sdk.ts';
+import { RecipientRefusedError } from '../../connectors/smtp/client.ts';
+import { configSection, type EngineConfig, findCause, NonRetriableError, type Queryable, unsetVariable } from '../../engine/sdk.ts';
 import { publicBase } from '../report/publish.ts';
 import type { SuppressionReason } from '../tables.ts';
 import { signLink } from './tokens.ts';
@@ -70,18 +71,15 @@ export function unsubscribeHeaders(config: EngineConfig, senderDomain: string, a
 }
 
 /**
- * A recipient the receiving server refused for good at RCPT TO (a 5xx: no such mailbox, a
- * domain that takes no mail) is a hard bounce: the address is suppressed and an
- * email.bounced event recorded, in one statement. Refusals of the message itself (554 at
- * DATA) or of our credentials (535) say nothing about the address and are not bounces.
+ * A hard bounce: the SMTP connector says the receiving server refused this recipient for good
+ * at RCPT TO. Refusals of the message itself or of our credentials are not bounces.
  */
 export function hardBounceOf(err: unknown, address: string): { code: number; response: string } | undefined {
-  const cause = (err as { cause?: { responseCode?: number; command?: string; response?: string; rejected?: string[] } })?.cause;
-  if (!cause || typeof cause.responseCode !== 'number' || cause.responseCode < 500 || cause.responseCode === 503) return undefined;
-  if (!/^RCPT\b/i.test(cause.command ?? '')) return undefined;
-  const rejected = (cause.rejected ?? []).map(normalAddress);
-  if (rejected.length && !rejected.includes(normalAddress(address))) return undefined;
-  return { code: cause.responseCode, response: cause.response ?? '' };
+  const refused = findCause(err, RecipientRefusedError);
+  if (!refused) return undefined;
+  const recipients = refused.recipients.map(normalAddress);
+  if (recipients.length && !recipients.includes(normalAddress(address))) return undefined;
+  return { code: refused.code, response: refused.response };
 }
 
 export async function recordHardBounce(db: Queryable, address: string, bounce: { code: number; response: string }, runId: string | null, now: Date): Promise<void> {
