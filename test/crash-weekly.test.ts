@@ -30,6 +30,12 @@ const targets = [{ name: 'pglite' as const }, ...(process.env.TEST_DATABASE_URL 
 const haveChromium = existsSync(chromiumPath(process.env));
 
 /** A seeded random source, so a failing sequence of kills can be replayed. */
+/**
+ * Kill points come from a seeded generator: CRASH_SEED=<n> moves every kill elsewhere (CI
+ * runs a fresh seed each time), and the seed is printed so a failure can be replayed.
+ */
+const CRASH_SEED = Number(process.env.CRASH_SEED ?? Math.floor(Math.random() * 1e6));
+
 function random(seed: number): () => number {
   let s = seed >>> 0;
   return () => ((s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0) / 0x1_0000_0000);
@@ -192,7 +198,7 @@ describe.skipIf(!haveChromium).each(targets)('weekly-enrich killed at random mom
     const prefix = `cli${name}`;
     const dir = project(s, prefix);
     const db = await database(dir);
-    const rand = random(name === 'pglite' ? 11 : 12);
+    const rand = random(CRASH_SEED + (name === 'pglite' ? 11 : 12));
     const args = ['--db', db.arg, '--log-level', 'warn'];
     const { tag, env: marked } = processTag();
     let runId: string | undefined;
@@ -217,7 +223,7 @@ describe.skipIf(!haveChromium).each(targets)('weekly-enrich killed at random mom
     // Nothing the killed runs started (their browsers above all) is still running.
     expect(await survivors(tag)).toEqual([]);
     const { repeated, domainsRepeated } = await expectExactlyOnce(db.arg, runId!, prefix);
-    console.log(`weekly-enrich on ${name}, CLI: ${kills} kills; ${repeated} repeats of effects in doubt over ${domainsRepeated} domains`);
+    console.log(`weekly-enrich on ${name}, CLI (CRASH_SEED=${CRASH_SEED}): ${kills} kills; ${repeated} repeats of effects in doubt over ${domainsRepeated} domains`);
     expect(repeated).toBeGreaterThan(0); // the kills did land in the middle of paid calls
     const shown = await cli([...args, 'show', runId!, '--json'], { cwd: dir, env });
     const reported = (JSON.parse(shown.stdout).repeated as { repeats: number }[]).reduce((a, r) => a + r.repeats, 0);
@@ -228,7 +234,7 @@ describe.skipIf(!haveChromium).each(targets)('weekly-enrich killed at random mom
     const prefix = `dmn${name}`;
     const dir = project(s, prefix);
     const db = await database(dir);
-    const rand = random(name === 'pglite' ? 21 : 22);
+    const rand = random(CRASH_SEED + (name === 'pglite' ? 21 : 22));
     const port = await freePort();
     const { tag, env: marked } = processTag();
     const start = () => startCli(['--db', db.arg, 'daemon', '--port', String(port)], { cwd: dir, env: { ...env, ...marked, FLOWS_LOG_LEVEL: 'info' } });
@@ -259,6 +265,6 @@ describe.skipIf(!haveChromium).each(targets)('weekly-enrich killed at random mom
     expect(await survivors(tag)).toEqual([]);
     expect(kills).toBeGreaterThanOrEqual(KILLS - 2);
     const { repeated, domainsRepeated } = await expectExactlyOnce(db.arg, runId, prefix);
-    console.log(`weekly-enrich on ${name}, daemon: ${kills} kills; ${repeated} repeats of effects in doubt over ${domainsRepeated} domains`);
+    console.log(`weekly-enrich on ${name}, daemon (CRASH_SEED=${CRASH_SEED}): ${kills} kills; ${repeated} repeats of effects in doubt over ${domainsRepeated} domains`);
   }, 600_000);
 });
