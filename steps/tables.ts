@@ -127,6 +127,76 @@ export interface EmailSuppressionsTable {
   created_at: Timestamp;
 }
 
+/** One email of a campaign's sequence to one prospect: planned, then sent once under its idempotency key. */
+export interface EmailOutboxTable {
+  id: Generated<string>;
+  campaign: string;
+  prospect_id: string;
+  /** The sequence step's name (teaser, follow-up-1 ...) and its place in the sequence (0 for the first). */
+  sequence_step: string;
+  step_index: number;
+  /** Lower-cased recipient address. */
+  address: string;
+  /** The mailbox that sent (or will send) it; every later email of the thread goes from the teaser's. */
+  mailbox: string | null;
+  domain: string | null;
+  variant: string | null;
+  subject: string | null;
+  /** Our Message-ID, set when it is sent; thread_message_id is the teaser's (In-Reply-To of follow-ups). */
+  message_id: string | null;
+  thread_message_id: string | null;
+  state: Generated<'planned' | 'sent' | 'bounced' | 'skipped' | 'in_doubt' | 'stopped'>;
+  /** Why it was skipped, stopped or bounced. */
+  reason: string | null;
+  /** `campaign:prospect:step`: the key its send is reserved under in the effect ledger. */
+  idempotency_key: string;
+  due_at: Timestamp;
+  sent_at: Timestamp | null;
+  soft_bounces: Generated<number>;
+  run_id: string | null;
+  created_at: Generated<Date>;
+}
+
+/** The links of a sent email, each a signed token naming this row (never the address). */
+export interface EmailLinksTable {
+  id: Generated<string>;
+  outbox_id: string;
+  /** report (the call to action), honeypot (hidden: only machines follow it), unsubscribe, other. */
+  purpose: string;
+  target: string;
+  created_at: Generated<Date>;
+}
+
+/** Every fetch of an email's link, with the class the scanner rules gave it. */
+export interface EmailClickObservationsTable {
+  id: Generated<string>;
+  link_id: string;
+  outbox_id: string;
+  prospect_id: string | null;
+  method: string;
+  ip: string | null;
+  user_agent: string | null;
+  /** human, or what gave a machine away: head, honeypot, burst, too_soon, network, user_agent. */
+  class: string;
+  signals: Json<Record<string, unknown>>;
+  observed_at: Timestamp;
+}
+
+/** Mail that came back to a mailbox (replies, auto-replies, delivery reports), each read once. */
+export interface EmailInboundTable {
+  id: Generated<string>;
+  mailbox: string;
+  /** The incoming message's own Message-ID (or a hash of it when it has none): read once. */
+  message_id: string;
+  kind: 'reply' | 'auto_reply' | 'bounce' | 'delay' | 'complaint' | 'other';
+  outbox_id: string | null;
+  prospect_id: string | null;
+  from_address: string | null;
+  subject: string | null;
+  detail: Json<Record<string, unknown>>;
+  received_at: Timestamp;
+}
+
 export interface BusinessTables {
   prospects: ProspectsTable;
   prospect_intelligence: ProspectIntelligenceTable;
@@ -137,6 +207,10 @@ export interface BusinessTables {
   claude_batches: ClaudeBatchesTable;
   email_addresses: EmailAddressesTable;
   email_suppressions: EmailSuppressionsTable;
+  email_outbox: EmailOutboxTable;
+  email_links: EmailLinksTable;
+  email_click_observations: EmailClickObservationsTable;
+  email_inbound: EmailInboundTable;
 }
 
 export const businessMigrations: Record<string, Migration> = {
@@ -297,6 +371,77 @@ export const businessMigrations: Record<string, Migration> = {
         .addColumn('reason', 'text', (c) => c.notNull().check(sql`reason IN ('unsubscribed', 'hard_bounce', 'complaint', 'manual')`))
         .addColumn('source', 'text', (c) => c.notNull())
         .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+    },
+  },
+  '0014_email_outbox': {
+    async up(db: Kysely<any>) {
+      // A reply on any channel stops every sequence for the prospect.
+      await db.schema.alterTable('prospects').addColumn('replied_at', 'timestamptz').execute();
+      await db.schema.alterTable('prospects').addColumn('reply_channel', 'text').execute();
+      await db.schema
+        .createTable('email_outbox')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('campaign', 'text', (c) => c.notNull())
+        .addColumn('prospect_id', 'uuid', (c) => c.notNull().references('prospects.id').onDelete('cascade'))
+        .addColumn('sequence_step', 'text', (c) => c.notNull())
+        .addColumn('step_index', 'integer', (c) => c.notNull())
+        .addColumn('address', 'text', (c) => c.notNull().check(sql`address = lower(address)`))
+        .addColumn('mailbox', 'text')
+        .addColumn('domain', 'text')
+        .addColumn('variant', 'text')
+        .addColumn('subject', 'text')
+        .addColumn('message_id', 'text', (c) => c.unique())
+        .addColumn('thread_message_id', 'text')
+        .addColumn('state', 'text', (c) => c.notNull().defaultTo('planned').check(sql`state IN ('planned', 'sent', 'bounced', 'skipped', 'in_doubt', 'stopped')`))
+        .addColumn('reason', 'text')
+        .addColumn('idempotency_key', 'text', (c) => c.notNull().unique())
+        .addColumn('due_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('sent_at', 'timestamptz')
+        .addColumn('soft_bounces', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('run_id', 'text')
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addUniqueConstraint('email_outbox_once', ['campaign', 'prospect_id', 'sequence_step'])
+        .execute();
+      await db.schema.createIndex('email_outbox_prospect').on('email_outbox').columns(['prospect_id', 'sent_at']).execute();
+      await db.schema.createIndex('email_outbox_address').on('email_outbox').columns(['address']).execute();
+      await db.schema.createIndex('email_outbox_mailbox').on('email_outbox').columns(['mailbox', 'sent_at']).execute();
+      await db.schema
+        .createTable('email_links')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('outbox_id', 'uuid', (c) => c.notNull().references('email_outbox.id').onDelete('cascade'))
+        .addColumn('purpose', 'text', (c) => c.notNull())
+        .addColumn('target', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addUniqueConstraint('email_links_once', ['outbox_id', 'purpose'])
+        .execute();
+      await db.schema
+        .createTable('email_click_observations')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('link_id', 'uuid', (c) => c.notNull().references('email_links.id').onDelete('cascade'))
+        .addColumn('outbox_id', 'uuid', (c) => c.notNull().references('email_outbox.id').onDelete('cascade'))
+        .addColumn('prospect_id', 'uuid', (c) => c.references('prospects.id').onDelete('set null'))
+        .addColumn('method', 'text', (c) => c.notNull())
+        .addColumn('ip', 'text')
+        .addColumn('user_agent', 'text')
+        .addColumn('class', 'text', (c) => c.notNull())
+        .addColumn('signals', 'jsonb', (c) => c.notNull().defaultTo(sql`'{}'::jsonb`))
+        .addColumn('observed_at', 'timestamptz', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('email_click_observations_outbox').on('email_click_observations').columns(['outbox_id', 'observed_at']).execute();
+      await db.schema
+        .createTable('email_inbound')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('mailbox', 'text', (c) => c.notNull())
+        .addColumn('message_id', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull().check(sql`kind IN ('reply', 'auto_reply', 'bounce', 'delay', 'complaint', 'other')`))
+        .addColumn('outbox_id', 'uuid', (c) => c.references('email_outbox.id').onDelete('set null'))
+        .addColumn('prospect_id', 'uuid', (c) => c.references('prospects.id').onDelete('set null'))
+        .addColumn('from_address', 'text')
+        .addColumn('subject', 'text')
+        .addColumn('detail', 'jsonb', (c) => c.notNull().defaultTo(sql`'{}'::jsonb`))
+        .addColumn('received_at', 'timestamptz', (c) => c.notNull())
+        .addUniqueConstraint('email_inbound_once', ['mailbox', 'message_id'])
         .execute();
     },
   },
