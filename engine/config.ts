@@ -7,7 +7,8 @@ import type { AnyConnector } from './connector.ts';
 import { connectorsSchema } from './connector-settings.ts';
 import { checkSchema } from './schema-check.ts';
 import { BudgetSchema, type BudgetConfig } from './flow-control/budget-spec.ts';
-import { parseSpacing, QuotaSchema, type QuotaConfig } from './flow-control/quota-spec.ts';
+import { parseSpacing, type QuotaKeyConfig, QuotaSchema, type QuotaConfig } from './flow-control/quota-spec.ts';
+import { didYouMean } from './suggest.ts';
 import { isValidTimezone, reviseFlowControl } from './flow-control/config-check.ts';
 import { type AnyVerifierType, builtinVerifiers, verifierEntrySchema } from './verifier.ts';
 import { parseYamlSource, type SourceDoc } from './yaml.ts';
@@ -183,7 +184,12 @@ export interface ConfigParts {
   readonly connectors: ReadonlyMap<string, AnyConnector>;
   /** Webhook verifier types: `webhooks.verifiers.<name>.type`. */
   readonly verifiers: ReadonlyMap<string, AnyVerifierType>;
+  /** Where a quota's `keys_from` takes its keys: a section's own list (email.mailboxes). */
+  readonly quotaKeySources?: ReadonlyMap<string, QuotaKeySource>;
 }
+
+/** The keys a config section declares for quotas, with each key's settings. */
+export type QuotaKeySource = (config: EngineConfig) => Record<string, QuotaKeyConfig>;
 
 const engineOnly: ConfigParts = { configSections: new Map(), connectors: new Map(), verifiers: new Map(builtinVerifiers.map((v) => [v.type, v])) };
 const assembled = new WeakMap<ConfigParts, { key: string; schema: TObject }>();
@@ -249,6 +255,7 @@ function configProblems(raw: unknown, doc: SourceDoc, parts: ConfigParts | undef
     diagnostics.push(doc.at(['business', 'timezone'], `unknown timezone "${defaultTz}" (write an IANA name like "Europe/London")`));
   }
   diagnostics = reviseFlowControl(raw as Record<string, unknown>, doc, diagnostics);
+  diagnostics.push(...keySourceProblems(cfg, doc, parts));
   for (const [key, value] of Object.entries(cfg.daemon ?? {})) {
     if (['lease', 'poll', 'park_after', 'stop_timeout'].includes(key) && typeof value === 'string' && parseDuration(value) === undefined) {
       diagnostics.push(doc.at(['daemon', key], `"${value}" is not a duration (write "30s" or "2m")`));
@@ -262,6 +269,25 @@ function configProblems(raw: unknown, doc: SourceDoc, parts: ConfigParts | undef
   return diagnostics;
 }
 
+/** A quota's keys_from names a list some section declares, and goes without keys; pick needs keys to pick from. */
+function keySourceProblems(cfg: EngineConfig, doc: SourceDoc, parts: ConfigParts | undefined): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const sources = [...(parts?.quotaKeySources?.keys() ?? [])];
+  for (const [name, quota] of Object.entries(cfg.quotas ?? {})) {
+    if (!quota || typeof quota !== 'object') continue;
+    const from = quota.keys_from;
+    if (typeof from === 'string' && !sources.includes(from)) {
+      const hint = didYouMean(from, sources) || (sources.length ? `; lists to take keys from: ${sources.join(', ')}` : '');
+      out.push(doc.at(['quotas', name, 'keys_from'], `no list "${from}" to take keys from${hint}`));
+    }
+    if (from !== undefined && quota.keys !== undefined) out.push(doc.at(['quotas', name, 'keys'], 'write keys or keys_from, not both'));
+    if (quota.pick !== undefined && from === undefined && quota.keys === undefined) {
+      out.push(doc.at(['quotas', name, 'pick'], 'pick chooses among declared keys: add keys (or keys_from) to the quota'));
+    }
+  }
+  return out;
+}
+
 /** The checked value with ${{ env.NAME }} read from `env` (deferred templates kept as written). */
 function resolved(raw: unknown, parts: ConfigParts | undefined, env: Record<string, string | undefined>): EngineConfig {
   const { env: templates, deferred } = templatesIn(raw, configSchemaWith(parts));
@@ -269,6 +295,10 @@ function resolved(raw: unknown, parts: ConfigParts | undefined, env: Record<stri
   const kept = structuredClone(raw);
   for (const d of deferred) setAt(kept, d.path, d.text.replaceAll('${{', () => '$${{'));
   const config = renderDeep(kept, { env: { ...env } }) as EngineConfig;
+  for (const quota of Object.values(config.quotas ?? {})) {
+    const source = quota.keys_from && parts?.quotaKeySources?.get(quota.keys_from);
+    if (source) quota.keys = source(config);
+  }
   const unset = new Map<string, string>();
   for (const t of templates) {
     const name = /env\.([A-Za-z_][A-Za-z0-9_]*)/.exec(t.text)?.[1];

@@ -1,4 +1,5 @@
 import type { TSchema } from '@sinclair/typebox';
+import type { QuotaKeySource } from './config.ts';
 import type { AnyConnector } from './connector.ts';
 import type { Migrations } from './db/migrations.ts';
 import type { AnyStepType, StepType } from './types.ts';
@@ -20,6 +21,16 @@ export class StepRegistry {
   readonly connectors = new Map<string, AnyConnector>();
   /** Webhook verifier types by `type:`: the engine's hmac-sha256 and those connectors bring. */
   readonly verifiers = new Map<string, AnyVerifierType>(builtinVerifiers.map((v) => [v.type, v]));
+
+  /** Lists of quota keys that sections declare (`keys_from: email.mailboxes`), by name. */
+  readonly quotaKeySources = new Map<string, QuotaKeySource>();
+
+  /** Declares a list of quota keys a section holds (the email section's mailboxes). */
+  quotaKeys(name: string, source: QuotaKeySource): this {
+    if (this.quotaKeySources.has(name)) throw new Error(`quota key list "${name}" is declared twice`);
+    this.quotaKeySources.set(name, source);
+    return this;
+  }
 
   /** Migrations of the tables the steps own, applied with the engine's when a database opens. */
   readonly migrations: Migrations = {};

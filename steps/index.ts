@@ -7,7 +7,7 @@ import { needsAttention } from './run/needs_attention.ts';
 import { quotaPause } from './quota/pause.ts';
 import { transform } from './transform.ts';
 import { emailSend } from './email/send.ts';
-import { EmailSchema } from './email/consent.ts';
+import { EmailSchema, mailboxKeys } from './email/settings.ts';
 import { emailPages } from './email/pages.ts';
 import { httpRequest } from './http/request.ts';
 import { reportAnalyse } from './report/analyse.ts';
@@ -66,5 +66,6 @@ export function createRegistry(): StepRegistry {
     .configSection('enrichment', EnrichmentSchema)
     .configSection('categories', CategoriesSchema)
     .configSection('linkedin', LinkedinSchema)
-    .configSection('email', EmailSchema);
+    .configSection('email', EmailSchema)
+    .quotaKeys('email.mailboxes', mailboxKeys);
 }

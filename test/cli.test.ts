@@ -103,7 +103,7 @@ steps:
         expect(lines.map((l) => l.split(':')[0])).toEqual(Array(4).fill('pipelines/flows.config.yaml'));
         const positions = lines.map((l) => Number(l.split(':')[1]));
         expect(positions).toEqual([...positions].sort((a, b) => a - b));
-        expect(r.stderr).toContain('quotas.teaser-email.window: "8-18" does not have the expected form (a window is HH:MM-HH:MM, e.g. "09:00-17:00")');
+        expect(r.stderr).toContain('quotas.mailbox.window: "8-18" does not have the expected form (a window is HH:MM-HH:MM, e.g. "09:00-17:00")');
         expect(r.stderr).not.toMatch(/[\^$]|\\d|\[0-9/);
       }
     } finally {
@@ -263,19 +263,21 @@ steps:
       next: null,
     });
     expect(quotas.find((q: { quota: string }) => q.quota === 'linkedin-connect')).toMatchObject({ caps: [{ period: 'day', cap: 17, used: 0 }, { period: 'rolling_7d', cap: 85, used: 0 }] });
-    expect(quotas.filter((q: { quota: string }) => q.quota === 'teaser-email').map((q: { key: string }) => q.key)).toEqual(['intel-mail-one.example', 'intel-mail-two.example', 'intel-mail-three.example']);
+    const mailboxes = quotas.filter((q: { quota: string }) => q.quota === 'mailbox').map((q: { key: string }) => q.key);
+    expect(mailboxes).toHaveLength(18);
+    expect(mailboxes.slice(0, 2)).toEqual(['ana.ruiz@intel-mail-one.example', 'ben.carter@intel-mail-one.example']);
     expect((await flows('quotas')).stdout).toMatch(/anytime\s+-\s+2\/1000 day\s+998\s+\S+ \d\d \w+ all day Europe\/London\s+open/);
 
     // A person pauses one key of a quota, with a reason; flows quotas shows it; resume lifts it.
-    const paused = await flows('quotas', 'pause', 'teaser-email:intel-mail-two.example', '--reason', 'bounce rate 6%', '--for', '4h');
-    expect(paused).toMatchObject({ code: 0, stdout: expect.stringMatching(/^paused teaser-email:intel-mail-two\.example until \S+ \S+: bounce rate 6%\n$/) });
-    const box = JSON.parse((await flows('quotas', '--json')).stdout).find((q: { key: string }) => q.key === 'intel-mail-two.example');
+    const paused = await flows('quotas', 'pause', 'mailbox:grace.lee@intel-mail-two.example', '--reason', 'bounce rate 6%', '--for', '4h');
+    expect(paused).toMatchObject({ code: 0, stdout: expect.stringMatching(/^paused mailbox:grace\.lee@intel-mail-two\.example until \S+ \S+: bounce rate 6%\n$/) });
+    const box = JSON.parse((await flows('quotas', '--json')).stdout).find((q: { key: string }) => q.key === 'grace.lee@intel-mail-two.example');
     expect(box.paused).toMatchObject({ reason: 'bounce rate 6%' });
-    expect((await flows('quotas')).stdout).toMatch(/teaser-email\s+intel-mail-two\.example.*paused: bounce rate 6% \(until/);
-    expect((await flows('quotas', 'pause', 'teaser-email:intel-mail-too.example', '--reason', 'x')).stderr).toContain('quota teaser-email has no key "intel-mail-too.example" (did you mean "intel-mail-two.example"?)');
-    expect((await flows('quotas', 'pause', 'teaser-emails', '--reason', 'x')).code).toBe(2);
-    expect((await flows('quotas', 'resume', 'teaser-email:intel-mail-two.example')).stdout).toBe('resumed teaser-email:intel-mail-two.example\n');
-    expect(JSON.parse((await flows('quotas', '--json')).stdout).find((q: { key: string }) => q.key === 'intel-mail-two.example').paused).toBeUndefined();
+    expect((await flows('quotas')).stdout).toMatch(/mailbox\s+grace\.lee@intel-mail-two\.example.*paused: bounce rate 6% \(until/);
+    expect((await flows('quotas', 'pause', 'mailbox:grace.lee@intel-mail-too.example', '--reason', 'x')).stderr).toContain('quota mailbox has no key "grace.lee@intel-mail-too.example" (did you mean "grace.lee@intel-mail-two.example"?)');
+    expect((await flows('quotas', 'pause', 'mailboxes', '--reason', 'x')).code).toBe(2);
+    expect((await flows('quotas', 'resume', 'mailbox:grace.lee@intel-mail-two.example')).stdout).toBe('resumed mailbox:grace.lee@intel-mail-two.example\n');
+    expect(JSON.parse((await flows('quotas', '--json')).stdout).find((q: { key: string }) => q.key === 'grace.lee@intel-mail-two.example').paused).toBeUndefined();
 
     const text = await flows('runs');
     expect(text.stdout).toContain(runId);

@@ -68,7 +68,8 @@ function checkQuota(doc: SourceDoc, base: Path, quota: Raw, defaultTz: string | 
     if (badTz(settings?.timezone)) at(['keys', key, 'timezone'], `unknown timezone "${settings!.timezone}" (write an IANA name like "Europe/London")`);
     if (settings?.ramp_from !== undefined && !quota.ramp) at(['keys', key, 'ramp_from'], 'ramp_from goes with a ramp: add ramp: { start: 10, step: 5 } to the quota');
   }
-  if (quota.ramp && typeof quota.ramp === 'object' && quota.ramp.from === undefined) {
+  // With keys_from, each key's own start comes from where the keys are declared (a mailbox's ramp_from).
+  if (quota.ramp && typeof quota.ramp === 'object' && quota.ramp.from === undefined && quota.keys_from === undefined) {
     const without = Object.entries(keys).filter(([, s]) => !s?.ramp_from).map(([k]) => k);
     if (!Object.keys(keys).length || without.length) {
       at(['ramp'], `a ramp starts on a date: write ramp.from: "2026-12-01"${without.length ? `, or ramp_from on each key (missing on ${without.join(', ')})` : ''}`);

@@ -49,9 +49,12 @@ export const QuotaKeySchema = Type.Object(
     caps: Type.Optional(CapsSchema),
     ramp_from: Type.Optional(Type.String({ pattern: DATE, description: "This key's first ramp day (YYYY-MM-DD)." })),
     timezone: Type.Optional(Type.String({ description: "IANA timezone of this key's days and window." })),
+    group: Type.Optional(Type.String({ minLength: 1, description: 'What the key belongs to (a mailbox\'s sending domain): `flows quotas` adds up each group, and a pause of the group pauses its keys.' })),
   },
   { additionalProperties: false },
 );
+
+export type QuotaKeyConfig = Static<typeof QuotaKeySchema>;
 
 export const QuotaSchema = Type.Object(
   {
@@ -66,6 +69,17 @@ export const QuotaSchema = Type.Object(
       Type.Record(Type.String({ minLength: 1 }), Type.Union([Type.Null(), QuotaKeySchema]), {
         description: 'The keys this quota knows, each with optional settings of its own; another key is refused at run time.',
       }),
+    ),
+    keys_from: Type.Optional(
+      Type.String({
+        description: 'Where the keys are declared instead of `keys`, e.g. email.mailboxes: the mailboxes of the email section, each with its timezone, ramp start and domain.',
+      }),
+    ),
+    pick: Type.Optional(
+      StringEnum(
+        ['idle_longest'],
+        'When a step gives no quota_key (an empty value), the engine picks the key: idle_longest, the one with room now that has waited longest since its last effect (rotation across mailboxes). The key it picked is the step\'s to use.',
+      ),
     ),
   },
   { additionalProperties: false },

@@ -1,8 +1,8 @@
-import { Type } from '@sinclair/typebox';
 import { RecipientRefusedError } from '../../connectors/smtp/client.ts';
-import { configSection, type EngineConfig, findCause, NonRetriableError, type Queryable, unsetVariable } from '../../engine/sdk.ts';
+import { type EngineConfig, findCause, NonRetriableError, type Queryable, unsetVariable } from '../../engine/sdk.ts';
 import { publicBase } from '../report/publish.ts';
 import type { SuppressionReason } from '../tables.ts';
+import { emailSettings } from './settings.ts';
 import { signLink } from './tokens.ts';
 
 /**
@@ -12,24 +12,9 @@ import { signLink } from './tokens.ts';
  * address, so a link passed around or logged tells nothing about whom it was sent to.
  */
 
-export const EmailSchema = Type.Object(
-  {
-    link_secret: Type.String({
-      minLength: 1,
-      description:
-        'Signs the links in emails (unsubscribe, clicks), through ${{ env.FLOWS_LINK_SECRET }}: a long random string. Keep it: a new one makes every link already sent answer 404.',
-    }),
-  },
-  { additionalProperties: false, description: 'The email channel: how its links are signed.' },
-);
-
-interface EmailConfig {
-  link_secret: string;
-}
-
 /** The signing secret; empty when the config has none (or its variable is unset): then no link is made or accepted. */
 export function linkSecret(config: EngineConfig): string {
-  return configSection<EmailConfig>(config, 'email')?.link_secret ?? '';
+  return emailSettings(config)?.link_secret ?? '';
 }
 
 /** The secret to sign with; a marketing email cannot go without it, since it must carry a working unsubscribe link. */

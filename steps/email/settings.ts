@@ -1,0 +1,124 @@
+import { Type } from '@sinclair/typebox';
+import { configSection, type EngineConfig, NonRetriableError } from '../../engine/sdk.ts';
+
+/**
+ * The email section of the config: how links are signed, and the sending domains with their
+ * mailboxes. A mailbox is what a receiving server judges (a From address with its history),
+ * so the caps, the gap between sends, the window and the ramp hold per mailbox: they are a
+ * quota whose keys are the mailboxes (`keys_from: email.mailboxes`), and rotation picks the
+ * mailbox idle longest. Every later email to a prospect goes from the mailbox of the first.
+ */
+
+const DATE = '^\\d{4}-\\d{2}-\\d{2}$';
+
+export const MailboxSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1, description: 'The From name shown with the address, a person: "Ana Ruiz".' }),
+    smtp: Type.Optional(
+      Type.String({
+        description:
+          'The mailbox\'s own SMTP server and credentials as a URL, through ${{ env.NAME }}: smtps://user:password@host:465 or smtp://user:password@host:587 (STARTTLS). Unset: the mail goes through connectors.smtp (a relay, or the sandbox).',
+      }),
+    ),
+    imap: Type.Optional(
+      Type.String({ description: 'Where replies and bounces to this mailbox are read, as a URL through ${{ env.NAME }}: imaps://user:password@host:993. Unset: not read (an inbound webhook may bring them).' }),
+    ),
+    timezone: Type.Optional(Type.String({ description: 'IANA timezone of its days, window and calendar day (default: business.timezone).' })),
+    ramp_from: Type.Optional(Type.String({ pattern: DATE, description: 'The first day it sent (YYYY-MM-DD): its quota ramps up from there. Without it the mailbox is taken as warmed up (no ramp).' })),
+  },
+  { additionalProperties: false },
+);
+
+export const DkimSchema = Type.Object(
+  {
+    selector: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$', description: 'The DNS selector: the public key is published at <selector>._domainkey.<domain>.', 'x-hint': 'a selector is letters, digits, dots, dashes and underscores, like s1 or mail-2026' }),
+    private_key: Type.Optional(
+      Type.String({ description: 'The PEM private key, through ${{ env.NAME }}. Unset with sandboxes: auto, a key is generated under .flows/dkim (the sandbox and the demo); with sandboxes: never, nothing is sent.' }),
+    ),
+  },
+  { additionalProperties: false, description: 'DKIM signing of every email from this domain (List-Unsubscribe and List-Unsubscribe-Post are among the signed headers).' },
+);
+
+export const SendingDomainSchema = Type.Object(
+  {
+    dkim: Type.Optional(DkimSchema),
+    mailboxes: Type.Record(Type.String({ format: 'email' }), MailboxSchema, {
+      minProperties: 1,
+      description: 'The mailboxes of this domain by address (on the domain).',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export const EmailSchema = Type.Object(
+  {
+    link_secret: Type.String({
+      minLength: 1,
+      description:
+        'Signs the links in emails (unsubscribe, clicks), through ${{ env.FLOWS_LINK_SECRET }}: a long random string. Keep it: a new one makes every link already sent answer 404.',
+    }),
+    domains: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[a-z0-9.-]+\\.[a-z]{2,}$' }), SendingDomainSchema, {
+        description: 'The sending domains of cold email, each with its mailboxes; a quota with keys_from: email.mailboxes caps each mailbox.',
+      }),
+    ),
+  },
+  { additionalProperties: false, description: 'The email channel: how its links are signed, and the domains and mailboxes it sends from.' },
+);
+
+export interface MailboxSettings {
+  name: string;
+  smtp?: string;
+  imap?: string;
+  timezone?: string;
+  ramp_from?: string;
+}
+
+export interface DkimSettings {
+  selector: string;
+  private_key?: string;
+}
+
+export interface EmailSettings {
+  link_secret: string;
+  domains?: Record<string, { dkim?: DkimSettings; mailboxes: Record<string, MailboxSettings> }>;
+}
+
+/** One mailbox with its domain: what a send needs. */
+export interface Mailbox extends MailboxSettings {
+  address: string;
+  domain: string;
+  dkim?: DkimSettings;
+}
+
+export const emailSettings = (config: EngineConfig): EmailSettings | undefined => configSection<EmailSettings>(config, 'email');
+
+/** Every mailbox of the config, in the order written. */
+export function mailboxesOf(config: EngineConfig): Mailbox[] {
+  const out: Mailbox[] = [];
+  for (const [domain, d] of Object.entries(emailSettings(config)?.domains ?? {})) {
+    for (const [address, m] of Object.entries(d.mailboxes)) out.push({ ...m, address: address.toLowerCase(), domain, dkim: d.dkim });
+  }
+  return out;
+}
+
+export function mailboxOf(config: EngineConfig, address: string): Mailbox {
+  const wanted = address.toLowerCase();
+  const found = mailboxesOf(config).find((m) => m.address === wanted);
+  if (!found) throw new NonRetriableError(`no mailbox ${address} under email.domains in the config (a mailbox that sent earlier emails of a thread was removed?)`);
+  return found;
+}
+
+/** The quota keys of `keys_from: email.mailboxes`: each mailbox, with its timezone, ramp start and domain. */
+export function mailboxKeys(config: EngineConfig): Record<string, { timezone?: string; ramp_from?: string; group: string }> {
+  return Object.fromEntries(
+    mailboxesOf(config).map((m) => [m.address, { group: m.domain, ...(m.timezone ? { timezone: m.timezone } : {}), ...(m.ramp_from ? { ramp_from: m.ramp_from } : {}) }]),
+  );
+}
+
+/** Problems the schema cannot see: a mailbox not on its domain. */
+export function mailboxProblems(config: EngineConfig): string[] {
+  return mailboxesOf(config)
+    .filter((m) => !m.address.endsWith(`@${m.domain}`))
+    .map((m) => `email.domains.${m.domain}.mailboxes: ${m.address} is not on ${m.domain}`);
+}
