@@ -24,6 +24,14 @@ const config: EngineConfig = {
     ramped: { caps: { day: 6 }, ramp: { start: 2, step: 2, from: '2026-11-23' }, window: '09:00-17:00' },
     shared: { caps: { day: 3 }, window: '09:00-17:00', spacing: '5m' },
     open: { caps: { day: 100 } },
+    rotation: {
+      caps: { day: 4, rolling_24h: 4 },
+      days: weekdays,
+      window: '09:00-10:00',
+      spacing: '600s..720s',
+      pick: 'idle_longest',
+      keys: { 'a@one.example': null, 'b@one.example': null, 'c@two.example': { caps: { day: 2 } } },
+    },
   },
   budgets: { api: { per: 'day', limits: { widget_units: 10 } } },
 };
@@ -84,6 +92,32 @@ describe.each(testDatabases)('plan equals reality on $name', ({ open }) => {
     expect(await happened(real.run_id, quota)).toEqual(plan);
     return plan;
   }
+
+  it('over a quota that picks its key: the mailbox idle longest, each within its caps and gaps', async () => {
+    const yaml = sends('rotation', { n: 14 }); // one at a time: the manual clock moves with each wait
+    const dry = await dryRun(yaml, '2026-11-23T09:00:00Z');
+    const plan = Object.fromEntries(dry.effects.map((e) => [e.item, `${e.slot!.at} ${e.slot!.key}`]));
+    const real = await run(yaml, start('2026-11-23T09:00:00Z'));
+    expect(real.status).toBe('completed');
+    const rows = await db.query<{ item_key: string; at: Date; quota_key: string }>('SELECT item_key, at, quota_key FROM flow_quota_ledger WHERE run_id = $1', [real.run_id]);
+    const realPlaces = Object.fromEntries(rows.map((r) => [r.item_key, `${new Date(r.at).toISOString()} ${r.quota_key}`]));
+    expect(realPlaces).toEqual(plan);
+    // The step sent from the key the gate picked.
+    expect(calls.sent.map((c) => c.quotaKey).sort()).toEqual(rows.map((r) => r.quota_key).sort());
+    // Rotation: the first three go one from each mailbox; then every gap and cap holds per mailbox.
+    const byKey = new Map<string, number[]>();
+    for (const r of rows) byKey.set(r.quota_key, [...(byKey.get(r.quota_key) ?? []), new Date(r.at).getTime()]);
+    expect([...byKey.keys()].sort()).toEqual(['a@one.example', 'b@one.example', 'c@two.example']);
+    for (const [key, times] of byKey) {
+      times.sort((a, b) => a - b);
+      const perDay = new Map<string, number>();
+      for (const t of times) perDay.set(new Date(t).toISOString().slice(0, 10), (perDay.get(new Date(t).toISOString().slice(0, 10)) ?? 0) + 1);
+      expect(Math.max(...perDay.values())).toBeLessThanOrEqual(key === 'c@two.example' ? 2 : 4);
+      for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(600_000);
+    }
+    const firstThree = rows.sort((a, b) => new Date(a.at).getTime() - new Date(b.at).getTime()).slice(0, 3).map((r) => r.quota_key);
+    expect(new Set(firstThree).size).toBe(3);
+  });
 
   it('over caps, windows and allowed days', async () => {
     const plan = await expectPlanKept(sends('weekdays', { n: 7 }), '2026-11-27T16:00:00Z', 'weekdays'); // Friday 16:00

@@ -49,7 +49,8 @@ function describeCall(rc: RunContext, step: CallStep, input: Record<string, unkn
   const spec = step.type.effect;
   const kind = spec?.kind(input) ?? null;
   const effectKey = kind ? effectKeyOf(rc, step, scope, itemKey) : undefined;
-  const site: CallSite = { step, scope, itemKey, effectKey };
+  const quotaKey = step.quota && step.quotaKey !== undefined ? String(step.quotaKey.render(scope, { now: () => rc.clock.now() }) ?? '') : undefined;
+  const site: CallSite = { step, scope, itemKey, effectKey, quotaKey: quotaKey || undefined };
   let effect: EffectRecord | undefined;
   if (kind) {
     const described = spec!.describe?.(input, stepContext(rc, site, { attempt: { number: 0, signal: idle }, db: rc.db }));
@@ -59,13 +60,13 @@ function describeCall(rc: RunContext, step: CallStep, input: Record<string, unkn
     step.quota || step.budget
       ? {
           quota: step.quota,
-          quotaKey: step.quota && step.quotaKey !== undefined ? String(step.quotaKey.render(scope, { now: () => rc.clock.now() }) ?? '') : undefined,
+          quotaKey,
           budget: step.budget,
           estimate: step.budget ? (spec?.cost?.(input, rc.config) ?? {}) : undefined,
           ref: { runId: rc.runId, stepId: step.id, itemKey: itemKey ?? '' },
         }
       : undefined;
-  return { step, scope, itemKey, effectKey, input, kind, effect, gated };
+  return { step, scope, itemKey, effectKey, quotaKey: site.quotaKey, input, kind, effect, gated };
 }
 
 function effectKeyOf(rc: RunContext, step: CallStep, scope: Record<string, unknown>, itemKey?: string): string {

@@ -27,8 +27,8 @@ export async function performCall(rc: RunContext, call: Call): Promise<InvokeRes
 }
 
 /** Runs `fn` with the step's retries, timeout and rate limit; each attempt gets a step context. */
-function attempts<T>(rc: RunContext, call: Call, fn: (ctx: ReturnType<typeof stepContext>) => Promise<T>, spent?: Record<string, number>) {
-  return retried(rc, call, (attempt) => fn(stepContext(rc, call, { attempt, db: rc.db, spent })));
+function attempts<T>(rc: RunContext, call: Call, fn: (ctx: ReturnType<typeof stepContext>) => Promise<T>, spent?: Record<string, number>, quotaKey?: string) {
+  return retried(rc, call, (attempt) => fn(stepContext(rc, call, { attempt, db: rc.db, spent, quotaKey })));
 }
 
 function retried<T>(rc: RunContext, call: Call, fn: (attempt: AttemptHandle) => Promise<T>, bare = false) {
@@ -81,7 +81,8 @@ async function performReserved(rc: RunContext, call: Call): Promise<InvokeResult
   const spent: Record<string, number> = {};
   let result: InvokeResult;
   try {
-    result = await attempts(rc, call, (ctx) => call.step.type.run(ctx, call.input), spent);
+    const picked = reservation.holds.find((h) => h.picked)?.picked;
+    result = await attempts(rc, call, (ctx) => call.step.type.run(ctx, call.input), spent, picked);
   } catch (err) {
     await rc.store.effects.release(call.effect, reservation, spent);
     throw err;

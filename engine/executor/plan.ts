@@ -14,9 +14,18 @@ const idle = new AbortController().signal;
  */
 export async function planCall(rc: RunContext, call: Call, lane: Lane | undefined): Promise<unknown> {
   const { step, input } = call;
-  const ctx = stepContext(rc, call, { attempt: { number: 1, signal: idle }, db: rc.db });
+  const at = lane ?? { at: rc.clock.now() };
+  // A picking quota's key first: the plan shows the mailbox the run would send from.
+  const picked = call.gated ? await rc.planner!.pick(call.gated, at) : undefined;
+  const ctx = stepContext(rc, call, { attempt: { number: 1, signal: idle }, db: rc.db, quotaKey: picked?.key });
   if (!call.kind && !call.gated) return step.type.run(ctx, input);
-  const planned = await step.type.effect!.plan(ctx, input);
+  let planned: Awaited<ReturnType<NonNullable<typeof step.type.effect>['plan']>>;
+  try {
+    planned = await step.type.effect!.plan(ctx, input);
+  } catch (err) {
+    if (picked) rc.planner!.unpick(picked); // as the run releases the reservation of a skipped item
+    throw err;
+  }
   const kind = call.kind ?? 'call';
   const key = call.effectKey ?? '-';
   if (call.effectKey) {
@@ -26,7 +35,7 @@ export async function planCall(rc: RunContext, call: Call, lane: Lane | undefine
       return earlier.output;
     }
   }
-  const gates = call.gated ? await rc.planner!.plan(call.gated, lane ?? { at: rc.clock.now() }) : {};
+  const gates = call.gated ? await rc.planner!.plan(call.gated, at, picked) : {};
   const cost = planned.cost ?? step.type.effect!.cost?.(input, rc.config) ?? {};
   addStepCost(rc, step.id, cost);
   rc.sink!.add(

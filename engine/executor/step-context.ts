@@ -12,6 +12,8 @@ export interface CallSite {
   scope: Record<string, unknown>;
   itemKey?: string;
   effectKey?: string;
+  /** The key quota_key gave, if any. */
+  quotaKey?: string;
 }
 
 export interface AttemptSite {
@@ -20,6 +22,8 @@ export interface AttemptSite {
   db: Queryable;
   /** What the call has spent so far, by unit: the call's budget settles to it. */
   spent?: Record<string, number>;
+  /** The quota key the gate picked, when the quota picks it. */
+  quotaKey?: string;
 }
 
 /**
@@ -32,6 +36,7 @@ class AttemptContext implements StepContext {
   readonly step: StepContext['step'];
   readonly itemKey?: string;
   readonly effectKey?: string;
+  readonly quotaKey?: string;
   readonly attempt: number;
   readonly db: Queryable;
   private logger?: StepContext['log'];
@@ -45,6 +50,7 @@ class AttemptContext implements StepContext {
     this.step = { id: site.step.id };
     this.itemKey = site.itemKey;
     this.effectKey = site.effectKey;
+    this.quotaKey = at.quotaKey ?? site.quotaKey;
     this.attempt = at.attempt.number;
     this.db = at.db;
   }

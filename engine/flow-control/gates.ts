@@ -3,7 +3,7 @@ import type { Gate, GateVerdict, Sql } from '../ledger/types.ts';
 import type { BudgetLedger } from './budget-ledger.ts';
 import { type BudgetConfig, budgetPeriod, budgetRefusal } from './budget-spec.ts';
 import type { QuotaLedger } from './quota-ledger.ts';
-import { decide } from './quota-policy.ts';
+import { decide, type PickCandidate, pickKey } from './quota-policy.ts';
 import { type QuotaRules, quotaLabel } from './quota-spec.ts';
 
 /** Which run, step and item a gated call belongs to (recorded with each reservation). */
@@ -38,6 +38,43 @@ export class QuotaGate implements Gate {
     return {
       ok: true,
       hold: {
+        confirm: async () => {},
+        release: (on) => this.ledger.remove(on, id),
+      },
+    };
+  }
+}
+
+/**
+ * A quota whose key the engine picks (rotation across mailboxes): under every key's lock, in
+ * key order, each key decides as a QuotaGate would, and the key with room that is idle
+ * longest takes the call. The hold says which key it was, for the step to use.
+ */
+export class PickGate implements Gate {
+  readonly label: string;
+
+  constructor(
+    private readonly ledger: QuotaLedger,
+    private readonly pool: readonly QuotaRules[],
+    private readonly gapMs: number,
+    private readonly ref: CallRef,
+  ) {
+    this.label = `quota ${pool[0]!.quota}`;
+  }
+
+  async reserve(sql: Sql, now: Date, effectKey: string | undefined): Promise<GateVerdict> {
+    const sorted = [...this.pool].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    for (const rules of sorted) await this.ledger.lock(sql, rules.quota, rules.key);
+    const candidates: PickCandidate[] = [];
+    for (const rules of this.pool) candidates.push({ rules, use: await this.ledger.use(sql, rules, now) });
+    const decision = pickKey(candidates, now, this.gapMs);
+    if (!decision.ok) return { ok: false, until: decision.until, reason: decision.reason, scope: 'item' };
+    const rules = this.pool[decision.index]!;
+    const id = await this.ledger.record(sql, { quota: rules.quota, key: rules.key, at: now, ...this.ref, effectKey });
+    return {
+      ok: true,
+      hold: {
+        picked: rules.key,
         confirm: async () => {},
         release: (on) => this.ledger.remove(on, id),
       },

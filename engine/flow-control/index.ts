@@ -3,7 +3,7 @@ import { NonRetriableError } from '../errors.ts';
 import type { Gate } from '../ledger/types.ts';
 import type { BudgetLedger } from './budget-ledger.ts';
 import type { BudgetConfig } from './budget-spec.ts';
-import { BudgetGate, type CallRef, QuotaGate } from './gates.ts';
+import { BudgetGate, type CallRef, PickGate, QuotaGate } from './gates.ts';
 import type { QuotaLedger } from './quota-ledger.ts';
 import { gapFor } from './quota-policy.ts';
 import { CompiledQuota, type QuotaRules } from './quota-spec.ts';
@@ -45,6 +45,13 @@ export class FlowControl {
     if (compiled.perKey && !key) throw new NonRetriableError(`quota ${quota} counts per ${compiled.config.per_key ?? 'key'}, and quota_key gave an empty value`);
     return compiled.rulesFor(compiled.perKey ? key! : '');
   }
+
+  /** The keys the engine picks from for a call that gives none (a quota with pick), with their rules; undefined when the call names its key. */
+  pool(quota: string, key: string | undefined): QuotaRules[] | undefined {
+    const compiled = this.quota(quota);
+    if (key || !compiled.picks) return undefined;
+    return compiled.declaredKeys.map((k) => compiled.rulesFor(k));
+  }
 }
 
 const compiled = new WeakMap<EngineConfig, FlowControl>();
@@ -73,8 +80,12 @@ export const spacingSeed = (call: GatedCall) => `${call.quota}\u001f${call.ref.s
 export function gatesOf(flow: FlowControl, ledgers: { quotas: QuotaLedger; budgets: BudgetLedger }, call: GatedCall): Gate[] {
   const gates: Gate[] = [];
   if (call.quota) {
-    const rules = flow.rules(call.quota, call.quotaKey);
-    gates.push(new QuotaGate(ledgers.quotas, rules, gapFor(rules.spacing, spacingSeed(call)), call.ref));
+    const pool = flow.pool(call.quota, call.quotaKey);
+    if (pool) gates.push(new PickGate(ledgers.quotas, pool, gapFor(pool[0]!.spacing, spacingSeed(call)), call.ref));
+    else {
+      const rules = flow.rules(call.quota, call.quotaKey);
+      gates.push(new QuotaGate(ledgers.quotas, rules, gapFor(rules.spacing, spacingSeed(call)), call.ref));
+    }
   }
   if (call.budget) {
     gates.push(new BudgetGate(ledgers.budgets, call.budget, flow.budget(call.budget), flow.timezone, flow.config.prices, call.estimate ?? {}, call.ref));

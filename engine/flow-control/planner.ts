@@ -3,7 +3,7 @@ import type { BudgetLedger } from './budget-ledger.ts';
 import { budgetPeriod, budgetRefusal, type BudgetUse } from './budget-spec.ts';
 import { type FlowControl, type GatedCall, spacingSeed } from './index.ts';
 import type { QuotaLedger } from './quota-ledger.ts';
-import { gapFor } from './quota-policy.ts';
+import { gapFor, pickKey } from './quota-policy.ts';
 import { QuotaSimulator, type Slot } from './quota-simulator.ts';
 
 /** Where one line of work stands in a dry run's time: when it gets to its next call. */
@@ -38,6 +38,13 @@ export class LanePool {
   latest(): Date {
     return new Date(Math.max(...this.lanes.map((l) => l.at.getTime())));
   }
+}
+
+/** The slot a picking quota took for a call in the plan, and the key it chose. */
+export interface Picked {
+  key: string;
+  slot: Slot;
+  simulator: QuotaSimulator;
 }
 
 export interface PlannedGates {
@@ -77,10 +84,42 @@ export class DryRunPlanner {
     if (latest > this.runTime) this.runTime = latest;
   }
 
-  async plan(call: GatedCall, lane: Lane): Promise<PlannedGates> {
+  /**
+   * For a quota that picks its key: the key the run would choose for this call at the lane's
+   * time (of the keys, the first to have room; among those, pickKey's rule), with its slot,
+   * taken at once as the run's reservation is (items in flight plan side by side). Undefined
+   * when the call names its key or its quota does not pick. Give it back with unpick() when
+   * the item is skipped, as the run releases its reservation.
+   */
+  async pick(call: GatedCall, lane: Lane): Promise<Picked | undefined> {
+    const pool = call.quota ? this.flow.pool(call.quota, call.quotaKey) : undefined;
+    if (!pool || this.halted) return undefined;
+    const gapMs = gapFor(pool[0]!.spacing, spacingSeed(call));
+    const simulators = await Promise.all(pool.map((rules) => this.simulator(rules.quota, rules.key)));
+    // From here on synchronous: no other item's plan comes between the choice and the slot.
+    const times = simulators.map((s) => s.earliest(lane.at, gapMs));
+    const open = times.filter((t) => !t.blocked);
+    let index = 0;
+    if (open.length) {
+      const at = new Date(Math.min(...open.map((t) => t.at.getTime())));
+      const decision = pickKey(pool.map((rules, i) => ({ rules, use: simulators[i]!.lastBefore(at) })), at, gapMs);
+      if (decision.ok) index = decision.index;
+    }
+    const slot = { ...simulators[index]!.admit(lane.at, gapMs), key: pool[index]!.key };
+    lane.at = new Date(slot.at);
+    return { key: slot.key, slot, simulator: simulators[index]! };
+  }
+
+  /** A picked slot the item does not use after all (its plan skipped it). */
+  unpick(picked: Picked): void {
+    picked.simulator.remove(new Date(picked.slot.at));
+  }
+
+  /** Places the call under its quota (in the slot pick() took, for a picking quota) and budget. */
+  async plan(call: GatedCall, lane: Lane, picked?: Picked): Promise<PlannedGates> {
     if (this.halted) return { waits: this.halted };
-    let slot: Slot | undefined;
-    if (call.quota) {
+    let slot: Slot | undefined = picked?.slot;
+    if (call.quota && !picked) {
       const rules = this.flow.rules(call.quota, call.quotaKey);
       slot = (await this.simulator(call.quota, call.quotaKey ?? '')).admit(lane.at, gapFor(rules.spacing, spacingSeed(call)));
       lane.at = new Date(slot.at);

@@ -90,6 +90,38 @@ export function decide(rules: QuotaRules, use: QuotaUse, now: Date, gapMs: numbe
   return { ok: false, until: rules.calendar.openAt(latest.until), reason: latest.reason };
 }
 
+/** One key a picking quota may choose, with what its ledger holds at the moment of choosing. */
+export interface PickCandidate {
+  rules: QuotaRules;
+  use: QuotaUse;
+}
+
+export type PickDecision = { ok: true; index: number } | { ok: false; until: Date; reason: string };
+
+/**
+ * Rotation: of the keys with room at `now`, the one idle longest (no effect yet counts as
+ * idlest; ties go to the key written first). When none has room, wait for the first that
+ * will. The run picks with it under the keys' locks; the dry run picks by the same rule.
+ */
+export function pickKey(candidates: readonly PickCandidate[], now: Date, gapMs: number): PickDecision {
+  let best = -1;
+  let first: { until: Date; reason: string } | undefined;
+  candidates.forEach((c, i) => {
+    const decision = decide(c.rules, c.use, now, gapMs);
+    if (!decision.ok) {
+      if (!first || decision.until < first.until) first = decision;
+      return;
+    }
+    if (best < 0 || idleSince(c.use) < idleSince(candidates[best]!.use)) best = i;
+  });
+  if (best >= 0) return { ok: true, index: best };
+  if (!first) throw new Error('a picking quota needs at least one key');
+  const quota = candidates[0]!.rules.quota;
+  return { ok: false, until: first.until, reason: `no key of quota ${quota} has room now (${candidates.length} keys); the first to free: ${first.reason}` };
+}
+
+const idleSince = (use: QuotaUse) => use.last?.getTime() ?? Number.NEGATIVE_INFINITY;
+
 /** When a full cap has room again (then the decision is made afresh). */
 function capFrees(rules: QuotaRules, period: QuotaPeriod, limit: number, counted: CapUse, now: Date): Date {
   if (limit === 0 && rules.ramp && daysSince(rules.ramp.from, now, rules.timezone) < 0) return startOfDate(rules.ramp.from, rules.timezone);

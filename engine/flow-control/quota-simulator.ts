@@ -15,6 +15,8 @@ export interface Slot {
   label: string;
   /** What it waits for first, when it cannot happen at once. */
   waits?: string;
+  /** The key a picking quota chose (the mailbox). */
+  key?: string;
 }
 
 /**
@@ -35,26 +37,43 @@ export class QuotaSimulator {
     this.times = history.map((d) => d.getTime()).sort((a, b) => a - b);
   }
 
-  /** The slot of the next effect, tried first at `from` (when the run gets to it), whose spacing gap is `gapMs`. */
-  admit(from: Date, gapMs: number): Slot {
+  /**
+   * When the next effect could happen, tried first at `from`, by the run's decisions; what it
+   * waits for first; and whether it never can without a person (an open-ended pause).
+   */
+  earliest(from: Date, gapMs: number): { at: Date; waits?: string; blocked: boolean } {
     let at = from;
     let waits: string | undefined;
     for (let guard = 0; ; guard++) {
       if (guard > 10_000) throw new Error(`quota ${this.rules.quota}: no time with room found (is every cap 0?)`);
       const decision = decide(this.rules, this.useAt(at), at, gapMs);
-      if (decision.ok) break;
+      if (decision.ok) return { at, waits, blocked: false };
       waits ??= decision.reason;
       at = decision.until;
-      if (this.pause && !this.pause.until) {
-        waits = decision.reason;
-        break; // paused until a person resumes it: the plan cannot say when
-      }
+      // Paused until a person resumes it: the plan cannot say when.
+      if (this.pause && !this.pause.until) return { at, waits: decision.reason, blocked: true };
     }
+  }
+
+  /** The latest effect before `at` (what a picking quota compares as idle time). */
+  lastBefore(at: Date): QuotaUse {
+    return this.useAt(at);
+  }
+
+  /** The slot of the next effect, tried first at `from` (when the run gets to it), whose spacing gap is `gapMs`. */
+  admit(from: Date, gapMs: number): Slot {
+    const { at, waits } = this.earliest(from, gapMs);
     const first = countingSpans(this.rules, at)[0];
     const position = first ? this.count(first) + 1 : 1;
     this.times.splice(this.indexOf(at.getTime() + 1), 0, at.getTime());
     const window = this.rules.calendar.windowAt(at) ?? { start: at, end: at };
     return { at: at.toISOString(), window_start: window.start.toISOString(), window_end: window.end.toISOString(), position, label: this.rules.calendar.label(window), waits };
+  }
+
+  /** Takes back one effect admitted at `at`. */
+  remove(at: Date): void {
+    const i = this.indexOf(at.getTime());
+    if (this.times[i] === at.getTime()) this.times.splice(i, 1);
   }
 
   private useAt(at: Date): QuotaUse {

@@ -126,6 +126,11 @@ export class CompiledQuota {
     return this.config.per_key !== undefined || this.config.keys !== undefined;
   }
 
+  /** Whether the engine picks the key when a call gives none (rotation). */
+  get picks(): boolean {
+    return this.config.pick !== undefined && this.declaredKeys.length > 0;
+  }
+
   /** The keys the config declares ([] when any key is allowed). */
   get declaredKeys(): string[] {
     return Object.keys(this.config.keys ?? {});

@@ -50,6 +50,8 @@ export type GateVerdict =
 
 /** What a gate reserved, settled after the call. */
 export interface Hold {
+  /** The quota key a picking gate chose (the mailbox a rotation sends from). */
+  readonly picked?: string;
   /** The call happened: settle to what it spent. */
   confirm(sql: Sql, spent: Record<string, number>): Promise<void>;
   /** The call did not happen (it failed first): give the reservation back, keeping what was spent. */

@@ -257,8 +257,8 @@ function checkStep(
   }
   if (config) checkNames(raw, config, at);
   const quota = typeof raw.quota === 'string' ? config?.quotas?.[raw.quota] : undefined;
-  const perKey = quota && (quota.per_key !== undefined || quota.keys !== undefined);
-  if (perKey && raw.quota_key === undefined) {
+  const perKey = quota && (quota.per_key !== undefined || quota.keys !== undefined || quota.keys_from !== undefined);
+  if (perKey && raw.quota_key === undefined && quota!.pick === undefined) {
     const what = quota!.per_key ?? 'key';
     at(['quota'], `quota "${raw.quota}" counts per ${what}: add quota_key (an expression giving the ${what})`);
   }

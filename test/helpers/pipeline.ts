@@ -27,10 +27,13 @@ export function diagnosticsOf(yaml: string, registry: StepRegistry = testRegistr
 export const calls = {
   performed: [] as string[],
   planned: [] as string[],
+  /** The quota key each performed send ran with (the one a picking quota chose). */
+  sent: [] as { to: string; quotaKey?: string }[],
   flaky: new Map<string, number>(),
   reset() {
     this.performed.length = 0;
     this.planned.length = 0;
+    this.sent.length = 0;
     this.flaky.clear();
   },
 };
@@ -52,6 +55,7 @@ export const sendStep = defineStep({
   },
   async run(ctx, input) {
     calls.performed.push(input.to);
+    calls.sent.push({ to: input.to, quotaKey: ctx.quotaKey });
     if (input.spent !== undefined) ctx.spend({ widget_units: input.spent });
     return { sent: input.to };
   },
