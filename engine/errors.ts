@@ -58,6 +58,22 @@ export class RetryAfterError extends Error {
   }
 }
 
+/**
+ * The effect did not happen and can be tried again at `until` (a 4xx soft bounce, a provider
+ * asking to come back later): the reservation is given back, the item waits like a quota
+ * wait (the daemon parks a long one), then reserves afresh. Never retried at once.
+ */
+export class DeferredError extends NonRetriableError {
+  override readonly name = 'DeferredError';
+  constructor(
+    message: string,
+    readonly until: Date,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
 /** A step ran past its `timeout`. Retriable: the next attempt gets a fresh timer. */
 export class StepTimeoutError extends Error {
   override readonly name = 'StepTimeoutError';

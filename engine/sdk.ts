@@ -22,6 +22,7 @@ export {
   type StepType,
 } from './types.ts';
 export {
+  DeferredError,
   errorMessage,
   findCause,
   NeedsAttentionError,

@@ -145,6 +145,31 @@ steps:
     expect(clock.sleeps).toEqual([7000]);
   });
 
+  it('gives back the reservation of an effect that did not happen and tries it again when it says (DeferredError)', async () => {
+    const result = await run(`
+name: deferred
+trigger: { manual: {} }
+steps:
+  - id: send
+    uses: test.send
+    foreach: "\${{ ['a', 'b'] }}"
+    quota: daily
+    with: { to: "\${{ item }}", defer_first: "\${{ item == 'a' ? '3600000' : '' }}" }
+`);
+    expect(result.status).toBe('completed');
+    expect(calls.performed).toEqual(['a', 'a', 'b']);
+    // One slot each: the deferred attempt held none while it waited; the retry came an hour later.
+    const rows = await db.query<{ item_key: string; at: Date }>('SELECT item_key, at FROM flow_quota_ledger WHERE run_id = $1 ORDER BY item_key', [result.run_id]);
+    expect(rows.map((r) => [r.item_key, new Date(r.at).toISOString()])).toEqual([
+      ['0', '2026-11-23T11:00:00.000Z'],
+      ['1', '2026-11-23T11:00:00.000Z'],
+    ]);
+    expect(clock.sleeps).toContain(3_600_000);
+    const effects = await db.query<{ status: string }>("SELECT status FROM flow_effects WHERE run_id = $1", [result.run_id]);
+    expect(effects.map((e) => e.status)).toEqual(['done', 'done']);
+    await db.query('DELETE FROM flow_quota_ledger WHERE run_id = $1', [result.run_id]); // the day's slots belong to the tests after
+  });
+
   it('times out an attempt through its signal, and abandons a step that ignores it', async () => {
     const result = await run(`
 name: timeouts

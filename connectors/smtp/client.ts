@@ -136,6 +136,52 @@ export interface EmailMessage {
   attachments?: EmailAttachment[];
   /** `<id@domain>`; generated when not given. Pass one to recognise a resent message. */
   messageId?: string;
+  /** A reply in a thread: the Message-ID it answers, and the thread's ids (RFC 5322 In-Reply-To, References). */
+  inReplyTo?: string;
+  references?: string[];
+  /** Signs the message (RFC 6376) with the sending domain's key. */
+  dkim?: DkimKey;
+}
+
+export interface DkimKey {
+  domain: string;
+  selector: string;
+  /** PEM. */
+  privateKey: string;
+}
+
+/**
+ * The header fields a DKIM signature covers: what a receiver shows or acts on, the thread,
+ * and both unsubscribe fields (RFC 8058 asks that List-Unsubscribe-Post be signed).
+ */
+export const DKIM_SIGNED_HEADERS = [
+  'From', 'Sender', 'Reply-To', 'To', 'Cc', 'Subject', 'Date', 'Message-ID', 'In-Reply-To', 'References',
+  'MIME-Version', 'Content-Type', 'Content-Transfer-Encoding', 'List-Unsubscribe', 'List-Unsubscribe-Post',
+].join(':');
+
+/**
+ * A mailbox's own server as a URL, `smtps://user:password@host:465` (TLS from the first
+ * byte) or `smtp://user:password@host:587` (STARTTLS, required), as connector settings.
+ * The password never appears in the error.
+ */
+export function smtpSettingsFromUrl(text: string, where: string): SmtpConfig {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new NonRetriableError(`${where}: not a URL (write smtps://user:password@host:465 or smtp://user:password@host:587)`);
+  }
+  if (url.protocol !== 'smtp:' && url.protocol !== 'smtps:') throw new NonRetriableError(`${where}: the URL starts ${url.protocol}// (write smtps:// or smtp://)`);
+  const secure = url.protocol === 'smtps:';
+  const user = decodeURIComponent(url.username);
+  return {
+    host: url.hostname.replace(/^\[|\]$/g, ''),
+    port: url.port ? Number(url.port) : secure ? 465 : 587,
+    secure,
+    // Credentials over STARTTLS only: a server that does not offer it gets nothing.
+    require_tls: !secure && user !== '' && url.hostname !== '127.0.0.1' && url.hostname !== 'localhost',
+    ...(user ? { auth: { user, pass: decodeURIComponent(url.password) } } : {}),
+  } as SmtpConfig;
 }
 
 export interface SendResult {
@@ -198,6 +244,9 @@ export class SmtpMailer implements EmailSender {
         headers: message.headers,
         attachments: message.attachments?.map((a) => ({ filename: a.filename, content: a.content, contentType: a.contentType })),
         messageId: message.messageId,
+        inReplyTo: message.inReplyTo,
+        references: message.references,
+        dkim: message.dkim ? { domainName: message.dkim.domain, keySelector: message.dkim.selector, privateKey: message.dkim.privateKey, headerFieldNames: DKIM_SIGNED_HEADERS } : undefined,
         signal: options.signal,
       });
       return { messageId: info.messageId, accepted: info.accepted.map(String), rejected: info.rejected.map(String), response: info.response };

@@ -1,4 +1,4 @@
-import { errorMessage, NonRetriableError } from '../errors.ts';
+import { DeferredError, errorMessage, findCause, NonRetriableError } from '../errors.ts';
 import { gatesOf } from '../flow-control/index.ts';
 import type { Reservation, Write, WriteOutcome } from '../ledger/types.ts';
 import type { EffectRow } from '../store/records.ts';
@@ -67,26 +67,38 @@ async function writeOnce(rc: RunContext, call: Call): Promise<InvokeResult> {
 
 async function performReserved(rc: RunContext, call: Call): Promise<InvokeResult> {
   const gates = call.gated ? gatesOf(rc.flow, rc.store, call.gated) : [];
-  let reservation: Reservation;
   for (;;) {
-    reservation = await rc.store.effects.reserve(call.effect, gates, rc.clock.now());
-    if (reservation.state !== 'wait') break;
-    await waitForGate(rc, reservation);
+    let reservation: Reservation;
+    for (;;) {
+      reservation = await rc.store.effects.reserve(call.effect, gates, rc.clock.now());
+      if (reservation.state !== 'wait') break;
+      await waitForGate(rc, reservation);
+    }
+    if (reservation.state === 'done') {
+      done(rc, call, true);
+      return { output: reservation.row.output, attempts: 0 };
+    }
+    if (reservation.state === 'in-doubt') reservation = await repeatInDoubt(rc, call, reservation.row);
+    const spent: Record<string, number> = {};
+    let result: InvokeResult;
+    try {
+      const picked = reservation.holds.find((h) => h.picked)?.picked;
+      result = await attempts(rc, call, (ctx) => call.step.type.run(ctx, call.input), spent, picked);
+    } catch (err) {
+      await rc.store.effects.release(call.effect, reservation, spent);
+      // Did not happen, try later: nothing is held while the item waits, so a restart meanwhile repeats nothing.
+      const deferred = findCause(err, DeferredError);
+      if (deferred) {
+        await waitForGate(rc, { until: deferred.until, reason: deferred.message, scope: 'item' });
+        continue;
+      }
+      throw err;
+    }
+    return confirmed(rc, call, reservation, result, spent);
   }
-  if (reservation.state === 'done') {
-    done(rc, call, true);
-    return { output: reservation.row.output, attempts: 0 };
-  }
-  if (reservation.state === 'in-doubt') reservation = await repeatInDoubt(rc, call, reservation.row);
-  const spent: Record<string, number> = {};
-  let result: InvokeResult;
-  try {
-    const picked = reservation.holds.find((h) => h.picked)?.picked;
-    result = await attempts(rc, call, (ctx) => call.step.type.run(ctx, call.input), spent, picked);
-  } catch (err) {
-    await rc.store.effects.release(call.effect, reservation, spent);
-    throw err;
-  }
+}
+
+async function confirmed(rc: RunContext, call: Call, reservation: Reserved, result: InvokeResult, spent: Record<string, number>): Promise<InvokeResult> {
   // Not released if this fails: the effect happened, and stays in doubt rather than repeated.
   await rc.store.effects.confirm(call.effect, reservation, result.output, rc.clock.now(), { transient: call.step.type.effect?.transientOutput, spent });
   if (call.effect) done(rc, call, false);

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { EngineConfig } from '../../engine/config.ts';
-import { formatDiagnostic, NonRetriableError, RetryAfterError } from '../../engine/errors.ts';
+import { DeferredError, formatDiagnostic, NonRetriableError, RetryAfterError } from '../../engine/errors.ts';
 import { loadPipeline } from '../../engine/pipeline/load.ts';
 import type { Pipeline } from '../../engine/pipeline/types.ts';
 import type { StepRegistry } from '../../engine/registry.ts';
@@ -42,7 +42,7 @@ export const calls = {
 export const sendStep = defineStep({
   type: 'test.send',
   description: 'Records a send (test only).',
-  input: Type.Object({ to: Type.String(), units: Type.Optional(Type.Number()), spent: Type.Optional(Type.Number()) }),
+  input: Type.Object({ to: Type.String(), units: Type.Optional(Type.Number()), spent: Type.Optional(Type.Number()), defer_first: Type.Optional(Type.String()) }),
   output: Type.Object({ sent: Type.String() }),
   effect: {
     kind: () => 'message',
@@ -55,6 +55,10 @@ export const sendStep = defineStep({
   },
   async run(ctx, input) {
     calls.performed.push(input.to);
+    // The first attempt for this recipient did not happen: come back after the given duration (a soft bounce).
+    if (input.defer_first && calls.performed.filter((t) => t === input.to).length === 1) {
+      throw new DeferredError(`soft bounce for ${input.to}`, new Date(ctx.clock.now().getTime() + Number(input.defer_first)));
+    }
     calls.sent.push({ to: input.to, quotaKey: ctx.quotaKey });
     if (input.spent !== undefined) ctx.spend({ widget_units: input.spent });
     return { sent: input.to };
