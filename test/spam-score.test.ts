@@ -66,8 +66,9 @@ function spamAssassin(message: Buffer): Promise<Verdict> {
       const status = /^X-Spam-Status: (.*)$/m.exec(headers)?.[1];
       const score = status && /score=(-?[\d.]+)/.exec(status);
       if (!score) return reject(new Error(`spamassassin exited ${code} without X-Spam-Status: ${Buffer.concat(err).toString('utf8')}`));
-      const tests = /tests=(\S*)/.exec(status!)?.[1] ?? '';
-      resolve({ score: Number(score[1]), tests: tests.split(',').filter((t) => t && t !== 'none') });
+      // A folded header leaves a space after some commas: tests=HTML_MESSAGE,NO_RECEIVED, NO_RELAYS autolearn=…
+      const tests = /tests=(.*?)(?:\s+(?:autolearn|version)=|$)/.exec(status!)?.[1] ?? '';
+      resolve({ score: Number(score[1]), tests: tests.split(/,\s*/).filter((t) => t && t !== 'none') });
     });
     child.stdin.end(message);
   });
