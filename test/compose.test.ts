@@ -152,6 +152,13 @@ describe('EmailComposer', () => {
     await expect(composer.render('text-only', 'x', data)).rejects.toThrow(join(dir, 'text-only.mjml'));
   });
 
+  it('takes a template name, not a path', async () => {
+    const composer = new EmailComposer(join(DIR, 'nested'));
+    for (const name of ['../teaser-growth-a', '/etc/passwd', 'Teaser', '']) {
+      await expect(composer.render(name, 'x', sampleEmailData('teaser-growth-a'))).rejects.toThrow(/expected a name like/);
+    }
+  });
+
   it('refuses a variable the data lacks, naming the template', async () => {
     const dir = scratchDir({ 'minimal.mjml': MINIMAL, 'minimal.txt.liquid': 'Hello {{ prospect.company_name }}' });
     const composer = new EmailComposer(dir);

@@ -80,6 +80,12 @@ async function compileMjml(file: string, source: string): Promise<string> {
   return result.html;
 }
 
+/** A file name in the folder, never a path out of it. */
+const TEMPLATE_NAME = /^[a-z0-9][a-z0-9_-]*$/;
+
+/** Subjects come from campaign settings, a handful per process; the cap only guards against misuse. */
+const MAX_SUBJECTS = 1000;
+
 /** Plain text reads best without the blank lines that Liquid's tags leave behind. */
 function tidyText(text: string): string {
   return `${text.replace(/[ \t]+$/gm, '').replace(/\n{3,}/g, '\n\n').trim()}\n`;
@@ -104,9 +110,10 @@ export class EmailComposer {
    * MJML, a variable the data lacks) are NonRetriableErrors: the next try would fail the same.
    */
   async render(template: string, subject: string, data: Record<string, unknown>): Promise<EmailContent> {
+    if (!TEMPLATE_NAME.test(template)) throw new NonRetriableError(`email template ${JSON.stringify(template)}: expected a name like "teaser-growth-a" (a-z, 0-9, - and _)`);
     const compiled = await this.compile(template);
     const renderedSubject = this.renderSubject(subject, data);
-    const scope = { tracking_pixel: '', ...data, subject: renderedSubject };
+    const scope = { ...data, tracking_pixel: data.tracking_pixel ?? '', subject: renderedSubject };
     // A fill is pure computation on parsed templates: Liquid's synchronous renderer does it
     // without a promise per tag, several times faster than its asynchronous one.
     try {
@@ -147,6 +154,7 @@ export class EmailComposer {
       let parsed = this.subjects.get(subject);
       if (!parsed) {
         parsed = this.textLiquid.parse(subject);
+        if (this.subjects.size >= MAX_SUBJECTS) this.subjects.clear();
         this.subjects.set(subject, parsed);
       }
       const rendered: string = this.textLiquid.renderSync(parsed, data);
