@@ -131,6 +131,11 @@ export class CompiledQuota {
     return this.config.pick !== undefined && this.declaredKeys.length > 0;
   }
 
+  /** What a key belongs to (a mailbox's domain), when the config says. */
+  groupOf(key: string): string | undefined {
+    return this.config.keys?.[key]?.group;
+  }
+
   /** The keys the config declares ([] when any key is allowed). */
   get declaredKeys(): string[] {
     return Object.keys(this.config.keys ?? {});

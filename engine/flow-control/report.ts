@@ -1,4 +1,4 @@
-import type { Database } from '../db/connect.ts';
+import type { Sql } from '../ledger/types.ts';
 import type { FlowControl } from './index.ts';
 import type { QuotaLedger } from './quota-ledger.ts';
 import { capAt, decide, lookbackStart } from './quota-policy.ts';
@@ -17,6 +17,8 @@ export interface CapReport {
 export interface QuotaReport {
   quota: string;
   key: string | null;
+  /** What the key belongs to (a mailbox's sending domain). */
+  group?: string;
   caps: CapReport[];
   /** The least room left under any cap. */
   remaining: number;
@@ -29,9 +31,10 @@ export interface QuotaReport {
 }
 
 /** Each quota's use now, per key (every declared key, and keys the ledger has seen lately), from the ledger. */
-export async function quotaReports(flow: FlowControl, ledger: QuotaLedger, db: Database, now: Date): Promise<QuotaReport[]> {
+export async function quotaReports(flow: FlowControl, ledger: QuotaLedger, db: Sql, now: Date, only?: string): Promise<QuotaReport[]> {
   const reports: QuotaReport[] = [];
   for (const name of flow.quotaNames()) {
+    if (only !== undefined && name !== only) continue;
     const quota = flow.quota(name);
     let keys = [''];
     if (quota.perKey) {
@@ -53,6 +56,7 @@ export async function quotaReports(flow: FlowControl, ledger: QuotaLedger, db: D
       reports.push({
         quota: name,
         key: quota.perKey ? key : null,
+        ...(quota.groupOf(key) ? { group: quota.groupOf(key) } : {}),
         caps,
         remaining: Math.min(...caps.map((c) => c.remaining)),
         window: { start: window.start.toISOString(), end: window.end.toISOString(), label: rules.calendar.label(window), open: Boolean(open) },
@@ -62,6 +66,29 @@ export async function quotaReports(flow: FlowControl, ledger: QuotaLedger, db: D
     }
   }
   return reports;
+}
+
+/**
+ * The keys of one quota and group added up (a sending domain's mailboxes): used and today's
+ * caps per period, what remains, and how many of its keys are paused.
+ */
+export function groupTotals(reports: readonly QuotaReport[]): { quota: string; group: string; keys: number; paused: number; caps: CapReport[]; remaining: number }[] {
+  const groups = new Map<string, QuotaReport[]>();
+  for (const r of reports) if (r.group) groups.set(`${r.quota}\u001f${r.group}`, [...(groups.get(`${r.quota}\u001f${r.group}`) ?? []), r]);
+  return [...groups.values()].map((members) => ({
+    quota: members[0]!.quota,
+    group: members[0]!.group!,
+    keys: members.length,
+    paused: members.filter((m) => m.paused).length,
+    caps: members[0]!.caps.map((c, i) => ({
+      period: c.period,
+      cap: members.reduce((n, m) => n + (m.caps[i]?.cap ?? 0), 0),
+      today: members.reduce((n, m) => n + (m.caps[i]?.today ?? 0), 0),
+      used: members.reduce((n, m) => n + (m.caps[i]?.used ?? 0), 0),
+      remaining: members.reduce((n, m) => n + (m.paused ? 0 : (m.caps[i]?.remaining ?? 0)), 0),
+    })),
+    remaining: members.reduce((n, m) => n + (m.paused ? 0 : m.remaining), 0),
+  }));
 }
 
 /** "12/17 day, 40/85 rolling_7d (ramp: 15 today)" */

@@ -3,7 +3,7 @@ import { type Clock, systemClock } from '../../clock.ts';
 import { parseDuration } from '../../duration.ts';
 import { budgetPeriod } from '../../flow-control/budget-spec.ts';
 import { flowControlOf } from '../../flow-control/index.ts';
-import { capsText, quotaReports } from '../../flow-control/report.ts';
+import { capsText, groupTotals, quotaReports } from '../../flow-control/report.ts';
 import { quotaLabel } from '../../flow-control/quota-spec.ts';
 import { table, when } from '../../format.ts';
 import { RunStore } from '../../store/index.ts';
@@ -33,12 +33,22 @@ export function quotasCommand(program: Command, project: () => Project, wrap: Wr
           }
           const status = (r: (typeof reports)[number]) =>
             r.paused ? `paused: ${r.paused.reason}${r.paused.until ? ` (until ${when(r.paused.until)})` : ''}` : r.next ? `waits until ${when(r.next.at)}: ${r.next.reason}` : 'open';
-          process.stdout.write(
-            `${table(
-              ['quota', 'key', 'used / cap today', 'remaining', 'window', 'now'],
-              reports.map((r) => [r.quota, r.key ?? '-', capsText(r.caps), r.remaining, `${r.window.label}${r.window.open ? '' : ' (next)'}`, status(r)]),
-            )}\n`,
-          );
+          // Each group (a sending domain) after its keys, added up: its room today with the ramps, and how many are paused.
+          const totals = new Map(groupTotals(reports).map((g) => [`${g.quota}\u001f${g.group}`, g]));
+          const rows: (string | number)[][] = [];
+          reports.forEach((r, i) => {
+            rows.push([r.quota, r.key ?? '-', capsText(r.caps), r.remaining, `${r.window.label}${r.window.open ? '' : ' (next)'}`, status(r)]);
+            const next = reports[i + 1];
+            const g = r.group ? totals.get(`${r.quota}\u001f${r.group}`) : undefined;
+            if (g && (next?.quota !== r.quota || next.group !== r.group)) {
+              rows.push([g.quota, `${g.group} (${g.keys} keys)`, capsText(g.caps), g.remaining, '', g.paused ? `${g.paused} of ${g.keys} paused` : 'open']);
+            }
+            if (g && next?.quota !== r.quota) {
+              const all = groupTotals(reports.filter((x) => x.quota === r.quota).map((x) => ({ ...x, group: 'all' })))[0]!;
+              rows.push([all.quota, `all (${all.keys} keys)`, capsText(all.caps), all.remaining, '', all.paused ? `${all.paused} of ${all.keys} paused` : 'open']);
+            }
+          });
+          process.stdout.write(`${table(['quota', 'key', 'used / cap today', 'remaining', 'window', 'now'], rows)}\n`);
           return 0;
         } finally {
           await db.close();
