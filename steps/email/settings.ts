@@ -53,7 +53,9 @@ export const SendingDomainSchema = Type.Object(
 export const ClicksSchema = Type.Object(
   {
     mode: Type.Optional(
-      Type.Union([Type.Literal('confirm'), Type.Literal('direct')], {
+      Type.Unsafe<'confirm' | 'direct'>({
+        type: 'string',
+        enum: ['confirm', 'direct'],
         description:
           'confirm (default): a click on the report link opens a page whose button asks for the report, and only that POST is email.clicked, so no scanner can ever start one. direct: a click the scanner rules call human is email.clicked at once (the page still asks the others).',
       }),
