@@ -80,6 +80,12 @@ export const DaemonSchema = Type.Object(
       Type.String({ description: 'A quota wait longer than this frees the worker: the run is queued again for when the window opens (default "60s").' }),
     ),
     stop_timeout: Type.Optional(Type.String({ description: 'On SIGTERM, how long in-flight steps may take to finish before they are aborted (default "25s").' })),
+    trust_proxy: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        description:
+          'The reverse proxies in front of the daemon, as addresses or CIDRs ("10.0.0.0/8", or "loopback"): their X-Forwarded-For is believed, so pages see the visitor\'s address. Unset: the address that connects, and X-Forwarded-For is ignored.',
+      }),
+    ),
   },
   { additionalProperties: false, description: 'The daemon: its HTTP server and workers.' },
 );

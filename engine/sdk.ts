@@ -54,7 +54,7 @@ export { compileCondition, type Condition, evaluate, parseExpression, renderDeep
 export { checkIdentifier, type InsertShape, insertSql } from './sql-insert.ts';
 export { priceOf } from './cost.ts';
 export { StepRegistry } from './registry.ts';
-export type { Page, PageAnswer, PageContext, PageRequest } from './daemon/daemon.ts';
+export type { Page, PageAnswer, PageContext, PageCounter, PageRequest } from './daemon/daemon.ts';
 export type { Wrap } from './cli/commands/types.ts';
 export { type Project, UsageError } from './cli/project.ts';
 export { writableQueryable } from './executor/context.ts';

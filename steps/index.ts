@@ -9,6 +9,7 @@ import { transform } from './transform.ts';
 import { emailSend } from './email/send.ts';
 import { EmailSchema, mailboxKeys } from './email/settings.ts';
 import { emailPages } from './email/pages.ts';
+import { clickPages } from './email/clicks.ts';
 import { httpRequest } from './http/request.ts';
 import { reportAnalyse } from './report/analyse.ts';
 import { intelCollect } from './intel/collect.ts';
@@ -55,7 +56,7 @@ export const builtinSteps = [
 ];
 
 /** Pages the daemon serves besides webhooks. */
-export const builtinPages: readonly Page[] = [...reportPages, ...emailPages];
+export const builtinPages: readonly Page[] = [...reportPages, ...emailPages, ...clickPages];
 
 /** The steps, the connectors (and the verifier types they bring) and the config sections steps read. */
 export function createRegistry(): StepRegistry {

@@ -62,13 +62,16 @@ export interface DaemonOptions {
 export interface Page {
   /** A fastify route path, e.g. /reports/:token. */
   readonly path: string;
-  /** The methods it answers (default GET only); a POST body comes raw, as received. */
+  /** The methods it answers (default GET only; a GET page answers HEAD too); a POST body comes raw, as received. */
   readonly methods?: readonly ('GET' | 'POST')[];
   handle(request: PageRequest, context: PageContext): Promise<PageAnswer>;
 }
 
 export interface PageRequest {
-  method: 'GET' | 'POST';
+  /** HEAD reaches a GET page as HEAD, so it can tell one apart (link checkers send it); its answer's body is dropped. */
+  method: 'GET' | 'POST' | 'HEAD';
+  /** The visitor's address: the connecting one, or through daemon.trust_proxy the one its proxy names. */
+  ip: string;
   params: Record<string, string>;
   query: Record<string, string>;
   headers: Record<string, string | string[] | undefined>;
@@ -82,6 +85,13 @@ export interface PageContext {
   readonly resources: Resources;
   readonly clock: Clock;
   readonly log: Logger;
+  /** A counter of this daemon's /metrics, made on first use; the same name gives the same counter. */
+  counter(name: string, help: string, labelNames: readonly string[]): PageCounter;
+}
+
+/** What a page may do with a counter of /metrics. */
+export interface PageCounter {
+  inc(labels: Record<string, string>, value?: number): void;
 }
 
 export interface PageAnswer {
@@ -396,7 +406,8 @@ export class Daemon {
   private buildHttp(): FastifyInstance {
     const bodyLimit = this.options.config.webhooks?.body_limit ?? 1024 * 1024;
     // Requests are logged by us, with context and without secrets; fastify's own logger stays off.
-    const app: FastifyInstance = Fastify({ logger: false, bodyLimit, return503OnClosing: true });
+    const trustProxy = this.options.config.daemon?.trust_proxy;
+    const app: FastifyInstance = Fastify({ logger: false, bodyLimit, return503OnClosing: true, ...(trustProxy?.length ? { trustProxy: [...trustProxy] } : {}) });
     // Webhooks are verified on the exact bytes received: keep every body raw.
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, body));
@@ -466,9 +477,17 @@ export class Daemon {
   }
 
   private async servePage(page: Page, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-    const context = { db: this.webhookDb ?? this.options.db, config: this.runConfig, resources: this.resources, clock: this.clock, log: this.log };
+    const context: PageContext = {
+      db: this.webhookDb ?? this.options.db,
+      config: this.runConfig,
+      resources: this.resources,
+      clock: this.clock,
+      log: this.log,
+      counter: (name, help, labelNames) => this.metrics.pageCounter(name, help, labelNames),
+    };
     const request: PageRequest = {
-      method: req.method === 'POST' ? 'POST' : 'GET',
+      method: req.method === 'POST' ? 'POST' : req.method === 'HEAD' ? 'HEAD' : 'GET',
+      ip: req.ip,
       params: req.params as Record<string, string>,
       query: req.query as Record<string, string>,
       headers: req.headers,

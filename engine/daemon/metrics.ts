@@ -18,6 +18,7 @@ export class DaemonMetrics {
   readonly webhookResponses: Counter<'route' | 'status'>;
   readonly webhookSeconds: Histogram<'route'>;
   readonly runsFinished: Counter<'pipeline' | 'status'>;
+  private readonly pageCounters = new Map<string, Counter<string>>();
 
   constructor(deps: { store: RunStore; queue: RunQueue; dispatcher: EventDispatcher; config: EngineConfig; clock: Clock }) {
     const registers = [this.registry];
@@ -123,5 +124,15 @@ export class DaemonMetrics {
         this.set(await deps.dispatcher.backlog());
       },
     });
+  }
+
+  /** A counter a page adds to (clicks by class ...), registered on first use; one name is one counter. */
+  pageCounter(name: string, help: string, labelNames: readonly string[]): Counter<string> {
+    let counter = this.pageCounters.get(name);
+    if (!counter) {
+      counter = new Counter({ name, help, labelNames: [...labelNames], registers: [this.registry] });
+      this.pageCounters.set(name, counter);
+    }
+    return counter;
   }
 }

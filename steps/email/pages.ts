@@ -14,18 +14,19 @@ import { readLink } from './tokens.ts';
  */
 
 /** Static pages: no script, nothing loaded from elsewhere; the one form posts back here. */
-const HTML_HEADERS = {
+export const HTML_HEADERS = {
   'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
   'referrer-policy': 'no-referrer',
   'x-robots-tag': 'noindex, nofollow',
   'cache-control': 'no-store',
 };
 
-const notFound = (): PageAnswer => ({ status: 404, type: 'text/plain; charset=utf-8', body: 'Not found\n', headers: { 'cache-control': 'no-store' } });
+export const notFound = (): PageAnswer => ({ status: 404, type: 'text/plain; charset=utf-8', body: 'Not found\n', headers: { 'cache-control': 'no-store' } });
 
-function page(title: string, body: string): PageAnswer {
+/** A static page with its title as heading; `head` adds to its head (a meta refresh). */
+export function page(title: string, body: string, head = ''): PageAnswer {
   const html = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${escapeXml(title)}</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">${head}<title>${escapeXml(title)}</title>
 <style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#111827}button{font-size:1rem;padding:.6rem 1.2rem;border:0;border-radius:6px;background:#1f4e79;color:#fff;cursor:pointer}</style>
 </head><body><h1>${escapeXml(title)}</h1>${body}</body></html>
 `;

@@ -50,6 +50,36 @@ export const SendingDomainSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const ClicksSchema = Type.Object(
+  {
+    mode: Type.Optional(
+      Type.Unsafe<'confirm' | 'direct'>({
+        type: 'string',
+        enum: ['confirm', 'direct'],
+        description:
+          'confirm (default): a click on the report link opens a page whose button asks for the report, and only that POST is email.clicked, so no scanner can ever start one. direct: a click the scanner rules call human is email.clicked at once (the page still asks the others).',
+      }),
+    ),
+    burst_seconds: Type.Optional(
+      Type.Number({ minimum: 0, maximum: 3600, description: 'A fetch within this many seconds of a fetch of another link of the same email is a scanner walking the links (default 10).' }),
+    ),
+    min_seconds_after_delivery: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        maximum: 86400,
+        description: 'A fetch this soon after the receiving server accepted the email (sent_at) is too soon to count as a person, when nothing else decides it (default 30).',
+      }),
+    ),
+    scanner_networks: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[0-9A-Fa-f.:]+/[0-9]{1,3}$', 'x-hint': 'a CIDR, like 203.0.113.0/24 or 2001:db8::/32' }), {
+        description:
+          'Networks of link scanners (CIDRs, IPv4 or IPv6), added to the shipped list of mail-filtering networks (Microsoft 365 Exchange Online Protection, Barracuda Email Gateway Defense): a fetch from one is a machine.',
+      }),
+    ),
+  },
+  { additionalProperties: false, description: 'How fetches of the links in emails are told apart: a link scanner, or a person.' },
+);
+
 export const EmailSchema = Type.Object(
   {
     link_secret: Type.String({
@@ -62,6 +92,7 @@ export const EmailSchema = Type.Object(
         description: 'The sending domains of cold email, each with its mailboxes; a quota with keys_from: email.mailboxes caps each mailbox.',
       }),
     ),
+    clicks: Type.Optional(ClicksSchema),
   },
   { additionalProperties: false, description: 'The email channel: how its links are signed, and the domains and mailboxes it sends from.' },
 );
@@ -79,9 +110,17 @@ export interface DkimSettings {
   private_key?: string;
 }
 
+export interface ClickSettings {
+  mode?: 'confirm' | 'direct';
+  burst_seconds?: number;
+  min_seconds_after_delivery?: number;
+  scanner_networks?: string[];
+}
+
 export interface EmailSettings {
   link_secret: string;
   domains?: Record<string, { dkim?: DkimSettings; mailboxes: Record<string, MailboxSettings> }>;
+  clicks?: ClickSettings;
 }
 
 /** One mailbox with its domain: what a send needs. */

@@ -2,14 +2,15 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { NonRetriableError } from '../../engine/sdk.ts';
 
 /**
- * The tokens in the links of an email (/u/<token> to unsubscribe, /c/<token> for a click).
- * A token carries no personal data: one byte for the kind, the 16 bytes of a uuid (the
+ * The tokens in the links of an email: /u/<token> to unsubscribe (naming an email_addresses
+ * row), /c/<token> for a click (an email_links row), /r/<token> for the landing page of the
+ * report link (an email_outbox row: the email whose report it offers). A token carries no personal data: one byte for the kind, the 16 bytes of a uuid (the
  * recipient's row, never the address), the day it was issued, and an HMAC-SHA256 over
  * those, cut to 128 bits; 37 bytes in all, base64url. Only its one canonical spelling is
  * accepted, so no two spellings of one token exist.
  */
 
-export type LinkKind = 'u' | 'c';
+export type LinkKind = 'u' | 'c' | 'r';
 
 export interface LinkClaim {
   kind: LinkKind;
@@ -19,7 +20,7 @@ export interface LinkClaim {
   day: number;
 }
 
-const KINDS: readonly LinkKind[] = ['u', 'c'];
+const KINDS: readonly LinkKind[] = ['u', 'c', 'r'];
 const PAYLOAD_BYTES = 1 + 16 + 4;
 const MAC_BYTES = 16;
 const TOKEN = /^[A-Za-z0-9_-]{50}$/;
