@@ -33,6 +33,8 @@ export {
   StepTimeoutError,
 } from './errors.ts';
 export { DURATION_PATTERN, formatDuration, parseDuration } from './duration.ts';
+export { periodAt } from './flow-control/periods.ts';
+export type { Logger } from './log.ts';
 export { usd } from './format.ts';
 export { isAlive } from './processes.ts';
 export { type Clock, systemClock } from './clock.ts';

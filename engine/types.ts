@@ -72,6 +72,8 @@ export interface StepContext {
    * Calls under it wait meanwhile. Not done in a dry run.
    */
   pauseQuota(pause: { quota: string; key?: string; reason: string; forMs?: number }): Promise<void>;
+  /** The room left now under a quota, per key, as `flows quotas` shows it (paused keys have none). */
+  quotaRoom(quota: string): Promise<{ key: string; remaining: number; paused?: string }[]>;
 }
 
 /** A file a person can open, written to the dry-run folder. */

@@ -7,6 +7,8 @@ import { needsAttention } from './run/needs_attention.ts';
 import { quotaPause } from './quota/pause.ts';
 import { transform } from './transform.ts';
 import { emailSend } from './email/send.ts';
+import { emailCampaign } from './email/campaign.ts';
+import { emailDeliver } from './email/deliver.ts';
 import { EmailSchema, mailboxKeys } from './email/settings.ts';
 import { emailPages } from './email/pages.ts';
 import { clickPages } from './email/clicks.ts';
@@ -47,6 +49,8 @@ export const builtinSteps = [
   reportAnalyse,
   reportRender,
   emailSend,
+  emailCampaign,
+  emailDeliver,
   prospectsRead,
   prospectsSave,
   prospectsCensus,

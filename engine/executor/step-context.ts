@@ -1,6 +1,7 @@
 import { NonRetriableError } from '../errors.ts';
 import { evaluate, parseExpression } from '../expr/index.ts';
 import { didYouMean } from '../suggest.ts';
+import { quotaReports } from '../flow-control/report.ts';
 import type { CallStep } from '../pipeline/types.ts';
 import type { Resource } from '../resources.ts';
 import type { Queryable, StepContext } from '../types.ts';
@@ -92,6 +93,14 @@ class AttemptContext implements StepContext {
     addStepCost(this.rc, this.site.step.id, units);
     const spent = this.at.spent;
     if (spent) for (const [unit, n] of Object.entries(units)) spent[unit] = (spent[unit] ?? 0) + n;
+  }
+
+  async quotaRoom(quota: string): Promise<{ key: string; remaining: number; paused?: string }[]> {
+    const { rc } = this;
+    const names = rc.flow.quotaNames();
+    if (!names.includes(quota)) throw new NonRetriableError(`unknown quota "${quota}"${didYouMean(quota, names) || `; quotas in the config: ${names.join(', ') || 'none'}`}`);
+    const reports = await quotaReports(rc.flow, rc.store.quotas, rc.db, rc.clock.now(), quota);
+    return reports.map((r) => ({ key: r.key ?? '', remaining: r.paused ? 0 : r.remaining, ...(r.paused ? { paused: r.paused.reason } : {}) }));
   }
 
   async pauseQuota({ quota, key = '', reason, forMs }: { quota: string; key?: string; reason: string; forMs?: number }): Promise<void> {

@@ -24,6 +24,7 @@ export function stepContext(db: Queryable, config: EngineConfig, resources?: Res
     spend: () => {},
     note: () => {},
     pauseQuota: async () => {},
+    quotaRoom: async () => [],
     ...overrides,
   };
 }

@@ -1,0 +1,300 @@
+import { createHash } from 'node:crypto';
+import { Type } from '@sinclair/typebox';
+import type { EmailMessage, EmailSender } from '../../connectors/smtp/client.ts';
+import { smtpConnector } from '../../connectors/smtp/connector.ts';
+import { DeferredError, defineStep, type EngineConfig, NonRetriableError, type Queryable, SkipItemError, type StepContext } from '../../engine/sdk.ts';
+import { eventStatement } from '../event/emit.ts';
+import { publicBase } from '../report/publish.ts';
+import { type CampaignEmail, CampaignEmailSchema } from './campaign.ts';
+import { emailComposerResource } from './compose.ts';
+import { addressId, hardBounceOf, recordHardBounce, suppressionOf, unsubscribeHeaders } from './consent.ts';
+import { landingPageUrl, signedLinks } from './links.ts';
+import { mailersResource } from './mailers.ts';
+import { type Mailbox, mailboxOf } from './settings.ts';
+
+/**
+ * `email.deliver`: sends one planned email of a campaign (an item of email.campaign's output)
+ * from its mailbox: the teaser's for a follow-up, in the teaser's thread; for a teaser, the
+ * one the quota's rotation picked. The email is composed from its MJML template with signed
+ * links (the report offer, a honeypot, the unsubscribe page), carries List-Unsubscribe with
+ * one-click, a Message-ID derived from its idempotency key and a DKIM signature of its
+ * domain, and is checked against the suppression list at the moment it goes.
+ *
+ * What the receiving server answers decides the rest: 5xx for the recipient is a hard bounce
+ * (suppressed, the sequence stopped); 4xx is a soft bounce, tried again later (a few times
+ * over about a day: the mailbox's slot is given back meanwhile) and then given up. A sent
+ * email and its `email.sent` event are recorded in one transaction.
+ */
+
+/** Waits after the 1st, 2nd and 3rd soft bounce; a 4th gives up (about 14 hours in all). */
+export const SOFT_BOUNCE_WAITS_MS = [30 * 60_000, 2 * 3_600_000, 12 * 3_600_000];
+
+const Input = Type.Object(
+  {
+    email: CampaignEmailSchema,
+    tracking_pixel: Type.Optional(Type.Boolean({ default: false, description: 'Adds an open-tracking image. Off by default: remote images hurt cold deliverability.' })),
+  },
+  { additionalProperties: false },
+);
+
+type DeliverInput = CampaignEmail & { tracking_pixel?: boolean };
+
+const flat = (input: { email: CampaignEmail; tracking_pixel?: boolean }): DeliverInput => ({ ...input.email, tracking_pixel: input.tracking_pixel });
+
+interface ProspectRow {
+  state: string;
+  reason: string | null;
+  soft_bounces: number;
+  company_name: string | null;
+  contact_name: string | null;
+  domain: string | null;
+  category: string | null;
+  category_reason: string | null;
+  metrics: Record<string, unknown> | null;
+}
+
+/** The mailbox this email goes from: the thread's, or the one the rotation picked. */
+function mailboxFor(ctx: StepContext, input: DeliverInput): Mailbox {
+  const address = input.mailbox || ctx.quotaKey;
+  if (!address) throw new NonRetriableError('no mailbox to send from: give the step quota: mailbox (a quota with keys_from: email.mailboxes and pick: idle_longest)');
+  return mailboxOf(ctx.config, address);
+}
+
+/** A Message-ID from the idempotency key: a resend after a crash carries the same one. */
+export function campaignMessageId(idempotencyKey: string, domain: string): string {
+  return `<${createHash('sha256').update(idempotencyKey).digest('hex').slice(0, 32)}@${domain}>`;
+}
+
+async function prospectOf(db: Queryable, input: DeliverInput): Promise<ProspectRow> {
+  const [row] = await db.query<ProspectRow>(
+    `SELECT o.state, o.reason, o.soft_bounces, p.company_name, p.contact_name, p.domain, p.category, p.category_reason, p.metrics
+       FROM email_outbox o JOIN prospects p ON p.id = o.prospect_id WHERE o.id = $1`,
+    [input.outbox_id],
+  );
+  if (!row) throw new SkipItemError('its outbox row is gone');
+  return row;
+}
+
+const firstName = (name: string | null) => (name ?? '').trim().split(/\s+/)[0] ?? '';
+
+/** One sentence about the prospect's search, from the figures its category came from. */
+export function insightOf(category: string | null, metrics: Record<string, unknown> | null): string {
+  const m = metrics ?? {};
+  const num = (k: string) => (typeof m[k] === 'number' ? (m[k] as number) : undefined);
+  const rival = typeof m.top_competitor === 'string' ? m.top_competitor : undefined;
+  const gap = num('competitor_gap');
+  const paid = num('paid_share');
+  const page2 = num('page2_keywords');
+  const trend = num('traffic_trend');
+  if (category === 'competitor-ahead' && rival && gap) return `${rival} gets about ${Math.round(gap * 10) / 10}x the organic search traffic, mostly on searches you could rank for.`;
+  if (category === 'paid-heavy' && paid !== undefined) return `About ${Math.round(paid * 100)}% of the search clicks reach you through ads, and several of those searches are within reach organically.`;
+  if (category === 'striking-distance' && page2) return `${page2} of your keywords sit on page two, where a small push moves them onto page one.`;
+  if (category === 'traffic-falling' && trend !== undefined) return `Organic visits fell about ${Math.round(-trend * 100)}% over three months, and the drop is concentrated in a handful of searches.`;
+  if (rival) return `${rival} is the site you share the most searches with, and the report shows where each of you wins.`;
+  return 'The report shows the searches that bring you visitors now, and the ones within reach.';
+}
+
+interface Composed {
+  mailbox: Mailbox;
+  message: EmailMessage;
+}
+
+async function compose(ctx: StepContext, input: DeliverInput, prospect: ProspectRow, links: { report: string; honeypot: string; unsubscribe: string }, unsubscribe: Record<string, string>): Promise<Composed> {
+  const business = ctx.config.business;
+  if (!business?.address) throw new NonRetriableError('every email carries a physical address: set business.address in the config');
+  const mailbox = mailboxFor(ctx, input);
+  const composer = await ctx.use(emailComposerResource);
+  const data = {
+    prospect: {
+      company_name: prospect.company_name ?? prospect.domain ?? '',
+      contact_name: prospect.contact_name ?? '',
+      first_name: firstName(prospect.contact_name),
+      domain: prospect.domain ?? '',
+      category: prospect.category ?? '',
+      category_reason: prospect.category_reason ?? '',
+      metrics: prospect.metrics ?? {},
+    },
+    insight: insightOf(prospect.category, prospect.metrics),
+    links,
+    business: { name: business.name, address: business.address },
+    sender: { name: mailbox.name, email: mailbox.address },
+    thread_subject: input.thread_subject ?? '',
+    tracking_pixel: input.tracking_pixel ? `${publicBase(ctx.config)}/o/${links.report.split('/').pop()}.gif` : '',
+  };
+  const content = await composer.render(input.template, input.subject, data);
+  const messageId = campaignMessageId(input.idempotency_key, mailbox.domain);
+  return {
+    mailbox,
+    message: {
+      from: { name: mailbox.name, email: mailbox.address },
+      to: prospect.contact_name ? { name: prospect.contact_name, email: input.address } : input.address,
+      subject: content.subject,
+      html: content.html,
+      text: content.text,
+      headers: unsubscribe,
+      messageId,
+      ...(input.thread_message_id ? { inReplyTo: input.thread_message_id, references: [input.thread_message_id] } : {}),
+    },
+  };
+}
+
+/** The sent email and its event, in one transaction. */
+async function recordSent(ctx: StepContext, input: DeliverInput, mailbox: Mailbox, messageId: string, subject: string): Promise<void> {
+  const now = ctx.clock.now();
+  const event = eventStatement(
+    {
+      type: 'email.sent',
+      key: input.prospect_id,
+      payload: { prospect_id: input.prospect_id, channel: 'email', campaign: input.campaign, variant: input.variant, sequence_step: input.sequence_step, mailbox: mailbox.address, domain: mailbox.domain, outbox_id: input.outbox_id, message_id: messageId },
+    },
+    ctx.run.id,
+    now,
+  );
+  await ctx.db.query(
+    `WITH sent AS (
+       UPDATE email_outbox SET state = 'sent', mailbox = $2, domain = $3, message_id = $4, subject = $5, sent_at = $6, reason = NULL WHERE id = $1 RETURNING id
+     )
+     INSERT INTO flow_events (type, key, payload, run_id, occurred_at) SELECT $7, $8, $9, $10, $11 FROM sent`,
+    [input.outbox_id, mailbox.address, mailbox.domain, messageId, subject, now, ...event.params],
+  );
+}
+
+/** A refusal for now (4xx): tried again later, a bounded number of times; the last gives up. */
+async function softBounce(ctx: StepContext, input: DeliverInput, mailbox: Mailbox, err: unknown, code: number): Promise<never> {
+  const now = ctx.clock.now();
+  const [row] = await ctx.db.query<{ soft_bounces: number }>('UPDATE email_outbox SET soft_bounces = soft_bounces + 1, reason = $2 WHERE id = $1 RETURNING soft_bounces', [input.outbox_id, `soft bounce ${code}`]);
+  const n = row?.soft_bounces ?? 1;
+  const final = n > SOFT_BOUNCE_WAITS_MS.length;
+  const payload = { prospect_id: input.prospect_id, channel: 'email', campaign: input.campaign, variant: input.variant, mailbox: mailbox.address, domain: mailbox.domain, outbox_id: input.outbox_id, kind: 'soft', code, attempt: n, final };
+  const event = eventStatement({ type: 'email.bounced', key: input.prospect_id, payload }, ctx.run.id, now);
+  await ctx.db.query(event.sql, [...event.params]);
+  if (final) {
+    await ctx.db.query("UPDATE email_outbox SET state = 'bounced', reason = $2 WHERE id = $1", [input.outbox_id, `soft bounce ${code}, ${n} times`]);
+    throw new SkipItemError(`soft bounce (${code}) ${n} times: given up`, { cause: err });
+  }
+  const until = new Date(now.getTime() + SOFT_BOUNCE_WAITS_MS[n - 1]!);
+  throw new DeferredError(`soft bounce (${code}) from the receiving server: tried again at ${until.toISOString()}`, until, { cause: err });
+}
+
+const temporaryCode = (err: unknown): number | undefined => {
+  for (let e = err as { cause?: unknown; responseCode?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (typeof e.responseCode === 'number' && e.responseCode >= 400 && e.responseCode < 500) return e.responseCode;
+  }
+  return undefined;
+};
+
+async function senderFor(ctx: StepContext, mailbox: Mailbox): Promise<EmailSender> {
+  const mailers = await ctx.use(mailersResource);
+  return mailers.ownServer(mailbox) ?? (await ctx.use(smtpConnector));
+}
+
+const placeholderLinks = (config: EngineConfig) => {
+  const base = publicBase(config);
+  return { report: `${base}/c/(signed-at-send)`, honeypot: `${base}/c/(signed-at-send)`, unsubscribe: `${base}/u/(signed-at-send)` };
+};
+
+/** The headers a dry run shows: every one the send sets, with the signed parts named. */
+function headerText(message: EmailMessage, mailbox: Mailbox, dkim: string): string {
+  const to = typeof message.to === 'string' ? message.to : Array.isArray(message.to) ? '' : `${message.to.name ?? ''} <${message.to.email}>`;
+  const lines = [
+    `From: ${message.from.name} <${message.from.email}>`,
+    `To: ${to}`,
+    `Subject: ${message.subject}`,
+    `Message-ID: ${message.messageId}`,
+    ...(message.inReplyTo ? [`In-Reply-To: ${message.inReplyTo}`, `References: ${(message.references ?? []).join(' ')}`] : []),
+    ...Object.entries(message.headers ?? {}).map(([k, v]) => `${k}: ${v}`),
+    `DKIM-Signature: ${dkim}`,
+    `X-Mailbox: ${mailbox.address} (${mailbox.domain})`,
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+export const emailDeliver = defineStep({
+  type: 'email.deliver',
+  description: "Sends one planned campaign email (an item of email.campaign's output) from its mailbox, with signed links, one-click unsubscribe and DKIM; hard and soft bounces handled.",
+  input: Input,
+  output: Type.Object({
+    message_id: Type.String(),
+    mailbox: Type.String(),
+    domain: Type.String(),
+    response: Type.String(),
+  }),
+  effect: {
+    kind: () => 'email',
+    describe: ({ email: input }) => ({
+      summary: `${input.sequence_step} of ${input.campaign} to ${input.address}`,
+      identity: { to: input.address, outbox: input.outbox_id, message_id: `<${createHash('sha256').update(input.idempotency_key).digest('hex').slice(0, 32)}@(its mailbox's domain)>` },
+    }),
+    async plan(ctx, given) {
+      const input = flat(given);
+      const suppressed = await suppressionOf(ctx.db, input.address);
+      if (suppressed) throw new SkipItemError(`suppressed (${suppressed})`);
+      const prospect = input.outbox_id.startsWith('(planned')
+        ? await plannedProspect(ctx.db, input)
+        : await prospectOf(ctx.db, input);
+      const links = placeholderLinks(ctx.config);
+      const domain = mailboxFor(ctx, input).domain;
+      const headers = { 'List-Unsubscribe': `<${links.unsubscribe}>, <mailto:unsubscribe@${domain}?subject=unsubscribe%20(token)>`, 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' };
+      const { message, mailbox } = await compose(ctx, input, prospect, links, headers);
+      const dkim = mailbox.dkim ? `d=${mailbox.domain}; s=${mailbox.dkim.selector}; h=From:To:Subject:Date:Message-ID:...:List-Unsubscribe:List-Unsubscribe-Post (signed at send)` : '(none: the domain has no dkim)';
+      return {
+        summary: `${input.sequence_step} of ${input.campaign} to ${input.address} from ${mailbox.address}: ${message.subject}`,
+        output: { message_id: message.messageId!, mailbox: mailbox.address, domain: mailbox.domain, response: '(dry run)' },
+        artifacts: [
+          { name: 'email.html', content: message.html },
+          { name: 'email.txt', content: `${headerText(message, mailbox, dkim)}\n${message.text}` },
+        ],
+      };
+    },
+  },
+  async run(ctx, given) {
+    const input = flat(given);
+    const prospect = await prospectOf(ctx.db, input);
+    if (prospect.state !== 'planned') throw new SkipItemError(`${prospect.state}${prospect.reason ? ` (${prospect.reason})` : ''}`);
+    const suppressed = await suppressionOf(ctx.db, input.address);
+    if (suppressed) {
+      await ctx.db.query("UPDATE email_outbox SET state = 'stopped', reason = $2 WHERE id = $1", [input.outbox_id, suppressed]);
+      throw new SkipItemError(`suppressed (${suppressed})`);
+    }
+    const mailbox = mailboxFor(ctx, input);
+    const now = ctx.clock.now();
+    const landing = landingPageUrl(ctx.config, input.outbox_id, now);
+    const signed = await signedLinks(ctx.db, ctx.config, input.outbox_id, [
+      { purpose: 'report', target: landing },
+      { purpose: 'honeypot', target: landing },
+    ], now);
+    const unsubscribe = unsubscribeHeaders(ctx.config, mailbox.domain, await addressId(ctx.db, input.address), now);
+    const unsubscribeUrl = /<(https?:[^>]+)>/.exec(unsubscribe['List-Unsubscribe']!)![1]!;
+    const { message } = await compose(ctx, input, prospect, { report: signed.report!, honeypot: signed.honeypot!, unsubscribe: unsubscribeUrl }, unsubscribe);
+    const mailers = await ctx.use(mailersResource);
+    const dkim = mailers.dkim(mailbox);
+    if (dkim) message.dkim = dkim;
+    const sender = await senderFor(ctx, mailbox);
+    let result;
+    try {
+      result = await sender.send(message, { signal: ctx.signal });
+    } catch (err) {
+      const bounce = hardBounceOf(err, input.address);
+      if (bounce) {
+        await recordHardBounce(ctx.db, input.address, bounce, ctx.run.id, ctx.clock.now());
+        await ctx.db.query("UPDATE email_outbox SET state = 'bounced', reason = $2, mailbox = $3, domain = $4 WHERE id = $1", [input.outbox_id, `hard bounce ${bounce.code}`, mailbox.address, mailbox.domain]);
+        throw new SkipItemError(`hard bounce (${bounce.code}): the address is suppressed`, { cause: err });
+      }
+      const code = temporaryCode(err);
+      if (code !== undefined) await softBounce(ctx, input, mailbox, err, code);
+      throw err;
+    }
+    await recordSent(ctx, input, mailbox, result.messageId, message.subject);
+    return { message_id: result.messageId, mailbox: mailbox.address, domain: mailbox.domain, response: result.response };
+  },
+});
+
+/** A dry run's email for a row not written yet: the prospect's data as the run would read it. */
+async function plannedProspect(db: Queryable, input: DeliverInput): Promise<ProspectRow> {
+  const [row] = await db.query<ProspectRow>(
+    "SELECT 'planned' AS state, NULL AS reason, 0 AS soft_bounces, company_name, contact_name, domain, category, category_reason, metrics FROM prospects WHERE id = $1",
+    [input.prospect_id],
+  );
+  if (!row) throw new SkipItemError('the prospect is gone');
+  return row;
+}

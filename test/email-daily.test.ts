@@ -1,0 +1,211 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type SmtpSandbox, startSmtpSandbox } from '../connectors/smtp/sandbox.ts';
+import { ManualClock } from '../engine/clock.ts';
+import { type EngineConfig, loadConfig } from '../engine/config.ts';
+import type { Database } from '../engine/db/connect.ts';
+import { executeRun, type RunResult } from '../engine/executor/run.ts';
+import { silentLogger } from '../engine/log.ts';
+import { loadPipeline } from '../engine/pipeline/load.ts';
+import type { Pipeline } from '../engine/pipeline/types.ts';
+import { Resources } from '../engine/resources.ts';
+import { RunStore } from '../engine/store/index.ts';
+import { readLink } from '../steps/email/tokens.ts';
+import { createRegistry } from '../steps/index.ts';
+import { testDatabases } from './helpers/db.ts';
+
+/**
+ * email-daily as shipped (pipelines/email-daily.yaml and the shipped config's 18 mailboxes),
+ * against a real SMTP server on loopback, on an injected clock: the audience, rotation across
+ * mailboxes within their caps and gaps, DKIM signatures an independent verifier accepts,
+ * signed links with no personal data, one-click unsubscribe headers, and follow-ups in the
+ * teaser's thread from the teaser's mailbox, stopped by a click or a reply.
+ */
+
+const SECRET = 'link-secret-for-email-daily-0123456789';
+const CATEGORIES = ['traffic-falling', 'competitor-ahead', 'paid-heavy', 'striking-distance', 'growth'];
+const MONDAY = '2026-11-23T07:30:00Z'; // 07:30 in London, before the mailboxes' window
+
+interface Setup {
+  db: Database;
+  smtp: SmtpSandbox;
+  state: string;
+  config: EngineConfig;
+  pipeline: (edit?: (yaml: string) => string) => Pipeline;
+  resources: Resources;
+}
+
+function setup(open: () => Promise<Database>): Setup {
+  const t = {} as Setup;
+  beforeAll(async () => {
+    t.db = await open();
+    t.state = mkdtempSync(join(tmpdir(), 'flows-email-daily-'));
+    t.smtp = await startSmtpSandbox({});
+    const registry = createRegistry();
+    const env = { FLOWS_LINK_SECRET: SECRET };
+    const loaded = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', env, registry);
+    t.config = loaded.config!;
+    t.config.connectors = { ...t.config.connectors, smtp: { host: t.smtp.host, port: t.smtp.port } };
+    t.config.public_url = 'https://reports.example.test';
+    const yaml = readFileSync('pipelines/email-daily.yaml', 'utf8');
+    t.pipeline = (edit = (y) => y) => {
+      const { pipeline, diagnostics } = loadPipeline(edit(yaml), 'email-daily.yaml', { registry, config: t.config });
+      if (!pipeline) throw new Error(JSON.stringify(diagnostics));
+      return pipeline;
+    };
+    t.resources = new Resources({ config: t.config, env, log: silentLogger, clock: new ManualClock(), projectDir: 'pipelines', stateDir: t.state });
+    await seed(t.db);
+  }, 60_000);
+  afterAll(async () => {
+    await t.resources?.close();
+    await t.smtp?.close();
+    await t.db?.close();
+    if (t.state) rmSync(t.state, { recursive: true, force: true });
+  });
+  return t;
+}
+
+/** 40 prospects with an email and a category, and some who must get nothing. */
+async function seed(db: Database): Promise<void> {
+  for (const table of ['email_click_observations', 'email_links', 'email_inbound', 'email_outbox', 'email_suppressions', 'email_addresses', 'payments', 'prospects']) await db.query(`DELETE FROM ${table}`);
+  for (let i = 0; i < 44; i++) {
+    const name = i === 0 ? '<b>Eve</b> & "Co"' : `Person ${i}`;
+    await db.query(
+      `INSERT INTO prospects (domain, company_name, contact_name, email, category, category_reason, metrics)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+      [
+        `site-${i}.test`,
+        i === 0 ? '<script>alert(1)</script> Widgets' : `Company ${i}`,
+        name,
+        `Owner${i}@Site-${i}.test`,
+        CATEGORIES[i % CATEGORIES.length],
+        'organic interest down 20% over the last three months',
+        JSON.stringify({ organic_traffic: 1000 * (44 - i), paid_share: 0.2, competitor_gap: 2, top_competitor: 'rival.test', page2_keywords: 7, traffic_trend: -0.2 }),
+      ],
+    );
+  }
+  // Suppressed, a customer, one who replied already, and one without an email: none gets a teaser.
+  await db.query("INSERT INTO email_suppressions (address, reason, source) VALUES ('owner40@site-40.test', 'unsubscribed', 'one-click')");
+  await db.query("INSERT INTO payments (session_id, event_id, prospect_id, email, amount, currency, paid_at) SELECT 'cs_1', 'evt_1', id, email, 9900, 'usd', now() FROM prospects WHERE domain = 'site-41.test'");
+  await db.query("UPDATE prospects SET replied_at = now(), reply_channel = 'linkedin' WHERE domain = 'site-42.test'");
+  await db.query("UPDATE prospects SET email = NULL WHERE domain = 'site-43.test'");
+}
+
+/** A DNS resolver answering the DKIM records of the keys generated under the state folder. */
+function resolverFor(state: string) {
+  return async (name: string, type: string) => {
+    const match = /^s1\._domainkey\.(.+)$/.exec(name);
+    if (type !== 'TXT' || !match) throw Object.assign(new Error(`no ${type} record for ${name}`), { code: 'ENOTFOUND' });
+    const text = readFileSync(join(state, 'dkim', `${match[1]}.txt`), 'utf8');
+    return [[/"(.*)"/.exec(text)![1]!]];
+  };
+}
+
+describe.each(testDatabases)('email-daily on $name', ({ open }) => {
+  const t = setup(open);
+  const store = () => new RunStore(t.db);
+  const run = (clock: ManualClock, options: { dryRun?: boolean; edit?: (y: string) => string } = {}): Promise<RunResult> =>
+    executeRun({ pipeline: t.pipeline(options.edit), config: t.config, store: store(), clock, resources: t.resources, dryRun: options.dryRun, outDir: join(t.state, `dry-${Math.random()}`) });
+  // One at a time, so the manual clock moves with each wait and the dry run can be compared slot by slot.
+  const serial = (y: string) => y.replace('concurrency: 18', 'concurrency: 1');
+
+  it('plans the day in a dry run, then sends exactly that: every teaser from the mailbox and slot predicted, within caps and gaps', async () => {
+    const dry = await run(new ManualClock(new Date(MONDAY)), { dryRun: true, edit: serial });
+    expect(dry.status).toBe('completed');
+    const predicted = dry.effects.filter((e) => e.step === 'send');
+    expect(predicted).toHaveLength(40);
+    expect(await t.db.query('SELECT id FROM email_outbox')).toEqual([]);
+    expect(t.smtp.messages).toHaveLength(0);
+
+    const real = await run(new ManualClock(new Date(MONDAY)), { edit: serial });
+    expect(real.status).toBe('completed');
+    const sent = await t.db.query<{ prospect_id: string; address: string; mailbox: string; domain: string; sent_at: Date; message_id: string; variant: string; idempotency_key: string }>(
+      "SELECT prospect_id::text, address, mailbox, domain, sent_at, message_id, variant, idempotency_key FROM email_outbox WHERE state = 'sent' ORDER BY sent_at",
+    );
+    expect(sent).toHaveLength(40);
+    expect(t.smtp.messages).toHaveLength(40);
+    // The dry run's mailbox and time for each email are the run's.
+    const byKey = new Map(sent.map((s) => [s.idempotency_key, `${new Date(s.sent_at).toISOString().slice(0, 16)} ${s.mailbox}`]));
+    const planned = new Map(predicted.map((e) => [e.key.replace(/^send:/, ''), `${e.slot!.at.slice(0, 16)} ${e.slot!.key}`]));
+    expect(Object.fromEntries(byKey)).toEqual(Object.fromEntries(planned));
+
+    // Every mailbox within its caps and gaps; the rotation used all 18 (40 emails, most idle first).
+    const perMailbox = new Map<string, number[]>();
+    for (const s of sent) perMailbox.set(s.mailbox, [...(perMailbox.get(s.mailbox) ?? []), new Date(s.sent_at).getTime()]);
+    expect(perMailbox.size).toBe(18);
+    for (const times of perMailbox.values()) {
+      expect(times.length).toBeLessThanOrEqual(50);
+      for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(600_000);
+    }
+    expect(Math.min(...sent.map((s) => new Date(s.sent_at).getTime()))).toBe(Date.parse('2026-11-23T08:00:00Z'));
+
+    // Nobody who must not get one did.
+    const to = t.smtp.messages.map((m) => m.envelope.to[0]);
+    for (const gone of ['owner40@site-40.test', 'owner41@site-41.test', 'owner42@site-42.test']) expect(to).not.toContain(gone);
+  }, 120_000);
+
+  it('sends what production sends: DKIM verified independently, one-click unsubscribe signed, links signed and free of personal data, data escaped', async () => {
+    const resolver = resolverFor(t.state);
+    const outbox = await t.db.query<{ address: string; mailbox: string; message_id: string }>("SELECT address, mailbox, message_id FROM email_outbox WHERE state = 'sent'");
+    for (const m of t.smtp.messages) {
+      const row = outbox.find((o) => o.address === m.envelope.to[0])!;
+      expect(m.from?.email).toBe(row.mailbox);
+      expect(m.messageId).toBe(row.message_id);
+      expect(m.headers['list-unsubscribe']).toMatch(/^<https:\/\/reports\.example\.test\/u\/[A-Za-z0-9_-]{50}>, <mailto:unsubscribe@intel-mail-(one|two|three)\.example\?subject=unsubscribe%20[A-Za-z0-9_-]{50}>$/);
+      expect(m.headers['list-unsubscribe-post']).toBe('List-Unsubscribe=One-Click');
+      const result = await dkimVerify(m.raw, { resolver });
+      expect(result.results, m.envelope.to[0]).toHaveLength(1);
+      const signature = result.results[0]! as (typeof result.results)[number] & { signingHeaders?: { keys?: string } };
+      expect(signature.status.result, `${m.envelope.to[0]}: ${JSON.stringify(signature.status)}`).toBe('pass');
+      expect(signature.signingDomain).toBe(row.mailbox.split('@')[1]);
+      const signed = String(signature.signingHeaders?.keys ?? '').toLowerCase();
+      expect(signed).toContain('list-unsubscribe');
+      expect(signed).toContain('list-unsubscribe-post');
+      // Links: signed click tokens naming a link row, never the address or the domain.
+      const links = [...(m.html ?? '').matchAll(/href="([^"]+)"/g)].map((x) => x[1]!);
+      const clicks = links.filter((l) => l.includes('/c/'));
+      expect(clicks.length).toBeGreaterThanOrEqual(2);
+      for (const link of clicks) {
+        const token = link.split('/c/')[1]!;
+        expect(readLink(SECRET, token)?.kind).toBe('c');
+        expect(link.toLowerCase()).not.toContain(m.envelope.to[0]!.split('@')[0]!);
+      }
+      expect(m.text).toContain('20 Wenlock Road');
+      expect(m.html).not.toMatch(/<img[^>]+1x1|width="1"/);
+    }
+    const eve = t.smtp.messages.find((m) => m.envelope.to[0] === 'owner0@site-0.test')!;
+    expect(eve.html).not.toContain('<script>alert(1)</script>');
+    expect(eve.html).not.toContain('<b>Eve</b>');
+  }, 60_000);
+
+  it('on day 4 sends follow-up-1 from the teaser\'s mailbox in its thread, except to a prospect who clicked or replied', async () => {
+    const [clicked, replied] = await t.db.query<{ id: string }>("SELECT id::text FROM prospects WHERE domain IN ('site-1.test', 'site-2.test') ORDER BY domain");
+    await t.db.query("INSERT INTO flow_events (type, key, payload, occurred_at) VALUES ('email.clicked', $1, '{}', now())", [clicked!.id]);
+    await t.db.query("UPDATE prospects SET replied_at = now(), reply_channel = 'email' WHERE id = $1", [replied!.id]);
+    t.smtp.clear();
+    const thursday = await run(new ManualClock(new Date('2026-11-26T07:30:00Z')));
+    expect(thursday.status).toBe('completed');
+    expect(t.smtp.messages).toHaveLength(38);
+    const teasers = await t.db.query<{ address: string; mailbox: string; message_id: string; subject: string }>("SELECT address, mailbox, message_id, subject FROM email_outbox WHERE sequence_step = 'teaser'");
+    for (const m of t.smtp.messages) {
+      const teaser = teasers.find((x) => x.address === m.envelope.to[0])!;
+      expect(m.from?.email).toBe(teaser.mailbox);
+      expect(m.headers['in-reply-to']).toBe(teaser.message_id);
+      expect(m.headers.references).toContain(teaser.message_id);
+      expect(m.subject).toBe(`Re: ${teaser.subject}`);
+    }
+    const to = t.smtp.messages.map((m) => m.envelope.to[0]);
+    expect(to).not.toContain('owner1@site-1.test');
+    expect(to).not.toContain('owner2@site-2.test');
+    const stopped = await t.db.query("SELECT address, reason FROM email_outbox WHERE state = 'stopped' ORDER BY address");
+    expect(stopped).toEqual([]);
+    // Run again the same day: nothing new is planned or sent.
+    t.smtp.clear();
+    const again = await run(new ManualClock(new Date('2026-11-26T15:00:00Z')));
+    expect(again.status).toBe('completed');
+    expect(t.smtp.messages).toHaveLength(0);
+  }, 120_000);
+});
