@@ -4,7 +4,7 @@ import { eventStatement } from '../event/emit.ts';
 import { escapeXml } from '../report/charts.ts';
 import { reportLinks } from '../report/publish.ts';
 import { linkSecret } from './consent.ts';
-import { HTML_HEADERS, notFound, page } from './pages.ts';
+import { notFound, page } from './pages.ts';
 import { type ClickClass, type ClickRules, classifyClick, clickMode, clickRules } from './scanner.ts';
 import { type LinkKind, readLink } from './tokens.ts';
 
@@ -69,17 +69,17 @@ function claimed(context: PageContext, token: string, kind: LinkKind): string | 
   return claim?.kind === kind ? claim.id : undefined;
 }
 
-/** When the email's report was asked for (email.clicked), if it was. */
-async function clickedAt(trx: Trx | PageContext['db'], email: EmailRow): Promise<Date | undefined> {
-  const sql = "SELECT occurred_at FROM flow_events WHERE type = 'email.clicked' AND key = $1 AND payload->>'outbox_id' = $2 ORDER BY occurred_at LIMIT 1";
-  const params = [email.prospect_id, email.outbox_id];
-  const [row] = 'executeQuery' in trx ? await rowsOf<{ occurred_at: Date | string }>(trx, sql, params) : await trx.query<{ occurred_at: Date | string }>(sql, params);
+/** When the email's report was asked for: its email.clicked event. */
+const CLICKED_AT = "SELECT occurred_at FROM flow_events WHERE type = 'email.clicked' AND key = $1 AND payload->>'outbox_id' = $2 ORDER BY occurred_at LIMIT 1";
+
+async function clickedAt(context: PageContext, email: EmailRow): Promise<Date | undefined> {
+  const [row] = await context.db.query<{ occurred_at: Date | string }>(CLICKED_AT, [email.prospect_id, email.outbox_id]);
   return row ? new Date(row.occurred_at) : undefined;
 }
 
 /** email.clicked for the email unless it has one already; the caller holds the email_outbox row's lock, so two at once make one. */
 async function clickOnce(trx: Trx, email: EmailRow, how: 'confirmed' | 'direct', now: Date): Promise<boolean> {
-  if (await clickedAt(trx, email)) return false;
+  if ((await rowsOf(trx, CLICKED_AT, [email.prospect_id, email.outbox_id])).length) return false;
   const event = eventStatement({ type: 'email.clicked', key: email.prospect_id, payload: { ...eventPayload(email, 'human'), how } }, null, now);
   await rowsOf(trx, event.sql, event.params);
   return true;
@@ -210,7 +210,7 @@ export const landingPage: Page = {
       if (await confirm(email, context)) context.log.info({ outbox: email.outbox_id, campaign: email.campaign }, 'a report was asked for from its landing page');
       return redirect(303, status);
     }
-    if (await clickedAt(context.db, email)) return redirect(303, status);
+    if (await clickedAt(context, email)) return redirect(303, status);
     const company = escapeXml(email.company);
     const business = escapeXml(context.config.business?.name ?? 'us');
     return page(
@@ -231,18 +231,17 @@ export const reportStatusPage: Page = {
   async handle(request, context) {
     const email = await landingOf(request, context);
     if (!email) return notFound();
-    const asked = await clickedAt(context.db, email);
+    const asked = await clickedAt(context, email);
     const fresh = new Date(context.clock.now().getTime() - FRESH_DAYS * DAY_MS);
     const since = asked && asked < fresh ? asked : fresh;
     const report = await reportSince(context, email.prospect_id, since);
     if (report) return redirect(303, reportLinks(context.config, report).url);
     if (!asked) return redirect(303, `/r/${request.params.token}`);
-    const answer = page(
+    return page(
       'Your report is being prepared',
       `<p>We are preparing the report for ${escapeXml(email.company)}. This page looks again every few seconds and opens the report as soon as it is ready; you will get it by email too.</p>`,
       '<meta http-equiv="refresh" content="5">',
     );
-    return { ...answer, headers: HTML_HEADERS };
   },
 };
 

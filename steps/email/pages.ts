@@ -14,7 +14,7 @@ import { readLink } from './tokens.ts';
  */
 
 /** Static pages: no script, nothing loaded from elsewhere; the one form posts back here. */
-export const HTML_HEADERS = {
+const HTML_HEADERS = {
   'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
   'referrer-policy': 'no-referrer',
   'x-robots-tag': 'noindex, nofollow',
