@@ -54,6 +54,8 @@ export interface InboundMessage {
   feedback?: { type: string; recipient?: string };
   /** What made it an auto-reply or other, in a few words: shown with the recorded message. */
   reason?: string;
+  /** Why it could not be read at all (then it is kind other). */
+  problem?: string;
 }
 
 /** Parses and classifies one raw RFC 5322 message. Throws only on a message no parser can read (a header block over 1 MiB). */
