@@ -7,6 +7,7 @@ import { needsAttention } from './run/needs_attention.ts';
 import { quotaPause } from './quota/pause.ts';
 import { transform } from './transform.ts';
 import { emailSend } from './email/send.ts';
+import { emailInbox } from './email/inbox.ts';
 import { EmailSchema, mailboxKeys } from './email/settings.ts';
 import { emailPages } from './email/pages.ts';
 import { httpRequest } from './http/request.ts';
@@ -46,6 +47,7 @@ export const builtinSteps = [
   reportAnalyse,
   reportRender,
   emailSend,
+  emailInbox,
   prospectsRead,
   prospectsSave,
   prospectsCensus,
