@@ -10,6 +10,7 @@ import { emailSend } from './email/send.ts';
 import { emailInbox } from './email/inbox.ts';
 import { EmailSchema, mailboxKeys } from './email/settings.ts';
 import { emailPages } from './email/pages.ts';
+import { inboundMailPage } from './email/inbound-page.ts';
 import { httpRequest } from './http/request.ts';
 import { reportAnalyse } from './report/analyse.ts';
 import { intelCollect } from './intel/collect.ts';
@@ -57,7 +58,7 @@ export const builtinSteps = [
 ];
 
 /** Pages the daemon serves besides webhooks. */
-export const builtinPages: readonly Page[] = [...reportPages, ...emailPages];
+export const builtinPages: readonly Page[] = [...reportPages, ...emailPages, inboundMailPage];
 
 /** The steps, the connectors (and the verifier types they bring) and the config sections steps read. */
 export function createRegistry(): StepRegistry {
