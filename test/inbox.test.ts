@@ -41,6 +41,20 @@ async function append(dovecot: Dovecot, who: DovecotUser, messages: Buffer[]): P
   await client.logout();
 }
 
+describe('imap URLs', () => {
+  it('reads host, port (993 and 143 by default), TLS and the decoded credentials', () => {
+    expect(parseImapUrl('imaps://ana.ruiz%40intel-mail-one.example:p%2Fw%3Ad@imap.example.test')).toEqual({ host: 'imap.example.test', port: 993, secure: true, user: 'ana.ruiz@intel-mail-one.example', pass: 'p/w:d' });
+    expect(parseImapUrl('imap://ana:pw@127.0.0.1:1143')).toEqual({ host: '127.0.0.1', port: 1143, secure: false, user: 'ana', pass: 'pw' });
+    expect(parseImapUrl('imap://ana:pw@mail.test').port).toBe(143);
+  });
+
+  it('says what is wrong and how to write it, never the password', () => {
+    expect(() => parseImapUrl('smtps://ana:secret@mail.test', 'mailboxes.ana.imap')).toThrow('mailboxes.ana.imap: expected an imaps:// or imap:// URL, got smtps:// (write imaps://user:password@host:993)');
+    expect(() => parseImapUrl('imaps://mail.test', 'x')).toThrow('x: the URL names no user to sign in as (write imaps://user:password@mail.test)');
+    expect(() => parseImapUrl('not a url', 'x')).toThrow('x: not a URL');
+  });
+});
+
 describe.each(testDatabases)('email.inbox over IMAP on $name', ({ open }) => {
   let dovecot: Dovecot;
   let db: Database;
