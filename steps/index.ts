@@ -12,6 +12,8 @@ import { emailDeliver } from './email/deliver.ts';
 import { EmailSchema, mailboxKeys } from './email/settings.ts';
 import { emailPages } from './email/pages.ts';
 import { clickPages } from './email/clicks.ts';
+import { emailInbox } from './email/inbox.ts';
+import { inboundMailPage } from './email/inbound-page.ts';
 import { httpRequest } from './http/request.ts';
 import { reportAnalyse } from './report/analyse.ts';
 import { intelCollect } from './intel/collect.ts';
@@ -51,6 +53,7 @@ export const builtinSteps = [
   emailSend,
   emailCampaign,
   emailDeliver,
+  emailInbox,
   prospectsRead,
   prospectsSave,
   prospectsCensus,
@@ -60,7 +63,7 @@ export const builtinSteps = [
 ];
 
 /** Pages the daemon serves besides webhooks. */
-export const builtinPages: readonly Page[] = [...reportPages, ...emailPages, ...clickPages];
+export const builtinPages: readonly Page[] = [...reportPages, ...emailPages, ...clickPages, inboundMailPage];
 
 /** The steps, the connectors (and the verifier types they bring) and the config sections steps read. */
 export function createRegistry(): StepRegistry {

@@ -197,6 +197,16 @@ export interface EmailInboundTable {
   received_at: Timestamp;
 }
 
+/** Where reading each mailbox's INBOX over IMAP got to: the last UID read under the folder's UIDVALIDITY. */
+export interface EmailInboxCursorsTable {
+  /** Lower-cased mailbox address. */
+  mailbox: string;
+  /** The folder's UIDVALIDITY when last_uid was read; another value means the UIDs were renumbered and reading starts over. */
+  uid_validity: string;
+  last_uid: ColumnType<string, number | string, number | string>;
+  updated_at: Timestamp;
+}
+
 export interface BusinessTables {
   prospects: ProspectsTable;
   prospect_intelligence: ProspectIntelligenceTable;
@@ -211,6 +221,7 @@ export interface BusinessTables {
   email_links: EmailLinksTable;
   email_click_observations: EmailClickObservationsTable;
   email_inbound: EmailInboundTable;
+  email_inbox_cursors: EmailInboxCursorsTable;
 }
 
 export const businessMigrations: Record<string, Migration> = {
@@ -442,6 +453,19 @@ export const businessMigrations: Record<string, Migration> = {
         .addColumn('detail', 'jsonb', (c) => c.notNull().defaultTo(sql`'{}'::jsonb`))
         .addColumn('received_at', 'timestamptz', (c) => c.notNull())
         .addUniqueConstraint('email_inbound_once', ['mailbox', 'message_id'])
+        .execute();
+    },
+  },
+  '0015_email_inbox_cursors': {
+    async up(db: Kysely<any>) {
+      // One row per mailbox read over IMAP; messages are recorded once by Message-ID anyway,
+      // so a cursor that lags one message behind reads that message again and changes nothing.
+      await db.schema
+        .createTable('email_inbox_cursors')
+        .addColumn('mailbox', 'text', (c) => c.primaryKey().check(sql`mailbox = lower(mailbox)`))
+        .addColumn('uid_validity', 'text', (c) => c.notNull())
+        .addColumn('last_uid', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'timestamptz', (c) => c.notNull())
         .execute();
     },
   },

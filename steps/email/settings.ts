@@ -87,6 +87,12 @@ export const EmailSchema = Type.Object(
       description:
         'Signs the links in emails (unsubscribe, clicks), through ${{ env.FLOWS_LINK_SECRET }}: a long random string. Keep it: a new one makes every link already sent answer 404.',
     }),
+    inbound_secret: Type.Optional(
+      Type.String({
+        description:
+          'Signs mail forwarded to the daemon\'s POST /hooks/inbound-mail (HMAC-SHA256 of the raw message in x-flows-signature: sha256=<hex>), through ${{ env.FLOWS_INBOUND_SECRET }}. Unset: the route answers 404 (mailboxes are read over IMAP only).',
+      }),
+    ),
     domains: Type.Optional(
       Type.Record(Type.String({ pattern: '^[a-z0-9.-]+\\.[a-z]{2,}$' }), SendingDomainSchema, {
         description: 'The sending domains of cold email, each with its mailboxes; a quota with keys_from: email.mailboxes caps each mailbox.',
@@ -119,6 +125,7 @@ export interface ClickSettings {
 
 export interface EmailSettings {
   link_secret: string;
+  inbound_secret?: string;
   domains?: Record<string, { dkim?: DkimSettings; mailboxes: Record<string, MailboxSettings> }>;
   clicks?: ClickSettings;
 }
