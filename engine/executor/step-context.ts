@@ -99,7 +99,8 @@ class AttemptContext implements StepContext {
     const { rc } = this;
     const names = rc.flow.quotaNames();
     if (!names.includes(quota)) throw new NonRetriableError(`unknown quota "${quota}"${didYouMean(quota, names) || `; quotas in the config: ${names.join(', ') || 'none'}`}`);
-    const reports = await quotaReports(rc.flow, rc.store.quotas, rc.db, rc.clock.now(), quota);
+    // Through the attempt's own connection: inside a write's transaction (the embedded database has one connection).
+    const reports = await quotaReports(rc.flow, rc.store.quotas, this.db, rc.clock.now(), quota);
     return reports.map((r) => ({ key: r.key ?? '', remaining: r.paused ? 0 : r.remaining, ...(r.paused ? { paused: r.paused.reason } : {}) }));
   }
 

@@ -218,8 +218,14 @@ function ranked(ctx: StepContext, input: CampaignInput, prospects: Prospect[]): 
   } catch (err) {
     throw new NonRetriableError(`score: ${(err as Error).message}`);
   }
+  // A prospect whose metrics the expression cannot read scores 0 (it goes last): one record never fails the day.
   const scored = prospects.map((p) => {
-    const value = evaluate(expression, { metrics: p.metrics ?? {}, prospect: { company_name: p.company_name, has_email: true } }, { now: () => ctx.clock.now() });
+    let value: unknown;
+    try {
+      value = evaluate(expression, { metrics: p.metrics ?? {}, prospect: { company_name: p.company_name, has_email: true } }, { now: () => ctx.clock.now() });
+    } catch {
+      value = 0;
+    }
     return { p, score: typeof value === 'number' && Number.isFinite(value) ? value : 0 };
   });
   return scored.sort((a, b) => b.score - a.score || (a.p.domain ?? '').localeCompare(b.p.domain ?? '') || a.p.id.localeCompare(b.p.id)).map((s) => s.p);
