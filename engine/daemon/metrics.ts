@@ -100,12 +100,12 @@ export class DaemonMetrics {
     });
     new Gauge({
       name: 'flows_quota_paused',
-      help: 'Quotas (and keys) paused by a person or a rule: 1 while paused.',
-      labelNames: ['quota', 'key'],
+      help: 'Quotas (and keys) paused by a person or a rule: 1 while paused, with the reason (a bounce rate, a person\'s words).',
+      labelNames: ['quota', 'key', 'reason'],
       registers,
       async collect() {
         this.reset();
-        for (const p of await deps.store.quotas.pauses(deps.clock.now())) this.set({ quota: p.quota, key: p.key }, 1);
+        for (const p of await deps.store.quotas.pauses(deps.clock.now())) this.set({ quota: p.quota, key: p.key, reason: p.reason.slice(0, 120) }, 1);
       },
     });
     new Gauge({
