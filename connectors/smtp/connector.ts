@@ -11,7 +11,8 @@ export const smtpConnector = defineConnector({
   secrets: ['host'],
   create: (config): EmailSender => new SmtpMailer(config),
   async sandbox(_config, deps) {
-    const sandbox = await startSmtpSandbox({ outDir: join(deps.stateDir, 'outbox') });
+    // Like a real server, it refuses mailboxes that cannot exist: any address at .invalid (RFC 2606) is a hard bounce.
+    const sandbox = await startSmtpSandbox({ outDir: join(deps.stateDir, 'outbox'), rejectDomains: ['invalid'] });
     return { config: { host: sandbox.host, port: sandbox.port, secure: false, require_tls: false, auth: undefined }, close: () => sandbox.close() };
   },
   close: (sender) => sender.close(),

@@ -28,6 +28,8 @@ export interface SmtpSandboxOptions {
   auth?: { user: string; pass: string };
   /** Answer 550 to RCPT TO for these addresses (any case). */
   rejectRecipients?: string[];
+  /** Answer 550 to RCPT TO for every address at these domains or under them (the connector's sandbox refuses `.invalid`, which RFC 2606 keeps from ever existing). */
+  rejectDomains?: string[];
   /**
    * latencyMs before each DATA reply; error: 451 (temporary); throttle: 421 (too many, try
    * later); reject: 554 (permanent); drop: the connection cut; hang: no reply at all.
@@ -131,7 +133,9 @@ export async function startSmtpSandbox(options: SmtpSandboxOptions = {}): Promis
       callback(replyError(535, 'Authentication credentials invalid'));
     },
     onRcptTo(address, _session, callback) {
-      if (refused.has(address.address.toLowerCase())) return callback(replyError(550, `5.1.1 <${address.address}>: mailbox unavailable`));
+      const domain = address.address.toLowerCase().split('@')[1] ?? '';
+      const gone = (options.rejectDomains ?? []).some((d) => domain === d || domain.endsWith(`.${d}`));
+      if (gone || refused.has(address.address.toLowerCase())) return callback(replyError(550, `5.1.1 <${address.address}>: mailbox unavailable`));
       callback();
     },
     onData(stream, session, callback) {

@@ -14,6 +14,7 @@ import { renderRunSummary } from '../../summary.ts';
 import { table, usd } from '../../format.ts';
 import { showProgress } from '../progress.ts';
 import type { Project } from '../project.ts';
+import { demoEmail } from './demo-email.ts';
 import { exitCodeOf } from './run.ts';
 import type { Wrap } from './types.ts';
 
@@ -76,6 +77,7 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
           say(`   second run ${again.run_id}: ${again.status}; notify effects performed this time: ${notify?.effects ?? 0}`);
           await demoDaemon(p, db, say, deps, example);
           await demoWeekly(p, db, say, deps.reportsUnavailable?.());
+          await demoEmail(p, db, say, deps.pages ?? [], deps.reportsUnavailable?.());
           say(`\nInspect: npx flows runs --db ${opts.data}    npx flows show ${real.run_id} --db ${opts.data}`);
           say(`Dry-run artifacts: ${dry.artifacts}/`);
           return exitCodeOf(real);
