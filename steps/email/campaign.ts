@@ -366,6 +366,16 @@ async function writeDay(db: Queryable, input: CampaignInput, rows: NewRow[], run
   return emails.sort((a, b) => b.step_index - a.step_index || place(a) - place(b) || a.idempotency_key.localeCompare(b.idempotency_key));
 }
 
+/** "human 3, network 41, burst 12": what fetched the campaign's links lately (only human ones ask for reports). */
+async function clicksSince(db: Queryable, campaign: string, since: Date): Promise<string> {
+  const rows = await db.query<{ class: string; n: number }>(
+    `SELECT c.class, count(*)::int AS n FROM email_click_observations c JOIN email_outbox o ON o.id = c.outbox_id
+      WHERE o.campaign = $1 AND c.observed_at >= $2 GROUP BY c.class ORDER BY c.class`,
+    [campaign, since],
+  );
+  return rows.map((r) => `${r.class} ${r.n}`).join(', ');
+}
+
 export const emailCampaign = defineStep({
   type: 'email.campaign',
   description: "Plans a campaign's emails of the day into the outbox: follow-ups that fell due, then new teasers by score within the mailboxes' room.",
@@ -387,6 +397,8 @@ export const emailCampaign = defineStep({
     const { rows, counts } = await planDay(ctx, input, false);
     const emails = await writeDay(ctx.db, input, rows, ctx.run.id, today(ctx).end);
     ctx.note(`${counts.teasers} teasers and ${counts.follow_ups} follow-ups planned (room today ${counts.room}, audience ${counts.audience}); ${counts.stopped} sequences stopped`);
+    const clicks = await clicksSince(ctx.db, input.campaign, new Date(ctx.clock.now().getTime() - 86_400_000));
+    if (clicks) ctx.note(`link fetches of this campaign's emails in the last 24 hours, by class: ${clicks}`);
     return { emails, counts };
   },
 });
