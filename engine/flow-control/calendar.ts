@@ -40,9 +40,16 @@ export class SendingCalendar {
       const day = periodAt('day', this.timezone, at);
       return this.allowed.has(this.weekday(day.start)) ? day : undefined;
     }
-    for (let start = this.starts.nextRun(new Date(at.getTime() - DAY_MS - 1)); start && start <= at; start = this.starts.nextRun(start)) {
+    // A day's plan asks about the same window thousands of times.
+    const t = at.getTime();
+    const known = this.recent.find((w) => w.start.getTime() <= t && t < w.end.getTime());
+    if (known) return known;
+    for (let start = this.starts.nextRun(new Date(t - DAY_MS - 1)); start && start <= at; start = this.starts.nextRun(start)) {
       const end = new Date(start.getTime() + this.windowMs);
-      if (at < end) return { start, end };
+      if (at < end) {
+        this.recent = [{ start, end }, ...this.recent.slice(0, 7)];
+        return { start, end };
+      }
     }
     return undefined;
   }
@@ -69,12 +76,18 @@ export class SendingCalendar {
 
   /** "Mon 30 Nov 09:00-17:00 Europe/London" */
   label(span: Span): string {
-    const day = new Intl.DateTimeFormat('en-GB', { timeZone: this.timezone, weekday: 'short', day: '2-digit', month: 'short' }).format(span.start);
+    this.dayFormat ??= new Intl.DateTimeFormat('en-GB', { timeZone: this.timezone, weekday: 'short', day: '2-digit', month: 'short' });
+    const day = this.dayFormat.format(span.start);
     return `${day} ${this.windowMs >= DAY_MS ? 'all day' : this.window} ${this.timezone}`;
   }
 
+  private recent: Span[] = [];
+  private dayFormat?: Intl.DateTimeFormat;
+  private weekdayFormat?: Intl.DateTimeFormat;
+
   private weekday(at: Date): number {
-    const name = new Intl.DateTimeFormat('en-US', { timeZone: this.timezone, weekday: 'short' }).format(at).toLowerCase().slice(0, 3);
+    this.weekdayFormat ??= new Intl.DateTimeFormat('en-US', { timeZone: this.timezone, weekday: 'short' });
+    const name = this.weekdayFormat.format(at).toLowerCase().slice(0, 3);
     return DAY_NUMBER[name as Weekday];
   }
 }

@@ -57,15 +57,38 @@ function startsOf(period: CalendarPeriod, timezone: string): Cron {
  */
 export function periodAt(period: PeriodName, timezone: string, at: Date): Span {
   if (isRolling(period)) return { start: new Date(at.getTime() - ROLLING_SPAN[period] + 1), end: new Date(at.getTime() + 1) };
+  const key = `${period} ${timezone}`;
+  const known = spans.get(key);
+  const t = at.getTime();
+  const hit = known?.find((s) => s.start.getTime() <= t && t < s.end.getTime());
+  if (hit) return { start: hit.start, end: hit.end };
   const cron = startsOf(period, timezone);
-  let start = cron.nextRun(new Date(at.getTime() - LONGEST[period]))!;
+  let start = cron.nextRun(new Date(t - LONGEST[period]))!;
   for (let next = cron.nextRun(start); next && next <= at; next = cron.nextRun(start)) start = next;
-  return { start, end: cron.nextRun(start)! };
+  const span = { start, end: cron.nextRun(start)! };
+  remember(key, span);
+  return { start: span.start, end: span.end };
 }
+
+/**
+ * Calendar spans found lately, per period and timezone: a plan of a day's 833 emails asks for
+ * the same few days thousands of times, and each answer from croner costs a search.
+ */
+const spans = new Map<string, Span[]>();
+function remember(key: string, span: Span): void {
+  const list = spans.get(key) ?? [];
+  list.unshift(span);
+  if (list.length > 16) list.pop();
+  spans.set(key, list);
+}
+
+const dateFormats = new Map<string, Intl.DateTimeFormat>();
 
 /** The local calendar date (YYYY-MM-DD) of `at` in the timezone. */
 export function localDate(at: Date, timezone: string): string {
-  return new Intl.DateTimeFormat('en-CA', { timeZone: timezone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(at);
+  let format = dateFormats.get(timezone);
+  if (!format) dateFormats.set(timezone, (format = new Intl.DateTimeFormat('en-CA', { timeZone: timezone, year: 'numeric', month: '2-digit', day: '2-digit' })));
+  return format.format(at);
 }
 
 /** Whole calendar days from `from` (YYYY-MM-DD) to the local date of `at`: 0 on that day, negative before it. */

@@ -78,9 +78,12 @@ export class QuotaSimulator {
 
   private useAt(at: Date): QuotaUse {
     const caps: CapUse[] = countingSpans(this.rules, at).map((span) => ({ count: this.count(span), oldest: this.oldest(span) }));
-    // The latest effect the run could have seen by then: none planned later counts yet.
-    const seen = this.indexOf(at.getTime() + 1);
-    return { caps, last: seen ? new Date(this.times[seen - 1]!) : null, pause: this.pauseAt(at) };
+    // Spacing counts from the latest effect planned so far, even one planned at a later time
+    // (by an item in flight on another lane): an effect is never put in before it, where it
+    // would leave less than the gap to it. The run does the same: that later effect, waiting
+    // at the time, would wait its gap after this one.
+    const last = this.times.length ? new Date(this.times[this.times.length - 1]!) : null;
+    return { caps, last, pause: this.pauseAt(at) };
   }
 
   private pauseAt(at: Date): QuotaUse['pause'] {
