@@ -17,10 +17,11 @@ import { chooseVariant } from './compose.ts';
  * sequence the pipeline's YAML declares: the teaser, then follow-ups some days after it, each
  * with its own templates and A/B variants. Each day:
  *
- * - follow-ups that fell due (their time after the teaser has passed, the step before went,
- *   and nothing stops them: a click or a reply unless the step says otherwise; an unsubscribe,
- *   a bounce or a complaint always) get their outbox row, from the teaser's mailbox and in its
- *   thread;
+ * - follow-ups that fall due today (their time after the teaser comes today or came, the step
+ *   before went, and nothing stops them: a click or a reply unless the step says otherwise; an
+ *   unsubscribe, a bounce or a complaint always) get their outbox row, from the teaser's
+ *   mailbox and in its thread, due no sooner than that time; each mailbox takes as many as its
+ *   room today, longest due first, and the rest wait for the next day;
  * - new prospects get their teaser, best score first, as many as `daily` less those already
  *   planned today, and never more than the mailboxes have room for after the follow-ups;
  * - planned rows of prospects who replied, clicked, unsubscribed or bounced since are stopped.

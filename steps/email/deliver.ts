@@ -18,7 +18,8 @@ import { type Mailbox, mailboxOf } from './settings.ts';
  * one the quota's rotation picked. The email is composed from its MJML template with signed
  * links (the report offer, a honeypot, the unsubscribe page), carries List-Unsubscribe with
  * one-click, a Message-ID derived from its idempotency key and a DKIM signature of its
- * domain, and is checked against the suppression list at the moment it goes.
+ * domain, and is checked against the suppression list at the moment it goes. A follow-up
+ * due later today (its delay after the teaser) waits for that time, holding no slot.
  *
  * What the receiving server answers decides the rest: 5xx for the recipient is a hard bounce
  * (suppressed, the sequence stopped); 4xx is a soft bounce, tried again later (a few times
