@@ -72,7 +72,11 @@ export interface StepContext {
    * Calls under it wait meanwhile. Not done in a dry run.
    */
   pauseQuota(pause: { quota: string; key?: string; reason: string; forMs?: number }): Promise<void>;
-  /** The room left now under a quota, per key, as `flows quotas` shows it (paused keys have none). */
+  /**
+   * The room under a quota, per key, over the sending window open now or the next one: what
+   * its caps allow by the window's end (a rolling cap counts what still counts then). Paused
+   * keys have none.
+   */
   quotaRoom(quota: string): Promise<{ key: string; remaining: number; paused?: string }[]>;
 }
 

@@ -1,7 +1,7 @@
 import { NonRetriableError } from '../errors.ts';
 import { evaluate, parseExpression } from '../expr/index.ts';
 import { didYouMean } from '../suggest.ts';
-import { quotaReports } from '../flow-control/report.ts';
+import { windowRoom } from '../flow-control/report.ts';
 import type { CallStep } from '../pipeline/types.ts';
 import type { Resource } from '../resources.ts';
 import type { Queryable, StepContext } from '../types.ts';
@@ -100,8 +100,7 @@ class AttemptContext implements StepContext {
     const names = rc.flow.quotaNames();
     if (!names.includes(quota)) throw new NonRetriableError(`unknown quota "${quota}"${didYouMean(quota, names) || `; quotas in the config: ${names.join(', ') || 'none'}`}`);
     // Through the attempt's own connection: inside a write's transaction (the embedded database has one connection).
-    const reports = await quotaReports(rc.flow, rc.store.quotas, this.db, rc.clock.now(), quota);
-    return reports.map((r) => ({ key: r.key ?? '', remaining: r.paused ? 0 : r.remaining, ...(r.paused ? { paused: r.paused.reason } : {}) }));
+    return windowRoom(rc.flow, rc.store.quotas, this.db, rc.clock.now(), quota);
   }
 
   async pauseQuota({ quota, key = '', reason, forMs }: { quota: string; key?: string; reason: string; forMs?: number }): Promise<void> {

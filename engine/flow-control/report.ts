@@ -69,6 +69,29 @@ export async function quotaReports(flow: FlowControl, ledger: QuotaLedger, db: S
 }
 
 /**
+ * Each key's room over the sending window open at `now`, or the next one: what the caps
+ * allow by the window's end, counting what has happened since. A rolling cap frees during
+ * the window what went a span before, so a morning plan after a full day is not told "none"
+ * (at 07:30 the last 24 hours still hold yesterday's 50, which leave before each slot today).
+ * Paused keys have none. What a day's plan may take; spacing may still make it less.
+ */
+export async function windowRoom(flow: FlowControl, ledger: QuotaLedger, db: Sql, now: Date, quota: string): Promise<{ key: string; remaining: number; paused?: string }[]> {
+  const compiled = flow.quota(quota);
+  const keys = compiled.perKey ? compiled.declaredKeys : [''];
+  const room = [];
+  for (const key of keys) {
+    const rules = compiled.rulesFor(key);
+    const window = rules.calendar.windowAt(now) ?? rules.calendar.nextWindowAfter(now);
+    const last = new Date(Math.max(now.getTime(), window.end.getTime() - 1));
+    const pause = (await ledger.use(db, rules, now)).pause;
+    const use = await ledger.use(db, rules, last);
+    const remaining = Math.min(...rules.caps.map(({ period, cap }, i) => Math.max(0, capAt(rules, period, cap, last) - (use.caps[i]?.count ?? 0))));
+    room.push({ key, remaining: pause ? 0 : remaining, ...(pause ? { paused: pause.reason } : {}) });
+  }
+  return room;
+}
+
+/**
  * The keys of one quota and group added up (a sending domain's mailboxes): used and today's
  * caps per period, what remains, and how many of its keys are paused.
  */

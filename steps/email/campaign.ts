@@ -17,10 +17,11 @@ import { chooseVariant } from './compose.ts';
  * sequence the pipeline's YAML declares: the teaser, then follow-ups some days after it, each
  * with its own templates and A/B variants. Each day:
  *
- * - follow-ups that fell due (their time after the teaser has passed, the step before went,
- *   and nothing stops them: a click or a reply unless the step says otherwise; an unsubscribe,
- *   a bounce or a complaint always) get their outbox row, from the teaser's mailbox and in its
- *   thread;
+ * - follow-ups that fall due today (their time after the teaser comes today or came, the step
+ *   before went, and nothing stops them: a click or a reply unless the step says otherwise; an
+ *   unsubscribe, a bounce or a complaint always) get their outbox row, from the teaser's
+ *   mailbox and in its thread, due no sooner than that time; each mailbox takes as many as its
+ *   room today, longest due first, and the rest wait for the next day;
  * - new prospects get their teaser, best score first, as many as `daily` less those already
  *   planned today, and never more than the mailboxes have room for after the follow-ups;
  * - planned rows of prospects who replied, clicked, unsubscribed or bounced since are stopped.
@@ -125,6 +126,8 @@ interface DueFollowUp {
   thread_message_id: string;
   thread_subject: string | null;
   category: string | null;
+  /** When the teaser went: the follow-up is due its step's `after` later. */
+  sent_at: Date;
 }
 
 function checkSequence(input: CampaignInput): void {
@@ -182,7 +185,7 @@ async function dueFollowUps(db: Queryable, input: CampaignInput, index: number, 
   const afterMs = parseDuration(step.after!)!;
   const previous = input.sequence[index - 1]!.name;
   return db.query<DueFollowUp>(
-    `SELECT t.prospect_id, t.address, t.mailbox, t.domain, t.message_id AS thread_message_id, t.subject AS thread_subject, p.category
+    `SELECT t.prospect_id, t.address, t.mailbox, t.domain, t.message_id AS thread_message_id, t.subject AS thread_subject, p.category, t.sent_at
        FROM email_outbox t JOIN prospects p ON p.id = t.prospect_id
       WHERE t.campaign = $1 AND t.step_index = 0 AND t.state = 'sent' AND t.sent_at <= $2
         AND EXISTS (SELECT 1 FROM email_outbox b WHERE b.campaign = $1 AND b.prospect_id = t.prospect_id AND b.sequence_step = $3 AND b.state = 'sent')
@@ -255,31 +258,44 @@ async function planDay(ctx: StepContext, input: CampaignInput, dryRun: boolean) 
   const now = ctx.clock.now();
   const { start: dayStart, end: until } = today(ctx);
   const stopped = await stopSequences(ctx.db, input, dryRun);
-  const rows: NewRow[] = [];
+  const due: NewRow[] = [];
   for (let i = 1; i < input.sequence.length; i++) {
-    for (const due of await dueFollowUps(ctx.db, input, i, until)) {
-      const step = input.sequence[i]!;
-      const variant = variantOf(input, i, due.prospect_id);
-      rows.push({
+    const step = input.sequence[i]!;
+    const afterMs = parseDuration(step.after!)!;
+    for (const f of await dueFollowUps(ctx.db, input, i, until)) {
+      const variant = variantOf(input, i, f.prospect_id);
+      due.push({
         campaign: input.campaign,
-        idempotency_key: keyOf(input.campaign, due.prospect_id, step.name),
-        prospect_id: due.prospect_id,
-        address: due.address,
+        idempotency_key: keyOf(input.campaign, f.prospect_id, step.name),
+        prospect_id: f.prospect_id,
+        address: f.address,
         sequence_step: step.name,
         step_index: i,
         variant: variant.name,
-        template: templateFor(variant.template, due.category),
+        template: templateFor(variant.template, f.category),
         subject: variant.subject,
-        mailbox: due.mailbox,
-        domain: due.domain,
-        thread_message_id: due.thread_message_id,
-        thread_subject: due.thread_subject,
-        due_at: now,
+        mailbox: f.mailbox,
+        domain: f.domain,
+        thread_message_id: f.thread_message_id,
+        thread_subject: f.thread_subject,
+        // Not before its delay: a teaser sent at 17:00 on Monday has its 3-day follow-up at 17:00 on Thursday.
+        due_at: new Date(Math.max(now.getTime(), new Date(f.sent_at).getTime() + afterMs)),
       });
     }
   }
-  const room = (await ctx.quotaRoom(input.quota ?? 'mailbox')).reduce((n, k) => n + k.remaining, 0);
-  const left = Math.max(0, Math.min(input.daily - (await plannedToday(ctx.db, input.campaign, dayStart)), room - rows.length));
+  // Each mailbox takes the follow-ups it has room for today, longest due first; the rest stay
+  // due for tomorrow, so a day never plans more than it can send (and spills into the next).
+  const room = new Map((await ctx.quotaRoom(input.quota ?? 'mailbox')).map((k) => [k.key, k.remaining]));
+  const totalRoom = [...room.values()].reduce((n, r) => n + r, 0);
+  const rows: NewRow[] = [];
+  for (const row of due.sort((a, b) => a.due_at.getTime() - b.due_at.getTime() || b.step_index - a.step_index)) {
+    const left = room.get(row.mailbox);
+    if (left !== undefined && left <= 0) continue;
+    if (left !== undefined) room.set(row.mailbox, left - 1);
+    rows.push(row);
+  }
+  const free = [...room.values()].reduce((n, r) => n + r, 0);
+  const left = Math.max(0, Math.min(input.daily - (await plannedToday(ctx.db, input.campaign, dayStart)), free));
   const candidates = await audience(ctx.db, input, now);
   const teasers = ranked(ctx, input, candidates).slice(0, left);
   for (const p of teasers) {
@@ -301,7 +317,7 @@ async function planDay(ctx: StepContext, input: CampaignInput, dryRun: boolean) 
       due_at: now,
     });
   }
-  const counts = { follow_ups: rows.length - teasers.length, teasers: teasers.length, stopped, room, audience: candidates.length };
+  const counts = { follow_ups: rows.length - teasers.length, teasers: teasers.length, stopped, room: totalRoom, audience: candidates.length };
   return { rows, counts };
 }
 
@@ -329,12 +345,13 @@ async function writeDay(db: Queryable, input: CampaignInput, rows: NewRow[], run
           AND (o.run_id = $3 OR o.run_id IS NULL OR NOT EXISTS (SELECT 1 FROM flow_runs r WHERE r.id = o.run_id AND r.status IN ('queued', 'running', 'waiting')))
        RETURNING o.*)
      SELECT m.id, m.idempotency_key, m.prospect_id::text AS prospect_id, m.address, m.sequence_step, m.step_index, m.variant, m.subject, coalesce(m.mailbox, '') AS mailbox,
-            m.thread_message_id, t.subject AS thread_subject, m.campaign, p.category, m.created_at
+            m.thread_message_id, t.subject AS thread_subject, m.campaign, p.category, m.created_at, m.due_at
        FROM mine m JOIN prospects p ON p.id = m.prospect_id
        LEFT JOIN email_outbox t ON t.campaign = m.campaign AND t.prospect_id = m.prospect_id AND t.step_index = 0`,
     [input.campaign, until, runId],
   );
   const emails: CampaignEmail[] = [];
+  const dueAt = new Map<string, number>();
   const gone: string[] = [];
   for (const r of taken) {
     const step = input.sequence.find((s) => s.name === r.sequence_step);
@@ -343,6 +360,7 @@ async function writeDay(db: Queryable, input: CampaignInput, rows: NewRow[], run
       gone.push(String(r.id));
       continue;
     }
+    dueAt.set(String(r.idempotency_key), new Date(r.due_at as string).getTime());
     emails.push({
       outbox_id: String(r.id),
       idempotency_key: String(r.idempotency_key),
@@ -360,10 +378,12 @@ async function writeDay(db: Queryable, input: CampaignInput, rows: NewRow[], run
     });
   }
   if (gone.length) await db.query("UPDATE email_outbox SET state = 'stopped', reason = 'its sequence step or variant was removed from the YAML' WHERE id = ANY($1::uuid[])", [gone]);
-  // Follow-ups first (a thread already started), then left-overs of earlier runs, then teasers best score first.
+  // Follow-ups first (a thread already started) in the order they fall due, then left-overs of
+  // earlier runs, then teasers best score first.
   const rank = new Map(rows.map((r, i) => [r.idempotency_key, i]));
   const place = (e: CampaignEmail) => rank.get(e.idempotency_key) ?? -1;
-  return emails.sort((a, b) => b.step_index - a.step_index || place(a) - place(b) || a.idempotency_key.localeCompare(b.idempotency_key));
+  const due = (e: CampaignEmail) => (e.step_index > 0 ? dueAt.get(e.idempotency_key)! : 0);
+  return emails.sort((a, b) => Number(b.step_index > 0) - Number(a.step_index > 0) || due(a) - due(b) || b.step_index - a.step_index || place(a) - place(b) || a.idempotency_key.localeCompare(b.idempotency_key));
 }
 
 /** "human 3, network 41, burst 12": what fetched the campaign's links lately (only human ones ask for reports). */

@@ -18,7 +18,8 @@ import { type Mailbox, mailboxOf } from './settings.ts';
  * one the quota's rotation picked. The email is composed from its MJML template with signed
  * links (the report offer, a honeypot, the unsubscribe page), carries List-Unsubscribe with
  * one-click, a Message-ID derived from its idempotency key and a DKIM signature of its
- * domain, and is checked against the suppression list at the moment it goes.
+ * domain, and is checked against the suppression list at the moment it goes. A follow-up
+ * due later today (its delay after the teaser) waits for that time, holding no slot.
  *
  * What the receiving server answers decides the rest: 5xx for the recipient is a hard bounce
  * (suppressed, the sequence stopped); 4xx is a soft bounce, tried again later (a few times
@@ -43,6 +44,8 @@ const flat = (input: { email: CampaignEmail; tracking_pixel?: boolean }): Delive
 
 interface ProspectRow {
   state: string;
+  /** Not sent before this: a follow-up waits for its delay after the teaser. */
+  due_at: Date | string;
   reason: string | null;
   soft_bounces: number;
   company_name: string | null;
@@ -67,7 +70,7 @@ export function campaignMessageId(idempotencyKey: string, domain: string): strin
 
 async function prospectOf(db: Queryable, input: DeliverInput): Promise<ProspectRow> {
   const [row] = await db.query<ProspectRow>(
-    `SELECT o.state, o.reason, o.soft_bounces, p.company_name, p.contact_name, p.domain, p.category, p.category_reason, p.metrics
+    `SELECT o.state, o.due_at, o.reason, o.soft_bounces, p.company_name, p.contact_name, p.domain, p.category, p.category_reason, p.metrics
        FROM email_outbox o JOIN prospects p ON p.id = o.prospect_id WHERE o.id = $1`,
     [input.outbox_id],
   );
@@ -256,8 +259,10 @@ export const emailDeliver = defineStep({
       await ctx.db.query("UPDATE email_outbox SET state = 'stopped', reason = $2 WHERE id = $1", [input.outbox_id, suppressed]);
       throw new SkipItemError(`suppressed (${suppressed})`);
     }
-    const mailbox = mailboxFor(ctx, input);
     const now = ctx.clock.now();
+    const due = new Date(prospect.due_at);
+    if (due > now) throw new DeferredError(`${input.sequence_step} is due at ${due.toISOString()}, its delay after the teaser`, due);
+    const mailbox = mailboxFor(ctx, input);
     const landing = landingPageUrl(ctx.config, input.outbox_id, now);
     const signed = await signedLinks(ctx.db, ctx.config, input.outbox_id, [
       { purpose: 'report', target: landing },
@@ -292,7 +297,7 @@ export const emailDeliver = defineStep({
 /** A dry run's email for a row not written yet: the prospect's data as the run would read it. */
 async function plannedProspect(db: Queryable, input: DeliverInput): Promise<ProspectRow> {
   const [row] = await db.query<ProspectRow>(
-    "SELECT 'planned' AS state, NULL AS reason, 0 AS soft_bounces, company_name, contact_name, domain, category, category_reason, metrics FROM prospects WHERE id = $1",
+    "SELECT 'planned' AS state, now() AS due_at, NULL AS reason, 0 AS soft_bounces, company_name, contact_name, domain, category, category_reason, metrics FROM prospects WHERE id = $1",
     [input.prospect_id],
   );
   if (!row) throw new SkipItemError('the prospect is gone');
