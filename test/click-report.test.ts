@@ -284,6 +284,22 @@ describe.each(testDatabases)('click-report through the daemon on $name', ({ open
     expect(status.headers.get('location')).toBe(`${daemon.url}/reports/${token}`);
   }, 60_000);
 
+  it('plans the whole run in a dry run, writing and sending nothing', async () => {
+    const teaser = teasers.get('scanned')!;
+    const pipeline = loadPipeline(readFileSync('pipelines/click-report.yaml', 'utf8'), 'click-report.yaml', { registry: createRegistry(), config }).pipeline!;
+    const inputs = { prospect_id: teaser.prospect_id, outbox_id: teaser.outbox_id, campaign: 'search-visibility', variant: teaser.variant };
+    const dry = await executeRun({ pipeline, config: { ...config, public_url: daemon.url }, store: new RunStore(db), clock: systemClock, resources, inputs, dryRun: true, outDir: join(state, 'dry-run') });
+    expect(dry.status).toBe('completed');
+    const send = dry.effects.find((e) => e.step === 'send')!;
+    expect(send.summary).toContain(`report-ready of search-visibility to ${teaser.address} from ${teaser.mailbox}: Re: ${teaser.subject}`);
+    const text = readFileSync(join(dry.artifacts!, send.files!.find((f) => f.endsWith('email.txt'))!), 'utf8');
+    expect(text).toContain(`In-Reply-To: ${teaser.message_id}`);
+    expect(text).toContain(`${daemon.url}/reports/dry-run`);
+    expect(await db.query("SELECT 1 FROM email_outbox WHERE prospect_id = $1 AND sequence_step = 'report-ready'", [teaser.prospect_id])).toEqual([]);
+    expect(await db.query("SELECT 1 FROM generated_reports WHERE domain = 'scanned.test'")).toEqual([]);
+    expect(mailTo(teaser.address)).toHaveLength(1);
+  }, 60_000);
+
   it("leaves a reply still to send to the run that wrote it: email-daily's plan neither stops it (the prospect clicked) nor sends it", async () => {
     const teaser = teasers.get('scanned')!;
     // As click-report leaves it between writing the row and sending it; the click is one the daemon has already handled.

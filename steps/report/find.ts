@@ -9,15 +9,15 @@ import { reportLinks } from './publish.ts';
  * the same.
  */
 
-const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
+const Nullable = (description?: string) => Type.Union([Type.String(), Type.Null()], description ? { description } : {});
 
 export const reportFind = defineStep({
   type: 'report.find',
   description: 'Finds the newest report of a prospect or its domain made within a time (default 30 days): its id and links, or found: false.',
   input: Type.Object(
     {
-      prospect_id: Type.Optional(Nullable(Type.String({ description: 'The prospect the report was made for.' }))),
-      domain: Type.Optional(Nullable(Type.String({ description: 'Or any report of this domain (one made by flows report, or for a payment).' }))),
+      prospect_id: Type.Optional(Nullable('The prospect the report was made for.')),
+      domain: Type.Optional(Nullable('Or any report of this domain (one made by flows report, or for a payment).')),
       within: Type.Optional(Type.String({ pattern: DURATION_PATTERN, default: '30d', 'x-hint': 'a duration, like "30d"', description: 'How recent the report must be (default 30d).' })),
     },
     { additionalProperties: false },
@@ -25,11 +25,11 @@ export const reportFind = defineStep({
   output: Type.Object(
     {
       found: Type.Boolean(),
-      report_id: Nullable(Type.String()),
-      token: Nullable(Type.String()),
-      url: Nullable(Type.String({ description: 'The HTML page, behind the token.' })),
-      pdf_url: Nullable(Type.String()),
-      created_at: Nullable(Type.String()),
+      report_id: Nullable(),
+      token: Nullable(),
+      url: Nullable('The HTML page, behind the token.'),
+      pdf_url: Nullable(),
+      created_at: Nullable(),
     },
     { additionalProperties: false },
   ),
