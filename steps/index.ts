@@ -9,6 +9,7 @@ import { transform } from './transform.ts';
 import { emailSend } from './email/send.ts';
 import { emailCampaign } from './email/campaign.ts';
 import { emailDeliver } from './email/deliver.ts';
+import { emailFollowUp } from './email/follow_up.ts';
 import { EmailSchema, mailboxKeys } from './email/settings.ts';
 import { emailPages } from './email/pages.ts';
 import { clickPages } from './email/clicks.ts';
@@ -19,6 +20,7 @@ import { reportAnalyse } from './report/analyse.ts';
 import { intelCollect } from './intel/collect.ts';
 import { reportPages } from './report/pages.ts';
 import { reportRender } from './report/render.ts';
+import { reportFind } from './report/find.ts';
 import { sqlExecute } from './sql/execute.ts';
 import { sqlInsert } from './sql/insert.ts';
 import { sqlQuery } from './sql/query.ts';
@@ -60,6 +62,8 @@ export const builtinSteps = [
   prospectsCategorise,
   linkedinSelect,
   reportAnalyseBatch,
+  emailFollowUp,
+  reportFind,
 ];
 
 /** Pages the daemon serves besides webhooks. */

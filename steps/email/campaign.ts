@@ -147,6 +147,13 @@ function checkSequence(input: CampaignInput): void {
   }
 }
 
+/**
+ * The step_index of an email written by email.follow_up: an answer to a prospect's request,
+ * not a step of the sequence. The daily plan neither stops it (the prospect clicked: that is
+ * why it exists) nor takes it to send; the run that wrote it sends it.
+ */
+export const REPLY_STEP_INDEX = -1;
+
 /** The template file a variant names for a prospect's category. */
 export const templateFor = (template: string, category: string | null): string => template.replaceAll('{category}', category ?? 'growth');
 
@@ -165,7 +172,7 @@ async function stopSequences(db: Queryable, input: CampaignInput, dryRun: boolea
       WHEN o.step_index > 0 AND EXISTS (SELECT 1 FROM flow_events e WHERE e.type = 'email.clicked' AND e.key = o.prospect_id::text) THEN 'clicked'
     END`;
   const from = `FROM email_outbox o JOIN prospects p ON p.id = o.prospect_id LEFT JOIN email_suppressions s ON s.address = o.address
-    WHERE o.campaign = $1 AND o.state = 'planned'`;
+    WHERE o.campaign = $1 AND o.state = 'planned' AND o.step_index >= 0`;
   if (dryRun) {
     const [row] = await db.query<{ n: number }>(`SELECT count(*)::int AS n ${from} AND ${stops} IS NOT NULL`, [input.campaign]);
     return row?.n ?? 0;
@@ -341,7 +348,7 @@ async function writeDay(db: Queryable, input: CampaignInput, rows: NewRow[], run
   const taken = await db.query<{ id: string; prospect_id: string; category: string | null; thread_subject: string | null } & Record<string, unknown>>(
     `WITH mine AS (
        UPDATE email_outbox o SET run_id = $3
-        WHERE o.campaign = $1 AND o.state = 'planned' AND o.due_at < $2
+        WHERE o.campaign = $1 AND o.state = 'planned' AND o.due_at < $2 AND o.step_index >= 0
           AND (o.run_id = $3 OR o.run_id IS NULL OR NOT EXISTS (SELECT 1 FROM flow_runs r WHERE r.id = o.run_id AND r.status IN ('queued', 'running', 'waiting')))
        RETURNING o.*)
      SELECT m.id, m.idempotency_key, m.prospect_id::text AS prospect_id, m.address, m.sequence_step, m.step_index, m.variant, m.subject, coalesce(m.mailbox, '') AS mailbox,

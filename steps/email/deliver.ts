@@ -25,6 +25,10 @@ import { type Mailbox, mailboxOf } from './settings.ts';
  * (suppressed, the sequence stopped); 4xx is a soft bounce, tried again later (a few times
  * over about a day: the mailbox's slot is given back meanwhile) and then given up. A sent
  * email and its `email.sent` event are recorded in one transaction.
+ *
+ * An answer to a request (email.follow_up's report-ready) gives `report_url`: its report link
+ * is then the report itself, not the landing page; and `sent_event`, recorded with email.sent
+ * in the same transaction (email.follow_up_sent).
  */
 
 /** Waits after the 1st, 2nd and 3rd soft bounce; a 4th gives up (about 14 hours in all). */
@@ -34,13 +38,25 @@ const Input = Type.Object(
   {
     email: CampaignEmailSchema,
     tracking_pixel: Type.Optional(Type.Boolean({ default: false, description: 'Adds an open-tracking image. Off by default: remote images hurt cold deliverability.' })),
+    report_url: Type.Optional(
+      Type.String({ pattern: '^https?://', 'x-hint': 'an http(s) URL, like report.render\'s output.url', description: 'The report itself as links.report (an email that delivers a report asked for), instead of the landing page.' }),
+    ),
+    sent_event: Type.Optional(
+      Type.String({ pattern: '^[a-z][a-z0-9_.-]*$', description: 'An event recorded besides email.sent, in the same transaction and with the same payload (e.g. email.follow_up_sent).' }),
+    ),
   },
   { additionalProperties: false },
 );
 
-type DeliverInput = CampaignEmail & { tracking_pixel?: boolean };
+interface DeliverOptions {
+  tracking_pixel?: boolean;
+  report_url?: string;
+  sent_event?: string;
+}
 
-const flat = (input: { email: CampaignEmail; tracking_pixel?: boolean }): DeliverInput => ({ ...input.email, tracking_pixel: input.tracking_pixel });
+type DeliverInput = CampaignEmail & DeliverOptions;
+
+const flat = ({ email, ...options }: { email: CampaignEmail } & DeliverOptions): DeliverInput => ({ ...email, ...options });
 
 interface ProspectRow {
   state: string;
@@ -141,24 +157,28 @@ async function compose(ctx: StepContext, input: DeliverInput, prospect: Prospect
   };
 }
 
-/** The sent email and its event, in one transaction. */
+/** The sent email and its events (email.sent, and sent_event when given), in one statement. */
 async function recordSent(ctx: StepContext, input: DeliverInput, mailbox: Mailbox, messageId: string, subject: string): Promise<void> {
   const now = ctx.clock.now();
-  const event = eventStatement(
-    {
-      type: 'email.sent',
-      key: input.prospect_id,
-      payload: { prospect_id: input.prospect_id, channel: 'email', campaign: input.campaign, variant: input.variant, sequence_step: input.sequence_step, mailbox: mailbox.address, domain: mailbox.domain, outbox_id: input.outbox_id, message_id: messageId },
-    },
-    ctx.run.id,
-    now,
-  );
+  const payload = {
+    prospect_id: input.prospect_id,
+    channel: 'email',
+    campaign: input.campaign,
+    variant: input.variant,
+    sequence_step: input.sequence_step,
+    mailbox: mailbox.address,
+    domain: mailbox.domain,
+    outbox_id: input.outbox_id,
+    message_id: messageId,
+    ...(input.report_url ? { report_url: input.report_url } : {}),
+  };
+  const types = ['email.sent', ...(input.sent_event ? [input.sent_event] : [])];
   await ctx.db.query(
     `WITH sent AS (
        UPDATE email_outbox SET state = 'sent', mailbox = $2, domain = $3, message_id = $4, subject = $5, sent_at = $6, reason = NULL WHERE id = $1 RETURNING id
      )
-     INSERT INTO flow_events (type, key, payload, run_id, occurred_at) SELECT $7, $8, $9, $10, $11 FROM sent`,
-    [input.outbox_id, mailbox.address, mailbox.domain, messageId, subject, now, ...event.params],
+     INSERT INTO flow_events (type, key, payload, run_id, occurred_at) SELECT t.type, $7, $8, $9, $10 FROM sent, unnest($11::text[]) WITH ORDINALITY AS t(type, n) ORDER BY t.n`,
+    [input.outbox_id, mailbox.address, mailbox.domain, messageId, subject, now, input.prospect_id, JSON.stringify(payload), ctx.run.id, now, types],
   );
 }
 
@@ -235,7 +255,7 @@ export const emailDeliver = defineStep({
       const prospect = input.outbox_id.startsWith('(planned')
         ? await plannedProspect(ctx.db, input)
         : await prospectOf(ctx.db, input);
-      const links = placeholderLinks(ctx.config);
+      const links = { ...placeholderLinks(ctx.config), ...(input.report_url ? { report: input.report_url } : {}) };
       const domain = mailboxFor(ctx, input).domain;
       const headers = { 'List-Unsubscribe': `<${links.unsubscribe}>, <mailto:unsubscribe@${domain}?subject=unsubscribe%20(token)>`, 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' };
       const { message, mailbox } = await compose(ctx, input, prospect, links, headers);
@@ -264,13 +284,14 @@ export const emailDeliver = defineStep({
     if (due > now) throw new DeferredError(`${input.sequence_step} is due at ${due.toISOString()}, its delay after the teaser`, due);
     const mailbox = mailboxFor(ctx, input);
     const landing = landingPageUrl(ctx.config, input.outbox_id, now);
+    // An email delivering the report links to it directly; any other offers it through the landing page.
     const signed = await signedLinks(ctx.db, ctx.config, input.outbox_id, [
-      { purpose: 'report', target: landing },
+      ...(input.report_url ? [] : [{ purpose: 'report', target: landing }]),
       { purpose: 'honeypot', target: landing },
     ], now);
     const unsubscribe = unsubscribeHeaders(ctx.config, mailbox.domain, await addressId(ctx.db, input.address), now);
     const unsubscribeUrl = /<(https?:[^>]+)>/.exec(unsubscribe['List-Unsubscribe']!)![1]!;
-    const { message } = await compose(ctx, input, prospect, { report: signed.report!, honeypot: signed.honeypot!, unsubscribe: unsubscribeUrl }, unsubscribe);
+    const { message } = await compose(ctx, input, prospect, { report: input.report_url ?? signed.report!, honeypot: signed.honeypot!, unsubscribe: unsubscribeUrl }, unsubscribe);
     const mailers = await ctx.use(mailersResource);
     const dkim = mailers.dkim(mailbox);
     if (dkim) message.dkim = dkim;

@@ -45,6 +45,12 @@ export interface PublishRequest {
   runId?: string | null;
   /** Makes a retry after a crash find the report made before instead of making another. */
   effectKey?: string | null;
+  /**
+   * An event recorded with the report's row, in the same statement (report.generated): key the
+   * prospect (else the domain), payload `payload` with report_id, prospect_id and domain.
+   * Not recorded when the row existed (a repeat).
+   */
+  event?: { type: string; payload?: Record<string, unknown>; at: Date };
 }
 
 export interface PublishedReport {
@@ -118,14 +124,22 @@ export async function publishReport(deps: PublishDeps, request: PublishRequest):
   await deps.storage.put(htmlKey, html, 'text/html; charset=utf-8', { signal: deps.signal });
   await deps.storage.put(pdfKey, pdf, 'application/pdf', { signal: deps.signal });
   const cost = reportCost(view.intel, request.claudeUsage, deps.config.prices, request.claudeVia);
+  const params = [request.prospectId ?? null, view.intel.domain, view.company, token, htmlKey, pdfKey, pdf.length, JSON.stringify(cost), cost.usd, request.runId ?? null, request.effectKey ?? null];
   // A row made by an earlier attempt wins: its files are the ones already linked to.
-  const rows = await deps.db.query<ReportRow>(
-    `INSERT INTO generated_reports (prospect_id, domain, company_name, token, html_path, pdf_path, pdf_bytes, cost, cost_usd, run_id, effect_key)
+  const insert = `INSERT INTO generated_reports (prospect_id, domain, company_name, token, html_path, pdf_path, pdf_bytes, cost, cost_usd, run_id, effect_key)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
      ON CONFLICT (effect_key) DO NOTHING
-     RETURNING id, token, html_path, pdf_path, pdf_bytes, cost`,
-    [request.prospectId ?? null, view.intel.domain, view.company, token, htmlKey, pdfKey, pdf.length, JSON.stringify(cost), cost.usd, request.runId ?? null, request.effectKey ?? null],
-  );
+     RETURNING id, token, html_path, pdf_path, pdf_bytes, cost`;
+  const event = request.event;
+  const rows = event
+    ? await deps.db.query<ReportRow>(
+        `WITH r AS (${insert}),
+         e AS (INSERT INTO flow_events (type, key, payload, run_id, occurred_at)
+               SELECT $12, $13, $14::jsonb || jsonb_build_object('report_id', r.id::text), $10, $15 FROM r)
+         SELECT * FROM r`,
+        [...params, event.type, request.prospectId ?? view.intel.domain, JSON.stringify({ ...event.payload, prospect_id: request.prospectId ?? null, domain: view.intel.domain }), event.at],
+      )
+    : await deps.db.query<ReportRow>(insert, params);
   const row = rows[0] ?? (await deps.db.query<ReportRow>(`${SELECT} WHERE effect_key = $1`, [request.effectKey]))[0]!;
   return published(row, deps.config, { html_ms: htmlMs, pdf_ms: pdfMs, store_ms: performance.now() - t });
 }

@@ -29,6 +29,15 @@ export const reportRender = defineStep({
       claude_via: Type.Optional(Type.Unsafe<'single' | 'batch'>({ type: 'string', enum: ['single', 'batch'], description: 'batch: the analysis came from report.analyse_batch (priced at batch prices).' })),
       company: Type.Optional(Type.String({ description: 'Name on the report (default: the domain).' })),
       prospect_id: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'The prospect the report is for, when known.' })),
+      event: Type.Optional(
+        Type.Object(
+          {
+            type: Type.String({ pattern: '^[a-z][a-z0-9_.-]*$', description: 'Event type, e.g. report.generated.' }),
+            payload: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Besides report_id, prospect_id and domain, which it always carries.' })),
+          },
+          { additionalProperties: false, description: 'An event recorded with the report\'s row in one statement (key: the prospect, else the domain).' },
+        ),
+      ),
     },
     { additionalProperties: false },
   ),
@@ -83,7 +92,15 @@ export const reportRender = defineStep({
     const view = reportView(ctx.config, intel, input.analysis as unknown as Analysis, input.company, ctx.clock.now(), input.claude_source);
     return publishReport(
       { renderer, browser, storage, db: ctx.db, config: ctx.config, signal: ctx.signal },
-      { view, claudeUsage: input.claude_usage ?? { input_tokens: 0, output_tokens: 0 }, claudeVia: input.claude_via, prospectId: input.prospect_id, runId: ctx.run.id, effectKey: ctx.effectKey },
+      {
+        view,
+        claudeUsage: input.claude_usage ?? { input_tokens: 0, output_tokens: 0 },
+        claudeVia: input.claude_via,
+        prospectId: input.prospect_id,
+        runId: ctx.run.id,
+        effectKey: ctx.effectKey,
+        ...(input.event ? { event: { ...input.event, at: ctx.clock.now() } } : {}),
+      },
     );
   },
 });
