@@ -6,7 +6,10 @@ import { cli } from './helpers/cli.ts';
 
 const repo = resolve(import.meta.dirname, '..');
 
-describe('flows CLI', () => {
+// Each test starts several CLI processes on one embedded database: under a loaded machine (CI runs the
+// crash suites beside this one) a test can take minutes; a test that times out leaves its process
+// holding the database and fails the next.
+describe('flows CLI', { timeout: 240_000 }, () => {
   let dir: string;
   let db: string;
   beforeAll(() => {
