@@ -24,6 +24,9 @@ export interface QuotaPause {
 }
 
 const date = (v: unknown) => (v === null || v === undefined ? null : new Date(v as string));
+const lockName = (quota: string, key: string) => `flows quota ${quota}\u001f${key}`;
+/** A json value as the driver gives it: parsed already, or as text. */
+const parseJson = (v: unknown): unknown => (typeof v === 'string' ? JSON.parse(v) : v);
 
 /**
  * The quota ledger: what each quota and key has spent, and who paused what. Caps are counted
@@ -35,28 +38,55 @@ export class QuotaLedger {
 
   /** Serialises reservations under one quota and key until the transaction ends. */
   async lock(sql: Sql, quota: string, key: string): Promise<void> {
-    await sql.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`flows quota ${quota}\u001f${key}`]);
+    await sql.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockName(quota, key)]);
+  }
+
+  /**
+   * The locks of several keys of a quota, taken one after the other in the order given (callers
+   * that lock more than one key give them sorted, so two of them never wait on each other), in
+   * one statement.
+   */
+  async lockAll(sql: Sql, quota: string, keys: readonly string[]): Promise<void> {
+    if (keys.length === 1) return this.lock(sql, quota, keys[0]!);
+    await sql.query(
+      'SELECT count(pg_advisory_xact_lock(hashtext(n))) FROM (SELECT n FROM unnest($1::text[]) WITH ORDINALITY AS t(n, i) ORDER BY i) AS ordered',
+      [keys.map((k) => lockName(quota, k))],
+    );
   }
 
   /** What the caps count at `now`, the latest effect and any pause in force: one statement. */
   async use(sql: Sql, rules: QuotaRules, now: Date): Promise<QuotaUse> {
-    const spans = countingSpans(rules, now);
-    const filters = spans.map((_, i) => `at >= $${5 + 2 * i} AND at < $${6 + 2 * i}`);
-    const columns = filters.map((f, i) => `count(*) FILTER (WHERE ${f})::int AS c${i}, min(at) FILTER (WHERE ${f}) AS o${i}`);
-    const [row] = await sql.query<Record<string, unknown>>(
-      `SELECT ${[...columns, 'max(at) AS last'].join(', ')},
+    return (await this.useAll(sql, [rules], now))[0]!;
+  }
+
+  /** use() for several keys at once (each with its own rules), in one statement; in the order given. */
+  async useAll(sql: Sql, keys: readonly QuotaRules[], now: Date): Promise<QuotaUse[]> {
+    const params: unknown[] = [now];
+    const selects = keys.map((rules, k) => {
+      const spans = countingSpans(rules, now);
+      const at = params.length;
+      params.push(rules.quota, rules.key, lookbackStart(rules, now), ...spans.flatMap((s) => [s.start, s.end]));
+      const filters = spans.map((_, i) => `at >= $${at + 4 + 2 * i} AND at < $${at + 5 + 2 * i}`);
+      const columns = filters.map((f, i) => `count(*) FILTER (WHERE ${f})::int AS c${i}, min(at) FILTER (WHERE ${f}) AS o${i}`);
+      return `(SELECT ${k} AS k, ${[...columns, 'max(at) AS last'].join(', ')},
               (SELECT json_build_object('reason', p.reason, 'until', p.until) FROM flow_quota_pauses p
-                WHERE p.quota = $1 AND p.quota_key IN ($2, '') AND (p.until IS NULL OR p.until > $4)
+                WHERE p.quota = $${at + 1} AND p.quota_key IN ($${at + 2}, '') AND (p.until IS NULL OR p.until > $1)
                 ORDER BY p.until IS NULL DESC, p.until DESC LIMIT 1) AS pause
-         FROM flow_quota_ledger WHERE quota = $1 AND quota_key = $2 AND at >= $3`,
-      [rules.quota, rules.key, lookbackStart(rules, now), now, ...spans.flatMap((s) => [s.start, s.end])],
-    );
-    const pause = row?.pause as { reason: string; until: string | null } | null | undefined;
-    return {
-      caps: spans.map((_, i) => ({ count: Number(row?.[`c${i}`] ?? 0), oldest: date(row?.[`o${i}`]) })),
-      last: date(row?.last),
-      pause: pause ? { reason: pause.reason, until: date(pause.until) } : undefined,
-    };
+         FROM flow_quota_ledger WHERE quota = $${at + 1} AND quota_key = $${at + 2} AND at >= $${at + 3})`;
+    });
+    // Each key's row has the columns of its own caps: with several keys, each row goes as one JSON value.
+    const text = keys.length === 1 ? selects[0]!.slice(1, -1) : selects.map((s) => `SELECT row_to_json(x) AS r FROM ${s} AS x`).join('\nUNION ALL ');
+    const result = await sql.query<Record<string, unknown>>(text, params);
+    const rows = keys.length === 1 ? result : result.map((r) => parseJson(r.r) as Record<string, unknown>);
+    return keys.map((rules, k) => {
+      const row = rows.find((r) => Number(r.k) === k);
+      const pause = parseJson(row?.pause ?? null) as { reason: string; until: string | null } | null;
+      return {
+        caps: rules.caps.map((_, i) => ({ count: Number(row?.[`c${i}`] ?? 0), oldest: date(row?.[`o${i}`]) })),
+        last: date(row?.last),
+        pause: pause ? { reason: pause.reason, until: date(pause.until) } : undefined,
+      };
+    });
   }
 
   async record(sql: Sql, entry: QuotaEntry): Promise<string> {
