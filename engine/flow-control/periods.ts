@@ -57,11 +57,20 @@ function startsOf(period: CalendarPeriod, timezone: string): Cron {
  */
 export function periodAt(period: PeriodName, timezone: string, at: Date): Span {
   if (isRolling(period)) return { start: new Date(at.getTime() - ROLLING_SPAN[period] + 1), end: new Date(at.getTime() + 1) };
+  // Calendar periods do not overlap: the one found last holds `at` or another one does.
+  const key = `${period} ${timezone}`;
+  const last = lastPeriod.get(key);
+  if (last && last.start <= at && at < last.end) return { start: new Date(last.start), end: new Date(last.end) };
   const cron = startsOf(period, timezone);
   let start = cron.nextRun(new Date(at.getTime() - LONGEST[period]))!;
   for (let next = cron.nextRun(start); next && next <= at; next = cron.nextRun(start)) start = next;
-  return { start, end: cron.nextRun(start)! };
+  const span = { start, end: cron.nextRun(start)! };
+  lastPeriod.set(key, { start: new Date(span.start), end: new Date(span.end) });
+  return span;
 }
+
+/** The calendar period found last, per period and timezone: a quota asks about the same day for every send of it. */
+const lastPeriod = new Map<string, Span>();
 
 /** The local calendar date (YYYY-MM-DD) of `at` in the timezone. */
 export function localDate(at: Date, timezone: string): string {
