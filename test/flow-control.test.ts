@@ -1,6 +1,8 @@
-import { describe, expect, it } from 'vitest';
+import { Cron } from 'croner';
+import { describe, expect, it, vi } from 'vitest';
 import { budgetPeriod } from '../engine/flow-control/budget-spec.ts';
-import { periodAt } from '../engine/flow-control/periods.ts';
+import { SendingCalendar } from '../engine/flow-control/calendar.ts';
+import { HOUR_MS, periodAt } from '../engine/flow-control/periods.ts';
 import { decide, gapFor } from '../engine/flow-control/quota-policy.ts';
 import { QuotaSimulator } from '../engine/flow-control/quota-simulator.ts';
 import { CompiledQuota, type QuotaConfig } from '../engine/flow-control/quota-spec.ts';
@@ -37,6 +39,48 @@ describe('periods', () => {
       start: new Date('2026-11-01T04:00:00Z'),
       end: new Date('2026-12-01T05:00:00Z'),
     });
+  });
+});
+
+describe('periods and windows asked for again and again', () => {
+  /** Every 37 minutes over four days across the spring clock change, and the same times shuffled. */
+  const times = Array.from({ length: Math.ceil((4 * 24 * 60) / 37) }, (_, i) => new Date(Date.parse('2026-03-27T06:00:00Z') + i * 37 * 60_000));
+  const shuffled = [...times].sort((a, b) => ((a.getTime() * 2654435761) % 1000) - ((b.getTime() * 2654435761) % 1000));
+  const key = (d: Date) => d.toISOString();
+
+  it('give the same answer whatever was asked before, right across a clock change', () => {
+    for (const period of ['hour', 'day', 'calendar_week'] as const) {
+      for (const tz of ['Europe/London', 'America/New_York', 'Asia/Kolkata']) {
+        const inOrder = new Map(times.map((t) => [key(t), periodAt(period, tz, t)]));
+        for (const t of shuffled) expect(periodAt(period, tz, t), `${period} ${tz} ${key(t)}`).toEqual(inOrder.get(key(t)));
+      }
+    }
+    const calendar = () => new SendingCalendar('Europe/London', ['mon', 'tue', 'wed', 'thu', 'fri', 'sun'], '08:00-18:00');
+    const sorted = calendar();
+    const inOrder = new Map(times.map((t) => [key(t), sorted.windowAt(t)]));
+    const other = calendar();
+    for (const t of shuffled) expect(other.windowAt(t), key(t)).toEqual(inOrder.get(key(t)));
+    // Sunday 29 March, the day the clocks go forward: 08:00-18:00 BST.
+    expect(other.windowAt(new Date('2026-03-29T12:00:00Z'))).toEqual({ start: new Date('2026-03-29T07:00:00Z'), end: new Date('2026-03-29T17:00:00Z') });
+    expect(other.windowAt(new Date('2026-03-28T12:00:00Z'))).toBeUndefined();
+  });
+
+  it('are searched for once per period or window, not once per question', () => {
+    const calendar = new SendingCalendar('Europe/London', ['mon', 'tue', 'wed', 'thu', 'fri'], '08:00-18:00');
+    const monday = Date.parse('2026-11-23T08:00:00Z');
+    periodAt('day', 'Europe/London', new Date(monday));
+    calendar.windowAt(new Date(monday));
+    const searches = vi.spyOn(Cron.prototype, 'nextRun');
+    try {
+      for (let i = 0; i < 1000; i++) {
+        const at = new Date(monday + i * 30_000); // every 30 s from 08:00 to 16:20
+        expect(periodAt('day', 'Europe/London', at)).toEqual({ start: new Date('2026-11-23T00:00:00Z'), end: new Date('2026-11-24T00:00:00Z') });
+        expect(calendar.windowAt(at)).toEqual({ start: new Date(monday), end: new Date(monday + 10 * HOUR_MS) });
+      }
+      expect(searches.mock.calls.length).toBeLessThan(10);
+    } finally {
+      searches.mockRestore();
+    }
   });
 });
 

@@ -6,6 +6,8 @@ export type Weekday = (typeof WEEKDAYS)[number];
 const DAY_NUMBER: Record<Weekday, number> = { sun: 0, mon: 1, tue: 2, wed: 3, thu: 4, fri: 5, sat: 6 };
 
 /** "09:00-17:00": the pattern config files are checked against. */
+const MAX_CACHED_WINDOW_MS = 22 * 3_600_000;
+
 export const WINDOW_PATTERN = '^([01]\\d|2[0-3]):[0-5]\\d-([01]\\d|2[0-4]):[0-5]\\d$';
 
 /**
@@ -17,6 +19,8 @@ export class SendingCalendar {
   private readonly starts?: Cron;
   private readonly windowMs: number;
   private readonly allowed: Set<number>;
+  /** The window found last: a quota asks about the same window for every effect in it. */
+  private lastWindow: Span | undefined;
 
   constructor(
     readonly timezone: string,
@@ -40,14 +44,13 @@ export class SendingCalendar {
       const day = periodAt('day', this.timezone, at);
       return this.allowed.has(this.weekday(day.start)) ? day : undefined;
     }
-    // A day's plan asks about the same window thousands of times.
-    const t = at.getTime();
-    const known = this.recent.find((w) => w.start.getTime() <= t && t < w.end.getTime());
-    if (known) return known;
-    for (let start = this.starts.nextRun(new Date(t - DAY_MS - 1)); start && start <= at; start = this.starts.nextRun(start)) {
+    const last = this.lastWindow;
+    if (last && last.start <= at && at < last.end) return { start: new Date(last.start), end: new Date(last.end) };
+    for (let start = this.starts.nextRun(new Date(at.getTime() - DAY_MS - 1)); start && start <= at; start = this.starts.nextRun(start)) {
       const end = new Date(start.getTime() + this.windowMs);
       if (at < end) {
-        this.recent = [{ start, end }, ...this.recent.slice(0, 7)];
+        // Windows of 22 hours or less never overlap (a day is at least 22 hours long), so the one found holds every time in it.
+        if (this.windowMs <= MAX_CACHED_WINDOW_MS) this.lastWindow = { start: new Date(start), end: new Date(end) };
         return { start, end };
       }
     }
@@ -81,7 +84,6 @@ export class SendingCalendar {
     return `${day} ${this.windowMs >= DAY_MS ? 'all day' : this.window} ${this.timezone}`;
   }
 
-  private recent: Span[] = [];
   private dayFormat?: Intl.DateTimeFormat;
   private weekdayFormat?: Intl.DateTimeFormat;
 

@@ -48,7 +48,8 @@ export class QuotaGate implements Gate {
 /**
  * A quota whose key the engine picks (rotation across mailboxes): under every key's lock, in
  * key order, each key decides as a QuotaGate would, and the key with room that is idle
- * longest takes the call. The hold says which key it was, for the step to use.
+ * longest takes the call. The hold says which key it was, for the step to use. The locks
+ * are one statement and what every key has spent one more, however many keys there are.
  */
 export class PickGate implements Gate {
   readonly label: string;
@@ -63,10 +64,10 @@ export class PickGate implements Gate {
   }
 
   async reserve(sql: Sql, now: Date, effectKey: string | undefined): Promise<GateVerdict> {
-    const sorted = [...this.pool].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    for (const rules of sorted) await this.ledger.lock(sql, rules.quota, rules.key);
-    const candidates: PickCandidate[] = [];
-    for (const rules of this.pool) candidates.push({ rules, use: await this.ledger.use(sql, rules, now) });
+    const sorted = this.pool.map((r) => r.key).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    await this.ledger.lockAll(sql, this.pool[0]!.quota, sorted);
+    const uses = await this.ledger.useAll(sql, this.pool, now);
+    const candidates: PickCandidate[] = this.pool.map((rules, i) => ({ rules, use: uses[i]! }));
     const decision = pickKey(candidates, now, this.gapMs);
     if (!decision.ok) return { ok: false, until: decision.until, reason: decision.reason, scope: 'item' };
     const rules = this.pool[decision.index]!;

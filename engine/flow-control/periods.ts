@@ -57,31 +57,22 @@ function startsOf(period: CalendarPeriod, timezone: string): Cron {
  */
 export function periodAt(period: PeriodName, timezone: string, at: Date): Span {
   if (isRolling(period)) return { start: new Date(at.getTime() - ROLLING_SPAN[period] + 1), end: new Date(at.getTime() + 1) };
+  // Calendar periods do not overlap: the one found last holds `at` or another one does.
   const key = `${period} ${timezone}`;
-  const known = spans.get(key);
-  const t = at.getTime();
-  const hit = known?.find((s) => s.start.getTime() <= t && t < s.end.getTime());
-  if (hit) return { start: hit.start, end: hit.end };
+  const last = lastPeriod.get(key);
+  if (last && last.start <= at && at < last.end) return { start: new Date(last.start), end: new Date(last.end) };
   const cron = startsOf(period, timezone);
-  let start = cron.nextRun(new Date(t - LONGEST[period]))!;
+  let start = cron.nextRun(new Date(at.getTime() - LONGEST[period]))!;
   for (let next = cron.nextRun(start); next && next <= at; next = cron.nextRun(start)) start = next;
   const span = { start, end: cron.nextRun(start)! };
-  remember(key, span);
-  return { start: span.start, end: span.end };
+  lastPeriod.set(key, { start: new Date(span.start), end: new Date(span.end) });
+  return span;
 }
 
-/**
- * Calendar spans found lately, per period and timezone: a plan of a day's 833 emails asks for
- * the same few days thousands of times, and each answer from croner costs a search.
- */
-const spans = new Map<string, Span[]>();
-function remember(key: string, span: Span): void {
-  const list = spans.get(key) ?? [];
-  list.unshift(span);
-  if (list.length > 16) list.pop();
-  spans.set(key, list);
-}
+/** The calendar period found last, per period and timezone: a quota asks about the same day for every send of it. */
+const lastPeriod = new Map<string, Span>();
 
+/** Made once per timezone: making a formatter costs far more than using one. */
 const dateFormats = new Map<string, Intl.DateTimeFormat>();
 
 /** The local calendar date (YYYY-MM-DD) of `at` in the timezone. */

@@ -1,5 +1,6 @@
 import type { Database } from '../db/connect.ts';
 import type { Sql } from '../ledger/types.ts';
+import type { Span } from './periods.ts';
 import { countingSpans, lookbackStart, type QuotaUse } from './quota-policy.ts';
 import type { QuotaRules } from './quota-spec.ts';
 
@@ -24,6 +25,19 @@ export interface QuotaPause {
 }
 
 const date = (v: unknown) => (v === null || v === undefined ? null : new Date(v as string));
+const lockName = (quota: string, key: string) => `flows quota ${quota}\u001f${key}`;
+/** A key's row of the ledger's counts as the policy reads it. */
+function useOf(rules: QuotaRules, row: Record<string, unknown> | undefined): QuotaUse {
+  const pause = parseJson(row?.pause ?? null) as { reason: string; until: string | null } | null;
+  return {
+    caps: rules.caps.map((_, i) => ({ count: Number(row?.[`c${i}`] ?? 0), oldest: date(row?.[`o${i}`]) })),
+    last: date(row?.last),
+    pause: pause ? { reason: pause.reason, until: date(pause.until) } : undefined,
+  };
+}
+
+/** A json value as the driver gives it: parsed already, or as text. */
+const parseJson = (v: unknown): unknown => (typeof v === 'string' ? JSON.parse(v) : v);
 
 /**
  * The quota ledger: what each quota and key has spent, and who paused what. Caps are counted
@@ -35,7 +49,20 @@ export class QuotaLedger {
 
   /** Serialises reservations under one quota and key until the transaction ends. */
   async lock(sql: Sql, quota: string, key: string): Promise<void> {
-    await sql.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`flows quota ${quota}\u001f${key}`]);
+    await sql.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockName(quota, key)]);
+  }
+
+  /**
+   * The locks of several keys of a quota, taken one after the other in the order given (callers
+   * that lock more than one key give them sorted, so two of them never wait on each other), in
+   * one statement.
+   */
+  async lockAll(sql: Sql, quota: string, keys: readonly string[]): Promise<void> {
+    if (keys.length === 1) return this.lock(sql, quota, keys[0]!);
+    await sql.query(
+      'SELECT count(pg_advisory_xact_lock(hashtext(n))) FROM (SELECT n FROM unnest($1::text[]) WITH ORDINALITY AS t(n, i) ORDER BY i) AS ordered',
+      [keys.map((k) => lockName(quota, k))],
+    );
   }
 
   /** What the caps count at `now`, the latest effect and any pause in force: one statement. */
@@ -51,12 +78,44 @@ export class QuotaLedger {
          FROM flow_quota_ledger WHERE quota = $1 AND quota_key = $2 AND at >= $3`,
       [rules.quota, rules.key, lookbackStart(rules, now), now, ...spans.flatMap((s) => [s.start, s.end])],
     );
-    const pause = row?.pause as { reason: string; until: string | null } | null | undefined;
-    return {
-      caps: spans.map((_, i) => ({ count: Number(row?.[`c${i}`] ?? 0), oldest: date(row?.[`o${i}`]) })),
-      last: date(row?.last),
-      pause: pause ? { reason: pause.reason, until: date(pause.until) } : undefined,
-    };
+    return useOf(rules, row);
+  }
+
+  /**
+   * use() for several keys at once (each with its own rules), in one statement; in the order
+   * given. Keys that count over the same spans (the same caps in the same timezone) are read
+   * together, in one pass over the ledger.
+   */
+  async useAll(sql: Sql, keys: readonly QuotaRules[], now: Date): Promise<QuotaUse[]> {
+    if (keys.length === 1) return [await this.use(sql, keys[0]!, now)];
+    const groups = new Map<string, { quota: string; lookback: Date; spans: Span[]; members: { rules: QuotaRules; index: number }[] }>();
+    keys.forEach((rules, index) => {
+      const spans = countingSpans(rules, now);
+      const lookback = lookbackStart(rules, now);
+      const signature = JSON.stringify([rules.quota, lookback, spans]);
+      const group = groups.get(signature) ?? { quota: rules.quota, lookback, spans, members: [] };
+      group.members.push({ rules, index });
+      groups.set(signature, group);
+    });
+    const params: unknown[] = [now];
+    const selects = [...groups.values()].map((g) => {
+      const at = params.length;
+      params.push(g.quota, g.members.map((m) => m.rules.key), g.members.map((m) => m.index), g.lookback, ...g.spans.flatMap((s) => [s.start, s.end]));
+      const filters = g.spans.map((_, i) => `l.at >= $${at + 5 + 2 * i} AND l.at < $${at + 6 + 2 * i}`);
+      const columns = filters.map((f, i) => `count(l.at) FILTER (WHERE ${f})::int AS c${i}, min(l.at) FILTER (WHERE ${f}) AS o${i}`);
+      return `SELECT k.i AS k, ${[...columns, 'max(l.at) AS last'].join(', ')},
+              (SELECT json_build_object('reason', p.reason, 'until', p.until) FROM flow_quota_pauses p
+                WHERE p.quota = $${at + 1} AND p.quota_key IN (k.key, '') AND (p.until IS NULL OR p.until > $1)
+                ORDER BY p.until IS NULL DESC, p.until DESC LIMIT 1) AS pause
+         FROM unnest($${at + 2}::text[], $${at + 3}::int[]) AS k(key, i)
+         LEFT JOIN flow_quota_ledger l ON l.quota = $${at + 1} AND l.quota_key = k.key AND l.at >= $${at + 4}
+        GROUP BY k.i, k.key`;
+    });
+    // Groups count different caps, so different columns: with several, each row goes as one JSON value.
+    const text = selects.length === 1 ? selects[0]! : selects.map((s) => `SELECT row_to_json(x) AS r FROM (${s}) AS x`).join('\nUNION ALL ');
+    const result = await sql.query<Record<string, unknown>>(text, params);
+    const rows = new Map((selects.length === 1 ? result : result.map((r) => parseJson(r.r) as Record<string, unknown>)).map((r) => [Number(r.k), r]));
+    return keys.map((rules, k) => useOf(rules, rows.get(k)));
   }
 
   async record(sql: Sql, entry: QuotaEntry): Promise<string> {

@@ -1,0 +1,126 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { EngineConfig } from '../engine/config.ts';
+import type { Database } from '../engine/db/connect.ts';
+import { PickGate, QuotaGate } from '../engine/flow-control/gates.ts';
+import { flowControlOf } from '../engine/flow-control/index.ts';
+import { QuotaLedger } from '../engine/flow-control/quota-ledger.ts';
+import { inTransaction } from '../engine/ledger/sql.ts';
+import type { Sql } from '../engine/ledger/types.ts';
+import { testDatabases } from './helpers/db.ts';
+
+/**
+ * A quota that picks its key (rotation across mailboxes) decides under every key's lock from
+ * what each key has spent: the key with room that is idle longest. However many keys it has,
+ * one reservation reads them all at once: the locks in one statement, in key order, and the
+ * ledger of every key in one more.
+ */
+const KEYS = Array.from({ length: 18 }, (_, i) => `box${String(i).padStart(2, '0')}@one.example`);
+const config: EngineConfig = {
+  business: { name: 'T', timezone: 'Europe/London' },
+  quotas: {
+    rotation: {
+      caps: { day: 3, rolling_24h: 3 },
+      window: '08:00-18:00',
+      pick: 'idle_longest',
+      // The last key has caps of its own: one a day, and one an hour (a cap the others do not count).
+      keys: Object.fromEntries(KEYS.map((k, i) => [k, i === KEYS.length - 1 ? { caps: { day: 1, hour: 1 } } : null])),
+    },
+  },
+};
+const MONDAY_NOON = new Date('2026-11-23T12:00:00Z');
+const ref = { runId: '00000000-0000-0000-0000-000000000000', stepId: 'send', itemKey: 'x' };
+
+/** Raw SQL that counts what it sends. */
+function counting(sql: Sql): Sql & { sent: string[] } {
+  const sent: string[] = [];
+  return {
+    sent,
+    query: (text, params) => {
+      sent.push(text);
+      return sql.query(text, params);
+    },
+  };
+}
+
+describe.each(testDatabases)('a picking quota on $name', ({ open }) => {
+  let db: Database;
+  let ledger: QuotaLedger;
+  const flow = flowControlOf(config);
+  const pool = () => flow.pool('rotation', undefined)!;
+  beforeAll(async () => {
+    db = await open();
+    ledger = new QuotaLedger(db);
+  });
+  afterAll(() => db?.close());
+  beforeEach(async () => {
+    await db.query('DELETE FROM flow_quota_ledger');
+    await db.query('DELETE FROM flow_quota_pauses');
+  });
+
+  /** Ledger rows: `spent[key]` is the times (minutes before noon) the key sent at. */
+  async function spent(rows: Record<string, number[]>) {
+    for (const [key, minutes] of Object.entries(rows)) {
+      for (const m of minutes) {
+        await ledger.record(db, { quota: 'rotation', key, at: new Date(MONDAY_NOON.getTime() - m * 60_000), ...ref, itemKey: `${key}-${m}` });
+      }
+    }
+  }
+
+  const reserve = (now = MONDAY_NOON) =>
+    inTransaction(db, async (sql) => {
+      const seen = counting(sql);
+      const verdict = await new PickGate(ledger, pool(), 0, ref).reserve(seen, now, 'effect-1');
+      return { verdict, sent: seen.sent };
+    });
+
+  it('picks the key idle longest among those with room, in three statements for 18 keys', async () => {
+    // Every key sent once; box03 longest ago, but it is full (3 today); box05 is next longest idle.
+    await spent(Object.fromEntries(KEYS.map((k, i) => [k, i === 3 ? [300, 200, 100] : [i === 5 ? 250 : 10 + i]])));
+    const { verdict, sent } = await reserve();
+    expect(verdict.ok && verdict.hold?.picked).toBe('box05@one.example');
+    expect(sent).toHaveLength(3);
+    expect(sent.filter((s) => s.includes('pg_advisory_xact_lock'))).toHaveLength(1);
+  });
+
+  it('reads each key with its own caps, and a pause of one key or of the whole quota', async () => {
+    // The last key sent longest ago but is full at its own cap of 1; of the others box16 is idle longest.
+    await spent(Object.fromEntries(KEYS.map((k, i) => [k, [i === KEYS.length - 1 ? 300 : 10 + i]])));
+    expect((await reserve()).verdict).toMatchObject({ ok: true, hold: { picked: 'box16@one.example' } });
+    await db.query('DELETE FROM flow_quota_ledger WHERE at = $1', [MONDAY_NOON]);
+    await ledger.pause({ quota: 'rotation', key: 'box16@one.example', reason: 'bounces', by: 'test', until: null, now: MONDAY_NOON });
+    expect((await reserve()).verdict).toMatchObject({ ok: true, hold: { picked: 'box15@one.example' } });
+    await db.query('DELETE FROM flow_quota_ledger WHERE at = $1', [MONDAY_NOON]);
+    await ledger.pause({ quota: 'rotation', key: '', reason: 'complaints', by: 'test', until: null, now: MONDAY_NOON });
+    const paused = await reserve();
+    expect(paused.verdict).toMatchObject({ ok: false, scope: 'item' });
+    expect(paused.verdict.ok ? '' : paused.verdict.reason).toMatch(/^no key of quota rotation has room now \(18 keys\); the first to free: quota rotation:box\d\d@one\.example is paused: complaints/);
+  });
+
+  it('waits for the first key to free when every key is full', async () => {
+    await spent(Object.fromEntries(KEYS.map((k, i) => [k, i === KEYS.length - 1 ? [30] : [60, 50, 40 - i]])));
+    const { verdict } = await reserve();
+    expect(verdict).toMatchObject({ ok: false, until: new Date('2026-11-24T08:00:00Z') });
+  });
+
+  it('holds every key\'s lock until its transaction ends: a send from one of its keys waits for it', async () => {
+    if (db.kind === 'pglite') return; // one connection: transactions take turns anyway
+    let release!: () => void;
+    const holding = new Promise<void>((resolve) => (release = resolve));
+    const order: string[] = [];
+    const pick = inTransaction(db, async (sql) => {
+      await new PickGate(ledger, pool(), 0, ref).reserve(sql, MONDAY_NOON, 'effect-1');
+      order.push('picked');
+      await holding;
+      order.push('pick committed');
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    const one = inTransaction(db, async (sql) => {
+      await new QuotaGate(ledger, flow.rules('rotation', KEYS[17]), 0, ref).reserve(sql, MONDAY_NOON, 'effect-2');
+      order.push('one key');
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    release();
+    await Promise.all([pick, one]);
+    expect(order).toEqual(['picked', 'pick committed', 'one key']);
+  });
+});
