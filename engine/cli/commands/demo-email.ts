@@ -45,7 +45,9 @@ export async function demoEmail(project: Project, db: Database, say: (s?: string
   await db.query("DELETE FROM flow_events WHERE type LIKE 'email.%'");
   // ...with the sends' keys and the mailboxes' counts: in production nothing ever removes them.
   await db.query("DELETE FROM flow_effects WHERE key LIKE 'send:search-visibility:%'");
-  await db.query("DELETE FROM flow_quota_ledger WHERE quota = 'mailbox'");
+  await db.query("DELETE FROM flow_quota_ledger WHERE quota IN ('mailbox', 'reply')");
+  await db.query("DELETE FROM flow_effects WHERE key LIKE 'send:search-visibility:%'");
+  await db.query("DELETE FROM flow_trigger_keys WHERE pipeline = 'click-report'");
   say(`\n10. The email day (email-daily, weekdays 07:30): teasers to the prospects with an email and a category, from ${Object.keys(p.config.quotas?.mailbox?.keys ?? {}).length} mailboxes on 3 domains.`);
   const dry = await executeRun({ ...base, config: p.config, dryRun: true, outDir: join('.flows', 'demo', 'email-dry-run') });
   const planned = dry.effects.filter((e) => e.step === 'send' && e.slot);
@@ -130,7 +132,7 @@ export async function demoEmail(project: Project, db: Database, say: (s?: string
       const dispatched = (await daemon.tick()).dispatched.find((d) => d.pipeline === 'click-report' && d.action === 'started');
       const status = dispatched?.runId ? await finishedRun(store, dispatched.runId) : 'not started';
       const followUp = await db.query<{ subject: string; mailbox: string; message_id: string }>(
-        "SELECT subject, mailbox, message_id FROM email_outbox WHERE prospect_id = (SELECT prospect_id FROM email_outbox WHERE id = $1) AND state = 'sent' AND step_index > 0 ORDER BY sent_at DESC LIMIT 1",
+        "SELECT subject, mailbox, message_id FROM email_outbox WHERE prospect_id = (SELECT prospect_id FROM email_outbox WHERE id = $1) AND state = 'sent' AND sequence_step = 'report-ready' ORDER BY sent_at DESC LIMIT 1",
         [person.id],
       );
       say(`   click-report run ${dispatched?.runId ?? '-'}: ${status} in ${((performance.now() - started) / 1000).toFixed(1)}s${followUp[0] ? `: the report, then "${followUp[0].subject}" from ${followUp[0].mailbox}, in the teaser's thread (In-Reply-To ${person.message_id})` : ''}`);
