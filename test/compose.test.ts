@@ -147,7 +147,8 @@ describe('EmailComposer', () => {
     const composer = new EmailComposer(dir);
     const data = { prospect: { company_name: 'Acme' } };
     await expect(composer.render('nowhere', 'x', data)).rejects.toThrow(NonRetriableError);
-    await expect(composer.render('nowhere', 'x', data)).rejects.toThrow(join(dir, 'nowhere.mjml'));
+    const both = (await composer.render('nowhere', 'x', data).catch((e: unknown) => e)) as Error;
+    expect(both.message).toBe(`email template: no file ${join(dir, 'nowhere.mjml')} and no file ${join(dir, 'nowhere.txt.liquid')}`);
     await expect(composer.render('html-only', 'x', data)).rejects.toThrow(join(dir, 'html-only.txt.liquid'));
     await expect(composer.render('text-only', 'x', data)).rejects.toThrow(join(dir, 'text-only.mjml'));
   });

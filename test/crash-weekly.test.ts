@@ -45,7 +45,6 @@ interface Sandboxes {
   semrush: SemrushSandbox;
   spyfu: SpyfuSandbox;
   claude: ClaudeSandbox;
-  calls(): number;
   close(): Promise<void>;
 }
 
@@ -57,7 +56,6 @@ async function sandboxes(): Promise<Sandboxes> {
     semrush,
     spyfu,
     claude,
-    calls: () => semrush.requests.length + spyfu.requests.length + claude.requests.length,
     close: async () => void (await Promise.all([semrush.close(), spyfu.close(), claude.close()])),
   };
 }
@@ -103,17 +101,33 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** The SEMrush and SpyFu calls the sandboxes have answered for one test's domains. */
+function searchCalls(s: Sandboxes, prefix: string): number {
+  const ours = (domain: string | null | undefined) => domain?.startsWith(`${prefix}-`) === true;
+  return s.semrush.requests.filter((r) => ours(r.domain)).length + s.spyfu.requests.filter((r) => ours(r.domain)).length;
+}
+
 /**
- * Waits until the sandboxes have answered `more` calls more, then kills the process with
+ * How many search calls on the next kill lands: random, but drawn so that the kills left fit
+ * in the search work left (PROSPECTS × 7 calls), whatever the seed: on average the kills
+ * spread evenly over what remains, and none is drawn beyond it.
+ */
+function nextGap(rand: () => number, s: Sandboxes, prefix: string, killsLeft: number): number {
+  const left = Math.max(1, PROSPECTS * 7 - searchCalls(s, prefix));
+  return 1 + Math.floor(rand() * Math.max(1, (2 * left) / (killsLeft + 1) - 1));
+}
+
+/**
+ * Waits until the sandboxes have answered `more` calls more (as `calls` counts them), then kills the process with
  * SIGKILL; returns false, killing nothing, when the process ends first or `finished` says
  * the work is done.
  */
-async function killAfter(child: ReturnType<typeof startCli>, s: Sandboxes, more: number, finished: () => Promise<boolean> = async () => false): Promise<boolean> {
-  const target = s.calls() + more;
+async function killAfter(child: ReturnType<typeof startCli>, calls: () => number, more: number, finished: () => Promise<boolean> = async () => false): Promise<boolean> {
+  const target = calls() + more;
   const kill = await new Promise<boolean>((resolve) => {
     let looking = false;
     const check = setInterval(() => {
-      if (s.calls() >= target) {
+      if (calls() >= target) {
         clearInterval(check);
         resolve(true);
       } else if (!looking) {
@@ -205,8 +219,7 @@ describe.skipIf(!haveChromium).each(targets)('weekly-enrich killed at random mom
     let kills = 0;
     for (let attempt = 0; attempt < 60; attempt++) {
       const child = startCli([...args, 'run', 'weekly-enrich', '--json', ...(runId ? ['--resume', runId] : [])], { cwd: dir, env: { ...env, ...marked } });
-      // Later kills come sooner after the start, so they land before the work runs out.
-      const killed = kills < KILLS && (await killAfter(child, s, 3 + Math.floor(rand() * (kills < 6 ? 40 : 12))));
+      const killed = kills < KILLS && (await killAfter(child, () => searchCalls(s, prefix), nextGap(rand, s, prefix, KILLS - kills)));
       if (!killed) {
         const result = await child.done;
         expect(result.code, result.stderr).toBe(0);
@@ -254,7 +267,7 @@ describe.skipIf(!haveChromium).each(targets)('weekly-enrich killed at random mom
     };
     let kills = 0;
     while (kills < KILLS) {
-      if (!(await killAfter(daemon, s, 3 + Math.floor(rand() * (kills < 6 ? 40 : 12)), completed))) break;
+      if (!(await killAfter(daemon, () => searchCalls(s, prefix), nextGap(rand, s, prefix, KILLS - kills), completed))) break;
       kills++;
       daemon = start();
       await listening(daemon);

@@ -55,13 +55,18 @@ function loadMjml(): Promise<Mjml2Html> {
   return mjml;
 }
 
-async function readTemplate(file: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NonRetriableError(`email template: no file ${file}`);
-    throw err;
-  }
+/** Reads a template's files, naming every missing one (in the order given) in one error. */
+async function readTemplates(files: string[]): Promise<string[]> {
+  const results = await Promise.allSettled(files.map((file) => readFile(file, 'utf8')));
+  const missing = files.filter((_, i) => {
+    const r = results[i]!;
+    return r.status === 'rejected' && (r.reason as NodeJS.ErrnoException).code === 'ENOENT';
+  });
+  if (missing.length > 0) throw new NonRetriableError(`email template: no file ${missing.join(' and no file ')}`);
+  return results.map((r) => {
+    if (r.status === 'rejected') throw r.reason;
+    return r.value;
+  });
 }
 
 /** MJML to HTML, refusing any validation error with the file and line of each. */
@@ -140,7 +145,7 @@ export class EmailComposer {
   private async compileNow(template: string): Promise<Compiled> {
     const mjmlFile = join(this.dir, `${template}.mjml`);
     const textFile = join(this.dir, `${template}.txt.liquid`);
-    const [mjmlSource, textSource] = await Promise.all([readTemplate(mjmlFile), readTemplate(textFile)]);
+    const [mjmlSource, textSource] = (await readTemplates([mjmlFile, textFile])) as [string, string];
     const html = await compileMjml(mjmlFile, mjmlSource);
     try {
       return { html: this.htmlLiquid.parse(html, mjmlFile), text: this.textLiquid.parse(textSource, textFile) };
