@@ -7,8 +7,9 @@ import { eventStatement } from '../event/emit.ts';
 import { publicBase } from '../report/publish.ts';
 import { type CampaignEmail, CampaignEmailSchema } from './campaign.ts';
 import { emailComposerResource } from './compose.ts';
-import { addressId, hardBounceOf, recordHardBounce, suppressionOf, unsubscribeHeaders } from './consent.ts';
-import { landingPageUrl, signedLinks } from './links.ts';
+import type { SuppressionReason } from '../tables.ts';
+import { hardBounceOf, normalAddress, recordHardBounce, suppressionOf, unsubscribeHeaders } from './consent.ts';
+import { checkLinkTargets, landingPageUrl, type LinkRow, type LinkTarget, linkRowsInsert, linkRowsParams, linkUrls } from './links.ts';
 import { mailersResource } from './mailers.ts';
 import { type Mailbox, mailboxOf } from './settings.ts';
 
@@ -92,6 +93,45 @@ async function prospectOf(db: Queryable, input: DeliverInput): Promise<ProspectR
   );
   if (!row) throw new SkipItemError('its outbox row is gone');
   return row;
+}
+
+interface SendRow extends ProspectRow {
+  /** Why the address must not get email, when it is on the suppression list. */
+  suppressed: SuppressionReason | null;
+  /** The address's row id (its unsubscribe links carry it); null when the email does not go. */
+  address_id: string | number | null;
+  /** The email's link rows, made by this statement on the first try; none when it does not go. */
+  links: LinkRow[];
+}
+
+/**
+ * Everything a send reads and makes before it goes, in one statement: the outbox row and its
+ * prospect, whether the address is suppressed and, only when the email is planned, due by `now`
+ * and not suppressed, the address's id and the email's link rows (made on first use).
+ */
+async function prepareSend(db: Queryable, input: DeliverInput, targets: LinkTarget[], now: Date): Promise<SendRow> {
+  checkLinkTargets(targets);
+  const [row] = await db.query<Omit<SendRow, 'links'> & { link_purposes: string[] | null; link_ids: (string | number)[] | null; link_times: (Date | string)[] | null }>(
+    `WITH email AS (
+       SELECT o.id, o.state, o.due_at, o.reason, o.soft_bounces, p.company_name, p.contact_name, p.domain, p.category, p.category_reason, p.metrics,
+              (SELECT reason FROM email_suppressions WHERE address = $2) AS suppressed
+         FROM email_outbox o JOIN prospects p ON p.id = o.prospect_id WHERE o.id = $1
+     ), sendable AS (
+       SELECT id FROM email WHERE state = 'planned' AND suppressed IS NULL AND due_at <= $5
+     ), address AS (
+       INSERT INTO email_addresses (address) SELECT $2 FROM sendable
+       ON CONFLICT (address) DO UPDATE SET address = EXCLUDED.address RETURNING id
+     ), links AS (${linkRowsInsert('sendable', 3)})
+     SELECT email.*, (SELECT id FROM address) AS address_id,
+            (SELECT array_agg(purpose ORDER BY purpose) FROM links) AS link_purposes,
+            (SELECT array_agg(id ORDER BY purpose) FROM links) AS link_ids,
+            (SELECT array_agg(created_at ORDER BY purpose) FROM links) AS link_times
+       FROM email`,
+    [input.outbox_id, normalAddress(input.address), ...linkRowsParams(targets, now)],
+  );
+  if (!row) throw new SkipItemError('its outbox row is gone');
+  const { link_purposes, link_ids, link_times, ...rest } = row;
+  return { ...rest, links: (link_purposes ?? []).map((purpose, i) => ({ purpose, id: link_ids![i]!, created_at: link_times![i]! })) };
 }
 
 const firstName = (name: string | null) => (name ?? '').trim().split(/\s+/)[0] ?? '';
@@ -272,24 +312,21 @@ export const emailDeliver = defineStep({
   },
   async run(ctx, given) {
     const input = flat(given);
-    const prospect = await prospectOf(ctx.db, input);
-    if (prospect.state !== 'planned') throw new SkipItemError(`${prospect.state}${prospect.reason ? ` (${prospect.reason})` : ''}`);
-    const suppressed = await suppressionOf(ctx.db, input.address);
-    if (suppressed) {
-      await ctx.db.query("UPDATE email_outbox SET state = 'stopped', reason = $2 WHERE id = $1", [input.outbox_id, suppressed]);
-      throw new SkipItemError(`suppressed (${suppressed})`);
-    }
     const now = ctx.clock.now();
+    const landing = landingPageUrl(ctx.config, input.outbox_id, now);
+    // An email delivering the report links to it directly; any other offers it through the landing page.
+    const targets = [...(input.report_url ? [] : [{ purpose: 'report', target: landing }]), { purpose: 'honeypot', target: landing }];
+    const prospect = await prepareSend(ctx.db, input, targets, now);
+    if (prospect.state !== 'planned') throw new SkipItemError(`${prospect.state}${prospect.reason ? ` (${prospect.reason})` : ''}`);
+    if (prospect.suppressed) {
+      await ctx.db.query("UPDATE email_outbox SET state = 'stopped', reason = $2 WHERE id = $1", [input.outbox_id, prospect.suppressed]);
+      throw new SkipItemError(`suppressed (${prospect.suppressed})`);
+    }
     const due = new Date(prospect.due_at);
     if (due > now) throw new DeferredError(`${input.sequence_step} is due at ${due.toISOString()}, its delay after the teaser`, due);
     const mailbox = mailboxFor(ctx, input);
-    const landing = landingPageUrl(ctx.config, input.outbox_id, now);
-    // An email delivering the report links to it directly; any other offers it through the landing page.
-    const signed = await signedLinks(ctx.db, ctx.config, input.outbox_id, [
-      ...(input.report_url ? [] : [{ purpose: 'report', target: landing }]),
-      { purpose: 'honeypot', target: landing },
-    ], now);
-    const unsubscribe = unsubscribeHeaders(ctx.config, mailbox.domain, await addressId(ctx.db, input.address), now);
+    const signed = linkUrls(ctx.config, prospect.links);
+    const unsubscribe = unsubscribeHeaders(ctx.config, mailbox.domain, String(prospect.address_id), now);
     const unsubscribeUrl = /<(https?:[^>]+)>/.exec(unsubscribe['List-Unsubscribe']!)![1]!;
     const { message } = await compose(ctx, input, prospect, { report: input.report_url ?? signed.report!, honeypot: signed.honeypot!, unsubscribe: unsubscribeUrl }, unsubscribe);
     const mailers = await ctx.use(mailersResource);

@@ -16,33 +16,67 @@ import { signLink } from './tokens.ts';
 
 const PURPOSE = /^[a-z][a-z0-9_-]*$/;
 
+export interface LinkTarget {
+  purpose: string;
+  target: string;
+}
+
+/** An email_links row as the insert returns it. */
+export interface LinkRow {
+  purpose: string;
+  id: string | number;
+  created_at: Date | string;
+}
+
+/** Refuses a purpose that is not a word, or a target that is not an http(s) URL. */
+export function checkLinkTargets(targets: readonly LinkTarget[]): void {
+  for (const { purpose, target } of targets) {
+    if (!PURPOSE.test(purpose)) throw new NonRetriableError(`a link's purpose is a lower-case word like report or honeypot, got "${purpose}"`);
+    if (!/^https?:\/\//.test(target)) throw new NonRetriableError(`the ${purpose} link leads to an http(s) URL, got "${target}"`);
+  }
+}
+
 /**
- * The click URL of each purpose, `${public_url}/c/<token>`, making the email_links rows on
- * first use. A repeat (a retried send) finds the same rows and gives the same URLs: the
- * token is signed with the row's own creation time, and the first target stays.
+ * The statement part that makes an email's link rows on first use and finds them after: one
+ * row per purpose for the outbox id that `source` (a CTE with a column `id`) gives, or none
+ * when it gives no row. Its parameters are the purposes (text[]), the targets (text[]) and the
+ * creation time, numbered from `first`. It returns purpose, id and created_at.
  */
+export function linkRowsInsert(source: string, first: number): string {
+  return `INSERT INTO email_links (outbox_id, purpose, target, created_at)
+          SELECT s.id, t.purpose, t.target, $${first + 2} FROM ${source} s, unnest($${first}::text[], $${first + 1}::text[]) AS t(purpose, target)
+          ON CONFLICT (outbox_id, purpose) DO UPDATE SET purpose = EXCLUDED.purpose
+          RETURNING purpose, id, created_at`;
+}
+
+/** The parameters linkRowsInsert numbers: purposes, targets, the creation time. */
+export const linkRowsParams = (targets: readonly LinkTarget[], now: Date): unknown[] => [targets.map((t) => t.purpose), targets.map((t) => t.target), now];
+
+/**
+ * The click URL of each link row, `${public_url}/c/<token>`. The token is signed with the row's
+ * own creation time, so a repeat (a retried send) finds the same rows and gives the same URLs,
+ * and the first target stays.
+ */
+export function linkUrls(config: EngineConfig, rows: readonly LinkRow[]): Record<string, string> {
+  const secret = signingSecret(config);
+  const base = publicBase(config);
+  const out: Record<string, string> = {};
+  for (const row of rows) out[row.purpose] = `${base}/c/${signLink(secret, { kind: 'c', id: String(row.id), issuedAt: new Date(row.created_at) })}`;
+  return out;
+}
+
+/** The click URL of each purpose for one email, making the email_links rows on first use (one statement). */
 export async function signedLinks(
   db: Pick<Queryable, 'query'>,
   config: EngineConfig,
   outboxId: string,
-  targets: { purpose: string; target: string }[],
+  targets: LinkTarget[],
   now: Date,
 ): Promise<Record<string, string>> {
-  const secret = signingSecret(config);
-  const base = publicBase(config);
-  const out: Record<string, string> = {};
-  for (const { purpose, target } of targets) {
-    if (!PURPOSE.test(purpose)) throw new NonRetriableError(`a link's purpose is a lower-case word like report or honeypot, got "${purpose}"`);
-    if (!/^https?:\/\//.test(target)) throw new NonRetriableError(`the ${purpose} link leads to an http(s) URL, got "${target}"`);
-    const [row] = await db.query<{ id: string; created_at: Date | string }>(
-      `INSERT INTO email_links (outbox_id, purpose, target, created_at) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (outbox_id, purpose) DO UPDATE SET purpose = EXCLUDED.purpose
-       RETURNING id, created_at`,
-      [outboxId, purpose, target, now],
-    );
-    out[purpose] = `${base}/c/${signLink(secret, { kind: 'c', id: String(row!.id), issuedAt: new Date(row!.created_at) })}`;
-  }
-  return out;
+  checkLinkTargets(targets);
+  signingSecret(config);
+  const rows = await db.query<LinkRow>(`WITH source AS (SELECT $1::uuid AS id) ${linkRowsInsert('source', 2)}`, [outboxId, ...linkRowsParams(targets, now)]);
+  return linkUrls(config, rows);
 }
 
 /** The landing page of an email's report link, `${public_url}/r/<token>`: the token names the email_outbox row. */
