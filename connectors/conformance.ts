@@ -1,6 +1,7 @@
 import { browserConformance } from './browser/conformance.ts';
 import { claudeConformance } from './claude/conformance.ts';
 import { demoApiConformance } from './demo-api/conformance.ts';
+import { phantombusterConformance } from './phantombuster/conformance.ts';
 import type { ConformanceAdapter } from './sandbox/conformance.ts';
 import { semrushConformance } from './semrush/conformance.ts';
 import { smtpConformance } from './smtp/conformance.ts';
@@ -18,4 +19,5 @@ export const conformanceAdapters: readonly ConformanceAdapter[] = [
   browserConformance,
   storageConformance,
   stripeConformance,
+  phantombusterConformance,
 ];

@@ -2,6 +2,7 @@ import type { AnyConnector } from '../engine/sdk.ts';
 import { browserConnector } from './browser/connector.ts';
 import { claudeConnector } from './claude/connector.ts';
 import { demoApiConnector } from './demo-api/connector.ts';
+import { phantombusterConnector } from './phantombuster/connector.ts';
 import { semrushConnector } from './semrush/connector.ts';
 import { smtpConnector } from './smtp/connector.ts';
 import { spyfuConnector } from './spyfu/connector.ts';
@@ -18,4 +19,5 @@ export const builtinConnectors: readonly AnyConnector[] = [
   storageConnector,
   demoApiConnector,
   stripeConnector,
+  phantombusterConnector,
 ];

@@ -13,8 +13,8 @@ const SECRET = 'whsec_fresh_clone';
 const shipped = resolve(import.meta.dirname, '..', 'pipelines');
 const noSecrets = { STRIPE_WEBHOOK_SECRET: '', DEMO_WEBHOOK_SECRET: '' };
 // No API key and no mail server: every connector that has a sandbox answers from it.
-const noKeys = { SEMRUSH_API_KEY: '', SPYFU_API_KEY: '', ANTHROPIC_API_KEY: '', SMTP_HOST: '' };
-const SANDBOXED = ['claude', 'semrush', 'smtp', 'spyfu'];
+const noKeys = { SEMRUSH_API_KEY: '', SPYFU_API_KEY: '', ANTHROPIC_API_KEY: '', SMTP_HOST: '', PHANTOMBUSTER_API_KEY: '' };
+const SANDBOXED = ['claude', 'phantombuster', 'semrush', 'smtp', 'spyfu'];
 
 function startShipped(cwd: string, db: string) {
   return startCli(['--dir', shipped, '--db', db, 'daemon', '--port', '0'], { cwd, env: { ...noSecrets, ...noKeys, STRIPE_WEBHOOK_SECRET: SECRET, FLOWS_LOG_LEVEL: 'info' } });
@@ -128,7 +128,7 @@ describe('flows daemon on a fresh clone', () => {
     const shown = await cli(['--dir', shipped, '--db', db, 'show', runId, '--json'], { cwd: dir });
     const run = JSON.parse(shown.stdout) as { run: { status: string; error: string }; steps: { step_id: string; status: string }[] };
     expect(run.run.status).toBe('needs_attention');
-    expect(run.run.error).toMatch(/^step live_on_sandboxes: a live payment \(livemode\), but claude, semrush, smtp, spyfu answer from sandboxes \(sample data\): no report made/);
+    expect(run.run.error).toMatch(/^step live_on_sandboxes: a live payment \(livemode\), but claude, phantombuster, semrush, smtp, spyfu answer from sandboxes \(sample data\): no report made/);
     expect(run.steps.map((s) => s.step_id)).not.toContain('intel');
     expect(run.steps.find((s) => s.step_id === 'payment')?.status).toBe('completed'); // the money is recorded all the same
   }, 120_000);
