@@ -21,11 +21,9 @@ import { loadPipeline } from '../engine/pipeline/load.ts';
 import { builtinPages, createRegistry } from '../steps/index.ts';
 import { browserConnector } from '../connectors/browser/connector.ts';
 import { startSmtpSandbox } from '../connectors/smtp/sandbox.ts';
-import { benchResources, type Latencies, PIPELINES_DIR, shippedConfig, startConnectors } from './report-kit.ts';
+import { benchResources, injectedWaits, type Latencies, PIPELINES_DIR, shippedConfig, startConnectors } from './report-kit.ts';
 
 const SECRET = 'whsec_bench_report';
-/** Calls collectIntel makes to each service, all at once (steps/intel/collect.ts). */
-const CALLS = { semrush: 4, spyfu: 3 };
 
 export interface E2eResult {
   latencies: Latencies;
@@ -91,16 +89,10 @@ export async function paymentToEmail(latencies: Latencies, say: (s: string) => v
     const bound = AbortSignal.timeout(10_000);
     await Promise.race([finished, new Promise((resolve) => bound.addEventListener('abort', resolve))]);
 
-    const spacing = (name: string) => {
-      const perSecond = config.rate_limits?.[name]?.per_second;
-      return perSecond ? Math.ceil(1000 / perSecond) : 0;
-    };
-    const collectFloor = Math.max(latencies.semrushMs + (CALLS.semrush - 1) * spacing('semrush'), latencies.spyfuMs + (CALLS.spyfu - 1) * spacing('spyfu'));
     return {
       latencies,
       totalMs,
-      floorMs: Math.max(latencies.semrushMs, latencies.spyfuMs) + latencies.claudeMs,
-      rateLimitedFloorMs: collectFloor + latencies.claudeMs,
+      ...injectedWaits(config, latencies),
       webhookAnswerMs,
       runStartMs: runStart,
       steps: marks.map((m) => ({ id: m.id, startMs: m.start ?? NaN, ms: (m.end ?? NaN) - (m.start ?? NaN), status: m.status ?? 'unfinished' })),

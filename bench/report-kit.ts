@@ -82,6 +82,23 @@ export function benchResources(config: EngineConfig, env: Record<string, string 
     .provide(claudeConnector, connectors.claude);
 }
 
+/** Calls collectIntel makes to each service, all at once (steps/intel/collect.ts). */
+export const INTEL_CALLS = { semrush: 4, spyfu: 3 };
+
+/**
+ * What the sandboxes make one report wait for on its critical path: the SEMrush and SpyFu
+ * calls at once (the longer of the two latencies), then Claude; and the same with the
+ * config's rate limits, which space the calls to one service 1/per_second apart.
+ */
+export function injectedWaits(config: EngineConfig, latencies: Latencies): { floorMs: number; rateLimitedFloorMs: number } {
+  const spacing = (name: string) => {
+    const perSecond = config.rate_limits?.[name]?.per_second;
+    return perSecond ? Math.ceil(1000 / perSecond) : 0;
+  };
+  const collect = Math.max(latencies.semrushMs + (INTEL_CALLS.semrush - 1) * spacing('semrush'), latencies.spyfuMs + (INTEL_CALLS.spyfu - 1) * spacing('spyfu'));
+  return { floorMs: Math.max(latencies.semrushMs, latencies.spyfuMs) + latencies.claudeMs, rateLimitedFloorMs: collect + latencies.claudeMs };
+}
+
 /** Milliseconds per stage of one report; `total` also holds what falls between stages. */
 export interface StageTimes {
   collect: number;

@@ -3,7 +3,7 @@ import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../engine/clock.ts';
 import type { EngineConfig } from '../engine/config.ts';
-import { Daemon, type Page } from '../engine/daemon/daemon.ts';
+import { Daemon, type Page, type TickOutcome } from '../engine/daemon/daemon.ts';
 import { stripeTestSignature } from '../connectors/stripe/webhooks.ts';
 import { firesBetween } from '../engine/daemon/scheduler.ts';
 import type { Database } from '../engine/db/connect.ts';
@@ -393,5 +393,50 @@ describe.each(testDatabases)('daemon on $name', ({ open }) => {
     expect(metrics).toMatch(/flows_quota_cap\{quota="office",key="",period="day"\} 5/);
     expect(metrics).toMatch(/flows_queue_depth \d+/);
     expect(metrics).toMatch(/flows_webhook_duration_seconds_bucket/);
+  });
+});
+
+/** A page that records email.clicked for its key, as the landing page's button does, and says so. */
+const askPage: Page = {
+  path: '/ask/:key',
+  methods: ['POST'],
+  async handle(request, context) {
+    await context.db.query("INSERT INTO flow_events (type, key, payload, occurred_at) VALUES ('email.clicked', $1, '{}', $2)", [request.params.key, context.clock.now()]);
+    context.eventsRecorded();
+    return { status: 303, type: 'text/plain', body: '', headers: { location: '/' } };
+  },
+};
+
+describe.each(testDatabases)('daemon with its loops on $name', ({ open }) => {
+  let db: Database;
+  let daemon: Daemon;
+  const ticked: TickOutcome[] = [];
+
+  beforeAll(async () => {
+    db = await open();
+    daemon = new Daemon({ db, config, pipelines: [clicked], pages: [askPage], verifiers: testRegistry().verifiers, port: 0 });
+    // Every tick's outcome is kept, so the test knows who dispatched what.
+    const tick = daemon.tick.bind(daemon);
+    daemon.tick = async () => {
+      const outcome = await tick();
+      ticked.push(outcome);
+      return outcome;
+    };
+    await daemon.start();
+    await eventually(() => ticked.length > 0, 'the first tick');
+  });
+  afterAll(async () => {
+    await daemon?.stop();
+    await db?.close();
+  });
+
+  it("hands an event a page recorded to its pipeline at once, not at the loop's next tick", async () => {
+    const answer = await fetch(`${daemon.url}/ask/prospect-now`, { method: 'POST', redirect: 'manual' });
+    expect(answer.status).toBe(303);
+    const runs = () => db.query<{ id: string; status: string }>("SELECT id, status FROM flow_runs WHERE pipeline = 'clicked'");
+    await eventually(async () => (await runs()).some((r) => r.status === 'completed'), 'the run of the click to complete');
+    expect(await runs()).toHaveLength(1);
+    // The run was not started by a tick: the page's own dispatch took the event.
+    expect(ticked.flatMap((t) => t.dispatched)).toEqual([]);
   });
 });

@@ -87,6 +87,12 @@ export interface PageContext {
   readonly log: Logger;
   /** A counter of this daemon's /metrics, made on first use; the same name gives the same counter. */
   counter(name: string, help: string, labelNames: readonly string[]): PageCounter;
+  /**
+   * Says this request committed events that start runs (a person pressed a button and waits):
+   * the daemon hands them to their pipelines now instead of at its loop's next tick. Call it
+   * after the transaction commits. Without the background loops (tests tick) it does nothing.
+   */
+  eventsRecorded(): void;
 }
 
 /** What a page may do with a counter of /metrics. */
@@ -239,17 +245,49 @@ export class Daemon {
     const now = this.clock.now();
     const pipelines = [...this.byName.values()];
     const fired = await this.scheduler.tick(pipelines, now);
+    const dispatched = await this.dispatchAll(pipelines, now);
+    const reaped = await this.claims.reapExpired(now);
+    for (const id of reaped) this.log.warn({ run: id }, 'run lease ran out (its daemon stopped or lost the database): queued again to resume');
+    const queued = fired.filter((f) => f.action === 'started').length + dispatched.filter((d) => d.action === 'started').length + reaped.length;
+    if (queued) this.queue.wake(queued);
+    return { fired, dispatched, reaped };
+  }
+
+  /** Every undispatched event to its pipelines, a batch at a time. */
+  private async dispatchAll(pipelines: readonly Pipeline[], now: Date): Promise<Dispatched[]> {
     const dispatched: Dispatched[] = [];
     for (let round = 0; round < 50; round++) {
       const r = await this.dispatcher.dispatch(pipelines, now);
       dispatched.push(...r.outcomes);
       if (r.events < 100) break;
     }
-    const reaped = await this.claims.reapExpired(now);
-    for (const id of reaped) this.log.warn({ run: id }, 'run lease ran out (its daemon stopped or lost the database): queued again to resume');
-    const queued = fired.filter((f) => f.action === 'started').length + dispatched.filter((d) => d.action === 'started').length + reaped.length;
-    if (queued) this.queue.wake(queued);
-    return { fired, dispatched, reaped };
+    return dispatched;
+  }
+
+  private dispatching?: Promise<unknown>;
+  private dispatchAgain = false;
+
+  /**
+   * A page recorded events: dispatch them now, and wake a worker per run queued. One dispatch
+   * at a time; calls during one make one more after it (its read may have missed their events).
+   */
+  private dispatchSoon(): void {
+    if (this.stopping || this.options.loops === false) return;
+    if (this.dispatching) {
+      this.dispatchAgain = true;
+      return;
+    }
+    this.dispatchAgain = false;
+    this.dispatching = this.dispatchAll([...this.byName.values()], this.clock.now())
+      .then((dispatched) => {
+        const queued = dispatched.filter((d) => d.action === 'started').length;
+        if (queued) this.queue.wake(queued);
+      })
+      .catch((err) => this.log.error({ err: errorMessage(err) }, 'dispatching the events a page recorded failed (the next tick tries again)'))
+      .finally(() => {
+        this.dispatching = undefined;
+        if (this.dispatchAgain) this.dispatchSoon();
+      });
   }
 
   private tickSafely(): Promise<unknown> {
@@ -394,7 +432,7 @@ export class Daemon {
       this.log.warn('in-flight steps did not finish in time: aborting them');
       this.abortRuns.abort(new Error('the daemon is stopping'));
     }, this.settings.stopTimeoutMs);
-    await Promise.allSettled([this.idle(), this.http?.close(), this.ticking]);
+    await Promise.allSettled([this.idle(), this.http?.close(), this.ticking, this.dispatching]);
     clearTimeout(hard);
     await this.queue.stop();
     await this.webhookDb?.close();
@@ -484,6 +522,7 @@ export class Daemon {
       clock: this.clock,
       log: this.log,
       counter: (name, help, labelNames) => this.metrics.pageCounter(name, help, labelNames),
+      eventsRecorded: () => this.dispatchSoon(),
     };
     const request: PageRequest = {
       method: req.method === 'POST' ? 'POST' : req.method === 'HEAD' ? 'HEAD' : 'GET',

@@ -17,7 +17,8 @@ import { type LinkKind, readLink } from './tokens.ts';
  *   direct mode a human one is also email.clicked (how: direct), once per email.
  * - GET /r/<token> (kind 'r', naming the email_outbox row): the landing page of the report
  *   link, the prospect's company and one "Get my report" button.
- * - POST /r/<token>: the button. email.clicked (how: confirmed), once per email, then a 303
+ * - POST /r/<token>: the button. email.clicked (how: confirmed), once per email (the daemon
+ *   hands it to click-report at once, not at its next tick), then a 303
  *   to the status page. Scanners fetch links; they do not press buttons, so in confirm mode
  *   (the default) only a person ever starts a report.
  * - GET /r/<token>/status: refreshes itself every 5 seconds until a report of the prospect
@@ -112,7 +113,7 @@ interface LinkRow extends EmailRow {
  * event, under the email_outbox row's lock so that the fetches of one scan are judged one
  * after another (each sees the ones before it). Undefined when the row does not exist.
  */
-async function observe(linkId: string, request: PageRequest, context: PageContext): Promise<{ class: ClickClass; target: string } | undefined> {
+async function observe(linkId: string, request: PageRequest, context: PageContext): Promise<{ class: ClickClass; target: string; clicked: boolean } | undefined> {
   const now = context.clock.now();
   const rules = rulesOf(context);
   const direct = clickMode(context.config) === 'direct';
@@ -147,8 +148,8 @@ async function observe(linkId: string, request: PageRequest, context: PageContex
     );
     const observed = eventStatement({ type: 'email.click_observed', key: link.prospect_id, payload: { ...eventPayload(link, verdict.class), purpose: link.purpose } }, null, now);
     await rowsOf(trx, observed.sql, observed.params);
-    if (direct && verdict.class === 'human') await clickOnce(trx, link, 'direct', now);
-    return { class: verdict.class, target: link.target };
+    const clicked = direct && verdict.class === 'human' && (await clickOnce(trx, link, 'direct', now));
+    return { class: verdict.class, target: link.target, clicked };
   });
 }
 
@@ -166,6 +167,7 @@ export const clickPage: Page = {
     const linkId = claimed(context, request.params.token ?? '', 'c');
     const seen = linkId ? await observe(linkId, request, context) : undefined;
     if (!seen) return notFound();
+    if (seen.clicked) context.eventsRecorded();
     context
       .counter('flows_email_click_observations_total', 'Fetches of the links in emails, by the class the scanner rules gave them (human, or what gave a machine away).', ['class'])
       .inc({ class: seen.class });
@@ -207,7 +209,11 @@ export const landingPage: Page = {
     const token = request.params.token!;
     const status = `/r/${token}/status`;
     if (request.method === 'POST') {
-      if (await confirm(email, context)) context.log.info({ outbox: email.outbox_id, campaign: email.campaign }, 'a report was asked for from its landing page');
+      if (await confirm(email, context)) {
+        context.log.info({ outbox: email.outbox_id, campaign: email.campaign }, 'a report was asked for from its landing page');
+        // The person is on the status page, waiting: their report starts now, not at the next tick.
+        context.eventsRecorded();
+      }
       return redirect(303, status);
     }
     if (await clickedAt(context, email)) return redirect(303, status);
