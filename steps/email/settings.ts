@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { configSection, type EngineConfig, NonRetriableError } from '../../engine/sdk.ts';
+import { configSection, type EngineConfig, NonRetriableError, type SectionCheck, type SectionProblem } from '../../engine/sdk.ts';
 
 /**
  * The email section of the config: how links are signed, and the sending domains with their
@@ -162,9 +162,22 @@ export function mailboxKeys(config: EngineConfig): Record<string, { timezone?: s
   );
 }
 
-/** Problems the schema cannot see: a mailbox not on its domain. */
-export function mailboxProblems(config: EngineConfig): string[] {
-  return mailboxesOf(config)
-    .filter((m) => !m.address.endsWith(`@${m.domain}`))
-    .map((m) => `email.domains.${m.domain}.mailboxes: ${m.address} is not on ${m.domain}`);
-}
+/**
+ * What the schema cannot see, checked as the config loads: each mailbox is on the domain it
+ * is listed under (its DKIM key and its quota group are that domain's).
+ */
+export const emailProblems: SectionCheck = (value) => {
+  const problems: SectionProblem[] = [];
+  for (const [domain, d] of Object.entries((value as EmailSettings).domains ?? {})) {
+    for (const address of Object.keys(d.mailboxes)) {
+      const own = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+      if (own === domain) continue;
+      problems.push({
+        path: ['domains', domain, 'mailboxes', address],
+        key: true,
+        message: `${address} is not on ${domain}: write an address @${domain}, or list it under a domain ${own} of its own`,
+      });
+    }
+  }
+  return problems;
+};
