@@ -17,7 +17,7 @@ export const MailboxSchema = Type.Object(
     smtp: Type.Optional(
       Type.String({
         description:
-          'The mailbox\'s own SMTP server and credentials as a URL, through ${{ env.NAME }}: smtps://user:password@host:465 or smtp://user:password@host:587 (STARTTLS). Unset: the mail goes through connectors.smtp (a relay, or the sandbox).',
+          'The mailbox\'s own SMTP server and credentials as a URL, through ${{ env.NAME }}: smtps://user:password@host:465 or smtp://user:password@host:587 (STARTTLS, required with credentials; add ?require_tls=false for a local server without it). Unset: the mail goes through connectors.smtp (a relay, or the sandbox).',
       }),
     ),
     imap: Type.Optional(
