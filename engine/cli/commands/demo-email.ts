@@ -1,7 +1,6 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { simpleParser } from 'mailparser';
 import { systemClock } from '../../clock.ts';
 import type { EngineConfig } from '../../config.ts';
 import { Daemon, type Page } from '../../daemon/daemon.ts';
@@ -73,6 +72,7 @@ export async function demoEmail(project: Project, db: Database, say: (s?: string
   say(`   run ${real.run_id}: ${real.status}; ${sent.length} sent from ${new Set(sent.map((s) => s.mailbox)).size} mailboxes on ${domains.size} domains (the demo lifts the gap and the window)`);
   if (gone && bounced.length) say(`   ${bounced[0]!.address}: ${bounced[0]!.reason}: suppressed, its sequence stopped, an email.bounced event`);
   const files = outboxFiles().slice(before);
+  const { simpleParser } = await import('mailparser');
   const mail = files.length ? await simpleParser(readFileSync(files[0]!)) : undefined;
   if (mail) {
     const line = (key: string) => (mail.headerLines.find((l) => l.key === key)?.line ?? '').replace(/\r?\n\s+/g, ' ');
