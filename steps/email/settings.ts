@@ -90,7 +90,7 @@ export const EmailSchema = Type.Object(
     inbound_secret: Type.Optional(
       Type.String({
         description:
-          'Signs mail forwarded to the daemon\'s POST /hooks/inbound-mail (HMAC-SHA256 of the raw message in x-flows-signature: sha256=<hex>), through ${{ env.FLOWS_INBOUND_SECRET }}. Unset: the route answers 404 (mailboxes are read over IMAP only).',
+          'Signs mail forwarded to the daemon\'s POST /hooks/inbound-mail (x-flows-signature: sha256=<hex>, the HMAC-SHA256 of the x-flows-mailbox address in lower case, a line feed, then the raw message), through ${{ env.FLOWS_INBOUND_SECRET }}. Unset: the route answers 404 (mailboxes are read over IMAP only).',
       }),
     ),
     domains: Type.Optional(
