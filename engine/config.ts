@@ -5,13 +5,13 @@ import type { Diagnostic } from './errors.ts';
 import { findTemplates, renderDeep } from './expr/index.ts';
 import type { AnyConnector } from './connector.ts';
 import { connectorsSchema } from './connector-settings.ts';
-import { checkSchema } from './schema-check.ts';
+import { checkSchema, validatorFor } from './schema-check.ts';
 import { BudgetSchema, type BudgetConfig } from './flow-control/budget-spec.ts';
 import { parseSpacing, type QuotaKeyConfig, QuotaSchema, type QuotaConfig } from './flow-control/quota-spec.ts';
 import { didYouMean } from './suggest.ts';
 import { isValidTimezone, reviseFlowControl } from './flow-control/config-check.ts';
 import { type AnyVerifierType, builtinVerifiers, verifierEntrySchema } from './verifier.ts';
-import { parseYamlSource, type SourceDoc } from './yaml.ts';
+import { type Path, parseYamlSource, type SourceDoc } from './yaml.ts';
 
 /**
  * The engine config: connectors, named quotas and rate limits, sender identities and
@@ -192,7 +192,23 @@ export interface ConfigParts {
   readonly verifiers: ReadonlyMap<string, AnyVerifierType>;
   /** Where a quota's `keys_from` takes its keys: a section's own list (email.mailboxes). */
   readonly quotaKeySources?: ReadonlyMap<string, QuotaKeySource>;
+  /** Checks of a section's values its schema cannot express (a mailbox on its domain), by section. */
+  readonly sectionChecks?: ReadonlyMap<string, SectionCheck>;
 }
+
+/** A problem a section's own check finds: where in the section (path below its key), and what to write instead. */
+export interface SectionProblem {
+  path: Path;
+  message: string;
+  /** Points at the key of `path` rather than its value. */
+  key?: boolean;
+}
+
+/**
+ * Checks a section's value as written (${{ env.NAME }} not yet read), once it matches the
+ * section's schema: the problems are reported at file:line:col with the schema's own.
+ */
+export type SectionCheck = (value: unknown) => SectionProblem[];
 
 /** The keys a config section declares for quotas, with each key's settings. */
 export type QuotaKeySource = (config: EngineConfig) => Record<string, QuotaKeyConfig>;
@@ -262,6 +278,7 @@ function configProblems(raw: unknown, doc: SourceDoc, parts: ConfigParts | undef
   }
   diagnostics = reviseFlowControl(raw as Record<string, unknown>, doc, diagnostics);
   diagnostics.push(...keySourceProblems(cfg, doc, parts));
+  diagnostics.push(...sectionProblems(raw, doc, parts));
   for (const [key, value] of Object.entries(cfg.daemon ?? {})) {
     if (['lease', 'poll', 'park_after', 'stop_timeout'].includes(key) && typeof value === 'string' && parseDuration(value) === undefined) {
       diagnostics.push(doc.at(['daemon', key], `"${value}" is not a duration (write "30s" or "2m")`));
@@ -290,6 +307,18 @@ function keySourceProblems(cfg: EngineConfig, doc: SourceDoc, parts: ConfigParts
     if (quota.pick !== undefined && from === undefined && quota.keys === undefined) {
       out.push(doc.at(['quotas', name, 'pick'], 'pick chooses among declared keys: add keys (or keys_from) to the quota'));
     }
+  }
+  return out;
+}
+
+/** What the sections' own checks find, in the sections that match their schema (a wrong one has its schema's messages). */
+function sectionProblems(raw: unknown, doc: SourceDoc, parts: ConfigParts | undefined): Diagnostic[] {
+  if (!isMapping(raw)) return [];
+  const out: Diagnostic[] = [];
+  for (const [name, check] of parts?.sectionChecks ?? []) {
+    const schema = parts?.configSections.get(name);
+    if (!(name in raw) || !schema || !validatorFor(schema)(raw[name])) continue;
+    for (const p of check(raw[name])) out.push(doc.at([name, ...p.path], p.message, { key: p.key }));
   }
   return out;
 }

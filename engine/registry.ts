@@ -1,5 +1,5 @@
 import type { TSchema } from '@sinclair/typebox';
-import type { QuotaKeySource } from './config.ts';
+import type { QuotaKeySource, SectionCheck } from './config.ts';
 import type { AnyConnector } from './connector.ts';
 import type { Migrations } from './db/migrations.ts';
 import type { AnyStepType, StepType } from './types.ts';
@@ -17,6 +17,8 @@ export class StepRegistry {
    * key: validated with the rest of the config, with positions, and in the editor schema.
    */
   readonly configSections = new Map<string, TSchema>();
+  /** Checks of those sections' values beyond their schema, by section. */
+  readonly sectionChecks = new Map<string, SectionCheck>();
   /** Connector specs by name: `connectors.<name>` in the config is checked against each one's schema. */
   readonly connectors = new Map<string, AnyConnector>();
   /** Webhook verifier types by `type:`: the engine's hmac-sha256 and those connectors bring. */
@@ -44,10 +46,11 @@ export class StepRegistry {
     return this;
   }
 
-  /** Declares a config section `name` checked against `schema`. */
-  configSection(name: string, schema: TSchema): this {
+  /** Declares a config section `name` checked against `schema`, and by `check` once it matches it. */
+  configSection(name: string, schema: TSchema, check?: SectionCheck): this {
     if (this.configSections.has(name)) throw new Error(`config section "${name}" is declared twice`);
     this.configSections.set(name, schema);
+    if (check) this.sectionChecks.set(name, check);
     return this;
   }
 

@@ -52,6 +52,7 @@ export { connectorSettings } from './connector-settings.ts';
 export { type DataSource, sourceOf } from './connector-open.ts';
 export { type AnyVerifierType, defineVerifier, type Verifier, type VerifierType, type WebhookRequest } from './verifier.ts';
 export { configSection, type EngineConfig, unsetVariable } from './config.ts';
+export type { SectionCheck, SectionProblem } from './config.ts';
 export { compileCondition, type Condition, evaluate, parseExpression, renderDeep } from './expr/index.ts';
 export { checkIdentifier, type InsertShape, insertSql } from './sql-insert.ts';
 export { priceOf } from './cost.ts';

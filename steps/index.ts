@@ -10,7 +10,7 @@ import { emailSend } from './email/send.ts';
 import { emailCampaign } from './email/campaign.ts';
 import { emailDeliver } from './email/deliver.ts';
 import { emailFollowUp } from './email/follow_up.ts';
-import { EmailSchema, mailboxKeys } from './email/settings.ts';
+import { EmailSchema, emailProblems, mailboxKeys } from './email/settings.ts';
 import { emailPages } from './email/pages.ts';
 import { clickPages } from './email/clicks.ts';
 import { emailInbox } from './email/inbox.ts';
@@ -78,6 +78,6 @@ export function createRegistry(): StepRegistry {
     .configSection('enrichment', EnrichmentSchema)
     .configSection('categories', CategoriesSchema)
     .configSection('linkedin', LinkedinSchema)
-    .configSection('email', EmailSchema)
+    .configSection('email', EmailSchema, emailProblems)
     .quotaKeys('email.mailboxes', mailboxKeys);
 }

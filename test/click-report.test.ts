@@ -1,15 +1,13 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ReceivedEmail, type SmtpSandbox, startSmtpSandbox } from '../connectors/smtp/sandbox.ts';
+import type { ReceivedEmail, SmtpSandbox } from '../connectors/smtp/sandbox.ts';
 import { ManualClock, systemClock } from '../engine/clock.ts';
-import { type EngineConfig, loadConfig } from '../engine/config.ts';
+import type { EngineConfig } from '../engine/config.ts';
 import { Daemon } from '../engine/daemon/daemon.ts';
 import type { Database } from '../engine/db/connect.ts';
 import { executeRun } from '../engine/executor/run.ts';
-import { silentLogger } from '../engine/log.ts';
 import { loadPipeline } from '../engine/pipeline/load.ts';
 import type { Pipeline } from '../engine/pipeline/types.ts';
 import { Resources } from '../engine/resources.ts';
@@ -17,6 +15,7 @@ import { RunStore } from '../engine/store/index.ts';
 import { landingPageUrl } from '../steps/email/links.ts';
 import { builtinPages, createRegistry } from '../steps/index.ts';
 import { first, testDatabases } from './helpers/db.ts';
+import { type EmailProject, emailProject } from './helpers/email-project.ts';
 import { eventually } from './helpers/eventually.ts';
 
 /**
@@ -49,19 +48,10 @@ interface Teaser {
   variant: string;
 }
 
-/** A DNS resolver answering the DKIM records of the keys generated under the state folder. */
-function resolverFor(state: string) {
-  return async (name: string, type: string) => {
-    const match = /^s1\._domainkey\.(.+)$/.exec(name);
-    if (type !== 'TXT' || !match) throw Object.assign(new Error(`no ${type} record for ${name}`), { code: 'ENOTFOUND' });
-    const text = readFileSync(join(state, 'dkim', `${match[1]}.txt`), 'utf8');
-    return [[/"(.*)"/.exec(text)![1]!]];
-  };
-}
-
 describe.each(testDatabases)('click-report through the daemon on $name', ({ open }) => {
   let db: Database;
   let daemon: Daemon;
+  let project: EmailProject;
   let resources: Resources;
   let smtp: SmtpSandbox;
   let state: string;
@@ -71,20 +61,14 @@ describe.each(testDatabases)('click-report through the daemon on $name', ({ open
 
   beforeAll(async () => {
     db = await open();
-    state = mkdtempSync(join(tmpdir(), 'flows-click-report-'));
-    smtp = await startSmtpSandbox({});
-    const env = { FLOWS_LINK_SECRET: SECRET };
-    const registry = createRegistry();
-    const loaded = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', env, registry);
-    expect(loaded.diagnostics).toEqual([]);
-    const { public_url: _unset, ...base } = loaded.config!;
-    config = { ...base, connectors: { ...base.connectors, storage: { dir: join(state, 'reports') }, smtp: { host: smtp.host, port: smtp.port } } };
-    const load = (file: string, withConfig: EngineConfig): Pipeline => {
-      const { pipeline, diagnostics } = loadPipeline(readFileSync(`pipelines/${file}`, 'utf8'), file, { registry, config: withConfig });
-      expect(diagnostics).toEqual([]);
-      return pipeline!;
-    };
-    resources = new Resources({ config, env, log: silentLogger, clock: systemClock, projectDir: 'pipelines', stateDir: state });
+    project = await emailProject({
+      secret: SECRET,
+      clock: systemClock,
+      config: ({ public_url: _unset, ...shipped }, dir) => ({ ...shipped, connectors: { ...shipped.connectors, storage: { dir: join(dir, 'reports') } } }),
+    });
+    ({ resources, smtp, state, config } = project);
+    const { env } = project;
+    const load = (file: string, withConfig: EngineConfig): Pipeline => project.pipeline(file, { config: withConfig });
     // Loops off: the test ticks the dispatcher itself, so it knows what each event started.
     daemon = new Daemon({ db, config, pipelines: [load('click-report.yaml', config)], pages: builtinPages, resources, env, port: 0, loops: false });
     await daemon.start();
@@ -115,10 +99,8 @@ describe.each(testDatabases)('click-report through the daemon on $name', ({ open
 
   afterAll(async () => {
     await daemon?.stop();
-    await resources?.close();
-    await smtp?.close();
+    await project?.close();
     await db?.close();
-    if (state) rmSync(state, { recursive: true, force: true });
   });
 
   const visit = (url: string, init: { ua: string; method?: string }) =>
@@ -170,7 +152,7 @@ describe.each(testDatabases)('click-report through the daemon on $name', ({ open
     expect(mail.subject).toBe(`Re: ${teaser.subject}`);
     expect(mail.messageId).not.toBe(teaser.message_id);
     expect(mail.headers['list-unsubscribe-post']).toBe('List-Unsubscribe=One-Click');
-    const dkim = await dkimVerify(mail.raw, { resolver: resolverFor(state) });
+    const dkim = await dkimVerify(mail.raw, { resolver: project.dkimResolver });
     expect(dkim.results).toHaveLength(1);
     expect(dkim.results[0]!.status.result).toBe('pass');
     expect(dkim.results[0]!.signingDomain).toBe(teaser.domain);

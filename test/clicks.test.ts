@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../engine/clock.ts';
 import { type EngineConfig, loadConfig } from '../engine/config.ts';
@@ -13,6 +14,7 @@ import { landingPageUrl, signedLinks } from '../steps/email/links.ts';
 import { readLink, signLink } from '../steps/email/tokens.ts';
 import { builtinPages, createRegistry } from '../steps/index.ts';
 import { first, testDatabases } from './helpers/db.ts';
+import { eventually } from './helpers/eventually.ts';
 
 /**
  * Clicks on the links of a cold email through a real daemon: link scanners fetching every
@@ -26,7 +28,7 @@ const CHROME_WINDOWS = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/53
 const IPHONE = 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1';
 const HOME = 'https://intel-mail-one.example/';
 
-describe.each(testDatabases)('clicks through the daemon on $name', ({ open }) => {
+describe.each(testDatabases)('clicks through the daemon on $name', ({ name, open }) => {
   let db: Database;
   let daemon: Daemon;
   let resources: Resources;
@@ -217,6 +219,33 @@ describe.each(testDatabases)('clicks through the daemon on $name', ({ open }) =>
     const email = await sentEmail(7200);
     const presses = await Promise.all(Array.from({ length: 12 }, () => visit(email.landing, { ip: '81.2.69.160', ua: IPHONE, method: 'POST', body: 'confirm=yes' })));
     expect(presses.map((p) => p.status)).toEqual(Array(12).fill(303));
+    expect(await events('email.clicked', email.outboxId)).toHaveLength(1);
+  });
+
+  // Presses that all find no email.clicked yet would each write one: only the email_outbox
+  // row's lock, taken before the look (confirm() in steps/email/clicks.ts), makes the others
+  // wait and then see the first one's. Left to chance the presses hardly ever overlap, so here
+  // every INSERT into flow_events waits (reads go on) until all the presses are waiting on a
+  // lock: without the row lock they all have looked by then. The embedded database runs one
+  // transaction at a time, so two presses cannot overlap there at all.
+  it.runIf(name === 'postgres')('makes one email.clicked of presses all waiting at once, each before its insert or before its look', async () => {
+    const email = await sentEmail(7200);
+    const PRESSES = 8; // under the pool's 10 connections: each press holds one while it waits
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE flow_events IN SHARE MODE');
+      const presses = Promise.all(Array.from({ length: PRESSES }, () => visit(email.landing, { ip: '81.2.69.160', ua: IPHONE, method: 'POST', body: 'confirm=yes' })));
+      presses.catch(() => {});
+      const waiting = async () =>
+        Number((await holder.query("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")).rows[0].n);
+      await eventually(async () => (await waiting()) >= PRESSES, `${PRESSES} presses to wait on a lock`);
+      await holder.query('COMMIT');
+      expect((await presses).map((p) => p.status)).toEqual(Array(PRESSES).fill(303));
+    } finally {
+      await holder.end();
+    }
     expect(await events('email.clicked', email.outboxId)).toHaveLength(1);
   });
 

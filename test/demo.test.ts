@@ -2,6 +2,8 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { openDatabase } from '../engine/db/connect.ts';
+import { createRegistry } from '../steps/index.ts';
 import { cli } from './helpers/cli.ts';
 
 describe('flows demo', () => {
@@ -26,6 +28,9 @@ describe('flows demo', () => {
       expect(r.stdout).toContain('notify, which goes over the rows categorise returns, has none to go over');
       expect(r.stdout).toMatch(/flows_webhook_responses_total\{route="\/hooks\/demo-signup",status="400"\} 1/);
       expect(r.stdout, `round ${round}`).toMatch(/flows_queue_depth 0/);
+      // The email day, every time: teasers sent, a person's press is email.clicked.
+      expect(r.stdout, `round ${round}`).toMatch(/10\. The email day[\s\S]*run r-\S+: completed; [1-9]\d* sent from/);
+      expect(r.stdout, `round ${round}`).toMatch(/the button 303: email\.clicked events: 1/);
       if (existsSync(process.env.CHROMIUM_PATH || '/usr/bin/chromium')) {
         expect(r.stdout).toMatch(/8\. A Stripe payment by new-signup-\S+/);
         expect(r.stdout).toMatch(/run r-\S+: completed in [\d.]+s: SEMrush and SpyFu data/);
@@ -57,6 +62,7 @@ describe('flows demo', () => {
         if (round === 2) expect(weekly).not.toContain('Claude batch');
         else expect(weekly).toContain('(Claude batch at half price)');
         expect(r.stdout).toMatch(/LinkedIn \d{4}-W\d\d: 14 prospects chosen, 14 reports ready/);
+        expect(r.stdout, `round ${round}`).toMatch(/click-report run r-\S+: completed in/);
       }
     }
     // Every run is stored at the time it ran: none in the future, none that took no time at all.
@@ -66,5 +72,15 @@ describe('flows demo', () => {
     const daemonRuns = runs.filter((run) => ['demo-nightly', 'paid-report', 'demo-signup'].includes(run.pipeline) && run.finished_at);
     expect(daemonRuns.length).toBeGreaterThan(0);
     expect(daemonRuns.some((run) => Date.parse(run.finished_at!) > Date.parse(run.started_at))).toBe(true);
+    // Each email day had a campaign of its own: the engine's tables keep the first one's sends and clicks.
+    const db = await openDatabase({ dataDir: data, migrations: createRegistry().migrations });
+    try {
+      const clicked = await db.query<{ campaign: string }>("SELECT DISTINCT payload->>'campaign' AS campaign FROM flow_events WHERE type = 'email.clicked'");
+      expect(clicked).toHaveLength(2);
+      const sends = await db.query<{ n: number }>("SELECT count(DISTINCT split_part(key, ':', 2))::int AS n FROM flow_effects WHERE key LIKE 'send:search-visibility-%'");
+      expect(sends[0]!.n).toBe(2);
+    } finally {
+      await db.close();
+    }
   }, 300_000);
 });

@@ -1,21 +1,13 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type SmtpSandbox, startSmtpSandbox } from '../connectors/smtp/sandbox.ts';
 import { ManualClock } from '../engine/clock.ts';
-import { type EngineConfig, loadConfig } from '../engine/config.ts';
 import type { Database } from '../engine/db/connect.ts';
 import { executeRun, type RunResult } from '../engine/executor/run.ts';
-import { silentLogger } from '../engine/log.ts';
-import { loadPipeline } from '../engine/pipeline/load.ts';
-import type { Pipeline } from '../engine/pipeline/types.ts';
-import { Resources } from '../engine/resources.ts';
 import { RunStore } from '../engine/store/index.ts';
 import { readLink } from '../steps/email/tokens.ts';
-import { createRegistry } from '../steps/index.ts';
 import { testDatabases } from './helpers/db.ts';
+import { type EmailProject, emailProject } from './helpers/email-project.ts';
 
 /**
  * email-daily as shipped (pipelines/email-daily.yaml and the shipped config's 18 mailboxes),
@@ -29,41 +21,21 @@ const SECRET = 'link-secret-for-email-daily-0123456789';
 const CATEGORIES = ['traffic-falling', 'competitor-ahead', 'paid-heavy', 'striking-distance', 'growth'];
 const MONDAY = '2026-11-23T07:30:00Z'; // 07:30 in London, before the mailboxes' window
 
-interface Setup {
+interface Setup extends EmailProject {
   db: Database;
-  smtp: SmtpSandbox;
-  state: string;
-  config: EngineConfig;
-  pipeline: (edit?: (yaml: string) => string) => Pipeline;
-  resources: Resources;
 }
 
 function setup(open: () => Promise<Database>): Setup {
   const t = {} as Setup;
   beforeAll(async () => {
-    t.db = await open();
-    t.state = mkdtempSync(join(tmpdir(), 'flows-email-daily-'));
-    t.smtp = await startSmtpSandbox({});
-    const registry = createRegistry();
-    const env = { FLOWS_LINK_SECRET: SECRET };
-    const loaded = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', env, registry);
-    t.config = loaded.config!;
-    t.config.connectors = { ...t.config.connectors, smtp: { host: t.smtp.host, port: t.smtp.port } };
-    t.config.public_url = 'https://reports.example.test';
-    const yaml = readFileSync('pipelines/email-daily.yaml', 'utf8');
-    t.pipeline = (edit = (y) => y) => {
-      const { pipeline, diagnostics } = loadPipeline(edit(yaml), 'email-daily.yaml', { registry, config: t.config });
-      if (!pipeline) throw new Error(JSON.stringify(diagnostics));
-      return pipeline;
-    };
-    t.resources = new Resources({ config: t.config, env, log: silentLogger, clock: new ManualClock(), projectDir: 'pipelines', stateDir: t.state });
+    const db = await open();
+    const project = await emailProject({ secret: SECRET, clock: new ManualClock(), config: (shipped) => ({ ...shipped, public_url: 'https://reports.example.test' }) });
+    Object.assign(t, project, { db });
     await seed(t.db);
   }, 60_000);
   afterAll(async () => {
-    await t.resources?.close();
-    await t.smtp?.close();
+    await t.close?.();
     await t.db?.close();
-    if (t.state) rmSync(t.state, { recursive: true, force: true });
   });
   return t;
 }
@@ -94,21 +66,11 @@ async function seed(db: Database): Promise<void> {
   await db.query("UPDATE prospects SET email = NULL WHERE domain = 'site-43.test'");
 }
 
-/** A DNS resolver answering the DKIM records of the keys generated under the state folder. */
-function resolverFor(state: string) {
-  return async (name: string, type: string) => {
-    const match = /^s1\._domainkey\.(.+)$/.exec(name);
-    if (type !== 'TXT' || !match) throw Object.assign(new Error(`no ${type} record for ${name}`), { code: 'ENOTFOUND' });
-    const text = readFileSync(join(state, 'dkim', `${match[1]}.txt`), 'utf8');
-    return [[/"(.*)"/.exec(text)![1]!]];
-  };
-}
-
 describe.each(testDatabases)('email-daily on $name', ({ open }) => {
   const t = setup(open);
   const store = () => new RunStore(t.db);
   const run = (clock: ManualClock, options: { dryRun?: boolean; edit?: (y: string) => string } = {}): Promise<RunResult> =>
-    executeRun({ pipeline: t.pipeline(options.edit), config: t.config, store: store(), clock, resources: t.resources, dryRun: options.dryRun, outDir: join(t.state, `dry-${Math.random()}`) });
+    executeRun({ pipeline: t.pipeline('email-daily.yaml', { edit: options.edit }), config: t.config, store: store(), clock, resources: t.resources, dryRun: options.dryRun, outDir: join(t.state, `dry-${Math.random()}`) });
   // One at a time, so the manual clock moves with each wait and the dry run can be compared slot by slot.
   const serial = (y: string) => y.replace('concurrency: 18', 'concurrency: 1');
 
@@ -148,7 +110,7 @@ describe.each(testDatabases)('email-daily on $name', ({ open }) => {
   }, 120_000);
 
   it('sends what production sends: DKIM verified independently, one-click unsubscribe signed, links signed and free of personal data, data escaped', async () => {
-    const resolver = resolverFor(t.state);
+    const resolver = t.dkimResolver;
     const outbox = await t.db.query<{ address: string; mailbox: string; message_id: string }>("SELECT address, mailbox, message_id FROM email_outbox WHERE state = 'sent'");
     for (const m of t.smtp.messages) {
       const row = outbox.find((o) => o.address === m.envelope.to[0])!;

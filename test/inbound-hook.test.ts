@@ -10,14 +10,18 @@ import { first, testDatabases } from './helpers/db.ts';
 
 /**
  * POST /hooks/inbound-mail through a real daemon: a provider forwards a raw message that
- * arrived at one of our mailboxes, signed with email.inbound_secret. A bad signature records
- * nothing; a good one is recorded as IMAP reading would record it.
+ * arrived at one of our mailboxes, signed with email.inbound_secret over the mailbox and the
+ * message. A bad signature records nothing; a good one is recorded as IMAP reading would
+ * record it.
  */
 
 const SECRET = 'inbound-secret-for-tests-4f0c9a1e7b2d';
 const ANA = 'ana.ruiz@intel-mail-one.example';
 const fixture = (name: string) => readFileSync(join(import.meta.dirname, 'fixtures', 'mail', name));
-const sign = (body: Buffer, secret = SECRET) => `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
+const BEN = 'ben.carter@intel-mail-one.example';
+/** What a forwarder sends: the HMAC of the mailbox (lower case), a line feed, and the raw message. */
+const sign = (body: Buffer, mailbox = ANA, secret = SECRET) => `sha256=${createHmac('sha256', secret).update(`${mailbox.toLowerCase()}\n`).update(body).digest('hex')}`;
+const bodyOnly = (body: Buffer) => `sha256=${createHmac('sha256', SECRET).update(body).digest('hex')}`;
 
 function config(env: Record<string, string>): EngineConfig {
   const loaded = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', { FLOWS_LINK_SECRET: 'link-secret-for-tests-0123456789abcdef', ...env }, createRegistry());
@@ -58,7 +62,7 @@ describe.each(testDatabases)('the inbound-mail webhook on $name', ({ open }) => 
   it('refuses a bad or missing signature with 401 and records nothing', async () => {
     const body = fixture('postfix-hard-bounce.eml');
     const tampered = Buffer.concat([body, Buffer.from('\n')]);
-    for (const headers of [{ 'x-flows-signature': sign(body, 'another secret') }, { 'x-flows-signature': sign(body) }, {}, { 'x-flows-signature': 'sha256=zz' }, { 'x-flows-signature': sign(body).slice(7) }] as Record<string, string>[]) {
+    for (const headers of [{ 'x-flows-signature': sign(body, ANA, 'another secret') }, { 'x-flows-signature': sign(body) }, {}, { 'x-flows-signature': 'sha256=zz' }, { 'x-flows-signature': sign(body).slice(7) }, { 'x-flows-signature': bodyOnly(body) }] as Record<string, string>[]) {
       const answer = await post(daemon, headers['x-flows-signature'] === sign(body) ? tampered : body, { ...headers, 'x-flows-mailbox': ANA });
       expect(answer.status, JSON.stringify(headers)).toBe(401);
     }
@@ -66,9 +70,18 @@ describe.each(testDatabases)('the inbound-mail webhook on $name', ({ open }) => 
     expect(await db.query('SELECT 1 FROM email_suppressions')).toEqual([]);
   });
 
+  it('refuses a signed message replayed under another mailbox with 401, and records nothing', async () => {
+    const body = fixture('postfix-hard-bounce.eml');
+    const answer = await post(daemon, body, { 'x-flows-signature': sign(body, ANA), 'x-flows-mailbox': BEN });
+    expect(answer.status).toBe(401);
+    expect(await answer.json()).toEqual({ status: 'rejected', error: 'x-flows-signature: not the HMAC-SHA256 of this mailbox and body with email.inbound_secret' });
+    expect(await inbound()).toEqual([]);
+    expect(await db.query('SELECT 1 FROM email_suppressions')).toEqual([]);
+  });
+
   it('refuses a mailbox that is not configured (or none) with 400, and a body that is no message with 415', async () => {
     const body = fixture('gmail-reply.eml');
-    const unknown = await post(daemon, body, { 'x-flows-signature': sign(body), 'x-flows-mailbox': 'someone@elsewhere.test' });
+    const unknown = await post(daemon, body, { 'x-flows-signature': sign(body, 'someone@elsewhere.test'), 'x-flows-mailbox': 'someone@elsewhere.test' });
     expect(unknown.status).toBe(400);
     expect(await unknown.json()).toEqual({ status: 'rejected', error: 'x-flows-mailbox: someone@elsewhere.test is not a mailbox under email.domains' });
     expect((await post(daemon, body, { 'x-flows-signature': sign(body) })).status).toBe(400);
@@ -85,7 +98,7 @@ describe.each(testDatabases)('the inbound-mail webhook on $name', ({ open }) => 
       [prospect.id, ANA],
     );
     const body = fixture('postfix-hard-bounce.eml');
-    const answer = await post(daemon, body, { 'x-flows-signature': sign(body), 'x-flows-mailbox': 'Ana.Ruiz@intel-mail-one.example' });
+    const answer = await post(daemon, body, { 'x-flows-signature': sign(body, 'Ana.Ruiz@intel-mail-one.example'), 'x-flows-mailbox': 'Ana.Ruiz@intel-mail-one.example' });
     expect(answer.status).toBe(200);
     expect(await answer.json()).toEqual({ status: 'recorded', kind: 'bounce', message_id: '<20261103101502.4Yx2Kq0bQzz9sWQ@mail.intel-mail-one.example>', paused: [] });
     expect(await inbound()).toEqual([{ mailbox: ANA, kind: 'bounce' }]);

@@ -262,6 +262,24 @@ connectors:
     expect(window).toBe('c.yaml:2:34: quotas.a.window: "9-5" does not have the expected form (a window is HH:MM-HH:MM, e.g. "09:00-17:00")');
   });
 
+  it('checks that each mailbox is on the domain it is listed under', () => {
+    const text = `email:
+  link_secret: s
+  domains:
+    one.example:
+      mailboxes:
+        ana@one.example: { name: Ana }
+        ben@two.example: { name: Ben }
+        cat@mail.one.example: { name: Cat }
+`;
+    const { config, diagnostics } = loadConfig(text, 'flows.config.yaml', {}, createRegistry());
+    expect(config).toBeUndefined();
+    expect(diagnostics.map(formatDiagnostic)).toEqual([
+      'flows.config.yaml:7:9: email.domains["one.example"].mailboxes["ben@two.example"]: ben@two.example is not on one.example: write an address @one.example, or list it under a domain two.example of its own',
+      'flows.config.yaml:8:9: email.domains["one.example"].mailboxes["cat@mail.one.example"]: cat@mail.one.example is not on one.example: write an address @one.example, or list it under a domain mail.one.example of its own',
+    ]);
+  });
+
   it('resolves secrets from the environment', () => {
     const { config } = loadConfig('connectors:\n  semrush: { key: "${{ env.SEMRUSH_KEY }}" }\n', 'c.yaml', { SEMRUSH_KEY: 'k-123' }, createRegistry());
     expect(config!.connectors!.semrush!.key).toBe('k-123');

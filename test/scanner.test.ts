@@ -13,7 +13,7 @@ const at = (seconds: number) => new Date(SENT.getTime() + seconds * 1000);
 const CHROME_WINDOWS = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36';
 const IPHONE = 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1';
 
-const rules = scannerRules();
+const rules = await scannerRules();
 
 function fetchOf(over: Partial<ClickObservation> = {}): ClickObservation {
   return { method: 'GET', ip: '81.2.69.160', userAgent: IPHONE, headers: { accept: 'text/html' }, at: at(7200), ...over };
@@ -54,7 +54,7 @@ describe('classifyClick', () => {
     expect(again.signals).toMatchObject({ network: '2a01:111:f403::/48', burst: { links: 2 } });
   });
 
-  it('sees a burst over the links of one email from an address on no list, and only within burst_seconds', () => {
+  it('sees a burst over the links of one email from an address on no list, and only within burst_seconds', async () => {
     const earlier = [{ at: at(300), linkId: 'link-honeypot', ip: '198.51.100.7' }];
     const burst = classifyClick(fetchOf({ ip: '198.51.100.9', userAgent: CHROME_WINDOWS, at: at(302) }), contextOf({ earlier }), rules);
     expect(burst.class).toBe('burst');
@@ -63,7 +63,7 @@ describe('classifyClick', () => {
     const twice = classifyClick(fetchOf({ at: at(7205) }), contextOf({ earlier: [{ at: at(7200), linkId: 'link-report', ip: '81.2.69.160' }] }), rules);
     expect(twice.class).toBe('human');
     expect(classifyClick(fetchOf({ at: at(311) }), contextOf({ earlier }), rules).class).toBe('human');
-    expect(classifyClick(fetchOf({ at: at(311) }), contextOf({ earlier }), scannerRules({ burst_seconds: 15 })).class).toBe('burst');
+    expect(classifyClick(fetchOf({ at: at(311) }), contextOf({ earlier }), await scannerRules({ burst_seconds: 15 })).class).toBe('burst');
   });
 
   it('sees a Proofpoint fetch, a headless browser, a library and a missing user agent by the user agent', () => {
@@ -87,17 +87,17 @@ describe('classifyClick', () => {
     }
   });
 
-  it('takes too soon after delivery as the weakest rule: only when nothing else decides, and measured from delivery', () => {
+  it('takes too soon after delivery as the weakest rule: only when nothing else decides, and measured from delivery', async () => {
     const soon = classifyClick(fetchOf({ at: at(12) }), contextOf(), rules);
     expect(soon).toEqual({ class: 'too_soon', signals: { too_soon: true, seconds_after_delivery: 12 } });
     expect(classifyClick(fetchOf({ at: at(31) }), contextOf(), rules).class).toBe('human');
-    expect(classifyClick(fetchOf({ at: at(31) }), contextOf(), scannerRules({ min_seconds_after_delivery: 60 })).class).toBe('too_soon');
+    expect(classifyClick(fetchOf({ at: at(31) }), contextOf(), await scannerRules({ min_seconds_after_delivery: 60 })).class).toBe('too_soon');
     // An email not yet accepted anywhere has no delivery to measure from.
     expect(classifyClick(fetchOf({ at: at(1) }), contextOf({ sentAt: null }), rules)).toEqual({ class: 'human', signals: { seconds_after_delivery: null } });
   });
 
-  it('adds the networks of the config to the shipped ones, IPv4-mapped addresses included', () => {
-    const extended = scannerRules({ scanner_networks: ['198.51.100.0/24', '2001:db8:aa::/48'] });
+  it('adds the networks of the config to the shipped ones, IPv4-mapped addresses included', async () => {
+    const extended = await scannerRules({ scanner_networks: ['198.51.100.0/24', '2001:db8:aa::/48'] });
     expect(classifyClick(fetchOf({ ip: '198.51.100.44' }), contextOf(), extended).signals.network).toBe('198.51.100.0/24');
     expect(classifyClick(fetchOf({ ip: '::ffff:198.51.100.44' }), contextOf(), extended).class).toBe('network');
     expect(classifyClick(fetchOf({ ip: '2001:db8:aa:1::9' }), contextOf(), extended).class).toBe('network');
@@ -105,11 +105,11 @@ describe('classifyClick', () => {
     expect(classifyClick(fetchOf({ ip: '198.51.100.44' }), contextOf(), rules).class).toBe('human');
   });
 
-  it('skips an entry that is no network, and says which', () => {
-    const odd = scannerRules({ scanner_networks: ['300.1.2.0/24', '10.0.0.0/33', '10.1.0.0/16'] });
+  it('skips an entry that is no network, and says which', async () => {
+    const odd = await scannerRules({ scanner_networks: ['300.1.2.0/24', '10.0.0.0/33', '10.1.0.0/16'] });
     expect(odd.skipped).toEqual(['300.1.2.0/24', '10.0.0.0/33']);
     expect(classifyClick(fetchOf({ ip: '10.1.2.3' }), contextOf(), odd).class).toBe('network');
-    expect(scannerRules().skipped).toEqual([]);
+    expect((await scannerRules()).skipped).toEqual([]);
     expect(SCANNER_NETWORKS.length).toBeGreaterThan(5);
   });
 });

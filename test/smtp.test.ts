@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type EmailMessage, parseSmtpConfig, RecipientRefusedError, SmtpMailer } from '../connectors/smtp/client.ts';
+import { type EmailMessage, parseSmtpConfig, RecipientRefusedError, SmtpMailer, smtpSettingsFromUrl } from '../connectors/smtp/client.ts';
 import { type SmtpSandbox, type SmtpSandboxOptions, startSmtpSandbox } from '../connectors/smtp/sandbox.ts';
 import { NonRetriableError } from '../engine/errors.ts';
 
@@ -196,5 +196,40 @@ describe('SMTP settings', () => {
       'connectors.smtp: pool: unknown key (allowed: host, port, secure, require_tls, auth, pool_size, messages_per_connection, connect_timeout, greeting_timeout, socket_timeout); ' +
         'host: expected string length greater or equal to 1, got ""; port: expected integer, got "abc"; auth.pass: expected string (value not shown)',
     );
+  });
+});
+
+describe("a mailbox's SMTP URL", () => {
+  const where = 'email.domains.one.example.mailboxes.ana@one.example.smtp';
+  const settings = (url: string) => smtpSettingsFromUrl(url, where);
+
+  it('requires STARTTLS for credentials over smtp://, whatever the host, unless the URL says require_tls=false', () => {
+    for (const host of ['localhost', '127.0.0.1', 'smtp.example.com']) {
+      expect(settings(`smtp://ana:pw@${host}:2525`)).toMatchObject({ host, port: 2525, secure: false, require_tls: true, auth: { user: 'ana', pass: 'pw' } });
+      expect(settings(`smtp://ana:pw@${host}:2525?require_tls=false`)).toMatchObject({ host, secure: false, require_tls: false });
+    }
+    expect(settings('smtps://ana:pw@smtp.example.com')).toMatchObject({ port: 465, secure: true, require_tls: false });
+    expect(settings('smtp://relay.example.com')).toMatchObject({ port: 587, require_tls: false });
+    expect(settings('smtp://relay.example.com?require_tls=true')).toMatchObject({ require_tls: true });
+  });
+
+  it('names a parameter it does not know, or a value that is not true or false, without the password', () => {
+    expect(() => settings('smtp://ana:s3cret@localhost?require_tls=no')).toThrow(`${where}: require_tls=no in the URL: write require_tls=true or require_tls=false`);
+    expect(() => settings('smtp://ana:s3cret@localhost?pool=3')).toThrow(`${where}: unknown URL parameter "pool" (the one there is: require_tls=false)`);
+    expect(() => settings('smtp://ana:s3cret@localhost?pool=3')).not.toThrow(/s3cret/);
+  });
+
+  it('sends to a local server without STARTTLS only when the URL says require_tls=false', async () => {
+    const auth = { user: 'ana', pass: 'pw-local' };
+    const sb = await sandbox({ auth });
+    const url = `smtp://${auth.user}:${auth.pass}@${sb.host}:${sb.port}`;
+    const strict = new SmtpMailer(settings(url), where);
+    opened.unshift(strict);
+    await expect(strict.send(report())).rejects.toThrow(/STARTTLS/i);
+    expect(sb.messages).toHaveLength(0);
+    const local = new SmtpMailer(settings(`${url}?require_tls=false`), where);
+    opened.unshift(local);
+    await local.send(report());
+    expect(sb.messages[0]!.user).toBe('ana');
   });
 });

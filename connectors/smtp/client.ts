@@ -161,7 +161,9 @@ export const DKIM_SIGNED_HEADERS = [
 
 /**
  * A mailbox's own server as a URL, `smtps://user:password@host:465` (TLS from the first
- * byte) or `smtp://user:password@host:587` (STARTTLS, required), as connector settings.
+ * byte) or `smtp://user:password@host:587` (STARTTLS, required when there are credentials),
+ * as connector settings. `?require_tls=false` lets credentials go without STARTTLS (a local
+ * test server that offers none); `?require_tls=true` asks for it without credentials too.
  * The password never appears in the error.
  */
 export function smtpSettingsFromUrl(text: string, where: string): SmtpConfig {
@@ -174,12 +176,18 @@ export function smtpSettingsFromUrl(text: string, where: string): SmtpConfig {
   if (url.protocol !== 'smtp:' && url.protocol !== 'smtps:') throw new NonRetriableError(`${where}: the URL starts ${url.protocol}// (write smtps:// or smtp://)`);
   const secure = url.protocol === 'smtps:';
   const user = decodeURIComponent(url.username);
+  let requireTls: boolean | undefined;
+  for (const [name, value] of url.searchParams) {
+    if (name !== 'require_tls') throw new NonRetriableError(`${where}: unknown URL parameter "${name}" (the one there is: require_tls=false)`);
+    if (value !== 'true' && value !== 'false') throw new NonRetriableError(`${where}: require_tls=${value} in the URL: write require_tls=true or require_tls=false`);
+    requireTls = value === 'true';
+  }
   return {
     host: url.hostname.replace(/^\[|\]$/g, ''),
     port: url.port ? Number(url.port) : secure ? 465 : 587,
     secure,
-    // Credentials over STARTTLS only: a server that does not offer it gets nothing.
-    require_tls: !secure && user !== '' && url.hostname !== '127.0.0.1' && url.hostname !== 'localhost',
+    // Credentials over STARTTLS only, unless the URL says otherwise: a server that does not offer it gets nothing.
+    require_tls: !secure && (requireTls ?? user !== ''),
     ...(user ? { auth: { user, pass: decodeURIComponent(url.password) } } : {}),
   } as SmtpConfig;
 }

@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { type AddressObject, simpleParser } from 'mailparser';
-import { SMTPServer, type SMTPServerError, type SMTPServerSession } from 'smtp-server';
+import type { AddressObject } from 'mailparser';
+import type { SMTPServerError, SMTPServerSession } from 'smtp-server';
 import { createFaults, type FaultControl, type FaultOptions } from '../sandbox/faults.ts';
 
 /** The faults that mean something in SMTP: no bodies to garble, no Retry-After. */
@@ -117,6 +117,8 @@ export async function startSmtpSandbox(options: SmtpSandboxOptions = {}): Promis
   const held = new Set<() => void>();
   let seq = 0;
   if (options.outDir) await mkdir(options.outDir, { recursive: true });
+  // Loaded when a sandbox starts: a command that never starts one never loads them.
+  const [{ SMTPServer }, { simpleParser }] = await Promise.all([import('smtp-server'), import('mailparser')]);
 
   const server = new SMTPServer({
     secure: false,

@@ -102,7 +102,7 @@ export class DryRunPlanner {
     let index = 0;
     if (open.length) {
       const at = new Date(Math.min(...open.map((t) => t.at.getTime())));
-      const decision = pickKey(pool.map((rules, i) => ({ rules, use: simulators[i]!.lastBefore(at) })), at, gapMs);
+      const decision = pickKey(pool.map((rules, i) => ({ rules, use: simulators[i]!.useAt(at) })), at, gapMs);
       if (decision.ok) index = decision.index;
     }
     const slot = { ...simulators[index]!.admit(lane.at, gapMs), key: pool[index]!.key };

@@ -55,11 +55,6 @@ export class QuotaSimulator {
     }
   }
 
-  /** The latest effect before `at` (what a picking quota compares as idle time). */
-  lastBefore(at: Date): QuotaUse {
-    return this.useAt(at);
-  }
-
   /** The slot of the next effect, tried first at `from` (when the run gets to it), whose spacing gap is `gapMs`. */
   admit(from: Date, gapMs: number): Slot {
     const { at, waits } = this.earliest(from, gapMs);
@@ -76,7 +71,11 @@ export class QuotaSimulator {
     if (this.times[i] === at.getTime()) this.times.splice(i, 1);
   }
 
-  private useAt(at: Date): QuotaUse {
+  /**
+   * The quota's use as a decision at `at` sees it: each cap's count and oldest effect in its
+   * span, the latest effect planned so far, and the pause (what a picking quota compares).
+   */
+  useAt(at: Date): QuotaUse {
     const caps: CapUse[] = countingSpans(this.rules, at).map((span) => ({ count: this.count(span), oldest: this.oldest(span) }));
     // Spacing counts from the latest effect planned so far, even one planned at a later time
     // (by an item in flight on another lane): an effect is never put in before it, where it

@@ -86,14 +86,16 @@ async function clickOnce(trx: Trx, email: EmailRow, how: 'confirmed' | 'direct',
   return true;
 }
 
-const rulesByConfig = new WeakMap<EngineConfig, ClickRules>();
+const rulesByConfig = new WeakMap<EngineConfig, Promise<ClickRules>>();
 
 /** The scanner rules of this config, built once; entries that are no network are logged then. */
-function rulesOf({ config, log }: PageContext): ClickRules {
+function rulesOf({ config, log }: PageContext): Promise<ClickRules> {
   let rules = rulesByConfig.get(config);
   if (!rules) {
-    rules = clickRules(config);
-    if (rules.skipped.length) log.warn({ skipped: rules.skipped }, 'email.clicks.scanner_networks: entries that are no network (a CIDR like 203.0.113.0/24) match nothing');
+    rules = clickRules(config).then((built) => {
+      if (built.skipped.length) log.warn({ skipped: built.skipped }, 'email.clicks.scanner_networks: entries that are no network (a CIDR like 203.0.113.0/24) match nothing');
+      return built;
+    });
     rulesByConfig.set(config, rules);
   }
   return rules;
@@ -115,7 +117,7 @@ interface LinkRow extends EmailRow {
  */
 async function observe(linkId: string, request: PageRequest, context: PageContext): Promise<{ class: ClickClass; target: string; clicked: boolean } | undefined> {
   const now = context.clock.now();
-  const rules = rulesOf(context);
+  const rules = await rulesOf(context);
   const direct = clickMode(context.config) === 'direct';
   return context.db.kysely.transaction().execute(async (trx) => {
     const [link] = await rowsOf<LinkRow>(

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { finished } from 'node:stream/promises';
-import { type MimeNode, Splitter, type SplitterChunk } from '@zone-eu/mailsplit';
-import { type ParsedMail, simpleParser } from 'mailparser';
+import type { MimeNode, SplitterChunk } from '@zone-eu/mailsplit';
+import type { ParsedMail } from 'mailparser';
 import type { EmailInboundTable } from '../tables.ts';
 
 /**
@@ -61,6 +61,8 @@ export interface InboundMessage {
 /** Parses and classifies one raw RFC 5322 message. Throws only on a message no parser can read (a header block over 1 MiB). */
 export async function parseInbound(raw: Buffer | string): Promise<InboundMessage> {
   const bytes = Buffer.isBuffer(raw) ? raw : Buffer.from(raw, 'utf8');
+  // Loaded on the first message: the CLI and the daemon start without the MIME parsers.
+  const { simpleParser } = await import('mailparser');
   const [mail, parts] = await Promise.all([simpleParser(bytes, { keepDeliveryStatus: true, skipTextToHtml: true, skipImageLinks: true, skipTextLinks: true }), reportParts(bytes)]);
   const headers = headerValues(mail);
   const base = {
@@ -171,6 +173,7 @@ const REPORT_PART_TYPES = new Set([
 
 /** The machine-readable parts and the returned message of every multipart/report in the message, decoded. */
 async function reportParts(raw: Buffer): Promise<ReportPart[]> {
+  const { Splitter } = await import('@zone-eu/mailsplit');
   // ignoreEmbedded: a returned message/rfc822 stays one part, its bytes as they are.
   const splitter = new Splitter({ ignoreEmbedded: true });
   const bodies = new Map<MimeNode, Buffer[]>();
@@ -210,6 +213,7 @@ async function returnedMessage(parts: ReportPart[]): Promise<{ messageId?: strin
   if (!part) return undefined;
   // Headers alone may lack the blank line that ends them.
   const source = part.type.endsWith('headers') ? Buffer.concat([part.body, Buffer.from('\r\n\r\n')]) : part.body;
+  const { simpleParser } = await import('mailparser');
   const mail = await simpleParser(source, { skipHtmlToText: true, skipTextToHtml: true, skipImageLinks: true, skipTextLinks: true });
   const to = Array.isArray(mail.to) ? mail.to[0] : mail.to;
   return { messageId: mail.messageId, to: to?.value[0]?.address?.toLowerCase() || undefined };

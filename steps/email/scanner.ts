@@ -1,5 +1,4 @@
 import { BlockList, isIP } from 'node:net';
-import { isbotMatch } from 'isbot';
 import type { EngineConfig } from '../../engine/sdk.ts';
 import { type ClickSettings, emailSettings } from './settings.ts';
 
@@ -80,6 +79,8 @@ export interface ClickRules {
   burst_seconds: number;
   min_seconds_after_delivery: number;
   networks: readonly { cidr: string; list: BlockList }[];
+  /** isbot's match of a user agent against its maintained list (the pattern it matched, or null). */
+  botMatch: (userAgent: string) => string | null;
   /** Entries of email.clicks.scanner_networks that are no network (and so match nothing). */
   skipped: string[];
 }
@@ -156,8 +157,12 @@ function networkOf(cidr: string): BlockList | undefined {
   return list;
 }
 
-/** The rules from the email.clicks settings: the defaults, and the shipped networks plus the configured ones. */
-export function scannerRules(settings: ClickSettings = {}): ClickRules {
+/**
+ * The rules from the email.clicks settings: the defaults, and the shipped networks plus the
+ * configured ones. isbot's list is loaded here, on the first rules made, not when the daemon starts.
+ */
+export async function scannerRules(settings: ClickSettings = {}): Promise<ClickRules> {
+  const { isbotMatch } = await import('isbot');
   const networks: ClickRules['networks'][number][] = [];
   const skipped: string[] = [];
   for (const cidr of [...SCANNER_NETWORKS.map((n) => n.cidr), ...(settings.scanner_networks ?? [])]) {
@@ -169,11 +174,12 @@ export function scannerRules(settings: ClickSettings = {}): ClickRules {
     burst_seconds: settings.burst_seconds ?? DEFAULTS.burst_seconds,
     min_seconds_after_delivery: settings.min_seconds_after_delivery ?? DEFAULTS.min_seconds_after_delivery,
     networks,
+    botMatch: isbotMatch,
     skipped,
   };
 }
 
-export const clickRules = (config: EngineConfig): ClickRules => scannerRules(emailSettings(config)?.clicks);
+export const clickRules = (config: EngineConfig): Promise<ClickRules> => scannerRules(emailSettings(config)?.clicks);
 
 /** confirm (default) or direct: whether a human click is email.clicked at once. */
 export const clickMode = (config: EngineConfig): 'confirm' | 'direct' => emailSettings(config)?.clicks?.mode ?? 'confirm';
@@ -190,13 +196,13 @@ function scannerNetwork(ip: string | null, rules: ClickRules): string | undefine
 }
 
 /** What gives the user agent away as a machine, if anything. */
-function machineAgent(userAgent: string | null): string | undefined {
+function machineAgent(userAgent: string | null, rules: ClickRules): string | undefined {
   const ua = userAgent?.trim() ?? '';
   if (!ua) return 'none';
   const lower = ua.toLowerCase();
   const scanner = SCANNER_AGENTS.find((name) => lower.includes(name));
   if (scanner) return scanner;
-  const bot = isbotMatch(ua);
+  const bot = rules.botMatch(ua);
   return bot ? `isbot: ${bot}` : undefined;
 }
 
@@ -232,7 +238,7 @@ export function classifyClick(observation: ClickObservation, context: ClickConte
   if (context.purpose === 'honeypot') fire('honeypot', 'honeypot', true);
   const prefetch = prefetchHeader(observation.headers);
   if (prefetch) fire('prefetch', 'prefetch', prefetch);
-  const agent = machineAgent(observation.userAgent);
+  const agent = machineAgent(observation.userAgent, rules);
   if (agent) fire('user_agent', 'user_agent', agent);
   const network = scannerNetwork(observation.ip, rules);
   if (network) fire('network', 'network', network);

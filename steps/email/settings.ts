@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { configSection, type EngineConfig, NonRetriableError } from '../../engine/sdk.ts';
+import { configSection, type EngineConfig, NonRetriableError, type SectionCheck, type SectionProblem } from '../../engine/sdk.ts';
 
 /**
  * The email section of the config: how links are signed, and the sending domains with their
@@ -17,7 +17,7 @@ export const MailboxSchema = Type.Object(
     smtp: Type.Optional(
       Type.String({
         description:
-          'The mailbox\'s own SMTP server and credentials as a URL, through ${{ env.NAME }}: smtps://user:password@host:465 or smtp://user:password@host:587 (STARTTLS). Unset: the mail goes through connectors.smtp (a relay, or the sandbox).',
+          'The mailbox\'s own SMTP server and credentials as a URL, through ${{ env.NAME }}: smtps://user:password@host:465 or smtp://user:password@host:587 (STARTTLS, required with credentials; add ?require_tls=false for a local server without it). Unset: the mail goes through connectors.smtp (a relay, or the sandbox).',
       }),
     ),
     imap: Type.Optional(
@@ -90,7 +90,7 @@ export const EmailSchema = Type.Object(
     inbound_secret: Type.Optional(
       Type.String({
         description:
-          'Signs mail forwarded to the daemon\'s POST /hooks/inbound-mail (HMAC-SHA256 of the raw message in x-flows-signature: sha256=<hex>), through ${{ env.FLOWS_INBOUND_SECRET }}. Unset: the route answers 404 (mailboxes are read over IMAP only).',
+          'Signs mail forwarded to the daemon\'s POST /hooks/inbound-mail (x-flows-signature: sha256=<hex>, the HMAC-SHA256 of the x-flows-mailbox address in lower case, a line feed, then the raw message), through ${{ env.FLOWS_INBOUND_SECRET }}. Unset: the route answers 404 (mailboxes are read over IMAP only).',
       }),
     ),
     domains: Type.Optional(
@@ -162,9 +162,22 @@ export function mailboxKeys(config: EngineConfig): Record<string, { timezone?: s
   );
 }
 
-/** Problems the schema cannot see: a mailbox not on its domain. */
-export function mailboxProblems(config: EngineConfig): string[] {
-  return mailboxesOf(config)
-    .filter((m) => !m.address.endsWith(`@${m.domain}`))
-    .map((m) => `email.domains.${m.domain}.mailboxes: ${m.address} is not on ${m.domain}`);
-}
+/**
+ * What the schema cannot see, checked as the config loads: each mailbox is on the domain it
+ * is listed under (its DKIM key and its quota group are that domain's).
+ */
+export const emailProblems: SectionCheck = (value) => {
+  const problems: SectionProblem[] = [];
+  for (const [domain, d] of Object.entries((value as EmailSettings).domains ?? {})) {
+    for (const address of Object.keys(d.mailboxes)) {
+      const own = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+      if (own === domain) continue;
+      problems.push({
+        path: ['domains', domain, 'mailboxes', address],
+        key: true,
+        message: `${address} is not on ${domain}: write an address @${domain}, or list it under a domain ${own} of its own`,
+      });
+    }
+  }
+  return problems;
+};

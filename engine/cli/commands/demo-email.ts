@@ -1,13 +1,16 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { simpleParser } from 'mailparser';
+import { parseDocument } from 'yaml';
 import { systemClock } from '../../clock.ts';
 import type { EngineConfig } from '../../config.ts';
 import { Daemon, type Page } from '../../daemon/daemon.ts';
 import type { Database } from '../../db/connect.ts';
 import { executeRun } from '../../executor/run.ts';
+import { loadPipeline } from '../../pipeline/load.ts';
+import type { Pipeline } from '../../pipeline/types.ts';
 import { RunStore } from '../../store/index.ts';
+import { ValidationError } from '../../errors.ts';
 import type { Project } from '../project.ts';
 
 /**
@@ -26,30 +29,76 @@ function outboxFiles(): string[] {
   return existsSync(OUTBOX) ? readdirSync(OUTBOX).filter((f) => f.endsWith('.eml')).sort().map((f) => join(OUTBOX, f)) : [];
 }
 
-/** The config the run uses: the shipped one with the mailbox quota's gap, window and days lifted. */
-function demoConfig(config: EngineConfig): EngineConfig {
-  const mailbox = config.quotas?.mailbox;
+/** The config the run uses: the day's, with the mailbox quota's gap, window and days lifted. */
+function demoConfig(config: EngineConfig, mailboxQuota: string): EngineConfig {
+  const mailbox = config.quotas?.[mailboxQuota];
   if (!mailbox) return config;
   const { spacing: _, window: __, days: ___, ...rest } = mailbox;
-  return { ...config, quotas: { ...config.quotas, mailbox: rest } };
+  return { ...config, quotas: { ...config.quotas, [mailboxQuota]: rest } };
+}
+
+/** What one demo's email day sends under: a campaign and quotas of its own, and the pipelines naming them. */
+interface EmailDay {
+  campaign: string;
+  mailboxQuota: string;
+  config: EngineConfig;
+  emailDaily: Pipeline;
+  clickReport?: Pipeline;
+}
+
+/**
+ * A fresh email day: everything the engine keys this day's work by is new, so what earlier
+ * demos left in its tables (the sends' effect keys, the mailboxes' counts in the quota
+ * ledger, click-report's dedupe keys, the events) is kept as production keeps it, and none
+ * of it is this day's. The campaign is new (the sends' keys and the outbox rows name it), the
+ * quotas "mailbox" and "reply" are the shipped ones under new names, and click-report runs
+ * once per prospect and campaign.
+ */
+function freshEmailDay(p: Project): EmailDay {
+  const tag = `d${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
+  const campaign = `search-visibility-${tag}`;
+  const mailboxQuota = `mailbox-${tag}`;
+  const replyQuota = `reply-${tag}`;
+  const { mailbox, reply, ...others } = p.config.quotas ?? {};
+  const config: EngineConfig = { ...p.config, quotas: { ...others, ...(mailbox ? { [mailboxQuota]: mailbox } : {}), ...(reply ? { [replyQuota]: reply } : {}) } };
+  const load = (name: string, edit: (steps: (id: string) => string[]) => [string[], unknown][]): Pipeline => {
+    const file = p.findPipelineFile(name);
+    const doc = parseDocument(readFileSync(file, 'utf8'));
+    const ids = (doc.get('steps') as { items: { get(key: string): unknown }[] }).items.map((step) => step.get('id'));
+    const step = (id: string) => {
+      if (!ids.includes(id)) throw new Error(`${p.display(file)}: the demo changes its step "${id}", which it no longer has`);
+      return ['steps', String(ids.indexOf(id))];
+    };
+    for (const [path, value] of edit(step)) doc.setIn(path.map((k) => (/^\d+$/.test(k) ? Number(k) : k)), value);
+    const { pipeline, diagnostics } = loadPipeline(doc.toString(), p.display(file), { registry: p.registry, config });
+    if (!pipeline) throw new ValidationError(diagnostics);
+    return pipeline;
+  };
+  const emailDaily = load('email-daily', (step) => [
+    [[...step('plan'), 'with', 'campaign'], campaign],
+    [[...step('plan'), 'with', 'quota'], mailboxQuota],
+    [[...step('send'), 'quota'], mailboxQuota],
+  ]);
+  const clickReport = existsSync(join(p.dir, 'click-report.yaml'))
+    ? load('click-report', (step) => [
+        [['trigger', 'event', 'dedupe', 'key'], '${{ event.key }}:${{ event.payload.campaign }}'],
+        [[...step('send'), 'quota'], replyQuota],
+      ])
+    : undefined;
+  return { campaign, mailboxQuota, config, emailDaily, clickReport };
 }
 
 export async function demoEmail(project: Project, db: Database, say: (s?: string) => void, pages: readonly Page[], noReports: string | undefined): Promise<void> {
   const p = project.withEnv({ FLOWS_LINK_SECRET: process.env.FLOWS_LINK_SECRET || randomBytes(24).toString('hex') });
-  const pipeline = p.pipeline('email-daily');
+  const day = freshEmailDay(p);
   const log = p.log.child({}, { level: 'error' });
   const store = new RunStore(db, p.scrub);
-  const base = { pipeline, store, env: p.env, log, scrub: p.scrub, projectDir: p.dir };
-  // The demo's database keeps what earlier demos did: its email day starts afresh each time.
+  const base = { pipeline: day.emailDaily, store, env: p.env, log, scrub: p.scrub, projectDir: p.dir };
+  // The demo's database keeps what earlier demos did: the email day's own rows start afresh
+  // (or every prospect would have been emailed lately); the engine's are keyed by the fresh day.
   for (const table of ['email_click_observations', 'email_links', 'email_inbound', 'email_outbox', 'email_suppressions']) await db.query(`DELETE FROM ${table}`);
-  await db.query("DELETE FROM flow_events WHERE type LIKE 'email.%'");
-  // ...with the sends' keys and the mailboxes' counts: in production nothing ever removes them.
-  await db.query("DELETE FROM flow_effects WHERE key LIKE 'send:search-visibility:%'");
-  await db.query("DELETE FROM flow_quota_ledger WHERE quota IN ('mailbox', 'reply')");
-  await db.query("DELETE FROM flow_effects WHERE key LIKE 'send:search-visibility:%'");
-  await db.query("DELETE FROM flow_trigger_keys WHERE pipeline = 'click-report'");
-  say(`\n10. The email day (email-daily, weekdays 07:30): teasers to the prospects with an email and a category, from ${Object.keys(p.config.quotas?.mailbox?.keys ?? {}).length} mailboxes on 3 domains.`);
-  const dry = await executeRun({ ...base, config: p.config, dryRun: true, outDir: join('.flows', 'demo', 'email-dry-run') });
+  say(`\n10. The email day (email-daily, weekdays 07:30): teasers to the prospects with an email and a category, from ${Object.keys(day.config.quotas?.[day.mailboxQuota]?.keys ?? {}).length} mailboxes on 3 domains.`);
+  const dry = await executeRun({ ...base, config: day.config, dryRun: true, outDir: join('.flows', 'demo', 'email-dry-run') });
   const planned = dry.effects.filter((e) => e.step === 'send' && e.slot);
   const boxes = new Set(planned.map((e) => e.slot!.key));
   const first = planned[0]?.slot;
@@ -63,7 +112,7 @@ export async function demoEmail(project: Project, db: Database, say: (s?: string
       WHERE id = (SELECT id FROM prospects WHERE email IS NOT NULL AND category IS NOT NULL ORDER BY domain DESC LIMIT 1) RETURNING id, email`,
   );
   const before = outboxFiles().length;
-  const real = await executeRun({ ...base, config: demoConfig(p.config) });
+  const real = await executeRun({ ...base, config: demoConfig(day.config, day.mailboxQuota) });
   const sent = await db.query<{ address: string; mailbox: string; domain: string; message_id: string; id: string }>(
     "SELECT id::text, address, mailbox, domain, message_id FROM email_outbox WHERE state = 'sent' AND run_id = $1 ORDER BY sent_at, address",
     [real.run_id],
@@ -73,6 +122,7 @@ export async function demoEmail(project: Project, db: Database, say: (s?: string
   say(`   run ${real.run_id}: ${real.status}; ${sent.length} sent from ${new Set(sent.map((s) => s.mailbox)).size} mailboxes on ${domains.size} domains (the demo lifts the gap and the window)`);
   if (gone && bounced.length) say(`   ${bounced[0]!.address}: ${bounced[0]!.reason}: suppressed, its sequence stopped, an email.bounced event`);
   const files = outboxFiles().slice(before);
+  const { simpleParser } = await import('mailparser');
   const mail = files.length ? await simpleParser(readFileSync(files[0]!)) : undefined;
   if (mail) {
     const line = (key: string) => (mail.headerLines.find((l) => l.key === key)?.line ?? '').replace(/\r?\n\s+/g, ' ');
@@ -88,8 +138,8 @@ export async function demoEmail(project: Project, db: Database, say: (s?: string
   }
   if (!sent.length) return;
 
-  const clickReport = existsSync(join(p.dir, 'click-report.yaml')) ? [p.pipeline('click-report')] : [];
-  const daemon = new Daemon({ db, config: demoConfig(p.config), pipelines: clickReport, pages, verifiers: p.registry.verifiers, connectors: p.registry.connectors.values(), projectDir: p.dir, clock: systemClock, port: 0, loops: false, log, env: p.env, scrub: p.scrub });
+  const clickReport = day.clickReport ? [day.clickReport] : [];
+  const daemon = new Daemon({ db, config: demoConfig(day.config, day.mailboxQuota), pipelines: clickReport, pages, verifiers: p.registry.verifiers, connectors: p.registry.connectors.values(), projectDir: p.dir, clock: systemClock, port: 0, loops: false, log, env: p.env, scrub: p.scrub });
   await daemon.start();
   try {
     const linksOf = async (outboxId: string) => {
@@ -107,7 +157,7 @@ export async function demoEmail(project: Project, db: Database, say: (s?: string
       (await db.query<{ class: string; n: number }>('SELECT class, count(*)::int AS n FROM email_click_observations WHERE outbox_id = $1 GROUP BY class ORDER BY class', [outboxId]))
         .map((r) => `${r.class} ${r.n}`)
         .join(', ');
-    const clicked = async () => (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM flow_events WHERE type = 'email.clicked'"))[0]!.n;
+    const clicked = async () => (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM flow_events WHERE type = 'email.clicked' AND payload->>'campaign' = $1", [day.campaign]))[0]!.n;
 
     // A link scanner at delivery: a HEAD, then every link of the email within a second.
     const scanned = sent[0]!;
