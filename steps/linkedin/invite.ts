@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { PhantombusterClient, RunResult } from '../../connectors/phantombuster/client.ts';
 import { phantombusterConnector } from '../../connectors/phantombuster/connector.ts';
 import { normaliseProfileUrl } from '../../connectors/phantombuster/profile-url.ts';
-import { DeferredError, DURATION_PATTERN, defineStep, NonRetriableError, parseDuration, periodAt, SkipItemError, type StepContext } from '../../engine/sdk.ts';
+import { DeferredError, DURATION_PATTERN, defineStep, NeedsAttentionError, parseDuration, periodAt, SkipItemError, type StepContext } from '../../engine/sdk.ts';
 import { type Invitation, InvitationSchema } from './plan_invitations.ts';
 
 /**
@@ -22,8 +22,8 @@ import { type Invitation, InvitationSchema } from './plan_invitations.ts';
  * the agent's containers created since then, not recorded by another invitation, before
  * anything is launched again. So the engine may repeat an effect in doubt (providerIdempotent).
  *
- * What the run ends with: an expired session or a disconnected account stops the run for a
- * person to renew the cookie; LinkedIn's rate limit waits `rate_limited_wait`; the weekly
+ * What the run ends with: an expired session or a disconnected account stops the run
+ * (needs_attention, nothing more launched) for a person to renew the cookie; LinkedIn's rate limit waits `rate_limited_wait`; the weekly
  * invitation limit waits for the next day; a run that did nothing is an error (retried), not
  * a success; a profile LinkedIn refuses (already connected, invitation pending) fails its row.
  */
@@ -32,6 +32,7 @@ const Input = Type.Object(
   {
     invitation: InvitationSchema,
     rate_limited_wait: Type.Optional(Type.String({ pattern: DURATION_PATTERN, default: '6h', description: 'How long to wait when LinkedIn rate-limits the account, like "6h".' })),
+    quota: Type.Optional(Type.String({ default: 'linkedin-connect', description: "The quota the invitations go under: paused, for a person to resume, when the account's session must be renewed." })),
     lease: Type.Optional(Type.String({ pattern: DURATION_PATTERN, default: '40m', description: "How long one launch holds its account at most (longer than the connector's timeout): a lease left by a crash expires then." })),
   },
   { additionalProperties: false },
@@ -97,7 +98,7 @@ function resultRow(result: unknown, profileUrl: string): Record<string, unknown>
   return rows.find((r) => normaliseProfileUrl(String(r.profileUrl ?? '')) === profileUrl);
 }
 
-async function settle(ctx: StepContext, input: { invitation: Invitation; rate_limited_wait?: string }, row: Row, run: RunResult) {
+async function settle(ctx: StepContext, input: { invitation: Invitation; rate_limited_wait?: string; quota?: string }, row: Row, run: RunResult) {
   const { invitation } = input;
   const outcome = run.outcome;
   const now = ctx.clock.now();
@@ -114,12 +115,17 @@ async function settle(ctx: StepContext, input: { invitation: Invitation; rate_li
       return { container_id: run.containerId, account: invitation.account, profile_url: invitation.profile_url, sent_at: now.toISOString() };
     }
     case 'session_expired':
-    case 'disconnected':
+    case 'disconnected': {
       await forget(ctx, row.id, outcome.message);
-      throw new NonRetriableError(
-        `LinkedIn account "${invitation.account}": ${outcome.kind === 'disconnected' ? 'disconnected by LinkedIn' : 'the session cookie is expired or invalid'} (${outcome.message}). ` +
-          `A person must renew the session cookie: log in to LinkedIn as that account, copy its li_at cookie into connectors.phantombuster.accounts.${invitation.account}.session_cookie (or the Phantombuster agent's identity), then resume the run. Nothing more is launched meanwhile.`,
+      const quota = input.quota ?? 'linkedin-connect';
+      const why = `LinkedIn account "${invitation.account}": ${outcome.kind === 'disconnected' ? 'disconnected by LinkedIn' : 'the session cookie is expired or invalid'} (${outcome.message})`;
+      // The other invitations wait on the paused quota: nothing more is launched until a person resumes it.
+      await ctx.pauseQuota({ quota, reason: `${why}; a person must renew the session cookie` });
+      throw new NeedsAttentionError(
+        `${why}. A person must renew the session cookie: log in to LinkedIn as that account, copy its li_at cookie into connectors.phantombuster.accounts.${invitation.account}.session_cookie ` +
+          `(or reconnect the Phantombuster agent's identity), then run: flows quotas resume ${quota}. Nothing more is launched meanwhile.`,
       );
+    }
     case 'rate_limited': {
       await forget(ctx, row.id, outcome.message);
       const until = new Date(now.getTime() + durationOf(input.rate_limited_wait, '6h'));
