@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PhantombusterClient } from '../connectors/phantombuster/client.ts';
 import { type PhantombusterSandbox, SANDBOX_API_KEY, startPhantombusterSandbox } from '../connectors/phantombuster/sandbox.ts';
 import { ManualClock } from '../engine/clock.ts';
 import { type EngineConfig, loadConfig } from '../engine/config.ts';
@@ -185,5 +186,32 @@ describe.each(testDatabases)('linkedin-daily on $name', ({ open }) => {
     expect((await sent()).filter((r) => new Date(r.sent_at).getTime() >= Date.parse('2026-11-30T00:00:00Z'))).toHaveLength(0);
     const [row] = await t.db.query<{ state: string; container_id: string | null }>("SELECT state, container_id FROM linkedin_invitations WHERE week = $1 ORDER BY planned_at LIMIT 1", [NEXT_WEEK]);
     expect(row).toEqual({ state: 'planned', container_id: null });
+  }, 120_000);
+});
+
+describe.each(testDatabases)('linkedin-daily after a crash between a launch and its record, on $name', ({ open }) => {
+  const t = setup(open);
+
+  it('finds the lost launch by its reservation time and waits for it: the profile is invited once', async () => {
+    t.clock.advance(20 * 60_000); // 09:05, in the window
+    const [p] = await t.db.query<{ id: string }>("SELECT id::text FROM prospects WHERE domain = 'site-0.test'");
+    const profile = 'https://www.linkedin.com/in/person-0/';
+    const now = t.clock.now();
+    await t.db.query(
+      `INSERT INTO linkedin_invitations (prospect_id, profile_url, account, campaign, variant, note, idempotency_key, week, planned_at, launched_at)
+       VALUES ($1, $2, 'sandbox', 'linkedin-connect', 'a', 'Hi Person0, a note', $3, $4, $5, $5)`,
+      [p!.id, profile, `linkedin-invite:${p!.id}`, WEEK, now],
+    );
+    const settings = t.config.connectors!.phantombuster as { accounts: Record<string, { agents: { connect: { id: string } } }> };
+    const client = new PhantombusterClient({ apiKey: SANDBOX_API_KEY, baseUrl: t.sandbox.url, storageUrl: t.sandbox.storageUrl, clock: t.clock });
+    const { containerId } = await client.launch(settings.accounts.sandbox!.agents.connect.id, { bonusArgument: { spreadsheetUrl: profile, message: 'Hi Person0, a note', numberOfAddsPerLaunch: 1 } });
+
+    const result = await executeRun({ pipeline: t.pipeline, config: t.config, store: new RunStore(t.db), clock: t.clock, resources: t.resources, parkAfterMs: DAY });
+    expect(result.status, result.error).toBe('completed');
+    const [row] = await t.db.query<{ state: string; container_id: string }>('SELECT state, container_id FROM linkedin_invitations WHERE prospect_id = $1', [p!.id]);
+    expect(row).toEqual({ state: 'sent', container_id: containerId });
+    expect(t.sandbox.invitations('sandbox').filter((i) => i.person.profileUrl === profile)).toHaveLength(1);
+    expect(t.sandbox.launches).toHaveLength(17); // the lost one and 16 new: 17 today
+    expect(t.sandbox.overlaps).toBe(0);
   }, 120_000);
 });
