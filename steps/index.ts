@@ -32,6 +32,8 @@ import { SourcesSchema } from './prospects/sources.ts';
 import { CategoriesSchema, prospectsCategorise } from './prospects/categorise.ts';
 import { EnrichmentSchema, prospectsCensus } from './prospects/census.ts';
 import { LinkedinSchema, linkedinSelect } from './linkedin/select.ts';
+import { linkedinPlanInvitations } from './linkedin/plan_invitations.ts';
+import { linkedinInvite } from './linkedin/invite.ts';
 import { reportAnalyseBatch } from './report/analyse_batch.ts';
 import { businessMigrations } from './tables.ts';
 
@@ -64,6 +66,8 @@ export const builtinSteps = [
   reportAnalyseBatch,
   emailFollowUp,
   reportFind,
+  linkedinPlanInvitations,
+  linkedinInvite,
 ];
 
 /** Pages the daemon serves besides webhooks. */

@@ -207,6 +207,37 @@ export interface EmailInboxCursorsTable {
   updated_at: Timestamp;
 }
 
+/** One row per prospect ever invited on LinkedIn (and one per profile): nobody is invited twice, across runs and accounts. */
+export interface LinkedinInvitationsTable {
+  id: Generated<string>;
+  prospect_id: string;
+  /** The profile in canonical form (normaliseProfileUrl). */
+  profile_url: string;
+  account: string;
+  campaign: string;
+  variant: string;
+  note: string;
+  state: Generated<'planned' | 'sent' | 'accepted' | 'withdrawn' | 'failed'>;
+  /** The Phantombuster launch, recorded before its end is waited for. */
+  container_id: string | null;
+  idempotency_key: string;
+  week: string | null;
+  planned_at: Timestamp;
+  /** When the launch was reserved on the account: a launch whose container id was lost is looked for from here. */
+  launched_at: Timestamp | null;
+  sent_at: Timestamp | null;
+  accepted_at: Timestamp | null;
+  reason: string | null;
+  run_id: string | null;
+}
+
+/** Which invitation holds a LinkedIn account's one launch at a time, and until when. */
+export interface LinkedinAccountLeasesTable {
+  account: string;
+  invitation_id: string | null;
+  until: Timestamp | null;
+}
+
 export interface BusinessTables {
   prospects: ProspectsTable;
   prospect_intelligence: ProspectIntelligenceTable;
@@ -222,6 +253,8 @@ export interface BusinessTables {
   email_click_observations: EmailClickObservationsTable;
   email_inbound: EmailInboundTable;
   email_inbox_cursors: EmailInboxCursorsTable;
+  linkedin_invitations: LinkedinInvitationsTable;
+  linkedin_account_leases: LinkedinAccountLeasesTable;
 }
 
 export const businessMigrations: Record<string, Migration> = {
@@ -466,6 +499,38 @@ export const businessMigrations: Record<string, Migration> = {
         .addColumn('uid_validity', 'text', (c) => c.notNull())
         .addColumn('last_uid', 'bigint', (c) => c.notNull())
         .addColumn('updated_at', 'timestamptz', (c) => c.notNull())
+        .execute();
+    },
+  },
+  '0016_linkedin_invitations': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('linkedin_invitations')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('prospect_id', 'uuid', (c) => c.notNull().unique().references('prospects.id').onDelete('cascade'))
+        .addColumn('profile_url', 'text', (c) => c.notNull().unique())
+        .addColumn('account', 'text', (c) => c.notNull())
+        .addColumn('campaign', 'text', (c) => c.notNull())
+        .addColumn('variant', 'text', (c) => c.notNull())
+        .addColumn('note', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull().defaultTo('planned').check(sql`state IN ('planned', 'sent', 'accepted', 'withdrawn', 'failed')`))
+        .addColumn('container_id', 'text')
+        .addColumn('idempotency_key', 'text', (c) => c.notNull().unique())
+        .addColumn('week', 'text')
+        .addColumn('planned_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('launched_at', 'timestamptz')
+        .addColumn('sent_at', 'timestamptz')
+        .addColumn('accepted_at', 'timestamptz')
+        .addColumn('reason', 'text')
+        .addColumn('run_id', 'text')
+        .execute();
+      await db.schema.createIndex('linkedin_invitations_account').on('linkedin_invitations').columns(['account', 'sent_at']).execute();
+      await db.schema.createIndex('linkedin_invitations_campaign').on('linkedin_invitations').columns(['campaign', 'planned_at']).execute();
+      await db.schema
+        .createTable('linkedin_account_leases')
+        .addColumn('account', 'text', (c) => c.primaryKey())
+        .addColumn('invitation_id', 'uuid')
+        .addColumn('until', 'timestamptz')
         .execute();
     },
   },
