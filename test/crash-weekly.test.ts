@@ -70,8 +70,10 @@ function project(s: Sandboxes, prefix: string): string {
   config.connectors.semrush = { ...config.connectors.semrush, base_url: s.semrush.url, key: '${{ env.SEMRUSH_API_KEY }}' };
   config.connectors.spyfu = { ...config.connectors.spyfu, base_url: s.spyfu.url, api_key: '${{ env.SPYFU_API_KEY }}' };
   config.connectors.claude = { ...config.connectors.claude, base_url: s.claude.url, api_key: '${{ env.ANTHROPIC_API_KEY }}' };
-  // weekly-enrich sends no email: under sandboxes: never a daemon refuses to start with a mail server it cannot reach.
+  // weekly-enrich sends no email and no LinkedIn invitation: under sandboxes: never a daemon
+  // refuses to start with a mail server or a Phantombuster key it does not have.
   delete config.connectors.smtp;
+  delete config.connectors.phantombuster;
   // Shared through Redis when REDIS_URL is set: a killed process's places come back after the hold.
   config.rate_limits = { semrush: { per_second: 200, concurrency: 20, hold: '2s' }, spyfu: { per_second: 200, concurrency: 20, hold: '2s' } };
   config.prospect_sources = { 'weekly-list': { type: 'csv', path: 'data/prospects.csv', columns: config.prospect_sources['weekly-list'].columns } };

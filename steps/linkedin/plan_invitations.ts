@@ -45,7 +45,7 @@ const Input = Type.Object(
   {
     campaign: Type.String({ pattern: NAME, description: "The campaign's name: attribution of the invitations." }),
     daily: Type.Integer({ minimum: 0, description: 'Connection requests a day.' }),
-    account: Type.Optional(Type.String({ pattern: '^[a-z0-9_-]+$', description: 'The Phantombuster account (connectors.phantombuster.accounts) that sends them; default: the only one configured.' })),
+    account: Type.Optional(Type.String({ pattern: '^[a-z0-9_-]+$', 'x-hint': 'an account name is lower-case letters, digits, dashes and underscores', description: 'The Phantombuster account (connectors.phantombuster.accounts) that sends them; default: the only one configured.' })),
     quota: Type.Optional(Type.String({ default: 'linkedin-connect', description: "The quota the invitations go under: the day's plan never exceeds its room." })),
     variants: Type.Array(Variant, { minItems: 1, description: "The note's A/B variants; a prospect's variant is chosen from its id." }),
   },
