@@ -83,7 +83,7 @@ describe('flows daemon on a fresh clone', () => {
     try {
       const url = await listening(daemon);
       const started = records(daemon.output()).find((r) => r.msg.startsWith('flows daemon listening'));
-      expect(started?.pipelines).toEqual(['click-report (event)', 'email-daily (schedule)', 'paid-report (webhook)', 'weekly-enrich (schedule)']);
+      expect(started?.pipelines).toEqual(['click-report (event)', 'email-daily (schedule)', 'linkedin-daily (schedule)', 'paid-report (webhook)', 'weekly-enrich (schedule)']);
       const demoHook = await fetch(`${url}/hooks/demo-signup`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
       expect(demoHook.status).toBe(404);
     } finally {
