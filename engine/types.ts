@@ -44,6 +44,8 @@ export interface StepContext {
   readonly itemKey?: string;
   /** The idempotency key of this effect; send it to outside systems that deduplicate by key. */
   readonly effectKey?: string;
+  /** The quota the call goes under (the step's `quota:`), for a step that must pause it. */
+  readonly quota?: string;
   /** The key of the call's quota: the one quota_key gave, or the one the quota picked (the mailbox a rotation chose). */
   readonly quotaKey?: string;
   readonly attempt: number;

@@ -203,12 +203,13 @@ describe('the client against the sandbox', () => {
     await connect({ spreadsheetUrl: 'https://www.linkedin.com/in/before-the-crash-1/' });
     clock.advance(DAY);
     const since = clock.now();
-    expect(await client.findLaunchedSince(IDS.connect, since)).toBeUndefined();
+    expect(await client.launchedSince(IDS.connect, since)).toEqual([]);
     const agent = client.agentFor('main', 'connect');
     const { containerId } = await client.launch(agent.id, { argument: { ...agent.argument, spreadsheetUrl: 'https://www.linkedin.com/in/after-the-crash-2/' } });
     // The process dies here, before it records containerId; the next attempt looks first.
-    const found = await client.findLaunchedSince(IDS.connect, since);
+    const [found, ...more] = await client.launchedSince(IDS.connect, since);
     expect(found?.id).toBe(containerId);
+    expect(more).toEqual([]);
     expect(await client.isRunning(IDS.connect)).toBe(true);
     const overlap = await failure(client.launch(agent.id, { argument: agent.argument }));
     expect(overlap.message).toMatch(/already running/);

@@ -31,7 +31,7 @@ import { classify, type RunOutcome } from './classify.ts';
  * Every object is parsed by the documented names and extra fields are kept, not refused.
  *
  * Two launches on one LinkedIn account must never overlap. This client gives the primitives
- * (`isRunning`, `findLaunchedSince`); holding a lock across processes is the caller's job
+ * (`isRunning`, `launchedSince`); holding a lock across processes is the caller's job
  * (the linkedin steps hold a database lock around a launch): an in-process mutex would not
  * stop a second worker.
  */
@@ -156,7 +156,7 @@ export interface PhantombusterApi {
   /** The agent's containers, newest first. */
   containers(agentId: string, options?: CallOptions & { limit?: number }): Promise<Container[]>;
   /** The newest container created at or after `since`: a launch whose id was lost before it was recorded. */
-  findLaunchedSince(agentId: string, since: Date, options?: CallOptions): Promise<Container | undefined>;
+  launchedSince(agentId: string, since: Date, options?: CallOptions): Promise<Container[]>;
   /** Whether one of the agent's containers is starting or running. */
   isRunning(agentId: string, options?: CallOptions): Promise<boolean>;
   agent(agentId: string, options?: CallOptions): Promise<AgentRecord>;
@@ -254,8 +254,9 @@ export class PhantombusterClient implements PhantombusterApi {
     return list.map((c) => toContainer(c, where)).sort((a, b) => b.createdAt - a.createdAt);
   }
 
-  async findLaunchedSince(agentId: string, since: Date, options: CallOptions = {}): Promise<Container | undefined> {
-    return (await this.containers(agentId, options)).find((c) => c.createdAt >= since.getTime());
+  /** The agent's containers created at or after `since`, oldest first: where a launch whose id was lost is found again. */
+  async launchedSince(agentId: string, since: Date, options: CallOptions = {}): Promise<Container[]> {
+    return (await this.containers(agentId, options)).filter((c) => c.createdAt >= since.getTime()).sort((a, b) => a.createdAt - b.createdAt);
   }
 
   async isRunning(agentId: string, options: CallOptions = {}): Promise<boolean> {

@@ -37,6 +37,7 @@ class AttemptContext implements StepContext {
   readonly step: StepContext['step'];
   readonly itemKey?: string;
   readonly effectKey?: string;
+  readonly quota?: string;
   readonly quotaKey?: string;
   readonly attempt: number;
   readonly db: Queryable;
@@ -51,6 +52,7 @@ class AttemptContext implements StepContext {
     this.step = { id: site.step.id };
     this.itemKey = site.itemKey;
     this.effectKey = site.effectKey;
+    this.quota = site.step.quota;
     this.quotaKey = at.quotaKey ?? site.quotaKey;
     this.attempt = at.attempt.number;
     this.db = at.db;

@@ -32,7 +32,6 @@ const Input = Type.Object(
   {
     invitation: InvitationSchema,
     rate_limited_wait: Type.Optional(Type.String({ pattern: DURATION_PATTERN, default: '6h', description: 'How long to wait when LinkedIn rate-limits the account, like "6h".' })),
-    quota: Type.Optional(Type.String({ default: 'linkedin-connect', description: "The quota the invitations go under: paused, for a person to resume, when the account's session must be renewed." })),
     lease: Type.Optional(Type.String({ pattern: DURATION_PATTERN, default: '40m', description: "How long one launch holds its account at most (longer than the connector's timeout): a lease left by a crash expires then." })),
   },
   { additionalProperties: false },
@@ -48,7 +47,8 @@ interface Row {
   reason: string | null;
 }
 
-const durationOf = (text: string | undefined, fallback: string) => parseDuration(text ?? fallback) ?? parseDuration(fallback)!;
+/** A duration of the input: its pattern and default are checked and filled in before the step runs. */
+const durationOf = (text: string | undefined) => parseDuration(text!)!;
 
 async function rowOf(ctx: StepContext, key: string): Promise<Row> {
   const [row] = await ctx.db.query<Row>('SELECT id::text, state, account, container_id, launched_at, sent_at, reason FROM linkedin_invitations WHERE idempotency_key = $1', [key]);
@@ -78,13 +78,12 @@ const releaseLease = (ctx: StepContext, account: string, invitationId: string) =
 /** The container of a launch reserved at `since` whose id was never recorded: the oldest since then that no invitation holds. */
 async function lostLaunch(ctx: StepContext, client: PhantombusterClient, agentId: string, since: Date): Promise<string | undefined> {
   // A minute of slack for the difference between our clock and Phantombuster's.
-  const from = since.getTime() - 60_000;
-  const newer = (await client.containers(agentId, { signal: ctx.signal })).filter((c) => c.createdAt >= from);
+  const newer = await client.launchedSince(agentId, new Date(since.getTime() - 60_000), { signal: ctx.signal });
   if (!newer.length) return undefined;
   const recorded = new Set(
     (await ctx.db.query<{ container_id: string }>('SELECT container_id FROM linkedin_invitations WHERE container_id = ANY($1::text[])', [newer.map((c) => c.id)])).map((r) => r.container_id),
   );
-  return newer.filter((c) => !recorded.has(c.id)).sort((a, b) => a.createdAt - b.createdAt)[0]?.id;
+  return newer.find((c) => !recorded.has(c.id))?.id;
 }
 
 const record = (ctx: StepContext, id: string, containerId: string) => ctx.db.query('UPDATE linkedin_invitations SET container_id = $2 WHERE id = $1', [id, containerId]);
@@ -98,7 +97,7 @@ function resultRow(result: unknown, profileUrl: string): Record<string, unknown>
   return rows.find((r) => normaliseProfileUrl(String(r.profileUrl ?? '')) === profileUrl);
 }
 
-async function settle(ctx: StepContext, input: { invitation: Invitation; rate_limited_wait?: string; quota?: string }, row: Row, run: RunResult) {
+async function settle(ctx: StepContext, input: { invitation: Invitation; rate_limited_wait?: string }, row: Row, run: RunResult) {
   const { invitation } = input;
   const outcome = run.outcome;
   const now = ctx.clock.now();
@@ -117,18 +116,18 @@ async function settle(ctx: StepContext, input: { invitation: Invitation; rate_li
     case 'session_expired':
     case 'disconnected': {
       await forget(ctx, row.id, outcome.message);
-      const quota = input.quota ?? 'linkedin-connect';
+      // The step's own quota (its `quota:` in the pipeline): the other invitations wait on it.
+      const quota = ctx.quota;
       const why = `LinkedIn account "${invitation.account}": ${outcome.kind === 'disconnected' ? 'disconnected by LinkedIn' : 'the session cookie is expired or invalid'} (${outcome.message})`;
-      // The other invitations wait on the paused quota: nothing more is launched until a person resumes it.
-      await ctx.pauseQuota({ quota, reason: `${why}; a person must renew the session cookie` });
+      if (quota) await ctx.pauseQuota({ quota, reason: `${why}; a person must renew the session cookie` });
       throw new NeedsAttentionError(
         `${why}. A person must renew the session cookie: log in to LinkedIn as that account, copy its li_at cookie into connectors.phantombuster.accounts.${invitation.account}.session_cookie ` +
-          `(or reconnect the Phantombuster agent's identity), then run: flows quotas resume ${quota}. Nothing more is launched meanwhile.`,
+          `(or reconnect the Phantombuster agent's identity), then ${quota ? `run: flows quotas resume ${quota}. Nothing more is launched meanwhile.` : 'run the pipeline again.'}`,
       );
     }
     case 'rate_limited': {
       await forget(ctx, row.id, outcome.message);
-      const until = new Date(now.getTime() + durationOf(input.rate_limited_wait, '6h'));
+      const until = new Date(now.getTime() + durationOf(input.rate_limited_wait));
       throw new DeferredError(`LinkedIn rate-limits account "${invitation.account}" (${outcome.message}): tried again at ${until.toISOString()}`, until);
     }
     case 'weekly_invitation_limit': {
@@ -173,7 +172,7 @@ export const linkedinInvite = defineStep({
     if (row.state !== 'planned') throw new SkipItemError(`${row.state}${row.reason ? ` (${row.reason})` : ''}`);
     const client = await ctx.use(phantombusterConnector);
     const agent = client.agentFor(row.account, 'connect');
-    const leaseMs = durationOf(input.lease, '40m');
+    const leaseMs = durationOf(input.lease);
     if (!(await takeLease(ctx, row.account, row.id, leaseMs))) {
       throw new DeferredError(`another launch holds LinkedIn account "${row.account}": tried again in a minute`, new Date(ctx.clock.now().getTime() + 60_000));
     }
