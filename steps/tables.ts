@@ -223,7 +223,7 @@ export interface LinkedinInvitationsTable {
   idempotency_key: string;
   week: string | null;
   planned_at: Timestamp;
-  /** When the launch was reserved on the account: a launch whose container id was lost is looked for from here. */
+  /** Before 0017: when the launch was reserved. Launches are in linkedin_launches now. */
   launched_at: Timestamp | null;
   sent_at: Timestamp | null;
   accepted_at: Timestamp | null;
@@ -231,11 +231,55 @@ export interface LinkedinInvitationsTable {
   run_id: string | null;
 }
 
-/** Which invitation holds a LinkedIn account's one launch at a time, and until when. */
+/** Which launch holds a LinkedIn account's one launch at a time (its linkedin_launches key), and until when. */
 export interface LinkedinAccountLeasesTable {
   account: string;
-  invitation_id: string | null;
+  holder: string | null;
   until: Timestamp | null;
+}
+
+/** Every Phantombuster launch on a LinkedIn account, by the key of what it does: reserved before it is made, its container recorded as soon as it exists. */
+export interface LinkedinLaunchesTable {
+  key: string;
+  account: string;
+  kind: string;
+  /** Set when the launch answered; a reservation without one is looked for among the agent's containers. */
+  container_id: string | null;
+  launched_at: Timestamp;
+  finished_at: Timestamp | null;
+  outcome: string | null;
+  run_id: string | null;
+}
+
+/** One row per LinkedIn message: the report link on acceptance and each follow-up of the sequence. */
+export interface LinkedinMessagesTable {
+  id: Generated<string>;
+  invitation_id: string;
+  prospect_id: string;
+  account: string;
+  campaign: string;
+  variant: string;
+  /** report-link, or the follow-up step's name. */
+  sequence_step: string;
+  text: string;
+  report_id: string | null;
+  state: Generated<'planned' | 'sent' | 'failed' | 'stopped'>;
+  container_id: string | null;
+  idempotency_key: string;
+  planned_at: Timestamp;
+  sent_at: Timestamp | null;
+  reason: string | null;
+  run_id: string | null;
+}
+
+/** A reply read from an account's inbox, once per thread message: it marks the prospect replied. */
+export interface LinkedinRepliesTable {
+  account: string;
+  profile_url: string;
+  message_at: Timestamp;
+  prospect_id: string | null;
+  text: string;
+  recorded_at: Timestamp;
 }
 
 export interface BusinessTables {
@@ -255,6 +299,9 @@ export interface BusinessTables {
   email_inbox_cursors: EmailInboxCursorsTable;
   linkedin_invitations: LinkedinInvitationsTable;
   linkedin_account_leases: LinkedinAccountLeasesTable;
+  linkedin_launches: LinkedinLaunchesTable;
+  linkedin_messages: LinkedinMessagesTable;
+  linkedin_replies: LinkedinRepliesTable;
 }
 
 export const businessMigrations: Record<string, Migration> = {
@@ -531,6 +578,62 @@ export const businessMigrations: Record<string, Migration> = {
         .addColumn('account', 'text', (c) => c.primaryKey())
         .addColumn('invitation_id', 'uuid')
         .addColumn('until', 'timestamptz')
+        .execute();
+    },
+  },
+  '0017_linkedin_messages': {
+    async up(db: Kysely<any>) {
+      // Every launch on an account, not only invitations: messages, exports and inbox reads
+      // take the same lease and are found again the same way after a crash.
+      await db.schema
+        .createTable('linkedin_launches')
+        .addColumn('key', 'text', (c) => c.primaryKey())
+        .addColumn('account', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('container_id', 'text', (c) => c.unique())
+        .addColumn('launched_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('finished_at', 'timestamptz')
+        .addColumn('outcome', 'text')
+        .addColumn('run_id', 'text')
+        .execute();
+      await db.schema.createIndex('linkedin_launches_account').on('linkedin_launches').columns(['account', 'kind', 'launched_at']).execute();
+      // Launches reserved by invitations before this table: their rows carry them over.
+      await sql`INSERT INTO linkedin_launches (key, account, kind, container_id, launched_at, finished_at, outcome)
+        SELECT idempotency_key, account, 'connect', container_id, launched_at, sent_at, CASE WHEN state = 'sent' THEN 'ok' END
+          FROM linkedin_invitations WHERE launched_at IS NOT NULL`.execute(db);
+      await sql`ALTER TABLE linkedin_account_leases ALTER COLUMN invitation_id TYPE text USING invitation_id::text`.execute(db);
+      await sql`ALTER TABLE linkedin_account_leases RENAME COLUMN invitation_id TO holder`.execute(db);
+      await db.schema.alterTable('linkedin_invitations').addColumn('withdrawn_at', 'timestamptz').execute();
+      await db.schema
+        .createTable('linkedin_messages')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('invitation_id', 'uuid', (c) => c.notNull().references('linkedin_invitations.id').onDelete('cascade'))
+        .addColumn('prospect_id', 'uuid', (c) => c.notNull().references('prospects.id').onDelete('cascade'))
+        .addColumn('account', 'text', (c) => c.notNull())
+        .addColumn('campaign', 'text', (c) => c.notNull())
+        .addColumn('variant', 'text', (c) => c.notNull())
+        .addColumn('sequence_step', 'text', (c) => c.notNull())
+        .addColumn('text', 'text', (c) => c.notNull())
+        .addColumn('report_id', 'uuid')
+        .addColumn('state', 'text', (c) => c.notNull().defaultTo('planned').check(sql`state IN ('planned', 'sent', 'failed', 'stopped')`))
+        .addColumn('container_id', 'text')
+        .addColumn('idempotency_key', 'text', (c) => c.notNull().unique())
+        .addColumn('planned_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('sent_at', 'timestamptz')
+        .addColumn('reason', 'text')
+        .addColumn('run_id', 'text')
+        .addUniqueConstraint('linkedin_messages_step', ['invitation_id', 'sequence_step'])
+        .execute();
+      await db.schema.createIndex('linkedin_messages_account').on('linkedin_messages').columns(['account', 'sent_at']).execute();
+      await db.schema
+        .createTable('linkedin_replies')
+        .addColumn('account', 'text', (c) => c.notNull())
+        .addColumn('profile_url', 'text', (c) => c.notNull())
+        .addColumn('message_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('prospect_id', 'uuid', (c) => c.references('prospects.id').onDelete('set null'))
+        .addColumn('text', 'text', (c) => c.notNull())
+        .addColumn('recorded_at', 'timestamptz', (c) => c.notNull())
+        .addPrimaryKeyConstraint('linkedin_replies_pk', ['account', 'profile_url', 'message_at'])
         .execute();
     },
   },

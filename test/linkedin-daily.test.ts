@@ -198,10 +198,12 @@ describe.each(testDatabases)('linkedin-daily after a crash between a launch and 
     const profile = 'https://www.linkedin.com/in/person-0/';
     const now = t.clock.now();
     await t.db.query(
-      `INSERT INTO linkedin_invitations (prospect_id, profile_url, account, campaign, variant, note, idempotency_key, week, planned_at, launched_at)
-       VALUES ($1, $2, 'sandbox', 'linkedin-connect', 'a', 'Hi Person0, a note', $3, $4, $5, $5)`,
+      `INSERT INTO linkedin_invitations (prospect_id, profile_url, account, campaign, variant, note, idempotency_key, week, planned_at)
+       VALUES ($1, $2, 'sandbox', 'linkedin-connect', 'a', 'Hi Person0, a note', $3, $4, $5)`,
       [p!.id, profile, `linkedin-invite:${p!.id}`, WEEK, now],
     );
+    // The launch was reserved, then the process died before its container id was recorded.
+    await t.db.query("INSERT INTO linkedin_launches (key, account, kind, launched_at) VALUES ($1, 'sandbox', 'connect', $2)", [`linkedin-invite:${p!.id}`, now]);
     const settings = t.config.connectors!.phantombuster as { accounts: Record<string, { agents: { connect: { id: string } } }> };
     const client = new PhantombusterClient({ apiKey: SANDBOX_API_KEY, baseUrl: t.sandbox.url, storageUrl: t.sandbox.storageUrl, clock: t.clock });
     const { containerId } = await client.launch(settings.accounts.sandbox!.agents.connect.id, { bonusArgument: { spreadsheetUrl: profile, message: 'Hi Person0, a note', numberOfAddsPerLaunch: 1 } });

@@ -23,12 +23,19 @@ export const LinkedinSchema = Type.Object(
       minLength: 1,
       description: 'Bare expression over metrics (see prospects.categorise) and prospect (company_name, has_email): higher is better. Ties go to the domain first in order.',
     }),
+    account_quotas: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        description:
+          'The quotas a LinkedIn account\'s launches go under (default: linkedin-connect and linkedin-message, those configured). An expired session or a disconnection pauses them all for the account, and while any is paused nothing is launched on it.',
+      }),
+    ),
   },
   { additionalProperties: false, description: 'Weekly LinkedIn outreach: volume and who comes first.' },
 );
-interface LinkedinConfig {
+export interface LinkedinConfig {
   weekly: number;
   score: string;
+  account_quotas?: string[];
 }
 
 /** ISO week ("2026-W49") of the week that starts at the next Monday 00:00 in `tz`. */

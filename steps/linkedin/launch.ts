@@ -1,0 +1,172 @@
+import type { AgentKind, PhantombusterClient, RunResult } from '../../connectors/phantombuster/client.ts';
+import { phantombusterConnector } from '../../connectors/phantombuster/connector.ts';
+import { configSection, DeferredError, NeedsAttentionError, periodAt, type StepContext } from '../../engine/sdk.ts';
+import type { LinkedinConfig } from './select.ts';
+
+/**
+ * Every Phantombuster launch on a LinkedIn account goes through `launchOnce`: invitations,
+ * messages, the connections export, the inbox scraper and the withdrawer alike. So the rules
+ * that keep an account safe exist once:
+ *
+ * - One launch at a time per account, across runs and machines: a lease row per account
+ *   (linkedin_account_leases) is taken in one statement before the launch (ON CONFLICT DO
+ *   UPDATE locks the account's row and re-reads it, so two takers never both win) and given
+ *   back after the wait. A step cannot hold an advisory lock over an HTTP call: each statement
+ *   of ctx.db is its own transaction. A lease left by a crash expires after `leaseMs`.
+ * - Nothing is launched twice for one key: the launch is reserved (linkedin_launches) before
+ *   it is made and its container recorded as soon as Phantombuster answers; a recorded
+ *   container is waited for, never launched again; a reservation whose container id was lost
+ *   in a crash is looked for among the agent's containers created since then that no launch
+ *   holds, before anything is launched again.
+ * - A paused account launches nothing: an expired session cookie or a disconnection pauses
+ *   every quota of `linkedin.account_quotas` for the account (a person renews the cookie and
+ *   resumes them), and while any of them is paused every launch on the account stops with
+ *   the reason, whatever step asks.
+ * - LinkedIn's rate limit waits `rateLimitedMs`; the weekly invitation limit waits for the
+ *   next day. A launch that did nothing (those, an empty run, a failure) is forgotten so the
+ *   next attempt launches again.
+ *
+ * What the caller gets is a finished run whose outcome is ok, empty or failed.
+ */
+
+export interface LaunchSpec {
+  account: string;
+  kind: AgentKind;
+  /** What the launch does, unique forever: the same key is never launched twice. */
+  key: string;
+  /** This launch's own argument, over the agent's configured one. */
+  bonusArgument: Record<string, unknown>;
+  /** How long one launch holds its account at most (longer than the connector's timeout). */
+  leaseMs: number;
+  /** How long LinkedIn's rate limit holds the account. */
+  rateLimitedMs: number;
+}
+
+interface LaunchRow {
+  container_id: string | null;
+  launched_at: Date | string;
+  outcome: string | null;
+}
+
+const DEFAULT_ACCOUNT_QUOTAS = ['linkedin-connect', 'linkedin-message'];
+
+/** The quotas the account's launches go under, of those configured. */
+export function accountQuotas(ctx: StepContext): string[] {
+  const named = configSection<LinkedinConfig>(ctx.config, 'linkedin')?.account_quotas ?? DEFAULT_ACCOUNT_QUOTAS;
+  const configured = new Set(Object.keys(ctx.config.quotas ?? {}));
+  return named.filter((q) => configured.has(q));
+}
+
+/** The key of a quota that stands for this account: the account itself when the quota is per key. */
+const keyFor = (ctx: StepContext, quota: string, account: string) => ((ctx.config.quotas?.[quota] as { per_key?: string } | undefined)?.per_key ? account : '');
+
+/** Why the account is paused, or undefined: a pause on any of its quotas, for it or for all. */
+export async function accountPause(ctx: StepContext, account: string): Promise<{ quota: string; reason: string } | undefined> {
+  for (const quota of accountQuotas(ctx)) {
+    const key = keyFor(ctx, quota, account);
+    const paused = (await ctx.quotaRoom(quota)).find((r) => r.paused && (r.key === key || r.key === ''));
+    if (paused?.paused) return { quota, reason: paused.paused };
+  }
+  return undefined;
+}
+
+async function takeLease(ctx: StepContext, account: string, holder: string, leaseMs: number): Promise<boolean> {
+  const now = ctx.clock.now();
+  const rows = await ctx.db.query(
+    `INSERT INTO linkedin_account_leases (account, holder, until) VALUES ($1, $2, $3)
+     ON CONFLICT (account) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
+      WHERE linkedin_account_leases.holder IS NULL OR linkedin_account_leases.holder = EXCLUDED.holder OR linkedin_account_leases.until < $4
+     RETURNING holder`,
+    [account, holder, new Date(now.getTime() + leaseMs), now],
+  );
+  return rows.length > 0;
+}
+
+const releaseLease = (ctx: StepContext, account: string, holder: string) =>
+  ctx.db.query('UPDATE linkedin_account_leases SET holder = NULL, until = NULL WHERE account = $1 AND holder = $2', [account, holder]);
+
+/** The container of a launch reserved at `since` whose id was never recorded: the oldest since then that no launch holds. */
+async function lostLaunch(ctx: StepContext, client: PhantombusterClient, agentId: string, since: Date): Promise<string | undefined> {
+  // A minute of slack for the difference between our clock and Phantombuster's.
+  const newer = await client.launchedSince(agentId, new Date(since.getTime() - 60_000), { signal: ctx.signal });
+  if (!newer.length) return undefined;
+  const recorded = new Set(
+    (await ctx.db.query<{ container_id: string }>('SELECT container_id FROM linkedin_launches WHERE container_id = ANY($1::text[])', [newer.map((c) => c.id)])).map((r) => r.container_id),
+  );
+  return newer.find((c) => !recorded.has(c.id))?.id;
+}
+
+/** A launch that did nothing: its reservation is dropped, so the next attempt launches again. */
+const forget = (ctx: StepContext, key: string) => ctx.db.query('DELETE FROM linkedin_launches WHERE key = $1', [key]);
+
+/** Pauses the account's quotas for a person and stops the step. */
+async function needsPerson(ctx: StepContext, account: string, kind: 'session_expired' | 'disconnected', message: string): Promise<never> {
+  const quotas = accountQuotas(ctx);
+  const why = `LinkedIn account "${account}": ${kind === 'disconnected' ? 'disconnected by LinkedIn' : 'the session cookie is expired or invalid'} (${message})`;
+  for (const quota of quotas) await ctx.pauseQuota({ quota, key: keyFor(ctx, quota, account), reason: `${why}; a person must renew the session cookie` });
+  throw new NeedsAttentionError(
+    `${why}. A person must renew the session cookie: log in to LinkedIn as that account, copy its li_at cookie into connectors.phantombuster.accounts.${account}.session_cookie ` +
+      `(or reconnect the Phantombuster agent's identity), then ${quotas.length ? `run: ${quotas.map((q) => `flows quotas resume ${q}`).join(' and ')}. Nothing more is launched on the account meanwhile.` : 'run the pipeline again.'}`,
+  );
+}
+
+/** Launches the account's agent of `kind` once for `key` (or finds the launch made before) and waits for its end. */
+export async function launchOnce(ctx: StepContext, spec: LaunchSpec): Promise<RunResult> {
+  const { account, kind, key } = spec;
+  const paused = await accountPause(ctx, account);
+  if (paused) {
+    throw new NeedsAttentionError(`LinkedIn account "${account}" is paused (quota ${paused.quota}): ${paused.reason}. Nothing is launched on it until a person runs: flows quotas resume ${paused.quota}`);
+  }
+  const client = await ctx.use(phantombusterConnector);
+  const agent = client.agentFor(account, kind);
+  if (!(await takeLease(ctx, account, key, spec.leaseMs))) {
+    throw new DeferredError(`another launch holds LinkedIn account "${account}": tried again in a minute`, new Date(ctx.clock.now().getTime() + 60_000));
+  }
+  let run: RunResult;
+  try {
+    const now = ctx.clock.now();
+    const [before] = await ctx.db.query<LaunchRow>('SELECT container_id, launched_at, outcome FROM linkedin_launches WHERE key = $1', [key]);
+    let containerId = before?.container_id ?? (before ? await lostLaunch(ctx, client, agent.id, new Date(before.launched_at)) : undefined);
+    if (containerId) {
+      if (!before?.container_id) await ctx.db.query('UPDATE linkedin_launches SET container_id = $2 WHERE key = $1', [key, containerId]);
+      ctx.log.info({ container: containerId, key }, 'waiting for the launch an earlier attempt made');
+      run = await client.wait(containerId, { signal: ctx.signal });
+    } else {
+      if (await client.isRunning(agent.id, { signal: ctx.signal })) {
+        throw new DeferredError(`the ${kind} agent of account "${account}" is running already (launched elsewhere): tried again in ten minutes`, new Date(ctx.clock.now().getTime() + 600_000));
+      }
+      await ctx.db.query(
+        `INSERT INTO linkedin_launches (key, account, kind, launched_at, run_id) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (key) DO UPDATE SET launched_at = EXCLUDED.launched_at, container_id = NULL`,
+        [key, account, kind, now, ctx.run.id],
+      );
+      run = await client.run(
+        agent.id,
+        { ...(Object.keys(agent.argument).length ? { argument: agent.argument } : {}), bonusArgument: spec.bonusArgument },
+        { signal: ctx.signal, onLaunched: (id) => ctx.db.query('UPDATE linkedin_launches SET container_id = $2 WHERE key = $1', [key, id]).then(() => undefined) },
+      );
+    }
+    const outcome = run.outcome;
+    if (outcome.kind === 'ok') await ctx.db.query("UPDATE linkedin_launches SET finished_at = $2, outcome = 'ok' WHERE key = $1", [key, ctx.clock.now()]);
+    else await forget(ctx, key);
+  } finally {
+    await releaseLease(ctx, account, key);
+  }
+  const outcome = run.outcome;
+  const now = ctx.clock.now();
+  switch (outcome.kind) {
+    case 'session_expired':
+    case 'disconnected':
+      return needsPerson(ctx, account, outcome.kind, outcome.message);
+    case 'rate_limited': {
+      const until = new Date(now.getTime() + spec.rateLimitedMs);
+      throw new DeferredError(`LinkedIn rate-limits account "${account}" (${outcome.message}): tried again at ${until.toISOString()}`, until);
+    }
+    case 'weekly_invitation_limit': {
+      const until = periodAt('day', ctx.config.business?.timezone ?? 'UTC', now).end;
+      throw new DeferredError(`LinkedIn's weekly invitation limit on account "${account}" (${outcome.message}): tried again at ${until.toISOString()}`, until);
+    }
+    default:
+      return run;
+  }
+}
