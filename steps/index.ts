@@ -34,6 +34,10 @@ import { EnrichmentSchema, prospectsCensus } from './prospects/census.ts';
 import { LinkedinSchema, linkedinSelect } from './linkedin/select.ts';
 import { linkedinPlanInvitations } from './linkedin/plan_invitations.ts';
 import { linkedinInvite } from './linkedin/invite.ts';
+import { linkedinAcceptances } from './linkedin/acceptances.ts';
+import { linkedinMessage } from './linkedin/message.ts';
+import { linkedinFollowUps } from './linkedin/follow_ups.ts';
+import { linkedinReplies } from './linkedin/replies.ts';
 import { reportAnalyseBatch } from './report/analyse_batch.ts';
 import { businessMigrations } from './tables.ts';
 
@@ -68,6 +72,10 @@ export const builtinSteps = [
   reportFind,
   linkedinPlanInvitations,
   linkedinInvite,
+  linkedinAcceptances,
+  linkedinMessage,
+  linkedinFollowUps,
+  linkedinReplies,
 ];
 
 /** Pages the daemon serves besides webhooks. */

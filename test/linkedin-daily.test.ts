@@ -39,6 +39,7 @@ interface Setup {
   config: EngineConfig;
   pipeline: Pipeline;
   resources: Resources;
+  agents: Record<'connect' | 'message' | 'connections' | 'inbox', { id: string }>;
 }
 
 function setup(open: () => Promise<Database>): Setup {
@@ -48,7 +49,8 @@ function setup(open: () => Promise<Database>): Setup {
     t.state = mkdtempSync(join(tmpdir(), 'flows-linkedin-daily-'));
     t.clock = new ManualClock(new Date(MONDAY));
     t.sandbox = await startPhantombusterSandbox({ now: () => t.clock.now() });
-    const agents = Object.fromEntries((['connect', 'message', 'connections', 'inbox'] as const).map((kind) => [kind, { id: t.sandbox.addAgent({ kind, account: 'sandbox' }) }]));
+    const agents = Object.fromEntries((['connect', 'message', 'connections', 'inbox'] as const).map((kind) => [kind, { id: t.sandbox.addAgent({ kind, account: 'sandbox' }) }])) as Setup['agents'];
+    t.agents = agents;
     const registry = createRegistry();
     t.config = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', {}, registry).config!;
     t.config.connectors = {
@@ -103,9 +105,10 @@ describe.each(testDatabases)('linkedin-daily on $name', ({ open }) => {
     executeRun({ pipeline: t.pipeline, config: t.config, store: new RunStore(t.db), clock, resources: t.resources, dryRun, parkAfterMs: DAY, outDir: join(t.state, `dry-${Math.random()}`) });
   const sent = () =>
     t.db.query<{ prospect_id: string; profile_url: string; account: string; variant: string; note: string; sent_at: Date; container_id: string; domain: string }>(
-      "SELECT i.prospect_id::text, i.profile_url, i.account, i.variant, i.note, i.sent_at, i.container_id, p.domain FROM linkedin_invitations i JOIN prospects p ON p.id = i.prospect_id WHERE i.state = 'sent' ORDER BY i.sent_at",
+      "SELECT i.prospect_id::text, i.profile_url, i.account, i.variant, i.note, i.sent_at, i.container_id, p.domain FROM linkedin_invitations i JOIN prospects p ON p.id = i.prospect_id WHERE i.sent_at IS NOT NULL ORDER BY i.sent_at",
     );
   const toDay = (iso: string) => t.clock.advance(Date.parse(iso) - t.clock.now().getTime());
+  const connects = () => t.sandbox.launches.filter((l) => l.agentId === t.agents.connect.id);
 
   it('a dry run lists the day\'s invitations and writes nothing; the run then sends exactly those, 17, within the window', async () => {
     const dry = await run(new ManualClock(new Date(MONDAY)), true);
@@ -119,10 +122,10 @@ describe.each(testDatabases)('linkedin-daily on $name', ({ open }) => {
     expect(real.status, real.error).toBe('completed');
     const rows = await sent();
     expect(rows).toHaveLength(17);
-    expect(t.sandbox.launches).toHaveLength(17);
+    expect(connects()).toHaveLength(17);
     expect(predicted.map((e) => e.summary).sort()).toEqual(rows.map((r) => `LinkedIn invitation to ${r.profile_url} from sandbox [${r.variant}]: ${r.note}`).sort());
     // Each launch: one profile, its note as the message, the container recorded.
-    for (const launch of t.sandbox.launches) {
+    for (const launch of connects()) {
       const row = rows.find((r) => r.container_id === launch.containerId)!;
       expect(launch.bonusArgument).toEqual({ spreadsheetUrl: row.profile_url, message: row.note, numberOfAddsPerLaunch: 1 });
     }
@@ -141,7 +144,7 @@ describe.each(testDatabases)('linkedin-daily on $name', ({ open }) => {
     t.clock.advance(3 * 3_600_000);
     const again = await run(t.clock);
     expect(again.status, again.error).toBe('completed');
-    expect(t.sandbox.launches).toHaveLength(17);
+    expect(connects()).toHaveLength(17);
     expect(await t.db.query('SELECT id FROM linkedin_invitations')).toHaveLength(17);
   }, 60_000);
 
@@ -177,15 +180,20 @@ describe.each(testDatabases)('linkedin-daily on $name', ({ open }) => {
     t.sandbox.expireSession('sandbox');
     const before = t.sandbox.launches.length;
     const result = await run(t.clock);
-    // The invitation fails naming the account; the others wait on the paused quota for a person.
-    expect(result.status).toBe('waiting');
+    // The first launch (the inbox) stops the run naming the account; the account's quotas are paused for a person.
+    expect(result.status).toBe('needs_attention');
     const error = [result.error ?? '', ...result.failures.map((f) => f.error ?? '')].join('\n');
     expect(error).toMatch(/account "sandbox"/);
     expect(error).toMatch(/renew the session cookie/);
     expect(t.sandbox.launches.length - before).toBe(1);
     expect((await sent()).filter((r) => new Date(r.sent_at).getTime() >= Date.parse('2026-11-30T00:00:00Z'))).toHaveLength(0);
-    const [row] = await t.db.query<{ state: string; container_id: string | null }>("SELECT state, container_id FROM linkedin_invitations WHERE week = $1 ORDER BY planned_at LIMIT 1", [NEXT_WEEK]);
-    expect(row).toEqual({ state: 'planned', container_id: null });
+    const paused = await t.db.query<{ quota: string }>('SELECT quota FROM flow_quota_pauses ORDER BY quota');
+    expect(paused.map((p) => p.quota)).toEqual(['linkedin-connect', 'linkedin-message']);
+    // Run again without a person: nothing is launched at all.
+    t.clock.advance(3_600_000);
+    const again = await run(t.clock);
+    expect(again.status).toBe('needs_attention');
+    expect(t.sandbox.launches.length - before).toBe(1);
   }, 120_000);
 });
 
@@ -213,7 +221,7 @@ describe.each(testDatabases)('linkedin-daily after a crash between a launch and 
     const [row] = await t.db.query<{ state: string; container_id: string }>('SELECT state, container_id FROM linkedin_invitations WHERE prospect_id = $1', [p!.id]);
     expect(row).toEqual({ state: 'sent', container_id: containerId });
     expect(t.sandbox.invitations('sandbox').filter((i) => i.person.profileUrl === profile)).toHaveLength(1);
-    expect(t.sandbox.launches).toHaveLength(17); // the lost one and 16 new: 17 today
+    expect(t.sandbox.launches.filter((l) => l.agentId === t.agents.connect.id)).toHaveLength(17); // the lost one and 16 new: 17 today
     expect(t.sandbox.overlaps).toBe(0);
   }, 120_000);
 });

@@ -85,7 +85,7 @@ export function weekOf(now: Date, tz: string): string {
   return `${thursday.getUTCFullYear()}-W${String(week).padStart(2, '0')}`;
 }
 
-/** The notes' templates, templates/linkedin/<name>.liquid, each parsed once per process. */
+/** The notes' and messages' templates, templates/linkedin/<name>.liquid, each parsed once per process. */
 export class NoteTemplates {
   private readonly liquid: Liquid;
   private readonly parsed = new Map<string, Promise<Template[]>>();
@@ -93,7 +93,8 @@ export class NoteTemplates {
     this.liquid = new Liquid({ root: dir, strictVariables: true, strictFilters: true, cache: true });
   }
 
-  async render(template: string, data: Record<string, unknown>): Promise<string> {
+  /** The template filled in: on one line (a note), or with `lines` its lines kept, each trimmed, blank runs made one (a message). */
+  async render(template: string, data: Record<string, unknown>, options: { lines?: boolean } = {}): Promise<string> {
     let parsed = this.parsed.get(template);
     if (!parsed) {
       const file = join(this.dir, `${template}.liquid`);
@@ -107,7 +108,14 @@ export class NoteTemplates {
       parsed.catch(() => this.parsed.delete(template));
     }
     try {
-      return this.liquid.renderSync(await parsed, data).replace(/\s+/g, ' ').trim();
+      const text: string = this.liquid.renderSync(await parsed, data);
+      if (!options.lines) return text.replace(/\s+/g, ' ').trim();
+      return text
+        .split(/\r?\n/)
+        .map((line) => line.replace(/[ \t]+/g, ' ').trim())
+        .join('\n')
+        .replace(/\n{3,}/g, '\n\n')
+        .trim();
     } catch (err) {
       throw new NonRetriableError(`linkedin note template "${template}": ${errorMessage(err)}`, { cause: err });
     }
