@@ -34,6 +34,7 @@ import { EnrichmentSchema, prospectsCensus } from './prospects/census.ts';
 import { LinkedinSchema, linkedinSelect } from './linkedin/select.ts';
 import { linkedinPlanInvitations } from './linkedin/plan_invitations.ts';
 import { linkedinInvite } from './linkedin/invite.ts';
+import { phantombusterWebhookPage } from './linkedin/webhook-page.ts';
 import { reportAnalyseBatch } from './report/analyse_batch.ts';
 import { businessMigrations } from './tables.ts';
 
@@ -71,7 +72,7 @@ export const builtinSteps = [
 ];
 
 /** Pages the daemon serves besides webhooks. */
-export const builtinPages: readonly Page[] = [...reportPages, ...emailPages, ...clickPages, inboundMailPage];
+export const builtinPages: readonly Page[] = [...reportPages, ...emailPages, ...clickPages, inboundMailPage, phantombusterWebhookPage];
 
 /** The steps, the connectors (and the verifier types they bring) and the config sections steps read. */
 export function createRegistry(): StepRegistry {
