@@ -38,6 +38,7 @@ import { linkedinAcceptances } from './linkedin/acceptances.ts';
 import { linkedinMessage } from './linkedin/message.ts';
 import { linkedinFollowUps } from './linkedin/follow_ups.ts';
 import { linkedinReplies } from './linkedin/replies.ts';
+import { phantombusterWebhookPage } from './linkedin/webhook-page.ts';
 import { reportAnalyseBatch } from './report/analyse_batch.ts';
 import { businessMigrations } from './tables.ts';
 
@@ -79,7 +80,7 @@ export const builtinSteps = [
 ];
 
 /** Pages the daemon serves besides webhooks. */
-export const builtinPages: readonly Page[] = [...reportPages, ...emailPages, ...clickPages, inboundMailPage];
+export const builtinPages: readonly Page[] = [...reportPages, ...emailPages, ...clickPages, inboundMailPage, phantombusterWebhookPage];
 
 /** The steps, the connectors (and the verifier types they bring) and the config sections steps read. */
 export function createRegistry(): StepRegistry {

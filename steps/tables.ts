@@ -282,6 +282,24 @@ export interface LinkedinRepliesTable {
   recorded_at: Timestamp;
 }
 
+/** A Phantombuster run an end-of-run webhook told of, once per container, as the API describes it (never as the webhook's body did). */
+export interface PhantombusterRunsTable {
+  container_id: string;
+  agent_id: string | null;
+  /** The account whose agent ran it; null for an agent no account configures. */
+  account: string | null;
+  /** What the agent does for the account (connect, message ...); null with the account. */
+  kind: string | null;
+  /** The container's status from the API (finished ...). */
+  status: string;
+  exit_code: number | null;
+  /** The run's outcome kind as classify() reads it: ok, empty, session_expired ... */
+  outcome: string;
+  received_at: Timestamp;
+  /** When the API was asked. */
+  fetched_at: Timestamp;
+}
+
 export interface BusinessTables {
   prospects: ProspectsTable;
   prospect_intelligence: ProspectIntelligenceTable;
@@ -302,6 +320,7 @@ export interface BusinessTables {
   linkedin_launches: LinkedinLaunchesTable;
   linkedin_messages: LinkedinMessagesTable;
   linkedin_replies: LinkedinRepliesTable;
+  phantombuster_runs: PhantombusterRunsTable;
 }
 
 export const businessMigrations: Record<string, Migration> = {
@@ -635,6 +654,24 @@ export const businessMigrations: Record<string, Migration> = {
         .addColumn('recorded_at', 'timestamptz', (c) => c.notNull())
         .addPrimaryKeyConstraint('linkedin_replies_pk', ['account', 'profile_url', 'message_at'])
         .execute();
+    },
+  },
+  '0018_phantombuster_webhooks': {
+    async up(db: Kysely<any>) {
+      // The container id is the webhook's dedupe key: a second POST for it changes nothing.
+      await db.schema
+        .createTable('phantombuster_runs')
+        .addColumn('container_id', 'text', (c) => c.primaryKey())
+        .addColumn('agent_id', 'text')
+        .addColumn('account', 'text')
+        .addColumn('kind', 'text')
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('exit_code', 'integer')
+        .addColumn('outcome', 'text', (c) => c.notNull())
+        .addColumn('received_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('fetched_at', 'timestamptz', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('phantombuster_runs_account').on('phantombuster_runs').columns(['account', 'received_at']).execute();
     },
   },
 };

@@ -39,6 +39,9 @@ import { classify, type RunOutcome } from './classify.ts';
 export const PHANTOMBUSTER_API_URL = 'https://api.phantombuster.com/api/v2/';
 export const PHANTOMBUSTER_STORAGE_URL = 'https://phantombuster.s3.amazonaws.com/';
 
+/** A webhook secret shorter than this keeps the route closed: it is all that guards the URL. */
+export const WEBHOOK_SECRET_MIN_LENGTH = 16;
+
 export const AGENT_KINDS = ['connect', 'message', 'connections', 'inbox', 'withdraw'] as const;
 export type AgentKind = (typeof AGENT_KINDS)[number];
 
@@ -83,6 +86,11 @@ export const PhantombusterConfigSchema = Type.Object(
     poll: Type.String({ pattern: DURATION_PATTERN, default: '10s', description: "How often a running launch's container is checked, like \"10s\"." }),
     timeout: Type.String({ pattern: DURATION_PATTERN, default: '30m', description: 'How long a launch may run before the wait gives up (the launch goes on; it is found again by its container).' }),
     request_timeout: Type.String({ pattern: DURATION_PATTERN, default: '30s', description: 'How long one API request may take.' }),
+    webhook_secret: Type.Optional(
+      Type.String({
+        description: `The secret in the path of the daemon's POST /hooks/phantombuster/<secret>, the URL set as each agent's webhook, through \${{ env.PHANTOMBUSTER_WEBHOOK_SECRET }}: a long random string (at least ${WEBHOOK_SECRET_MIN_LENGTH} characters). Unset or shorter: the route answers 404.`,
+      }),
+    ),
     accounts: Type.Record(Type.String({ pattern: '^[a-z0-9_-]+$' }), AccountSchema, {
       default: {},
       description: 'LinkedIn identities by name, each with its session cookie and its phantoms; the sandbox makes one ("sandbox") when none is set.',
@@ -181,8 +189,14 @@ export interface PhantombusterClientOptions {
   clock?: { now(): Date; sleep(ms: number, signal?: AbortSignal): Promise<void> };
 }
 
+/** Phantombuster answered 404: no such container or agent in this workspace. */
+export class PhantombusterNotFoundError extends NonRetriableError {
+  override readonly name: string = 'PhantombusterNotFoundError';
+}
+
 const FINAL_STATUSES = new Set(['finished', 'launch error', 'never launched', 'unknown']);
-const isFinal = (c: Container) => FINAL_STATUSES.has(c.status) || (c.endedAt != null && c.status !== 'running' && c.status !== 'starting');
+/** Whether the container's run has ended (what wait() polls for). */
+export const isFinal = (c: Container) => FINAL_STATUSES.has(c.status) || (c.endedAt != null && c.status !== 'running' && c.status !== 'starting');
 
 export class PhantombusterClient implements PhantombusterApi {
   readonly accounts: Readonly<Record<string, PhantombusterAccount>>;
@@ -356,6 +370,7 @@ export class PhantombusterClient implements PhantombusterApi {
     if (status === 401 || status === 403) {
       throw new NonRetriableError(`${where}: ${status}, Phantombuster refused the API key: check connectors.phantombuster.api_key (Workspace settings -> API keys): ${snippet}`);
     }
+    if (status === 404) throw new PhantombusterNotFoundError(`${where}: 404 from Phantombuster: ${snippet}`);
     if (status >= 400) throw new NonRetriableError(`${where}: ${status} from Phantombuster: ${snippet}`);
     try {
       return JSON.parse(text) as unknown;

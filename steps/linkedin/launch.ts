@@ -51,14 +51,14 @@ interface LaunchRow {
 const DEFAULT_ACCOUNT_QUOTAS = ['linkedin-connect', 'linkedin-message'];
 
 /** The quotas the account's launches go under, of those configured. */
-export function accountQuotas(ctx: StepContext): string[] {
+export function accountQuotas(ctx: Pick<StepContext, 'config'>): string[] {
   const named = configSection<LinkedinConfig>(ctx.config, 'linkedin')?.account_quotas ?? DEFAULT_ACCOUNT_QUOTAS;
   const configured = new Set(Object.keys(ctx.config.quotas ?? {}));
   return named.filter((q) => configured.has(q));
 }
 
 /** The key of a quota that stands for this account: the account itself when the quota is per key. */
-const keyFor = (ctx: StepContext, quota: string, account: string) => ((ctx.config.quotas?.[quota] as { per_key?: string } | undefined)?.per_key ? account : '');
+export const keyFor = (ctx: Pick<StepContext, 'config'>, quota: string, account: string) => ((ctx.config.quotas?.[quota] as { per_key?: string } | undefined)?.per_key ? account : '');
 
 /** Why the account is paused, or undefined: a pause on any of its quotas, for it or for all. */
 export async function accountPause(ctx: StepContext, account: string): Promise<{ quota: string; reason: string } | undefined> {
