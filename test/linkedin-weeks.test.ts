@@ -248,6 +248,7 @@ describe.each(testDatabases)('linkedin-daily over three weeks, on $name', ({ ope
     expect(count('linkedin.invited')).toBe(15 * 17);
     expect(count('linkedin.accepted')).toBe((await t.db.query("SELECT id FROM linkedin_invitations WHERE state = 'accepted'")).length);
     expect(count('linkedin.messaged')).toBe((await t.db.query("SELECT id FROM linkedin_messages WHERE state = 'sent'")).length);
+    expect(count('linkedin.account_paused')).toBe(1);
     expect(count('linkedin.replied')).toBe((await t.db.query('SELECT profile_url FROM linkedin_replies')).length);
   });
 

@@ -29,7 +29,7 @@ const RUN_MS = 60_000;
 
 /** The shipped config, with a per-account message quota beside linkedin-connect (one for all accounts). */
 function config(env: Record<string, string>, sandbox: PhantombusterSandbox, agents: Record<string, { id: string }>): EngineConfig {
-  const text = readFileSync('pipelines/flows.config.yaml', 'utf8').replace('quotas:', 'quotas:\n  linkedin-message:\n    caps: { day: 20 }\n    per_key: account');
+  const text = readFileSync('pipelines/flows.config.yaml', 'utf8').replace(/^( {2}linkedin-message:.*)$/m, '$1\n    per_key: account');
   const loaded = loadConfig(text, 'flows.config.yaml', env, createRegistry());
   expect(loaded.diagnostics).toEqual([]);
   const config = loaded.config!;

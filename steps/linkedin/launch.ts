@@ -99,11 +99,28 @@ async function lostLaunch(ctx: StepContext, client: PhantombusterClient, agentId
 /** A launch that did nothing: its reservation is dropped, so the next attempt launches again. */
 const forget = (ctx: StepContext, key: string) => ctx.db.query('DELETE FROM linkedin_launches WHERE key = $1', [key]);
 
+// The pauses and their linkedin.account_paused event in one statement (the webhook's record
+// writes the same event beside its own pauses). A pause without an end, a person's or an
+// earlier one, is kept as it is.
+const PAUSE_ACCOUNT = `
+WITH paused AS (
+  INSERT INTO flow_quota_pauses (quota, quota_key, reason, paused_by, paused_at, until)
+  SELECT p.quota, p.quota_key, $2, $3, $4, NULL FROM unnest($5::text[], $6::text[]) AS p(quota, quota_key)
+  ON CONFLICT (quota, quota_key) DO UPDATE SET reason = EXCLUDED.reason, paused_by = EXCLUDED.paused_by, paused_at = EXCLUDED.paused_at, until = NULL
+    WHERE flow_quota_pauses.until IS NOT NULL
+  RETURNING quota
+)
+INSERT INTO flow_events (type, key, payload, run_id, occurred_at)
+SELECT 'linkedin.account_paused', $1, jsonb_build_object('channel', 'linkedin', 'account', $1::text, 'reason', $2::text, 'quotas', to_jsonb(array_agg(quota ORDER BY quota))), $7, $4
+  FROM paused HAVING count(*) > 0`;
+
 /** Pauses the account's quotas for a person and stops the step. */
 async function needsPerson(ctx: StepContext, account: string, kind: 'session_expired' | 'disconnected', message: string): Promise<never> {
   const quotas = accountQuotas(ctx);
   const why = `LinkedIn account "${account}": ${kind === 'disconnected' ? 'disconnected by LinkedIn' : 'the session cookie is expired or invalid'} (${message})`;
-  for (const quota of quotas) await ctx.pauseQuota({ quota, key: keyFor(ctx, quota, account), reason: `${why}; a person must renew the session cookie` });
+  const reason = `${why}; a person must renew the session cookie`;
+  await ctx.db.query(PAUSE_ACCOUNT, [account, reason, `run ${ctx.run.id} (LinkedIn launch)`, ctx.clock.now(), quotas, quotas.map((q) => keyFor(ctx, q, account)), ctx.run.id]);
+  ctx.log.warn({ account, quotas }, `LinkedIn account paused: ${reason}`);
   throw new NeedsAttentionError(
     `${why}. A person must renew the session cookie: log in to LinkedIn as that account, copy its li_at cookie into connectors.phantombuster.accounts.${account}.session_cookie ` +
       `(or reconnect the Phantombuster agent's identity), then ${quotas.length ? `run: ${quotas.map((q) => `flows quotas resume ${q}`).join(' and ')}. Nothing more is launched on the account meanwhile.` : 'run the pipeline again.'}`,

@@ -132,6 +132,11 @@ WITH run AS (
   ON CONFLICT (quota, quota_key) DO UPDATE SET reason = EXCLUDED.reason, paused_by = EXCLUDED.paused_by, paused_at = EXCLUDED.paused_at, until = NULL
     WHERE flow_quota_pauses.until IS NOT NULL
   RETURNING quota, quota_key
+), paused_event AS (
+  INSERT INTO flow_events (type, key, payload, run_id, occurred_at)
+  SELECT 'linkedin.account_paused', $3, jsonb_build_object('channel', 'linkedin', 'account', $3::text, 'reason', $11::text, 'quotas', to_jsonb(array_agg(quota ORDER BY quota)), 'container_id', $1::text), NULL, $9
+    FROM paused HAVING count(*) > 0
+  RETURNING id
 )
 SELECT (SELECT count(*) FROM run)::int AS recorded, (SELECT count(*) FROM event)::int AS events,
        ARRAY(SELECT CASE WHEN quota_key = '' THEN quota ELSE quota || ':' || quota_key END FROM paused ORDER BY 1) AS paused`;
