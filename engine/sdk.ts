@@ -34,6 +34,7 @@ export {
 } from './errors.ts';
 export { DURATION_PATTERN, formatDuration, parseDuration } from './duration.ts';
 export { periodAt } from './flow-control/periods.ts';
+export { isTimezone } from './flow-control/quota-spec.ts';
 export type { Logger } from './log.ts';
 export { usd } from './format.ts';
 export { isAlive } from './processes.ts';

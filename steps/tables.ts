@@ -23,6 +23,8 @@ export interface ProspectsTable {
   linkedin_url: string | null;
   /** A Sales Navigator lead page, kept apart: never the profile, never invited. */
   sales_navigator_url: string | null;
+  /** IANA timezone of the contact, when a source gave a valid one. */
+  timezone: string | null;
   category: string | null;
   category_reason: string | null;
   metrics: Json<Record<string, unknown>> | null;
@@ -672,6 +674,12 @@ export const businessMigrations: Record<string, Migration> = {
         .addColumn('fetched_at', 'timestamptz', (c) => c.notNull())
         .execute();
       await db.schema.createIndex('phantombuster_runs_account').on('phantombuster_runs').columns(['account', 'received_at']).execute();
+    },
+  },
+  '0019_prospect_timezone': {
+    async up(db: Kysely<any>) {
+      // The contact's timezone when a source gives it: their emails go in their working hours.
+      await db.schema.alterTable('prospects').addColumn('timezone', 'text').execute();
     },
   },
 };

@@ -64,6 +64,8 @@ async function seed(db: Database): Promise<void> {
   await db.query("INSERT INTO payments (session_id, event_id, prospect_id, email, amount, currency, paid_at) SELECT 'cs_1', 'evt_1', id, email, 9900, 'usd', now() FROM prospects WHERE domain = 'site-41.test'");
   await db.query("UPDATE prospects SET replied_at = now(), reply_channel = 'linkedin' WHERE domain = 'site-42.test'");
   await db.query("UPDATE prospects SET email = NULL WHERE domain = 'site-43.test'");
+  // Two in New York (the last two by score): their window is 08:00-18:00 there, 13:00-23:00 in London.
+  await db.query("UPDATE prospects SET timezone = 'America/New_York' WHERE domain IN ('site-38.test', 'site-39.test')");
 }
 
 describe.each(testDatabases)('email-daily on $name', ({ open }) => {
@@ -103,6 +105,16 @@ describe.each(testDatabases)('email-daily on $name', ({ open }) => {
       for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(600_000);
     }
     expect(Math.min(...sent.map((s) => new Date(s.sent_at).getTime()))).toBe(Date.parse('2026-11-23T08:00:00Z'));
+    // The recipient's window where their timezone is known, in the plan and in the run.
+    const zones = new Map((await t.db.query<{ id: string; timezone: string | null }>('SELECT id::text, timezone FROM prospects')).map((p) => [p.id, p.timezone]));
+    for (const s of sent) {
+      const label = predicted.find((e) => e.key === `send:${s.idempotency_key}`)!.slot!.label;
+      if (zones.get(s.prospect_id) === 'America/New_York') {
+        expect(label).toMatch(/America\/New_York$/);
+        expect(new Date(s.sent_at).getTime()).toBeGreaterThanOrEqual(Date.parse('2026-11-23T13:00:00Z'));
+      } else expect(label).toMatch(/Europe\/London$/);
+    }
+    expect([...zones.values()].filter((z) => z === 'America/New_York')).toHaveLength(2);
 
     // Nobody who must not get one did.
     const to = t.smtp.messages.map((m) => m.envelope.to[0]);

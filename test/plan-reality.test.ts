@@ -24,6 +24,7 @@ const config: EngineConfig = {
     ramped: { caps: { day: 6 }, ramp: { start: 2, step: 2, from: '2026-11-23' }, window: '09:00-17:00' },
     shared: { caps: { day: 3 }, window: '09:00-17:00', spacing: '5m' },
     open: { caps: { day: 100 } },
+    local: { caps: { day: 10 }, days: weekdays, window: '09:00-17:00' },
     rotation: {
       caps: { day: 4, rolling_24h: 4 },
       days: weekdays,
@@ -117,6 +118,33 @@ describe.each(testDatabases)('plan equals reality on $name', ({ open }) => {
     }
     const firstThree = rows.sort((a, b) => new Date(a.at).getTime() - new Date(b.at).getTime()).slice(0, 3).map((r) => r.quota_key);
     expect(new Set(firstThree).size).toBe(3);
+  });
+
+  it("over windows read in each recipient's timezone: New York's 09:00 is 14:00 in London; no timezone, or a wrong one, keeps the quota's", async () => {
+    const zone = "\${{ ['America/New_York', '', 'Not/A_Zone'][item % 3] }}";
+    const yaml = sends('local', { n: 6, extra: `quota_timezone: "${zone}"` });
+    const at = '2026-11-23T08:00:00Z'; // Monday, before either window
+    const dry = await dryRun(yaml, at);
+    const plan = Object.fromEntries(dry.effects.map((e) => [e.item, `${e.slot!.at} ${e.slot!.label}`]));
+    const real = await run(yaml, start(at));
+    expect(real.status).toBe('completed');
+    const rows = await db.query<{ item_key: string; at: Date }>('SELECT item_key, at FROM flow_quota_ledger WHERE run_id = $1', [real.run_id]);
+    expect(Object.fromEntries(rows.map((r) => [r.item_key, new Date(r.at).toISOString()]))).toEqual(Object.fromEntries(Object.entries(plan).map(([k, v]) => [k, String(v).slice(0, 24)])));
+    // One at a time: x0 waits for New York's window, and the others, in London's window by then, go at once after it.
+    expect(plan).toEqual({
+      x0: '2026-11-23T14:00:00.000Z Mon 23 Nov 09:00-17:00 America/New_York',
+      x1: '2026-11-23T14:00:00.000Z Mon 23 Nov 09:00-17:00 Europe/London',
+      x2: '2026-11-23T14:00:00.000Z Mon 23 Nov 09:00-17:00 Europe/London',
+      x3: '2026-11-23T14:00:00.000Z Mon 23 Nov 09:00-17:00 America/New_York',
+      x4: '2026-11-23T14:00:00.000Z Mon 23 Nov 09:00-17:00 Europe/London',
+      x5: '2026-11-23T14:00:00.000Z Mon 23 Nov 09:00-17:00 Europe/London',
+    });
+    // At 17:30 in London its window is closed; it is 12:30 in New York, whose window is open.
+    const late = await dryRun(sends('local', { n: 2, extra: `quota_timezone: "${zone}"` }).replace('plan-local', 'plan-local-late'), '2026-11-23T17:30:00Z');
+    expect(late.effects.map((e) => `${e.slot!.at} ${e.slot!.label}`)).toEqual([
+      '2026-11-23T17:30:00.000Z Mon 23 Nov 09:00-17:00 America/New_York',
+      '2026-11-24T09:00:00.000Z Tue 24 Nov 09:00-17:00 Europe/London',
+    ]);
   });
 
   it('over caps, windows and allowed days', async () => {

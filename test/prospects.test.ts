@@ -40,7 +40,7 @@ describe('prospect sources', () => {
     expect(rows).toHaveLength(20);
     expect(rows[0]).toEqual({
       key: 'acme-widgets.com', source: 'weekly', domain: 'acme-widgets.com', company_name: 'Acme Widgets', contact_name: 'Ada Lovelace',
-      email: 'ada@acme-widgets.com', linkedin_url: 'https://www.linkedin.com/in/ada-lovelace-acme/', sales_navigator_url: null, email_problem: null, problem: null,
+      email: 'ada@acme-widgets.com', linkedin_url: 'https://www.linkedin.com/in/ada-lovelace-acme/', sales_navigator_url: null, timezone: null, email_problem: null, problem: null,
     });
     expect(rows.map((r) => r.domain).slice(1, 5)).toEqual(['globex-corp.com', 'initech.example.com', 'umbrella-outdoor.co.uk', 'xn--bcher-haus-9db.de']);
     expect(rows[3]!.linkedin_url).toBe('https://www.linkedin.com/in/alice-abernathy/');
@@ -49,6 +49,14 @@ describe('prospect sources', () => {
     // No domain, but a LinkedIn profile: a prospect known by its profile until it has a domain.
     expect(rows[8]).toMatchObject({ key: 'https://www.linkedin.com/in/bruce-wayne-tiles/', domain: null, company_name: 'Wayne Tiles', problem: null });
     expect(rows.find((r) => r.domain === 'starkgardensupply.com')).toMatchObject({ email: null, email_problem: 'invalid email', contact_name: 'Tony Stark', problem: null });
+  });
+
+  it("keeps a contact's timezone when it is an IANA one, and drops anything else without failing the record", () => {
+    const row = (tz: string) => toProspect({ values: { Website: 'tz.example', 'Time Zone': tz }, number: 1 }, 'weekly', { type: 'csv' } as Source);
+    expect(row('America/Chicago')).toMatchObject({ timezone: 'America/Chicago', problem: null });
+    expect(row(' Europe/Berlin ')).toMatchObject({ timezone: 'Europe/Berlin', problem: null });
+    expect(row('Mars/Olympus_Mons')).toMatchObject({ timezone: null, problem: null });
+    expect(row('')).toMatchObject({ timezone: null, problem: null });
   });
 
   it('merges duplicates by domain and by LinkedIn profile, earlier values first', async () => {

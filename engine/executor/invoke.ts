@@ -50,6 +50,8 @@ function describeCall(rc: RunContext, step: CallStep, input: Record<string, unkn
   const kind = spec?.kind(input) ?? null;
   const effectKey = kind ? effectKeyOf(rc, step, scope, itemKey) : undefined;
   const quotaKey = step.quota && step.quotaKey !== undefined ? String(step.quotaKey.render(scope, { now: () => rc.clock.now() }) ?? '') : undefined;
+  const zone = step.quota && step.quotaTimezone !== undefined ? step.quotaTimezone.render(scope, { now: () => rc.clock.now() }) : undefined;
+  const windowTimezone = typeof zone === 'string' && zone.trim() ? zone.trim() : undefined;
   const site: CallSite = { step, scope, itemKey, effectKey, quotaKey: quotaKey || undefined };
   let effect: EffectRecord | undefined;
   if (kind) {
@@ -61,6 +63,7 @@ function describeCall(rc: RunContext, step: CallStep, input: Record<string, unkn
       ? {
           quota: step.quota,
           quotaKey,
+          ...(windowTimezone ? { windowTimezone } : {}),
           budget: step.budget,
           estimate: step.budget ? (spec?.cost?.(input, rc.config) ?? {}) : undefined,
           ref: { runId: rc.runId, stepId: step.id, itemKey: itemKey ?? '' },

@@ -40,17 +40,17 @@ export class FlowControl {
   }
 
   /** The rules a gated call follows under its quota: the key's, or the quota's own. */
-  rules(quota: string, key: string | undefined): QuotaRules {
+  rules(quota: string, key: string | undefined, windowTimezone?: string): QuotaRules {
     const compiled = this.quota(quota);
     if (compiled.perKey && !key) throw new NonRetriableError(`quota ${quota} counts per ${compiled.config.per_key ?? 'key'}, and quota_key gave an empty value`);
-    return compiled.rulesFor(compiled.perKey ? key! : '');
+    return compiled.rulesFor(compiled.perKey ? key! : '', windowTimezone);
   }
 
   /** The keys the engine picks from for a call that gives none (a quota with pick), with their rules; undefined when the call names its key. */
-  pool(quota: string, key: string | undefined): QuotaRules[] | undefined {
+  pool(quota: string, key: string | undefined, windowTimezone?: string): QuotaRules[] | undefined {
     const compiled = this.quota(quota);
     if (key || !compiled.picks) return undefined;
-    return compiled.declaredKeys.map((k) => compiled.rulesFor(k));
+    return compiled.declaredKeys.map((k) => compiled.rulesFor(k, windowTimezone));
   }
 }
 
@@ -67,6 +67,8 @@ export function flowControlOf(config: EngineConfig): FlowControl {
 export interface GatedCall {
   quota?: string;
   quotaKey?: string;
+  /** quota_timezone's value: the window and days are read in it (the recipient's). */
+  windowTimezone?: string;
   budget?: string;
   /** The most the call can spend (its plan's estimate), for the budget. */
   estimate?: Record<string, number>;
@@ -80,10 +82,10 @@ export const spacingSeed = (call: GatedCall) => `${call.quota}\u001f${call.ref.s
 export function gatesOf(flow: FlowControl, ledgers: { quotas: QuotaLedger; budgets: BudgetLedger }, call: GatedCall): Gate[] {
   const gates: Gate[] = [];
   if (call.quota) {
-    const pool = flow.pool(call.quota, call.quotaKey);
+    const pool = flow.pool(call.quota, call.quotaKey, call.windowTimezone);
     if (pool) gates.push(new PickGate(ledgers.quotas, pool, gapFor(pool[0]!.spacing, spacingSeed(call)), call.ref));
     else {
-      const rules = flow.rules(call.quota, call.quotaKey);
+      const rules = flow.rules(call.quota, call.quotaKey, call.windowTimezone);
       gates.push(new QuotaGate(ledgers.quotas, rules, gapFor(rules.spacing, spacingSeed(call)), call.ref));
     }
   }

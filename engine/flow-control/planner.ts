@@ -92,12 +92,12 @@ export class DryRunPlanner {
    * the item is skipped, as the run releases its reservation.
    */
   async pick(call: GatedCall, lane: Lane): Promise<Picked | undefined> {
-    const pool = call.quota ? this.flow.pool(call.quota, call.quotaKey) : undefined;
+    const pool = call.quota ? this.flow.pool(call.quota, call.quotaKey, call.windowTimezone) : undefined;
     if (!pool || this.halted) return undefined;
     const gapMs = gapFor(pool[0]!.spacing, spacingSeed(call));
     const simulators = await Promise.all(pool.map((rules) => this.simulator(rules.quota, rules.key)));
     // From here on synchronous: no other item's plan comes between the choice and the slot.
-    const times = simulators.map((s) => s.earliest(lane.at, gapMs));
+    const times = simulators.map((s, i) => s.earliest(lane.at, gapMs, pool[i]));
     const open = times.filter((t) => !t.blocked);
     let index = 0;
     if (open.length) {
@@ -105,7 +105,7 @@ export class DryRunPlanner {
       const decision = pickKey(pool.map((rules, i) => ({ rules, use: simulators[i]!.useAt(at) })), at, gapMs);
       if (decision.ok) index = decision.index;
     }
-    const slot = { ...simulators[index]!.admit(lane.at, gapMs), key: pool[index]!.key };
+    const slot = { ...simulators[index]!.admit(lane.at, gapMs, pool[index]), key: pool[index]!.key };
     lane.at = new Date(slot.at);
     return { key: slot.key, slot, simulator: simulators[index]! };
   }
@@ -120,8 +120,8 @@ export class DryRunPlanner {
     if (this.halted) return { waits: this.halted };
     let slot: Slot | undefined = picked?.slot;
     if (call.quota && !picked) {
-      const rules = this.flow.rules(call.quota, call.quotaKey);
-      slot = (await this.simulator(call.quota, call.quotaKey ?? '')).admit(lane.at, gapFor(rules.spacing, spacingSeed(call)));
+      const rules = this.flow.rules(call.quota, call.quotaKey, call.windowTimezone);
+      slot = (await this.simulator(call.quota, call.quotaKey ?? '')).admit(lane.at, gapFor(rules.spacing, spacingSeed(call)), rules);
       lane.at = new Date(slot.at);
     }
     if (call.budget) {

@@ -41,12 +41,12 @@ export class QuotaSimulator {
    * When the next effect could happen, tried first at `from`, by the run's decisions; what it
    * waits for first; and whether it never can without a person (an open-ended pause).
    */
-  earliest(from: Date, gapMs: number): { at: Date; waits?: string; blocked: boolean } {
+  earliest(from: Date, gapMs: number, rules: QuotaRules = this.rules): { at: Date; waits?: string; blocked: boolean } {
     let at = from;
     let waits: string | undefined;
     for (let guard = 0; ; guard++) {
       if (guard > 10_000) throw new Error(`quota ${this.rules.quota}: no time with room found (is every cap 0?)`);
-      const decision = decide(this.rules, this.useAt(at), at, gapMs);
+      const decision = decide(rules, this.useAt(at), at, gapMs);
       if (decision.ok) return { at, waits, blocked: false };
       waits ??= decision.reason;
       at = decision.until;
@@ -55,14 +55,18 @@ export class QuotaSimulator {
     }
   }
 
-  /** The slot of the next effect, tried first at `from` (when the run gets to it), whose spacing gap is `gapMs`. */
-  admit(from: Date, gapMs: number): Slot {
-    const { at, waits } = this.earliest(from, gapMs);
-    const first = countingSpans(this.rules, at)[0];
+  /**
+   * The slot of the next effect, tried first at `from` (when the run gets to it), whose
+   * spacing gap is `gapMs`; `rules` are this key's, with the window read in the effect's own
+   * timezone when it has one (quota_timezone): the history counted is the same.
+   */
+  admit(from: Date, gapMs: number, rules: QuotaRules = this.rules): Slot {
+    const { at, waits } = this.earliest(from, gapMs, rules);
+    const first = countingSpans(rules, at)[0];
     const position = first ? this.count(first) + 1 : 1;
     this.times.splice(this.indexOf(at.getTime() + 1), 0, at.getTime());
-    const window = this.rules.calendar.windowAt(at) ?? { start: at, end: at };
-    return { at: at.toISOString(), window_start: window.start.toISOString(), window_end: window.end.toISOString(), position, label: this.rules.calendar.label(window), waits };
+    const window = rules.calendar.windowAt(at) ?? { start: at, end: at };
+    return { at: at.toISOString(), window_start: window.start.toISOString(), window_end: window.end.toISOString(), position, label: rules.calendar.label(window), waits };
   }
 
   /** Takes back one effect admitted at `at`. */

@@ -141,14 +141,28 @@ export class CompiledQuota {
     return Object.keys(this.config.keys ?? {});
   }
 
-  rulesFor(key: string): QuotaRules {
+  /**
+   * The rules of a key; with `windowTimezone` (the recipient's, when known) its days and
+   * window are read in that timezone instead, while the caps count as before. A value that is
+   * not an IANA timezone is ignored: the key's own calendar holds.
+   */
+  rulesFor(key: string, windowTimezone?: string): QuotaRules {
     let rules = this.byKey.get(key);
     if (!rules) {
       rules = this.compile(key);
       this.byKey.set(key, rules);
     }
-    return rules;
+    if (!windowTimezone || windowTimezone === rules.calendar.timezone || !isTimezone(windowTimezone)) return rules;
+    const id = `${key}\u001f${windowTimezone}`;
+    let local = this.byKeyAndZone.get(id);
+    if (!local) {
+      local = { ...rules, calendar: new SendingCalendar(windowTimezone, this.config.days, this.config.window) };
+      this.byKeyAndZone.set(id, local);
+    }
+    return local;
   }
+
+  private readonly byKeyAndZone = new Map<string, QuotaRules>();
 
   private compile(key: string): QuotaRules {
     const declared = this.config.keys;
@@ -172,6 +186,23 @@ export class CompiledQuota {
       ramp: ramp && from ? { start: ramp.start, step: ramp.step, from } : undefined,
     };
   }
+}
+
+const zones = new Map<string, boolean>();
+
+/** Whether `name` is an IANA timezone this runtime knows. */
+export function isTimezone(name: string): boolean {
+  let known = zones.get(name);
+  if (known === undefined) {
+    try {
+      new Intl.DateTimeFormat('en-GB', { timeZone: name });
+      known = true;
+    } catch {
+      known = false;
+    }
+    zones.set(name, known);
+  }
+  return known;
 }
 
 /** "teaser-email" or "mailbox:ana@one.example", as people write it in `flows quotas pause`. */

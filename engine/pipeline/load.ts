@@ -233,7 +233,7 @@ function checkStep(
   const isGroup = Array.isArray(raw.steps);
   if (isGroup) {
     if (raw.foreach === undefined) at(['steps'], 'a step with its own steps is a foreach group: add foreach (the items to run them for)', true);
-    for (const field of ['uses', 'with', 'key', 'quota', 'quota_key', 'rate_limit', 'budget', 'retry', 'timeout'] as const) {
+    for (const field of ['uses', 'with', 'key', 'quota', 'quota_key', 'quota_timezone', 'rate_limit', 'budget', 'retry', 'timeout'] as const) {
       if (raw[field] !== undefined) at([field], `a foreach group has no ${field}: put it on the steps inside the group`, true);
     }
   } else if (raw.uses === undefined && raw.id !== undefined) {
@@ -265,6 +265,7 @@ function checkStep(
   if (quota && !perKey && raw.quota_key !== undefined) at(['quota_key'], `quota "${raw.quota}" has no per_key or keys: remove quota_key, or give the quota keys`, true);
   if (type) checkGates(raw, type, withValue, at);
   if (raw.quota_key !== undefined && raw.quota === undefined) at(['quota_key'], 'quota_key goes with quota', true);
+  if (raw.quota_timezone !== undefined && raw.quota === undefined) at(['quota_timezone'], 'quota_timezone goes with quota (it says in which timezone its window is read)', true);
   if (raw.concurrency !== undefined && raw.foreach === undefined) at(['concurrency'], 'concurrency applies to a foreach step (add foreach, or remove concurrency)', true);
   if (raw.item_key !== undefined && raw.foreach === undefined) at(['item_key'], 'item_key applies to a foreach step', true);
   if (raw.keep_results !== undefined && raw.foreach === undefined) at(['keep_results'], 'keep_results applies to a foreach step', true);
@@ -310,6 +311,7 @@ function checkStep(
     timeoutMs: typeof raw.timeout === 'string' ? parseDuration(raw.timeout) : undefined,
     quota: raw.quota as string | undefined,
     quotaKey: compiledOr(raw.quota_key),
+    quotaTimezone: compiledOr(raw.quota_timezone),
     rateLimit: raw.rate_limit as string | undefined,
     budget: raw.budget as string | undefined,
     key: compiledOr(raw.key),
@@ -413,6 +415,7 @@ function checkStepExpressions(
     { path: ['when'], value: raw.when, item: inForeach, from: step },
     { path: ['key'], value: raw.key, item: inForeach, from: step },
     { path: ['quota_key'], value: raw.quota_key, item: inForeach, from: step },
+    { path: ['quota_timezone'], value: raw.quota_timezone, item: inForeach, from: step },
     { path: ['item_key'], value: raw.item_key, item: true, from: outside(step) },
     { path: ['foreach'], value: raw.foreach, item: false, from: outside(step) },
   ];

@@ -155,6 +155,12 @@ const stepProperties = {
   quota_key: Type.Optional(
     Type.String({ description: 'For a quota with per_key: expression giving the key this effect counts under (e.g. the sender domain).' }),
   ),
+  quota_timezone: Type.Optional(
+    Type.String({
+      description:
+        "Expression giving the IANA timezone this effect's sending days and window are read in (e.g. the recipient's, \"${{ item.timezone }}\"); empty or not a timezone: the quota key's own. Caps still count in the quota's timezone.",
+    }),
+  ),
   in_doubt: Type.Optional(
     Type.Unsafe<'stop' | 'repeat'>({
       type: 'string',

@@ -48,6 +48,8 @@ export interface PipelineStep {
   readonly timeoutMs?: number;
   readonly quota?: string;
   readonly quotaKey?: CompiledValue;
+  /** The timezone quota_timezone gives: the window and days of this effect read there. */
+  readonly quotaTimezone?: CompiledValue;
   readonly rateLimit?: string;
   readonly budget?: string;
   /**

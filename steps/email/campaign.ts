@@ -99,6 +99,7 @@ export const CampaignEmailSchema = Type.Object({
   thread_message_id: Type.Union([Type.String(), Type.Null()]),
   thread_subject: Type.Union([Type.String(), Type.Null()]),
   campaign: Type.String(),
+  timezone: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: "The recipient's IANA timezone when known: the pipeline's quota_timezone reads the sending window there." })),
 });
 
 export type CampaignEmail = Static<typeof CampaignEmailSchema>;
@@ -116,6 +117,7 @@ interface Prospect {
   company_name: string | null;
   category: string;
   metrics: Record<string, unknown> | null;
+  timezone: string | null;
 }
 
 interface DueFollowUp {
@@ -126,6 +128,7 @@ interface DueFollowUp {
   thread_message_id: string;
   thread_subject: string | null;
   category: string | null;
+  timezone: string | null;
   /** When the teaser went: the follow-up is due its step's `after` later. */
   sent_at: Date;
 }
@@ -192,7 +195,7 @@ async function dueFollowUps(db: Queryable, input: CampaignInput, index: number, 
   const afterMs = parseDuration(step.after!)!;
   const previous = input.sequence[index - 1]!.name;
   return db.query<DueFollowUp>(
-    `SELECT t.prospect_id, t.address, t.mailbox, t.domain, t.message_id AS thread_message_id, t.subject AS thread_subject, p.category, t.sent_at
+    `SELECT t.prospect_id, t.address, t.mailbox, t.domain, t.message_id AS thread_message_id, t.subject AS thread_subject, p.category, p.timezone, t.sent_at
        FROM email_outbox t JOIN prospects p ON p.id = t.prospect_id
       WHERE t.campaign = $1 AND t.step_index = 0 AND t.state = 'sent' AND t.sent_at <= $2
         AND EXISTS (SELECT 1 FROM email_outbox b WHERE b.campaign = $1 AND b.prospect_id = t.prospect_id AND b.sequence_step = $3 AND b.state = 'sent')
@@ -210,7 +213,7 @@ async function dueFollowUps(db: Queryable, input: CampaignInput, index: number, 
 async function audience(db: Queryable, input: CampaignInput, now: Date): Promise<Prospect[]> {
   const within = parseDuration(input.not_emailed_within ?? '90d')!;
   return db.query<Prospect>(
-    `SELECT p.id, lower(p.email) AS email, p.domain, p.company_name, p.category, p.metrics
+    `SELECT p.id, lower(p.email) AS email, p.domain, p.company_name, p.category, p.metrics, p.timezone
        FROM prospects p
       WHERE p.email IS NOT NULL AND p.category IS NOT NULL AND p.replied_at IS NULL
         AND NOT EXISTS (SELECT 1 FROM email_suppressions s WHERE s.address = lower(p.email))
@@ -285,6 +288,7 @@ async function planDay(ctx: StepContext, input: CampaignInput, dryRun: boolean) 
         domain: f.domain,
         thread_message_id: f.thread_message_id,
         thread_subject: f.thread_subject,
+        timezone: f.timezone,
         // Not before its delay: a teaser sent at 17:00 on Monday has its 3-day follow-up at 17:00 on Thursday.
         due_at: new Date(Math.max(now.getTime(), new Date(f.sent_at).getTime() + afterMs)),
       });
@@ -321,6 +325,7 @@ async function planDay(ctx: StepContext, input: CampaignInput, dryRun: boolean) 
       domain: null,
       thread_message_id: null,
       thread_subject: null,
+      timezone: p.timezone,
       due_at: now,
     });
   }
@@ -352,7 +357,7 @@ async function writeDay(db: Queryable, input: CampaignInput, rows: NewRow[], run
           AND (o.run_id = $3 OR o.run_id IS NULL OR NOT EXISTS (SELECT 1 FROM flow_runs r WHERE r.id = o.run_id AND r.status IN ('queued', 'running', 'waiting')))
        RETURNING o.*)
      SELECT m.id, m.idempotency_key, m.prospect_id::text AS prospect_id, m.address, m.sequence_step, m.step_index, m.variant, m.subject, coalesce(m.mailbox, '') AS mailbox,
-            m.thread_message_id, t.subject AS thread_subject, m.campaign, p.category, m.created_at, m.due_at
+            m.thread_message_id, t.subject AS thread_subject, m.campaign, p.category, p.timezone, m.created_at, m.due_at
        FROM mine m JOIN prospects p ON p.id = m.prospect_id
        LEFT JOIN email_outbox t ON t.campaign = m.campaign AND t.prospect_id = m.prospect_id AND t.step_index = 0`,
     [input.campaign, until, runId],
@@ -382,6 +387,7 @@ async function writeDay(db: Queryable, input: CampaignInput, rows: NewRow[], run
       thread_message_id: (r.thread_message_id as string | null) ?? null,
       thread_subject: r.thread_subject,
       campaign: String(r.campaign),
+      timezone: (r.timezone as string | null) ?? null,
     });
   }
   if (gone.length) await db.query("UPDATE email_outbox SET state = 'stopped', reason = 'its sequence step or variant was removed from the YAML' WHERE id = ANY($1::uuid[])", [gone]);

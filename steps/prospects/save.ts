@@ -20,17 +20,18 @@ const FILL = `UPDATE prospects p SET
     email = COALESCE(p.email, $4),
     linkedin_url = COALESCE(p.linkedin_url, CASE WHEN NOT EXISTS (SELECT 1 FROM prospects o WHERE o.linkedin_url = $5) THEN $5 END),
     sales_navigator_url = COALESCE(p.sales_navigator_url, $6),
+    timezone = COALESCE(p.timezone, $7),
     updated_at = now()
   WHERE p.id = (SELECT t.id FROM prospects t WHERE t.domain = $1 OR t.linkedin_url = $5 ORDER BY t.domain = $1 IS TRUE DESC LIMIT 1)
   RETURNING p.id, false AS created`;
 
-const INSERT = `INSERT INTO prospects (domain, company_name, contact_name, email, linkedin_url, sales_navigator_url, source)
-  VALUES ($1, $2, $3, $4, $5, $6, $7)
+const INSERT = `INSERT INTO prospects (domain, company_name, contact_name, email, linkedin_url, sales_navigator_url, timezone, source)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
   RETURNING id, true AS created`;
 
 /** Two statements in the effect's transaction: a data-modifying WITH cannot be nested in the one that records the effect. */
 async function save(db: Queryable, row: ProspectRow): Promise<Saved> {
-  const params = [row.domain, row.company_name, row.contact_name, row.email, row.linkedin_url, row.sales_navigator_url ?? null];
+  const params = [row.domain, row.company_name, row.contact_name, row.email, row.linkedin_url, row.sales_navigator_url ?? null, row.timezone ?? null];
   const [known] = await db.query<{ id: string; created: boolean }>(FILL, params);
   const [saved] = known ? [known] : await db.query<{ id: string; created: boolean }>(INSERT, [...params, row.source]);
   return { id: String(saved?.id ?? ''), created: saved?.created === true };

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { type Static, Type } from '@sinclair/typebox';
 import { type Info, type Options, parse } from 'csv-parse/sync';
-import { NonRetriableError } from '../../engine/sdk.ts';
+import { isTimezone, NonRetriableError } from '../../engine/sdk.ts';
 import { normalizeDomain } from '../domain.ts';
 import { isValidEmail } from './email.ts';
 import { normalizeLinkedInUrl, normalizeSalesNavigatorUrl } from './linkedin-url.ts';
@@ -33,6 +33,7 @@ export const ColumnsSchema = Type.Object(
     email: column('contact\'s email'),
     linkedin_url: column('contact\'s LinkedIn profile URL (/in/...)'),
     sales_navigator_url: column('contact\'s Sales Navigator lead URL (kept apart from the profile)'),
+    timezone: column("contact's IANA timezone, like America/New_York (emails go in their working hours; not a timezone: left empty)"),
   },
   { additionalProperties: false },
 );
@@ -71,6 +72,7 @@ const DEFAULT_COLUMNS: Record<'csv' | 'json' | 'phantombuster', Required<Record<
     email: ['email', 'email address', 'e-mail'],
     linkedin_url: ['linkedin', 'linkedin url', 'linkedin_url', 'profile url', 'profileurl'],
     sales_navigator_url: ['sales navigator url', 'sales_navigator_url', 'sales navigator'],
+    timezone: ['timezone', 'time zone', 'time_zone', 'tz'],
   },
   json: {
     domain: ['domain', 'website', 'companyWebsite', 'url'],
@@ -79,6 +81,7 @@ const DEFAULT_COLUMNS: Record<'csv' | 'json' | 'phantombuster', Required<Record<
     email: ['email'],
     linkedin_url: ['linkedinUrl', 'linkedin_url', 'profileUrl'],
     sales_navigator_url: ['salesNavigatorUrl', 'sales_navigator_url'],
+    timezone: ['timezone', 'timeZone', 'time_zone', 'tz'],
   },
   // A search-export phantom's result: profileUrl, fullName, companyName, ... and, when the
   // company was looked up, companyWebsite. In a Sales Navigator export profileUrl is the lead
@@ -91,6 +94,7 @@ const DEFAULT_COLUMNS: Record<'csv' | 'json' | 'phantombuster', Required<Record<
     email: ['email', 'mail', 'professionalEmail'],
     linkedin_url: ['linkedInProfileUrl', 'linkedinProfileUrl', 'defaultProfileUrl', 'profileUrl'],
     sales_navigator_url: ['salesNavigatorUrl', 'salesNavigatorProfileUrl', 'profileUrl'],
+    timezone: ['timezone', 'timeZone'],
   },
 };
 
@@ -105,6 +109,7 @@ export const ProspectRowSchema = Type.Object(
     email: Type.Union([Type.String(), Type.Null()]),
     linkedin_url: Type.Union([Type.String(), Type.Null()]),
     sales_navigator_url: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+    timezone: Type.Optional(Type.Union([Type.String(), Type.Null()])),
     email_problem: Type.Optional(Type.Union([Type.String(), Type.Null()])),
     problem: Type.Union([Type.String(), Type.Null()]),
   },
@@ -124,6 +129,8 @@ export interface ProspectRow {
   linkedin_url: string | null;
   /** A Sales Navigator lead page; never the profile. */
   sales_navigator_url?: string | null;
+  /** The contact's IANA timezone, when the source gives a valid one. */
+  timezone?: string | null;
   /** Why the record's email was dropped. */
   email_problem?: string | null;
   /** Why the record cannot be a prospect (the item is skipped with this reason). */
@@ -254,6 +261,7 @@ export function toProspect(record: SourceRecord, name: string, source: Source): 
     email: emailOk ? rawEmail.toLowerCase() : null,
     linkedin_url: linkedIn.profile,
     sales_navigator_url: linkedIn.lead,
+    timezone: timezoneOf(valueOf(values, 'timezone', source)),
     email_problem: rawEmail !== null && !emailOk ? 'invalid email' : null,
     problem,
   };
@@ -264,7 +272,13 @@ export function unreadableRow(record: SourceRecord, name: string, err: unknown):
   return { ...toProspect({ values: {}, number: record.number }, name, { type: 'json' }), problem: `unreadable record (${(err as Error).message})` };
 }
 
-const FIELDS = ['domain', 'company_name', 'contact_name', 'email', 'linkedin_url', 'sales_navigator_url'] as const;
+const FIELDS = ['domain', 'company_name', 'contact_name', 'email', 'linkedin_url', 'sales_navigator_url', 'timezone'] as const;
+
+/** A timezone the source gives, when it is an IANA one; anything else is no timezone (the mailbox's window holds), never the record's problem. */
+function timezoneOf(value: string | null): string | null {
+  const zone = value?.trim();
+  return zone && isTimezone(zone) ? zone : null;
+}
 
 /**
  * Merges rows that are one prospect: the same domain, or the same LinkedIn profile (a
