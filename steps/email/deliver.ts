@@ -1,9 +1,7 @@
-import { createHash } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
 import type { EmailMessage, EmailSender } from '../../connectors/smtp/client.ts';
 import { smtpConnector } from '../../connectors/smtp/connector.ts';
 import { DeferredError, defineStep, type EngineConfig, NonRetriableError, type Queryable, SkipItemError, type StepContext } from '../../engine/sdk.ts';
-import { eventStatement } from '../event/emit.ts';
 import { publicBase } from '../report/publish.ts';
 import { type CampaignEmail, CampaignEmailSchema } from './campaign.ts';
 import { emailComposerResource } from './compose.ts';
@@ -11,6 +9,7 @@ import type { SuppressionReason } from '../tables.ts';
 import { hardBounceOf, normalAddress, recordHardBounce, suppressionOf, unsubscribeHeaders } from './consent.ts';
 import { checkLinkTargets, landingPageUrl, type LinkRow, type LinkTarget, linkRowsInsert, linkRowsParams, linkUrls } from './links.ts';
 import { mailersResource } from './mailers.ts';
+import { messageIdFor } from './message-id.ts';
 import { type Mailbox, mailboxOf } from './settings.ts';
 
 /**
@@ -80,10 +79,6 @@ function mailboxFor(ctx: StepContext, input: DeliverInput): Mailbox {
   return mailboxOf(ctx.config, address);
 }
 
-/** A Message-ID from the idempotency key: a resend after a crash carries the same one. */
-export function campaignMessageId(idempotencyKey: string, domain: string): string {
-  return `<${createHash('sha256').update(idempotencyKey).digest('hex').slice(0, 32)}@${domain}>`;
-}
 
 async function prospectOf(db: Queryable, input: DeliverInput): Promise<ProspectRow> {
   const [row] = await db.query<ProspectRow>(
@@ -181,7 +176,7 @@ async function compose(ctx: StepContext, input: DeliverInput, prospect: Prospect
     tracking_pixel: input.tracking_pixel ? `${publicBase(ctx.config)}/o/${links.report.split('/').pop()}.gif` : '',
   };
   const content = await composer.render(input.template, input.subject, data);
-  const messageId = campaignMessageId(input.idempotency_key, mailbox.domain);
+  const messageId = messageIdFor(input.idempotency_key, mailbox.domain);
   return {
     mailbox,
     message: {
@@ -223,18 +218,25 @@ async function recordSent(ctx: StepContext, input: DeliverInput, mailbox: Mailbo
 }
 
 /** A refusal for now (4xx): tried again later, a bounded number of times; the last gives up. */
+// One statement: the count, the row given up once the waits are used up, and the event that
+// says which attempt it was, so a crash between them cannot count a bounce without its event.
+const SOFT_BOUNCE = `
+WITH counted AS (
+  UPDATE email_outbox SET soft_bounces = soft_bounces + 1,
+         state = CASE WHEN soft_bounces + 1 > $3 THEN 'bounced' ELSE state END,
+         reason = CASE WHEN soft_bounces + 1 > $3 THEN 'soft bounce ' || $2 || ', ' || (soft_bounces + 1) || ' times' ELSE 'soft bounce ' || $2 END
+   WHERE id = $1 RETURNING soft_bounces
+)
+INSERT INTO flow_events (type, key, payload, run_id, occurred_at)
+SELECT 'email.bounced', $4, $5::jsonb || jsonb_build_object('attempt', c.soft_bounces, 'final', c.soft_bounces > $3), $6, $7 FROM counted c
+RETURNING (payload->>'attempt')::int AS attempt`;
+
 async function softBounce(ctx: StepContext, input: DeliverInput, mailbox: Mailbox, err: unknown, code: number): Promise<never> {
   const now = ctx.clock.now();
-  const [row] = await ctx.db.query<{ soft_bounces: number }>('UPDATE email_outbox SET soft_bounces = soft_bounces + 1, reason = $2 WHERE id = $1 RETURNING soft_bounces', [input.outbox_id, `soft bounce ${code}`]);
-  const n = row?.soft_bounces ?? 1;
-  const final = n > SOFT_BOUNCE_WAITS_MS.length;
-  const payload = { prospect_id: input.prospect_id, channel: 'email', campaign: input.campaign, variant: input.variant, mailbox: mailbox.address, domain: mailbox.domain, outbox_id: input.outbox_id, kind: 'soft', code, attempt: n, final };
-  const event = eventStatement({ type: 'email.bounced', key: input.prospect_id, payload }, ctx.run.id, now);
-  await ctx.db.query(event.sql, [...event.params]);
-  if (final) {
-    await ctx.db.query("UPDATE email_outbox SET state = 'bounced', reason = $2 WHERE id = $1", [input.outbox_id, `soft bounce ${code}, ${n} times`]);
-    throw new SkipItemError(`soft bounce (${code}) ${n} times: given up`, { cause: err });
-  }
+  const payload = { prospect_id: input.prospect_id, channel: 'email', campaign: input.campaign, variant: input.variant, mailbox: mailbox.address, domain: mailbox.domain, outbox_id: input.outbox_id, kind: 'soft', code };
+  const [row] = await ctx.db.query<{ attempt: number }>(SOFT_BOUNCE, [input.outbox_id, String(code), SOFT_BOUNCE_WAITS_MS.length, input.prospect_id, JSON.stringify(payload), ctx.run.id, now]);
+  const n = row?.attempt ?? 1;
+  if (n > SOFT_BOUNCE_WAITS_MS.length) throw new SkipItemError(`soft bounce (${code}) ${n} times: given up`, { cause: err });
   const until = new Date(now.getTime() + SOFT_BOUNCE_WAITS_MS[n - 1]!);
   throw new DeferredError(`soft bounce (${code}) from the receiving server: tried again at ${until.toISOString()}`, until, { cause: err });
 }
@@ -286,7 +288,7 @@ export const emailDeliver = defineStep({
     kind: () => 'email',
     describe: ({ email: input }) => ({
       summary: `${input.sequence_step} of ${input.campaign} to ${input.address}`,
-      identity: { to: input.address, outbox: input.outbox_id, message_id: `<${createHash('sha256').update(input.idempotency_key).digest('hex').slice(0, 32)}@(its mailbox's domain)>` },
+      identity: { to: input.address, outbox: input.outbox_id, message_id: messageIdFor(input.idempotency_key, "(its mailbox's domain)") },
     }),
     async plan(ctx, given) {
       const input = flat(given);

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
@@ -9,6 +8,7 @@ import { defineStep, type EngineConfig, NonRetriableError, SkipItemError, type S
 import { escapeXml } from '../report/charts.ts';
 import { publicBase } from '../report/publish.ts';
 import { addressId, hardBounceOf, recordHardBounce, signingSecret, suppressionOf, unsubscribeHeaders } from './consent.ts';
+import { messageIdFor } from './message-id.ts';
 import { emailTemplatesResource } from './templates.ts';
 
 /**
@@ -99,10 +99,8 @@ function withFooter(html: string, footer: string): string {
   return at < 0 ? `${html}${footer}` : `${html.slice(0, at)}${footer}${html.slice(at)}`;
 }
 
-/** A Message-ID derived from the effect key: a resend after a crash carries the same one. */
-function messageIdOf(effectKey: string | undefined, domain: string): string | undefined {
-  return effectKey ? `<${createHash('sha256').update(effectKey).digest('hex').slice(0, 32)}@${domain}>` : undefined;
-}
+/** The send's Message-ID, from its effect key (none outside an effect). */
+const messageIdOf = (effectKey: string | undefined, domain: string): string | undefined => (effectKey ? messageIdFor(effectKey, domain) : undefined);
 
 /** A marketing email to a suppressed address is skipped, with the reason (a dry run skips it the same way). */
 async function refuseSuppressed(ctx: StepContext, input: SendInput): Promise<void> {
