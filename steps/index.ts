@@ -34,6 +34,8 @@ import { EnrichmentSchema, prospectsCensus } from './prospects/census.ts';
 import { LinkedinSchema, linkedinSelect } from './linkedin/select.ts';
 import { linkedinPlanInvitations } from './linkedin/plan_invitations.ts';
 import { linkedinInvite } from './linkedin/invite.ts';
+import { linkedinWithdraw } from './linkedin/withdraw.ts';
+import { linkedinHealthRemarks } from './linkedin/health.ts';
 import { reportAnalyseBatch } from './report/analyse_batch.ts';
 import { businessMigrations } from './tables.ts';
 
@@ -68,6 +70,7 @@ export const builtinSteps = [
   reportFind,
   linkedinPlanInvitations,
   linkedinInvite,
+  linkedinWithdraw,
 ];
 
 /** Pages the daemon serves besides webhooks. */
@@ -83,5 +86,6 @@ export function createRegistry(): StepRegistry {
     .configSection('categories', CategoriesSchema)
     .configSection('linkedin', LinkedinSchema)
     .configSection('email', EmailSchema, emailProblems)
-    .quotaKeys('email.mailboxes', mailboxKeys);
+    .quotaKeys('email.mailboxes', mailboxKeys)
+    .quotaRemarks(linkedinHealthRemarks);
 }
