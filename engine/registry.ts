@@ -1,9 +1,20 @@
 import type { TSchema } from '@sinclair/typebox';
-import type { QuotaKeySource, SectionCheck } from './config.ts';
+import type { EngineConfig, QuotaKeySource, SectionCheck } from './config.ts';
 import type { AnyConnector } from './connector.ts';
 import type { Migrations } from './db/migrations.ts';
-import type { AnyStepType, StepType } from './types.ts';
+import type { AnyStepType, Queryable, StepType } from './types.ts';
 import { type AnyVerifierType, builtinVerifiers } from './verifier.ts';
+
+/** A line that a family of steps adds under one quota (and key) in `flows quotas`: what steers its volume beside the caps, like a LinkedIn account's health. */
+export interface QuotaRemark {
+  quota: string;
+  /** The key it is about; unset: the whole quota. */
+  key?: string;
+  text: string;
+}
+
+/** Reads the remarks at `now`, from the database and the config (read only). */
+export type QuotaRemarkSource = (db: Pick<Queryable, 'query'>, config: EngineConfig, now: Date) => Promise<QuotaRemark[]>;
 
 /**
  * What the composition root gives the engine: the step types a pipeline may name in `uses`,
@@ -31,6 +42,15 @@ export class StepRegistry {
   quotaKeys(name: string, source: QuotaKeySource): this {
     if (this.quotaKeySources.has(name)) throw new Error(`quota key list "${name}" is declared twice`);
     this.quotaKeySources.set(name, source);
+    return this;
+  }
+
+  /** What steps add to `flows quotas` (a LinkedIn account's acceptance rate and what it does to the day's volume). */
+  readonly quotaRemarkSources: QuotaRemarkSource[] = [];
+
+  /** Declares a source of remarks under the quotas in `flows quotas`. */
+  quotaRemarks(source: QuotaRemarkSource): this {
+    this.quotaRemarkSources.push(source);
     return this;
   }
 

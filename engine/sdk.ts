@@ -33,7 +33,7 @@ export {
   StepTimeoutError,
 } from './errors.ts';
 export { DURATION_PATTERN, formatDuration, parseDuration } from './duration.ts';
-export { periodAt } from './flow-control/periods.ts';
+export { daysSince, localDate, periodAt } from './flow-control/periods.ts';
 export { isTimezone } from './flow-control/quota-spec.ts';
 export type { Logger } from './log.ts';
 export { usd } from './format.ts';
@@ -57,7 +57,7 @@ export type { SectionCheck, SectionProblem } from './config.ts';
 export { compileCondition, type Condition, evaluate, parseExpression, renderDeep } from './expr/index.ts';
 export { checkIdentifier, type InsertShape, insertSql } from './sql-insert.ts';
 export { priceOf } from './cost.ts';
-export { StepRegistry } from './registry.ts';
+export { type QuotaRemark, type QuotaRemarkSource, StepRegistry } from './registry.ts';
 export type { Page, PageAnswer, PageContext, PageCounter, PageRequest } from './daemon/daemon.ts';
 export type { Wrap } from './cli/commands/types.ts';
 export { type Project, UsageError } from './cli/project.ts';

@@ -39,6 +39,8 @@ import { linkedinMessage } from './linkedin/message.ts';
 import { linkedinFollowUps } from './linkedin/follow_ups.ts';
 import { linkedinReplies } from './linkedin/replies.ts';
 import { phantombusterWebhookPage } from './linkedin/webhook-page.ts';
+import { linkedinWithdraw } from './linkedin/withdraw.ts';
+import { linkedinHealthRemarks } from './linkedin/health.ts';
 import { reportAnalyseBatch } from './report/analyse_batch.ts';
 import { businessMigrations } from './tables.ts';
 
@@ -77,6 +79,7 @@ export const builtinSteps = [
   linkedinMessage,
   linkedinFollowUps,
   linkedinReplies,
+  linkedinWithdraw,
 ];
 
 /** Pages the daemon serves besides webhooks. */
@@ -92,5 +95,6 @@ export function createRegistry(): StepRegistry {
     .configSection('categories', CategoriesSchema)
     .configSection('linkedin', LinkedinSchema)
     .configSection('email', EmailSchema, emailProblems)
-    .quotaKeys('email.mailboxes', mailboxKeys);
+    .quotaKeys('email.mailboxes', mailboxKeys)
+    .quotaRemarks(linkedinHealthRemarks);
 }

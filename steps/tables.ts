@@ -229,6 +229,8 @@ export interface LinkedinInvitationsTable {
   launched_at: Timestamp | null;
   sent_at: Timestamp | null;
   accepted_at: Timestamp | null;
+  /** Since 0017: when linkedin.withdraw withdrew it. */
+  withdrawn_at: Timestamp | null;
   reason: string | null;
   run_id: string | null;
 }

@@ -140,7 +140,7 @@ describe.each(testDatabases)('linkedin-daily over three weeks, on $name', ({ ope
             goTo(t.clock, RENEWED_AT);
             t.sandbox.renewSession('sandbox');
             const store = new RunStore(t.db);
-            for (const quota of ['linkedin-connect', 'linkedin-message']) expect(await store.quotas.resume(quota, '')).toBe(true);
+            for (const quota of ['linkedin-connect', 'linkedin-message']) expect(await store.quotas.resume(quota, '', { by: 'a person', now: t.clock.now() })).toBe(true);
             renewed = true;
           }
           goTo(t.clock, at);

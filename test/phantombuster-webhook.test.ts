@@ -211,8 +211,8 @@ describe.each(testDatabases)('the Phantombuster webhook on $name', ({ open }) =>
       }]);
 
       // Resumed by a person, the same container posted again pauses nothing.
-      await new RunStore(db).quotas.resume('linkedin-connect', '');
-      await new RunStore(db).quotas.resume('linkedin-message', 'main');
+      await new RunStore(db).quotas.resume('linkedin-connect', '', { by: 'test', now: new Date() });
+      await new RunStore(db).quotas.resume('linkedin-message', 'main', { by: 'test', now: new Date() });
       expect(await (await post(notice(containerId, agents.connect.id))).json()).toEqual({ status: 'seen', container_id: containerId });
       expect(await pauses()).toEqual([]);
     } finally {

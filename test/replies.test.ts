@@ -255,7 +255,7 @@ describe.each(testDatabases)('inbound mail on $name', ({ open }) => {
       const ledger = new RunStore(db).quotas;
       expect(await ledger.pauseAt('mailbox', ANA, NOW)).toEqual({ reason: 'bounce rate 6.0% over 7 days (3 of 50 sent)', until: null });
       expect(await ledger.pauseAt('mailbox', 'ben.carter@intel-mail-one.example', NOW)).toBeUndefined();
-      expect(await ledger.resume('mailbox', ANA)).toBe(true);
+      expect(await ledger.resume('mailbox', ANA, { by: 'a test', now: NOW })).toBe(true);
     });
 
     it('a mailbox already paused keeps its pause and reason: no second pause, no second event', async () => {

@@ -165,9 +165,22 @@ export class QuotaLedger {
     );
   }
 
-  /** Lifts a pause; returns whether there was one. */
-  async resume(quota: string, key: string): Promise<boolean> {
-    const rows = await this.db.query('DELETE FROM flow_quota_pauses WHERE quota = $1 AND quota_key = $2 RETURNING quota', [quota, key]);
+  /**
+   * Lifts a pause; returns whether there was one. The pause's row goes, and a quota.resumed
+   * event keeps what it was (reason, who paused it and when) and when and by whom it was
+   * lifted, in the same statement: the one record of a resume (a LinkedIn account's volume
+   * ramps back up from its reconnection).
+   */
+  async resume(quota: string, key: string, how: { by: string; now: Date }): Promise<boolean> {
+    const rows = await this.db.query(
+      `WITH lifted AS (DELETE FROM flow_quota_pauses WHERE quota = $1 AND quota_key = $2 RETURNING quota, quota_key, reason, paused_by, paused_at, until)
+       INSERT INTO flow_events (type, key, payload, run_id, occurred_at)
+       SELECT 'quota.resumed', CASE WHEN quota_key = '' THEN quota ELSE quota || ':' || quota_key END,
+              jsonb_build_object('quota', quota, 'key', quota_key, 'reason', reason, 'paused_by', paused_by, 'paused_at', paused_at, 'until', until, 'resumed_by', $3::text),
+              NULL, $4
+         FROM lifted RETURNING id`,
+      [quota, key, how.by, how.now],
+    );
     return rows.length > 0;
   }
 

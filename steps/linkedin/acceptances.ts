@@ -50,10 +50,14 @@ const Output = Type.Object({
 
 const firstName = (name: string | null) => (name ?? '').trim().split(/\s+/)[0] ?? '';
 
-/** The invitations of the account that the export shows accepted and that are not marked yet. */
+/**
+ * The invitations of the account that the export shows accepted and that are not marked yet:
+ * sent ones, and withdrawn ones too (a person who accepted before the withdrawal went is a
+ * connection all the same: the withdrawer found nothing pending).
+ */
 async function newlyAccepted(db: Queryable, account: string, connections: Connection[]): Promise<{ id: string }[]> {
   if (!connections.length) return [];
-  return db.query<{ id: string }>("SELECT id::text AS id FROM linkedin_invitations WHERE account = $1 AND state = 'sent' AND profile_url = ANY($2::text[])", [
+  return db.query<{ id: string }>("SELECT id::text AS id FROM linkedin_invitations WHERE account = $1 AND state IN ('sent', 'withdrawn') AND profile_url = ANY($2::text[])", [
     account,
     connections.map((c) => c.profileUrl),
   ]);
@@ -68,7 +72,7 @@ async function markAccepted(ctx: StepContext, account: string, connections: Conn
        SELECT * FROM unnest($2::text[], $3::timestamptz[]) AS c(profile_url, connected_at)
      ), accepted AS (
        UPDATE linkedin_invitations i SET state = 'accepted', accepted_at = least($4::timestamptz, greatest(i.sent_at, coalesce(c.connected_at, $4::timestamptz)))
-         FROM c WHERE i.account = $1 AND i.state = 'sent' AND i.profile_url = c.profile_url
+         FROM c WHERE i.account = $1 AND i.state IN ('sent', 'withdrawn') AND i.profile_url = c.profile_url
        RETURNING i.id, i.prospect_id, i.account, i.campaign, i.variant, i.accepted_at
      ), events AS (
        INSERT INTO flow_events (type, key, payload, run_id, occurred_at)

@@ -2,6 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { RunResult } from '../../connectors/phantombuster/client.ts';
 import { normaliseProfileUrl } from '../../connectors/phantombuster/profile-url.ts';
 import { DURATION_PATTERN, defineStep, parseDuration, SkipItemError, type StepContext } from '../../engine/sdk.ts';
+import { holdForHealth } from './health.ts';
 import { launchOnce } from './launch.ts';
 import { type Invitation, InvitationSchema } from './plan_invitations.ts';
 
@@ -15,6 +16,9 @@ import { type Invitation, InvitationSchema } from './plan_invitations.ts';
  * time per account, never twice for one invitation (a lost container is found again), and a
  * paused account launches nothing. So the engine may repeat an effect in doubt
  * (providerIdempotent).
+ *
+ * The account's health (health.ts) caps the day's launches too, whenever the invitation was
+ * planned: past it the invitation waits for the next day.
  *
  * What the run ends with: an expired session or a disconnected account stops the run
  * (needs_attention, the account's quotas paused) for a person to renew the cookie; LinkedIn's
@@ -113,6 +117,9 @@ export const linkedinInvite = defineStep({
     const row = await rowOf(ctx, invitation.idempotency_key);
     if (row.state === 'sent') return { container_id: row.container_id ?? '', account: row.account, profile_url: invitation.profile_url, sent_at: new Date(row.sent_at!).toISOString() };
     if (row.state !== 'planned') throw new SkipItemError(`${row.state}${row.reason ? ` (${row.reason})` : ''}`);
+    // A launch made before (in doubt after a crash) is waited for whatever the health says.
+    const [reserved] = await ctx.db.query('SELECT 1 FROM linkedin_launches WHERE key = $1', [invitation.idempotency_key]);
+    if (!reserved) await holdForHealth(ctx, row.account);
     const run = await launchOnce(ctx, {
       account: row.account,
       kind: 'connect',

@@ -1,6 +1,6 @@
 import type { AgentKind, PhantombusterClient, RunResult } from '../../connectors/phantombuster/client.ts';
 import { phantombusterConnector } from '../../connectors/phantombuster/connector.ts';
-import { configSection, DeferredError, NeedsAttentionError, periodAt, type StepContext } from '../../engine/sdk.ts';
+import { configSection, DeferredError, type EngineConfig, NeedsAttentionError, periodAt, type StepContext } from '../../engine/sdk.ts';
 import type { LinkedinConfig } from './select.ts';
 
 /**
@@ -51,14 +51,24 @@ interface LaunchRow {
 const DEFAULT_ACCOUNT_QUOTAS = ['linkedin-connect', 'linkedin-message'];
 
 /** The quotas the account's launches go under, of those configured. */
-export function accountQuotas(ctx: Pick<StepContext, 'config'>): string[] {
-  const named = configSection<LinkedinConfig>(ctx.config, 'linkedin')?.account_quotas ?? DEFAULT_ACCOUNT_QUOTAS;
-  const configured = new Set(Object.keys(ctx.config.quotas ?? {}));
+export function accountQuotasOf(config: EngineConfig): string[] {
+  const named = configSection<LinkedinConfig>(config, 'linkedin')?.account_quotas ?? DEFAULT_ACCOUNT_QUOTAS;
+  const configured = new Set(Object.keys(config.quotas ?? {}));
   return named.filter((q) => configured.has(q));
 }
 
+export const accountQuotas = (ctx: Pick<StepContext, 'config'>) => accountQuotasOf(ctx.config);
+
+/**
+ * How the reason of a pause that needs a person (an expired session, a disconnection) begins:
+ * the account named first. A resumed pause whose reason begins so is the account's
+ * reconnection (health.ts ramps its volume back up from then).
+ */
+export const sessionPausePrefix = (account: string) => `LinkedIn account "${account}": `;
+
 /** The key of a quota that stands for this account: the account itself when the quota is per key. */
-export const keyFor = (ctx: Pick<StepContext, 'config'>, quota: string, account: string) => ((ctx.config.quotas?.[quota] as { per_key?: string } | undefined)?.per_key ? account : '');
+export const accountKeyOf = (config: EngineConfig, quota: string, account: string) => ((config.quotas?.[quota] as { per_key?: string } | undefined)?.per_key ? account : '');
+export const keyFor = (ctx: Pick<StepContext, 'config'>, quota: string, account: string) => accountKeyOf(ctx.config, quota, account);
 
 /** Why the account is paused, or undefined: a pause on any of its quotas, for it or for all. */
 export async function accountPause(ctx: StepContext, account: string): Promise<{ quota: string; reason: string } | undefined> {
@@ -117,7 +127,7 @@ SELECT 'linkedin.account_paused', $1, jsonb_build_object('channel', 'linkedin', 
 /** Pauses the account's quotas for a person and stops the step. */
 async function needsPerson(ctx: StepContext, account: string, kind: 'session_expired' | 'disconnected', message: string): Promise<never> {
   const quotas = accountQuotas(ctx);
-  const why = `LinkedIn account "${account}": ${kind === 'disconnected' ? 'disconnected by LinkedIn' : 'the session cookie is expired or invalid'} (${message})`;
+  const why = `${sessionPausePrefix(account)}${kind === 'disconnected' ? 'disconnected by LinkedIn' : 'the session cookie is expired or invalid'} (${message})`;
   const reason = `${why}; a person must renew the session cookie`;
   await ctx.db.query(PAUSE_ACCOUNT, [account, reason, `run ${ctx.run.id} (LinkedIn launch)`, ctx.clock.now(), quotas, quotas.map((q) => keyFor(ctx, q, account)), ctx.run.id]);
   ctx.log.warn({ account, quotas }, `LinkedIn account paused: ${reason}`);

@@ -7,13 +7,15 @@ import { normaliseProfileUrl } from '../../connectors/phantombuster/profile-url.
 import { defineResource, defineStep, errorMessage, NonRetriableError, periodAt, type Queryable, type StepContext } from '../../engine/sdk.ts';
 import { chooseVariant } from '../email/compose.ts';
 import { insightOf } from '../email/deliver.ts';
+import { accountHealth, dailyVolume } from './health.ts';
 
 /**
  * `linkedin.plan_invitations`: the day's LinkedIn connection requests, written to
  * linkedin_invitations (like email.campaign for the outbox). From this week's
  * linkedin_selections, best rank first, the prospects with a profile who never got an
  * invitation (by prospect or by profile, on any account) and never replied, up to `daily`
- * less those planned today and never more than the quota has room for. Each gets its note
+ * (less when the account's health says so: health.ts, with the reason in the note) less
+ * those planned today and never more than the quota has room for. Each gets its note
  * from a Liquid template in templates/linkedin/ (its A/B variant chosen from its id, the same
  * on every run); a note over LinkedIn's 200 characters, or holding anything that reads as a
  * link, skips that prospect with the reason (the day takes the next one), never the batch.
@@ -69,7 +71,8 @@ const Output = Type.Object({
   week: Type.String(),
   invitations: Type.Array(InvitationSchema),
   skipped: Type.Array(Type.Object({ prospect_id: Type.String(), reason: Type.String() })),
-  counts: Type.Object({ planned: Type.Integer(), room: Type.Integer(), candidates: Type.Integer() }),
+  counts: Type.Object({ planned: Type.Integer(), room: Type.Integer(), candidates: Type.Integer(), daily: Type.Integer({ description: "Today's volume: daily, less when the account's health says so (health.ts)." }) }),
+  health: Type.Optional(Type.String({ description: "Why today's volume is less than daily (the account's acceptance rate, a reconnection)." })),
 });
 
 /** The key a prospect's one invitation runs under, whatever the campaign or the account. */
@@ -183,7 +186,9 @@ async function planDay(ctx: StepContext, input: PlanInput) {
   const account = await accountFor(ctx, input.account);
   const room = (await ctx.quotaRoom(input.quota ?? 'linkedin-connect')).reduce((n, k) => n + k.remaining, 0);
   const [today] = await ctx.db.query<{ n: number }>('SELECT count(*)::int AS n FROM linkedin_invitations WHERE campaign = $1 AND planned_at >= $2', [input.campaign, dayStart]);
-  const left = Math.max(0, Math.min(input.daily - (today?.n ?? 0), room));
+  const health = await accountHealth(ctx.db, ctx.config, account, now);
+  const daily = dailyVolume(input.daily, health);
+  const left = Math.max(0, Math.min(daily - (today?.n ?? 0), room));
   const templates = await ctx.use(noteTemplatesResource);
   const all = await candidates(ctx.db, week);
   const taken = new Set(
@@ -216,7 +221,7 @@ async function planDay(ctx: StepContext, input: PlanInput) {
     taken.add(profile);
     rows.push({ idempotency_key: invitationKey(c.prospect_id), prospect_id: c.prospect_id, profile_url: profile, account, campaign: input.campaign, variant: variant.name, note });
   }
-  return { week, rows, skipped, counts: { planned: rows.length, room, candidates: all.length } };
+  return { week, rows, skipped, counts: { planned: rows.length, room, candidates: all.length, daily }, ...(health.reason ? { health: `account ${account} sends ${daily} of ${input.daily} today: ${health.reason}` } : {}) };
 }
 
 /**
@@ -250,6 +255,8 @@ async function writeDay(ctx: StepContext, week: string, campaign: string, rows: 
     .map(({ planned_at: _, ...r }) => r);
 }
 
+const healthNote = (health: string | undefined) => (health ? `; ${health}` : '');
+
 const skipNote = (skipped: { prospect_id: string; reason: string }[]) =>
   skipped.length ? `; skipped ${skipped.length}: ${skipped.slice(0, 3).map((s) => `${s.prospect_id} (${s.reason})`).join(', ')}${skipped.length > 3 ? ' ...' : ''}` : '';
 
@@ -262,19 +269,19 @@ export const linkedinPlanInvitations = defineStep({
     kind: () => 'db.write',
     transactional: true,
     async plan(ctx, input) {
-      const { week, rows, skipped, counts } = await planDay(ctx, input);
+      const { week, rows, skipped, counts, health } = await planDay(ctx, input);
       const invitations = rows.map((r) => ({ ...r, invitation_id: `(planned ${r.idempotency_key})` }));
       return {
-        summary: `plan ${counts.planned} LinkedIn invitations of ${input.campaign} for ${week} (room today: ${counts.room}; candidates ${counts.candidates})${skipNote(skipped)}`,
-        output: { week, invitations, skipped, counts },
+        summary: `plan ${counts.planned} LinkedIn invitations of ${input.campaign} for ${week} (room today: ${counts.room}; candidates ${counts.candidates})${healthNote(health)}${skipNote(skipped)}`,
+        output: { week, invitations, skipped, counts, ...(health ? { health } : {}) },
         artifacts: [{ name: 'linkedin-notes.txt', content: rows.map((r) => `${r.profile_url} [${r.variant}] ${r.note}`).join('\n') + '\n' }],
       };
     },
   },
   async run(ctx, input) {
-    const { week, rows, skipped, counts } = await planDay(ctx, input);
+    const { week, rows, skipped, counts, health } = await planDay(ctx, input);
     const invitations = await writeDay(ctx, week, input.campaign, rows);
-    ctx.note(`${counts.planned} LinkedIn invitations planned for ${week} (room today ${counts.room}, candidates ${counts.candidates})${skipNote(skipped)}`);
-    return { week, invitations, skipped, counts };
+    ctx.note(`${counts.planned} LinkedIn invitations planned for ${week} (room today ${counts.room}, candidates ${counts.candidates})${healthNote(health)}${skipNote(skipped)}`);
+    return { week, invitations, skipped, counts, ...(health ? { health } : {}) };
   },
 });

@@ -1,6 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { Cron } from 'croner';
-import { configSection, defineStep, type EngineConfig, evaluate, NonRetriableError, parseExpression, type Queryable, type StepContext } from '../../engine/sdk.ts';
+import { configSection, defineStep, DURATION_PATTERN, type EngineConfig, evaluate, NonRetriableError, parseExpression, type Queryable, type StepContext } from '../../engine/sdk.ts';
 import type { Metrics } from '../prospects/categorise.ts';
 import { INTEL_SOURCE, waitingForDomain } from '../prospects/census.ts';
 
@@ -29,6 +29,31 @@ export const LinkedinSchema = Type.Object(
           'The quotas a LinkedIn account\'s launches go under (default: linkedin-connect and linkedin-message, those configured). An expired session or a disconnection pauses them all for the account, and while any is paused nothing is launched on it.',
       }),
     ),
+    health: Type.Optional(
+      Type.Object(
+        {
+          acceptance_floor: Type.Optional(
+            Type.Number({ minimum: 0, maximum: 1, description: "Below this share of invitations accepted (default 0.3) the account's daily invitations drop to throttle_to of the volume." }),
+          ),
+          count_after: Type.Optional(
+            Type.String({
+              pattern: DURATION_PATTERN,
+              description: 'An invitation counts in the acceptance rate once it is this old (default "5d"): the rate is over those sent in the 7 days before that, so the recent ones, not yet answered, do not pull it down.',
+            }),
+          ),
+          min_sample: Type.Optional(Type.Integer({ minimum: 1, description: 'The rate counts from this many invitations in its 7 days (default 20): a new account is not throttled on two.' })),
+          throttle_to: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: "The share of the daily volume an account below the floor sends (default 0.5)." })),
+          reconnect_start: Type.Optional(
+            Type.Number({ minimum: 0, maximum: 1, description: 'After a reconnection (a session-expiry pause resumed) the daily volume restarts at this share (default 0.6) ...' }),
+          ),
+          reconnect_step: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, description: '... and gains this share each day after, up to the full volume (default 0.1: 60%, 70% ... 100% on the fifth day).' })),
+          withdraw_after: Type.Optional(
+            Type.String({ pattern: DURATION_PATTERN, description: 'linkedin.withdraw withdraws invitations still pending this long after they were sent (default "21d").' }),
+          ),
+        },
+        { additionalProperties: false, description: "A LinkedIn account's health steers its volume: its acceptance rate, a reconnection, old pending invitations. Every key optional." },
+      ),
+    ),
   },
   { additionalProperties: false, description: 'Weekly LinkedIn outreach: volume and who comes first.' },
 );
@@ -36,6 +61,15 @@ export interface LinkedinConfig {
   weekly: number;
   score: string;
   account_quotas?: string[];
+  health?: {
+    acceptance_floor?: number;
+    count_after?: string;
+    min_sample?: number;
+    throttle_to?: number;
+    reconnect_start?: number;
+    reconnect_step?: number;
+    withdraw_after?: string;
+  };
 }
 
 /** ISO week ("2026-W49") of the week that starts at the next Monday 00:00 in `tz`. */

@@ -22,9 +22,12 @@ export function quotasCommand(program: Command, project: () => Project, wrap: Wr
         const p = project();
         const db = await p.openDb();
         try {
-          const reports = await quotaReports(flowControlOf(p.config), new RunStore(db).quotas, db, clock.now());
+          const now = clock.now();
+          const reports = await quotaReports(flowControlOf(p.config), new RunStore(db).quotas, db, now);
+          const remarks = (await Promise.all(p.registry.quotaRemarkSources.map((source) => source(db, p.config, now)))).flat();
           if (opts.json) {
-            process.stdout.write(`${JSON.stringify(reports)}\n`);
+            const about = (r: (typeof reports)[number]) => remarks.filter((m) => m.quota === r.quota && (r.key === null || m.key === undefined || m.key === r.key)).map((m) => m.text);
+            process.stdout.write(`${JSON.stringify(reports.map((r) => (about(r).length ? { ...r, remarks: about(r) } : r)))}\n`);
             return 0;
           }
           if (!reports.length) {
@@ -49,6 +52,8 @@ export function quotasCommand(program: Command, project: () => Project, wrap: Wr
             }
           });
           process.stdout.write(`${table(['quota', 'key', 'used / cap today', 'remaining', 'window', 'now'], rows)}\n`);
+          // What steers a quota's volume beside its caps (a LinkedIn account's health), under the table.
+          if (remarks.length) process.stdout.write(`\n${remarks.map((m) => `${m.quota}: ${m.text}`).join('\n')}\n`);
           return 0;
         } finally {
           await db.close();
@@ -91,7 +96,7 @@ export function quotasCommand(program: Command, project: () => Project, wrap: Wr
         const { quota, key } = parseTarget(p, target);
         const db = await p.openDb();
         try {
-          const lifted = await new RunStore(db).quotas.resume(quota, key);
+          const lifted = await new RunStore(db).quotas.resume(quota, key, { by: `flows quotas resume (${process.env.USER ?? 'a person'})`, now: clock.now() });
           process.stdout.write(lifted ? `resumed ${quotaLabel(quota, key)}\n` : `${quotaLabel(quota, key)} was not paused\n`);
           return 0;
         } finally {
