@@ -92,7 +92,7 @@ steps:
       const configFile = join(project, 'pipelines', 'flows.config.yaml');
       const config = readFileSync(configFile, 'utf8');
       const broken = config
-        .replace('window: "08:00-18:00"', 'window: "8-18"')
+        .replace(/(mailbox:[^\n]*\n(?:    [^\n]*\n)*?    )window: "08:00-18:00"/, '$1window: "8-18"')
         .replace('caps: { day: 17, rolling_7d: 85 }', 'caps: { day: lots, rolling_7d: 85 }')
         .replace(/^(\s+)usd: \d+/m, '$1usd: -5')
         .replace(/^(\s+)port: \d+/m, '$1port: eighty');

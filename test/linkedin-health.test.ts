@@ -41,6 +41,7 @@ interface Setup {
   pipeline: Pipeline;
   resources: Resources;
   withdrawAgent: string;
+  connectAgent: string;
 }
 
 function setup(open: () => Promise<Database>, seed: (db: Database) => Promise<void>): Setup {
@@ -52,6 +53,7 @@ function setup(open: () => Promise<Database>, seed: (db: Database) => Promise<vo
     t.sandbox = await startPhantombusterSandbox({ now: () => t.clock.now() });
     const agents = Object.fromEntries((['connect', 'message', 'connections', 'inbox', 'withdraw'] as const).map((kind) => [kind, { id: t.sandbox.addAgent({ kind, account: 'sandbox' }) }]));
     t.withdrawAgent = agents.withdraw!.id;
+    t.connectAgent = agents.connect!.id;
     t.registry = createRegistry();
     t.config = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', {}, t.registry).config!;
     t.config.connectors = {
@@ -182,7 +184,7 @@ describe.each(testDatabases)('acceptance rate and reconnection on $name', ({ ope
     const real = await run(t.clock);
     expect(real.status, real.error).toBe('completed');
     expect(await sentOn(t, '2026-11-23')).toBe(8);
-    expect(t.sandbox.launches).toHaveLength(8);
+    expect(t.sandbox.launches.filter((l) => l.agentId === t.connectAgent)).toHaveLength(8);
     expect(real.notes.find((n) => n.step === 'plan')?.text).toContain(reason);
     const [plan] = await t.db.query<{ output: unknown }>("SELECT output FROM flow_steps WHERE run_id = $1 AND step_id = 'plan'", [real.run_id]);
     expect(typeof plan!.output === 'string' ? JSON.parse(plan!.output) : plan!.output).toMatchObject({ counts: { planned: 8, daily: 8 }, health: reason });
@@ -208,11 +210,11 @@ describe.each(testDatabases)('acceptance rate and reconnection on $name', ({ ope
   }, 120_000);
 
   it('after a reconnection the day restarts at 60% and gains 10% a day; another pause resumed does not ramp', async () => {
-    // Wednesday: the session has expired; the run stops on its first launch and pauses the account.
+    // Wednesday: the session has expired; the run stops on its first launch (the inbox) and pauses the account.
     toDay('2026-11-25T08:45:00Z');
     t.sandbox.expireSession('sandbox');
     const expired = await run(t.clock);
-    expect(expired.status).toBe('waiting');
+    expect(expired.status).toBe('needs_attention');
     expect(await new RunStore(t.db).quotas.pauseAt('linkedin-connect', '', t.clock.now())).toMatchObject({ reason: expect.stringMatching(/^LinkedIn account "sandbox": the session cookie is expired/) });
 
     // Thursday 08:30 a person renews the cookie and resumes the quota (flows quotas resume linkedin-connect).
@@ -220,7 +222,8 @@ describe.each(testDatabases)('acceptance rate and reconnection on $name', ({ ope
     t.clock.advance(Date.parse('2026-11-26T08:30:00Z') - t.clock.now().getTime());
     t.sandbox.renewSession('sandbox');
     expect(await new RunStore(t.db).quotas.resume('linkedin-connect', '', { by: 'flows quotas resume (ana)', now: t.clock.now() })).toBe(true);
-    const [resumed] = await t.db.query<{ key: string; payload: Record<string, unknown> | string; occurred_at: Date }>("SELECT key, payload, occurred_at FROM flow_events WHERE type = 'quota.resumed'");
+    expect(await new RunStore(t.db).quotas.resume('linkedin-message', '', { by: 'flows quotas resume (ana)', now: t.clock.now() })).toBe(true);
+    const [resumed] = await t.db.query<{ key: string; payload: Record<string, unknown> | string; occurred_at: Date }>("SELECT key, payload, occurred_at FROM flow_events WHERE type = 'quota.resumed' AND key = 'linkedin-connect'");
     expect(resumed!.key).toBe('linkedin-connect');
     expect(typeof resumed!.payload === 'string' ? JSON.parse(resumed!.payload) : resumed!.payload).toMatchObject({ quota: 'linkedin-connect', key: '', resumed_by: 'flows quotas resume (ana)', reason: expect.stringContaining('renew the session cookie') });
 
@@ -229,24 +232,20 @@ describe.each(testDatabases)('acceptance rate and reconnection on $name', ({ ope
     expect(predicted.invites).toHaveLength(10);
     expect(predicted.plan).toContain(reason);
     expect(await flowsQuotas(t, t.clock.now())).toContain('LinkedIn account sandbox: reconnected 2026-11-26, ramp day 1 of 4 (60%): 60% of the daily volume (10 a day instead of 17)');
-    // The run parked on the pause goes on (as the daemon resumes it): of the 17 it planned on
-    // Wednesday, the 10 the ramp allows go today and the rest wait for tomorrow.
+    // The run the expiry stopped goes on (a person resumes it): it plans the 10 the ramp allows and sends them.
     toDay('2026-11-26T08:45:00Z');
-    const launched = t.sandbox.launches.length;
-    // (A wait over an hour parks the run, so the clock stays on Thursday.)
-    const parked = await run(t.clock, false, { resume: expired.run_id, parkAfterMs: 3_600_000 });
-    expect(parked.status).toBe('waiting');
+    const launched = t.sandbox.launches.filter((l) => l.agentId === t.connectAgent).length;
+    const resumedRun = await run(t.clock, false, { resume: expired.run_id, parkAfterMs: 3_600_000 });
+    expect(resumedRun.status, resumedRun.error).toBe('completed');
+    expect(resumedRun.notes.find((n) => n.step === 'plan')?.text).toContain(reason);
     expect(await sentOn(t, '2026-11-26')).toBe(10);
-    expect(t.sandbox.launches.length - launched).toBe(10);
-    const [held] = await t.db.query<{ waiting_until: Date; waiting_reason: string }>('SELECT waiting_until, waiting_reason FROM flow_runs WHERE id = $1', [expired.run_id]);
-    expect(held!.waiting_reason).toContain('LinkedIn account "sandbox" has sent 10 today, all its health allows (reconnected 2026-11-26, ramp day 1 of 4 (60%)');
-    expect(new Date(held!.waiting_until).toISOString()).toBe('2026-11-27T00:00:00.000Z');
-    // Thursday's own run plans within the quota's room, and sends nothing more today.
+    // Thursday's own run later: nothing more today.
+    t.clock.advance(3_600_000);
     const real = await run(t.clock, false, { parkAfterMs: 3_600_000 });
-    expect(real.status, real.error).toBe('waiting');
+    expect(real.status, real.error).toBe('completed');
     expect(real.notes.find((n) => n.step === 'plan')?.text).toContain(reason);
     expect(await sentOn(t, '2026-11-26')).toBe(10);
-    expect(t.sandbox.launches.length - launched).toBe(10);
+    expect(t.sandbox.launches.filter((l) => l.agentId === t.connectAgent).length - launched).toBe(10);
 
     expect((await dry('2026-11-27T08:45:00Z')).invites).toHaveLength(11); // Friday, day 2: 70%
     const monday = await dry('2026-11-30T08:45:00Z'); // day 5: full

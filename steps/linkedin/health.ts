@@ -1,4 +1,4 @@
-import { configSection, daysSince, DeferredError, type EngineConfig, localDate, parseDuration, periodAt, type Queryable, type QuotaRemarkSource, type StepContext } from '../../engine/sdk.ts';
+import { configSection, daysSince, type EngineConfig, localDate, parseDuration, periodAt, type Queryable, type QuotaRemarkSource, SkipItemError, type StepContext } from '../../engine/sdk.ts';
 import { accountKeyOf, accountQuotasOf, sessionPausePrefix } from './launch.ts';
 import type { LinkedinConfig } from './select.ts';
 
@@ -81,9 +81,14 @@ export interface AccountHealth extends HealthFacts {
   summary: string;
 }
 
-/** The invitations the rate is over: sent after `from`, up to `to`. */
-export function rateWindow(now: Date, settings: HealthSettings): { from: Date; to: Date } {
-  const to = new Date(now.getTime() - settings.countAfterMs);
+/**
+ * The invitations the rate is over: sent after `from`, up to `to`, counted back from the start
+ * of today (in the business's timezone). So the rate, and the volume it allows, hold for the
+ * whole day: the plan in the morning and each launch later that day read the same, and a dry
+ * run agrees with the run whatever the hour.
+ */
+export function rateWindow(now: Date, settings: HealthSettings, timezone: string): { from: Date; to: Date } {
+  const to = new Date(periodAt('day', timezone, now).start.getTime() - settings.countAfterMs);
   return { from: new Date(to.getTime() - RATE_WINDOW_DAYS * DAY), to };
 }
 
@@ -125,7 +130,7 @@ export const dailyVolume = (daily: number, health: AccountHealth): number => Mat
 
 /** The account's facts at `now`: one statement. */
 export async function healthFacts(db: Pick<Queryable, 'query'>, config: EngineConfig, account: string, now: Date): Promise<HealthFacts> {
-  const { from, to } = rateWindow(now, healthSettings(config));
+  const { from, to } = rateWindow(now, healthSettings(config), config.business?.timezone ?? 'UTC');
   const prefix = sessionPausePrefix(account);
   const [row] = await db.query<{ sent: number; accepted: number; reconnected_at: Date | string | null }>(
     `SELECT count(*)::int AS sent,
@@ -162,7 +167,9 @@ export async function holdForHealth(ctx: StepContext, account: string): Promise<
   const [sent] = await ctx.db.query<{ n: number }>("SELECT count(*)::int AS n FROM linkedin_invitations WHERE account = $1 AND state <> 'planned' AND sent_at >= $2", [account, day.start]);
   const volume = dailyVolume(cap, health);
   if (Number(sent?.n ?? 0) >= volume) {
-    throw new DeferredError(`LinkedIn account "${account}" has sent ${volume} today, all its health allows (${health.reason}): tried again at ${day.end.toISOString()}`, day.end);
+    // Skipped, not waited for: the row stays planned for tomorrow's plan, and the run ends (a
+    // run waiting for tomorrow would hold up the hourly runs that read replies and acceptances).
+    throw new SkipItemError(`held for tomorrow: LinkedIn account "${account}" has sent ${volume} today, all its health allows (${health.reason})`);
   }
 }
 

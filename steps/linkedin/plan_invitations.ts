@@ -257,6 +257,11 @@ async function writeDay(ctx: StepContext, week: string, campaign: string, rows: 
 
 const healthNote = (health: string | undefined) => (health ? `; ${health}` : '');
 
+async function sentSince(db: Queryable, campaign: string, since: Date): Promise<number> {
+  const [row] = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM linkedin_invitations WHERE campaign = $1 AND sent_at >= $2', [campaign, since]);
+  return row?.n ?? 0;
+}
+
 const skipNote = (skipped: { prospect_id: string; reason: string }[]) =>
   skipped.length ? `; skipped ${skipped.length}: ${skipped.slice(0, 3).map((s) => `${s.prospect_id} (${s.reason})`).join(', ')}${skipped.length > 3 ? ' ...' : ''}` : '';
 
@@ -280,7 +285,13 @@ export const linkedinPlanInvitations = defineStep({
   },
   async run(ctx, input) {
     const { week, rows, skipped, counts, health } = await planDay(ctx, input);
-    const invitations = await writeDay(ctx, week, input.campaign, rows);
+    // Left-overs of earlier days come on top of today's: the run takes no more than the day can
+    // send (the quota's room, the health's volume), so it never waits for tomorrow; the rest
+    // stay planned for the next day's plan.
+    const all = await writeDay(ctx, week, input.campaign, rows);
+    const sentToday = await sentSince(ctx.db, input.campaign, periodAt('day', ctx.config.business?.timezone ?? 'UTC', ctx.clock.now()).start);
+    const invitations = all.slice(0, Math.max(0, Math.min(counts.room, counts.daily - sentToday)));
+    if (invitations.length < all.length) ctx.note(`${all.length - invitations.length} planned invitations held for the next day (today's room is used)`);
     ctx.note(`${counts.planned} LinkedIn invitations planned for ${week} (room today ${counts.room}, candidates ${counts.candidates})${healthNote(health)}${skipNote(skipped)}`);
     return { week, invitations, skipped, counts, ...(health ? { health } : {}) };
   },
