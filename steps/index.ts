@@ -41,6 +41,7 @@ import { linkedinReplies } from './linkedin/replies.ts';
 import { phantombusterWebhookPage } from './linkedin/webhook-page.ts';
 import { linkedinWithdraw } from './linkedin/withdraw.ts';
 import { linkedinHealthRemarks } from './linkedin/health.ts';
+import { emailHealthRemarks } from './email/health.ts';
 import { reportAnalyseBatch } from './report/analyse_batch.ts';
 import { businessMigrations } from './tables.ts';
 
@@ -96,5 +97,6 @@ export function createRegistry(): StepRegistry {
     .configSection('linkedin', LinkedinSchema)
     .configSection('email', EmailSchema, emailProblems)
     .quotaKeys('email.mailboxes', mailboxKeys)
-    .quotaRemarks(linkedinHealthRemarks);
+    .quotaRemarks(linkedinHealthRemarks)
+    .quotaRemarks(emailHealthRemarks);
 }

@@ -5,7 +5,7 @@ import { type EngineConfig, loadConfig } from '../engine/config.ts';
 import type { Database } from '../engine/db/connect.ts';
 import { writableQueryable } from '../engine/executor/context.ts';
 import { RunStore } from '../engine/store/index.ts';
-import { sendingHealth } from '../steps/email/health.ts';
+import { emailHealthRemarks, sendingHealth } from '../steps/email/health.ts';
 import { parseInbound } from '../steps/email/inbound.ts';
 import { receiveInbound, recordInbound } from '../steps/email/replies.ts';
 import { createRegistry } from '../steps/index.ts';
@@ -285,6 +285,11 @@ describe.each(testDatabases)('inbound mail on $name', ({ open }) => {
       const health = await sendingHealth(q(), config, NOW);
       expect(health.find((h) => h.name === 'intel-mail-two.example')).toMatchObject({ scope: 'domain', sent: 61, complaints: 1, counted: true, breach: reason });
       expect(health.find((h) => h.name === hugo)).toMatchObject({ sent: 11, complaints: 1, counted: false });
+      // flows quotas shows the same rates under the mailbox quota: each domain, and the mailbox with the complaint.
+      const remarks = await emailHealthRemarks(q(), config, NOW);
+      expect(remarks).toContainEqual({ quota: 'mailbox', text: `domain intel-mail-two.example: bounces 0.00% (0 of 61 sent), complaints 1.6% (1) over 7 days: past the limit, ${reason}` });
+      expect(remarks).toContainEqual({ quota: 'mailbox', key: hugo, text: `${hugo}: bounces 0.00% (0 of 11 sent), complaints 9.1% (1) over 7 days (counted from 50 sent)` });
+      expect(remarks.filter((r) => r.key)).toHaveLength(1);
     });
   });
 });

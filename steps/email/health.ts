@@ -1,4 +1,4 @@
-import type { EngineConfig, Queryable } from '../../engine/sdk.ts';
+import type { EngineConfig, Queryable, QuotaRemarkSource } from '../../engine/sdk.ts';
 import { eventStatement } from '../event/emit.ts';
 import { normalAddress } from './consent.ts';
 import { mailboxesOf } from './settings.ts';
@@ -10,6 +10,8 @@ import { mailboxesOf } from './settings.ts';
  * it) is paused in the mailbox quota, the same pause `flows quotas pause` makes: indefinite,
  * until a person has looked and runs `flows quotas resume`. A rate counts only once 50
  * emails went out in the window; before that one bounce says little.
+ *
+ * `flows quotas` shows the rates (emailHealthRemarks) with the limits.
  *
  * Bounces are outbox rows marked bounced (at SMTP time or by a delivery report) plus
  * delivery reports that matched no row; sends are outbox rows sent in the window.
@@ -143,3 +145,19 @@ async function pauseKey(db: Queryable, quota: string, key: string, health: Sendi
   );
   return rows.length > 0;
 }
+
+/**
+ * `flows quotas` under the mailbox quota: each domain's bounce and complaint rates over the
+ * window, and each mailbox that had a bounce or a complaint, with the limits that pause them.
+ * The rates the automatic pause reads, from the same counts.
+ */
+export const emailHealthRemarks: QuotaRemarkSource = async (db, config, now) => {
+  const quota = mailboxQuota(config);
+  if (!quota || !mailboxesOf(config).length) return [];
+  const line = (h: SendingHealth) =>
+    `${h.scope === 'domain' ? `domain ${h.name}` : h.name}: bounces ${percent(h.bounceRate)} (${h.bounces} of ${h.sent} sent), complaints ${percent(h.complaintRate)} (${h.complaints}) over ${HEALTH_WINDOW_DAYS} days` +
+    (h.breach ? `: past the limit, ${h.breach}` : h.counted ? '' : ` (counted from ${MIN_SENDS} sent)`);
+  return (await sendingHealth(db as Queryable, config, now))
+    .filter((h) => h.scope === 'domain' || h.bounces > 0 || h.complaints > 0)
+    .map((h) => ({ quota, ...(h.scope === 'mailbox' ? { key: h.name } : {}), text: line(h) }));
+};
