@@ -126,6 +126,7 @@ describe.each(testDatabases)('linkedin-daily over three weeks, on $name', ({ ope
     let expired = false;
     let renewed = false;
     let dryChecked = false;
+    let followUpsChecked = false;
     for (const monday of MONDAYS) {
       for (let d = 0; d < 5; d++) {
         const day = new Date(Date.parse(`${monday}T00:00:00Z`) + d * DAY).toISOString().slice(0, 10);
@@ -168,6 +169,30 @@ describe.each(testDatabases)('linkedin-daily over three weeks, on $name', ({ ope
             dryChecked = true;
             continue;
           }
+          // From the Thursday after the reconnection, at noon: the first dry run that lists follow-ups
+          // lists the run's, but for those the run's own inbox read finds replying since the last.
+          if (!followUpsChecked && time === '12:45' && at >= '2026-12-03') {
+            const dry = await run(true);
+            const predictedFollowUps = dry.effects.filter((e) => e.step === 'follow_up').map((e) => e.summary.replace(/ \[.*$/, ''));
+            if (predictedFollowUps.length) {
+              const followUpsBefore = (await t.db.query<{ n: number }>("SELECT count(*)::int AS n FROM linkedin_messages WHERE sequence_step <> 'report-link'"))[0]!.n;
+              const repliesBefore = (await t.db.query<{ n: number }>('SELECT count(*)::int AS n FROM linkedin_replies'))[0]!.n;
+              const real = await run();
+              expect(real.status, real.error).toBe('completed');
+              t.results.push({ at, result: real, launches: 0 });
+              const made = (
+                await t.db.query<{ step: string; profile_url: string }>(
+                  "SELECT m.sequence_step AS step, i.profile_url FROM linkedin_messages m JOIN linkedin_invitations i ON i.id = m.invitation_id WHERE m.sequence_step <> 'report-link' ORDER BY m.planned_at OFFSET $1",
+                  [followUpsBefore],
+                )
+              ).map((m) => `LinkedIn message ${m.step} to ${m.profile_url} from sandbox`);
+              const newlyReplied = new Set((await t.db.query<{ profile_url: string }>('SELECT profile_url FROM linkedin_replies ORDER BY recorded_at OFFSET $1', [repliesBefore])).map((r) => r.profile_url));
+              for (const m of made) expect(predictedFollowUps).toContain(m);
+              for (const p of predictedFollowUps.filter((x) => !made.includes(x))) expect(newlyReplied.has(p.replace(/^.* to (\S+) from .*$/, '$1')), p).toBe(true);
+              followUpsChecked = true;
+              continue;
+            }
+          }
           const launchesBefore = t.sandbox.launches.length;
           const result = await run();
           t.results.push({ at, result, launches: t.sandbox.launches.length - launchesBefore });
@@ -185,6 +210,7 @@ describe.each(testDatabases)('linkedin-daily over three weeks, on $name', ({ ope
         }
       }
     }
+    expect(followUpsChecked).toBe(true);
     const bad = t.results.filter((r) => r.result.status !== 'completed');
     // Only the runs while the session was expired stop, each for a person.
     expect(bad.map((r) => r.at)).toEqual(['2026-12-02T12:45:00Z', '2026-12-02T16:45:00Z']);
