@@ -1,21 +1,14 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PhantombusterClient } from '../connectors/phantombuster/client.ts';
-import { type PhantombusterSandbox, SANDBOX_API_KEY, startPhantombusterSandbox } from '../connectors/phantombuster/sandbox.ts';
+import { SANDBOX_API_KEY } from '../connectors/phantombuster/sandbox.ts';
 import { ManualClock } from '../engine/clock.ts';
-import { type EngineConfig, loadConfig } from '../engine/config.ts';
 import type { Database } from '../engine/db/connect.ts';
 import { executeRun, type RunResult } from '../engine/executor/run.ts';
-import { silentLogger } from '../engine/log.ts';
-import { loadPipeline } from '../engine/pipeline/load.ts';
-import type { Pipeline } from '../engine/pipeline/types.ts';
-import { Resources } from '../engine/resources.ts';
 import { RunStore } from '../engine/store/index.ts';
 import { NOTE_LIMIT, noteProblem } from '../steps/linkedin/plan_invitations.ts';
-import { createRegistry } from '../steps/index.ts';
 import { testDatabases } from './helpers/db.ts';
+import { type LinkedinProject, linkedinProject } from './helpers/linkedin-project.ts';
 
 /**
  * linkedin-daily as shipped (pipelines/linkedin-daily.yaml, the shipped config's quota
@@ -31,46 +24,9 @@ const NEXT_WEEK = '2026-W49';
 const DAY = 86_400_000;
 const COUNT = 100;
 
-interface Setup {
-  db: Database;
-  sandbox: PhantombusterSandbox;
-  clock: ManualClock;
-  state: string;
-  config: EngineConfig;
-  pipeline: Pipeline;
-  resources: Resources;
-  agents: Record<'connect' | 'message' | 'connections' | 'inbox', { id: string }>;
-}
+type Setup = LinkedinProject;
 
-function setup(open: () => Promise<Database>): Setup {
-  const t = {} as Setup;
-  beforeAll(async () => {
-    t.db = await open();
-    t.state = mkdtempSync(join(tmpdir(), 'flows-linkedin-daily-'));
-    t.clock = new ManualClock(new Date(MONDAY));
-    t.sandbox = await startPhantombusterSandbox({ now: () => t.clock.now() });
-    const agents = Object.fromEntries((['connect', 'message', 'connections', 'inbox'] as const).map((kind) => [kind, { id: t.sandbox.addAgent({ kind, account: 'sandbox' }) }])) as Setup['agents'];
-    t.agents = agents;
-    const registry = createRegistry();
-    t.config = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', {}, registry).config!;
-    t.config.connectors = {
-      ...t.config.connectors,
-      phantombuster: { api_key: SANDBOX_API_KEY, base_url: t.sandbox.url, storage_url: t.sandbox.storageUrl, poll: '10s', timeout: '30m', request_timeout: '30s', accounts: { sandbox: { agents } } },
-    };
-    const { pipeline, diagnostics } = loadPipeline(readFileSync('pipelines/linkedin-daily.yaml', 'utf8'), 'linkedin-daily.yaml', { registry, config: t.config });
-    if (!pipeline) throw new Error(JSON.stringify(diagnostics));
-    t.pipeline = pipeline;
-    t.resources = new Resources({ config: t.config, env: {}, log: silentLogger, clock: t.clock, projectDir: 'pipelines', stateDir: t.state });
-    await seed(t.db);
-  }, 60_000);
-  afterAll(async () => {
-    await t.resources?.close();
-    await t.sandbox?.close();
-    await t.db?.close();
-    if (t.state) rmSync(t.state, { recursive: true, force: true });
-  });
-  return t;
-}
+const setup = (open: () => Promise<Database>): Setup => linkedinProject(open, { start: MONDAY, seed, kinds: ['connect', 'message', 'connections', 'inbox'] });
 
 /** 100 selected prospects; some must get nothing: a reply, a link in the note, a note too long, a profile twice, no profile. */
 async function seed(db: Database): Promise<void> {

@@ -1,24 +1,16 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type PhantombusterSandbox, SANDBOX_API_KEY, startPhantombusterSandbox } from '../connectors/phantombuster/sandbox.ts';
+import { describe, expect, it, vi } from 'vitest';
 import { quotasCommand } from '../engine/cli/commands/quotas.ts';
 import type { Project } from '../engine/cli/project.ts';
 import { ManualClock } from '../engine/clock.ts';
-import { type EngineConfig, loadConfig } from '../engine/config.ts';
+import { type EngineConfig } from '../engine/config.ts';
 import type { Database } from '../engine/db/connect.ts';
 import { executeRun, type RunResult } from '../engine/executor/run.ts';
-import { silentLogger } from '../engine/log.ts';
-import { loadPipeline } from '../engine/pipeline/load.ts';
-import type { Pipeline } from '../engine/pipeline/types.ts';
-import type { StepRegistry } from '../engine/registry.ts';
-import { Resources } from '../engine/resources.ts';
 import { RunStore } from '../engine/store/index.ts';
-import { createRegistry } from '../steps/index.ts';
 import { dailyVolume, type HealthFacts, healthOf, healthSettings } from '../steps/linkedin/health.ts';
 import { testDatabases } from './helpers/db.ts';
+import { type LinkedinProject, linkedinProject } from './helpers/linkedin-project.ts';
 
 /**
  * Account health on linkedin-daily as shipped, against the Phantombuster sandbox on one
@@ -31,49 +23,9 @@ import { testDatabases } from './helpers/db.ts';
 const MONDAY = '2026-11-23T08:45:00Z'; // London: 08:45, before the 09:00 window
 const DAY = 86_400_000;
 
-interface Setup {
-  db: Database;
-  sandbox: PhantombusterSandbox;
-  clock: ManualClock;
-  state: string;
-  registry: StepRegistry;
-  config: EngineConfig;
-  pipeline: Pipeline;
-  resources: Resources;
-  withdrawAgent: string;
-  connectAgent: string;
-}
+type Setup = LinkedinProject;
 
-function setup(open: () => Promise<Database>, seed: (db: Database) => Promise<void>): Setup {
-  const t = {} as Setup;
-  beforeAll(async () => {
-    t.db = await open();
-    t.state = mkdtempSync(join(tmpdir(), 'flows-linkedin-health-'));
-    t.clock = new ManualClock(new Date(MONDAY));
-    t.sandbox = await startPhantombusterSandbox({ now: () => t.clock.now() });
-    const agents = Object.fromEntries((['connect', 'message', 'connections', 'inbox', 'withdraw'] as const).map((kind) => [kind, { id: t.sandbox.addAgent({ kind, account: 'sandbox' }) }]));
-    t.withdrawAgent = agents.withdraw!.id;
-    t.connectAgent = agents.connect!.id;
-    t.registry = createRegistry();
-    t.config = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', {}, t.registry).config!;
-    t.config.connectors = {
-      ...t.config.connectors,
-      phantombuster: { api_key: SANDBOX_API_KEY, base_url: t.sandbox.url, storage_url: t.sandbox.storageUrl, poll: '10s', timeout: '30m', request_timeout: '30s', accounts: { sandbox: { agents } } },
-    };
-    const { pipeline, diagnostics } = loadPipeline(readFileSync('pipelines/linkedin-daily.yaml', 'utf8'), 'linkedin-daily.yaml', { registry: t.registry, config: t.config });
-    if (!pipeline) throw new Error(JSON.stringify(diagnostics));
-    t.pipeline = pipeline;
-    t.resources = new Resources({ config: t.config, env: {}, log: silentLogger, clock: t.clock, projectDir: 'pipelines', stateDir: t.state });
-    await seed(t.db);
-  }, 60_000);
-  afterAll(async () => {
-    await t.resources?.close();
-    await t.sandbox?.close();
-    await t.db?.close();
-    if (t.state) rmSync(t.state, { recursive: true, force: true });
-  });
-  return t;
-}
+const setup = (open: () => Promise<Database>, seed: (db: Database) => Promise<void>): Setup => linkedinProject(open, { start: MONDAY, seed });
 
 /** 100 selected prospects, 70 this week (2026-W48) and 30 the next. */
 async function seedSelection(db: Database): Promise<void> {
@@ -184,7 +136,7 @@ describe.each(testDatabases)('acceptance rate and reconnection on $name', ({ ope
     const real = await run(t.clock);
     expect(real.status, real.error).toBe('completed');
     expect(await sentOn(t, '2026-11-23')).toBe(8);
-    expect(t.sandbox.launches.filter((l) => l.agentId === t.connectAgent)).toHaveLength(8);
+    expect(t.sandbox.launches.filter((l) => l.agentId === t.agents.connect.id)).toHaveLength(8);
     expect(real.notes.find((n) => n.step === 'plan')?.text).toContain(reason);
     const [plan] = await t.db.query<{ output: unknown }>("SELECT output FROM flow_steps WHERE run_id = $1 AND step_id = 'plan'", [real.run_id]);
     expect(typeof plan!.output === 'string' ? JSON.parse(plan!.output) : plan!.output).toMatchObject({ counts: { planned: 8, daily: 8 }, health: reason });
@@ -234,7 +186,7 @@ describe.each(testDatabases)('acceptance rate and reconnection on $name', ({ ope
     expect(await flowsQuotas(t, t.clock.now())).toContain('LinkedIn account sandbox: reconnected 2026-11-26, ramp day 1 of 4 (60%): 60% of the daily volume (10 a day instead of 17)');
     // The run the expiry stopped goes on (a person resumes it): it plans the 10 the ramp allows and sends them.
     toDay('2026-11-26T08:45:00Z');
-    const launched = t.sandbox.launches.filter((l) => l.agentId === t.connectAgent).length;
+    const launched = t.sandbox.launches.filter((l) => l.agentId === t.agents.connect.id).length;
     const resumedRun = await run(t.clock, false, { resume: expired.run_id, parkAfterMs: 3_600_000 });
     expect(resumedRun.status, resumedRun.error).toBe('completed');
     expect(resumedRun.notes.find((n) => n.step === 'plan')?.text).toContain(reason);
@@ -245,7 +197,7 @@ describe.each(testDatabases)('acceptance rate and reconnection on $name', ({ ope
     expect(real.status, real.error).toBe('completed');
     expect(real.notes.find((n) => n.step === 'plan')?.text).toContain(reason);
     expect(await sentOn(t, '2026-11-26')).toBe(10);
-    expect(t.sandbox.launches.filter((l) => l.agentId === t.connectAgent).length - launched).toBe(10);
+    expect(t.sandbox.launches.filter((l) => l.agentId === t.agents.connect.id).length - launched).toBe(10);
 
     expect((await dry('2026-11-27T08:45:00Z')).invites).toHaveLength(11); // Friday, day 2: 70%
     const monday = await dry('2026-11-30T08:45:00Z'); // day 5: full
@@ -270,7 +222,7 @@ describe.each(testDatabases)('withdrawing old pending invitations on $name', ({ 
     t.db
       .query<{ key: string; payload: Record<string, unknown> | string }>("SELECT key, payload FROM flow_events WHERE type = 'linkedin.withdrawn' ORDER BY key")
       .then((r) => r.map((e) => ({ key: e.key, payload: typeof e.payload === 'string' ? (JSON.parse(e.payload) as Record<string, unknown>) : e.payload })));
-  const withdrawLaunches = () => t.sandbox.launches.filter((l) => l.agentId === t.withdrawAgent);
+  const withdrawLaunches = () => t.sandbox.launches.filter((l) => l.agentId === t.agents.withdraw.id);
   let accepted: string[] = [];
   let due: string[] = [];
 

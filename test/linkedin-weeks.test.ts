@@ -1,19 +1,11 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type PhantombusterSandbox, SANDBOX_API_KEY, startPhantombusterSandbox } from '../connectors/phantombuster/sandbox.ts';
+import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../engine/clock.ts';
-import { type EngineConfig, loadConfig } from '../engine/config.ts';
 import type { Database } from '../engine/db/connect.ts';
 import { executeRun, type RunResult } from '../engine/executor/run.ts';
-import { silentLogger } from '../engine/log.ts';
-import { loadPipeline } from '../engine/pipeline/load.ts';
-import type { Pipeline } from '../engine/pipeline/types.ts';
-import { Resources } from '../engine/resources.ts';
 import { RunStore } from '../engine/store/index.ts';
-import { createRegistry } from '../steps/index.ts';
 import { testDatabases } from './helpers/db.ts';
+import { type LinkedinProject, linkedinProject } from './helpers/linkedin-project.ts';
 
 /**
  * linkedin-daily as shipped, over three simulated weeks against the Phantombuster sandbox on
@@ -35,17 +27,7 @@ const PER_WEEK = 100;
 const EXPIRED_AT = '2026-12-02T12:00:00Z'; // week 2, Wednesday, between runs
 const RENEWED_AT = '2026-12-03T08:30:00Z'; // Thursday, before the first run
 
-interface Setup {
-  db: Database;
-  sandbox: PhantombusterSandbox;
-  clock: ManualClock;
-  state: string;
-  config: EngineConfig;
-  pipeline: Pipeline;
-  resources: Resources;
-  connectId: string;
-  messageId: string;
-  connectionsId: string;
+interface Setup extends LinkedinProject {
   results: { at: string; result: RunResult; launches: number }[];
   emailReplied: Map<string, number>;
   invitedTotal: number;
@@ -81,34 +63,9 @@ async function seed(db: Database): Promise<void> {
 }
 
 function setup(open: () => Promise<Database>): Setup {
-  const t = { results: [], emailReplied: new Map() } as unknown as Setup;
-  beforeAll(async () => {
-    t.db = await open();
-    t.state = mkdtempSync(join(tmpdir(), 'flows-linkedin-weeks-'));
-    t.clock = new ManualClock(new Date(`${MONDAYS[0]}T08:00:00Z`));
-    t.sandbox = await startPhantombusterSandbox({ now: () => t.clock.now(), linkedin: { seed: 'three-weeks', replyRate: 0.3 } });
-    const agents = Object.fromEntries((['connect', 'message', 'connections', 'inbox'] as const).map((kind) => [kind, { id: t.sandbox.addAgent({ kind, account: 'sandbox' }) }]));
-    t.connectId = agents.connect!.id;
-    t.messageId = agents.message!.id;
-    t.connectionsId = agents.connections!.id;
-    const registry = createRegistry();
-    t.config = loadConfig(readFileSync('pipelines/flows.config.yaml', 'utf8'), 'flows.config.yaml', {}, registry).config!;
-    t.config.connectors = {
-      ...t.config.connectors,
-      phantombuster: { api_key: SANDBOX_API_KEY, base_url: t.sandbox.url, storage_url: t.sandbox.storageUrl, poll: '10s', timeout: '30m', request_timeout: '30s', accounts: { sandbox: { agents } } },
-    };
-    const { pipeline, diagnostics } = loadPipeline(readFileSync('pipelines/linkedin-daily.yaml', 'utf8'), 'linkedin-daily.yaml', { registry, config: t.config });
-    if (!pipeline) throw new Error(JSON.stringify(diagnostics));
-    t.pipeline = pipeline;
-    t.resources = new Resources({ config: t.config, env: {}, log: silentLogger, clock: t.clock, projectDir: 'pipelines', stateDir: t.state });
-    await seed(t.db);
-  }, 60_000);
-  afterAll(async () => {
-    await t.resources?.close();
-    await t.sandbox?.close();
-    await t.db?.close();
-    if (t.state) rmSync(t.state, { recursive: true, force: true });
-  });
+  const t = linkedinProject<Omit<Setup, keyof LinkedinProject>>(open, { start: `${MONDAYS[0]}T08:00:00Z`, seed, world: { seed: 'three-weeks', replyRate: 0.3 }, kinds: ['connect', 'message', 'connections', 'inbox'] });
+  t.results = [];
+  t.emailReplied = new Map();
   return t;
 }
 
@@ -152,7 +109,7 @@ describe.each(testDatabases)('linkedin-daily over three weeks, on $name', ({ ope
             const dry = await run(true);
             expect(dry.status, dry.error).toBe('completed');
             const predicted = dry.effects.filter((e) => e.step.endsWith('send')).map((e) => e.summary.replace(/ \[.*$/, ''));
-            const lastExport = Math.max(...t.sandbox.launches.filter((l) => l.agentId === t.connectionsId).map((l) => l.at.getTime()));
+            const lastExport = Math.max(...t.sandbox.launches.filter((l) => l.agentId === t.agents.connections.id).map((l) => l.at.getTime()));
             const since = new Set(
               t.sandbox.invitations('sandbox').filter((i) => i.state === 'accepted' && i.decidesAt > lastExport && i.decidesAt <= t.clock.now().getTime()).map((i) => i.person.profileUrl),
             );
@@ -218,7 +175,7 @@ describe.each(testDatabases)('linkedin-daily over three weeks, on $name', ({ ope
   }, 600_000);
 
   it('invited 17 a weekday, never more than 85 in any 7 days, nobody twice', async () => {
-    const connects = t.sandbox.launches.filter((l) => l.agentId === t.connectId).map((l) => l.at.getTime());
+    const connects = t.sandbox.launches.filter((l) => l.agentId === t.agents.connect.id).map((l) => l.at.getTime());
     const byDay = new Map<string, number>();
     for (const at of connects) byDay.set(new Date(at).toISOString().slice(0, 10), (byDay.get(new Date(at).toISOString().slice(0, 10)) ?? 0) + 1);
     for (const [day, n] of byDay) expect(n, day).toBeLessThanOrEqual(17);
@@ -290,7 +247,7 @@ describe.each(testDatabases)('linkedin-daily over three weeks, on $name', ({ ope
   });
 
   it('never sent more than 40 messages a day, and launched nothing while the account was paused', async () => {
-    const sends = t.sandbox.launches.filter((l) => l.agentId === t.messageId).map((l) => new Date(l.at).toISOString().slice(0, 10));
+    const sends = t.sandbox.launches.filter((l) => l.agentId === t.agents.message.id).map((l) => new Date(l.at).toISOString().slice(0, 10));
     const perDay = new Map<string, number>();
     for (const d of sends) perDay.set(d, (perDay.get(d) ?? 0) + 1);
     for (const [day, n] of perDay) expect(n, day).toBeLessThanOrEqual(40);

@@ -1,7 +1,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { phantombusterConnector } from '../../connectors/phantombuster/connector.ts';
-import { DURATION_PATTERN, defineStep, parseDuration, type Queryable, type StepContext } from '../../engine/sdk.ts';
-import { launchOnce } from './launch.ts';
+import { defineStep, type Queryable, type StepContext } from '../../engine/sdk.ts';
+import { accountInput, launchInputs, launchOnce, launchTimes } from './launch.ts';
 import { accountFor } from './plan_invitations.ts';
 import { type Connection, connectionsOf } from './rows.ts';
 
@@ -19,10 +19,9 @@ import { type Connection, connectionsOf } from './rows.ts';
 
 const Input = Type.Object(
   {
-    account: Type.Optional(Type.String({ pattern: '^[a-z0-9_-]+$', 'x-hint': 'an account name is lower-case letters, digits, dashes and underscores', description: 'The Phantombuster account; default: the only one configured.' })),
+    account: accountInput(),
     profiles: Type.Optional(Type.Integer({ minimum: 1, default: 200, description: 'How many of the most recent connections the export reads (numberOfProfiles).' })),
-    rate_limited_wait: Type.Optional(Type.String({ pattern: DURATION_PATTERN, default: '6h', description: 'How long to wait when LinkedIn rate-limits the account.' })),
-    lease: Type.Optional(Type.String({ pattern: DURATION_PATTERN, default: '40m', description: 'How long one launch holds its account at most.' })),
+    ...launchInputs,
   },
   { additionalProperties: false },
 );
@@ -131,8 +130,7 @@ export const linkedinAcceptances = defineStep({
       kind: 'connections',
       key: `linkedin-connections:${account}:${ctx.run.id}`,
       bonusArgument: { numberOfProfiles: input.profiles ?? 200, sortBy: 'Recently added' },
-      leaseMs: parseDuration(input.lease!)!,
-      rateLimitedMs: parseDuration(input.rate_limited_wait!)!,
+      ...launchTimes(input),
     });
     // An account with no connections yet exports nothing: that is an empty list, not a failure.
     if (run.outcome.kind === 'failed') throw new Error(`the connections export of account "${account}" failed: ${run.outcome.message}`);

@@ -2,6 +2,7 @@ import { Type } from '@sinclair/typebox';
 import { DURATION_PATTERN, defineStep, NonRetriableError, parseDuration, type StepContext } from '../../engine/sdk.ts';
 import { reportLinks } from '../report/publish.ts';
 import { MessageSchema, type MessageTarget, stopReasons } from './message.ts';
+import { accountInput } from './launch.ts';
 import { accountFor } from './plan_invitations.ts';
 
 /**
@@ -103,7 +104,7 @@ export const linkedinFollowUps = defineStep({
   description: 'Lists the LinkedIn follow-up messages due now from the sequence in the YAML (each some time after the acceptance), without those who replied or viewed the report.',
   input: Type.Object(
     {
-      account: Type.Optional(Type.String({ pattern: '^[a-z0-9_-]+$', 'x-hint': 'an account name is lower-case letters, digits, dashes and underscores', description: 'The Phantombuster account; default: the only one configured.' })),
+      account: accountInput(),
       sequence: Type.Array(SequenceStep, { description: 'The follow-ups in order, after the report-link message.' }),
     },
     { additionalProperties: false },

@@ -1,9 +1,9 @@
 import { Type } from '@sinclair/typebox';
 import type { RunResult } from '../../connectors/phantombuster/client.ts';
 import { normaliseProfileUrl } from '../../connectors/phantombuster/profile-url.ts';
-import { DURATION_PATTERN, defineStep, parseDuration, SkipItemError, type StepContext } from '../../engine/sdk.ts';
+import { defineStep, SkipItemError, type StepContext } from '../../engine/sdk.ts';
 import { holdForHealth } from './health.ts';
-import { launchOnce } from './launch.ts';
+import { launchInputs, launchOnce, launchTimes } from './launch.ts';
 import { type Invitation, InvitationSchema } from './plan_invitations.ts';
 
 /**
@@ -30,8 +30,7 @@ import { type Invitation, InvitationSchema } from './plan_invitations.ts';
 const Input = Type.Object(
   {
     invitation: InvitationSchema,
-    rate_limited_wait: Type.Optional(Type.String({ pattern: DURATION_PATTERN, default: '6h', description: 'How long to wait when LinkedIn rate-limits the account, like "6h".' })),
-    lease: Type.Optional(Type.String({ pattern: DURATION_PATTERN, default: '40m', description: "How long one launch holds its account at most (longer than the connector's timeout): a lease left by a crash expires then." })),
+    ...launchInputs,
   },
   { additionalProperties: false },
 );
@@ -45,8 +44,6 @@ interface Row {
   reason: string | null;
 }
 
-/** A duration of the input: its pattern and default are checked and filled in before the step runs. */
-const durationOf = (text: string | undefined) => parseDuration(text!)!;
 
 async function rowOf(ctx: StepContext, key: string): Promise<Row> {
   const [row] = await ctx.db.query<Row>('SELECT id::text, state, account, container_id, sent_at, reason FROM linkedin_invitations WHERE idempotency_key = $1', [key]);
@@ -125,8 +122,7 @@ export const linkedinInvite = defineStep({
       kind: 'connect',
       key: invitation.idempotency_key,
       bonusArgument: { spreadsheetUrl: invitation.profile_url, message: invitation.note, numberOfAddsPerLaunch: 1 },
-      leaseMs: durationOf(input.lease),
-      rateLimitedMs: durationOf(input.rate_limited_wait),
+      ...launchTimes(input),
     });
     return settle(ctx, invitation, row, run);
   },

@@ -1,6 +1,7 @@
 import type { AgentKind, PhantombusterClient, RunResult } from '../../connectors/phantombuster/client.ts';
 import { phantombusterConnector } from '../../connectors/phantombuster/connector.ts';
-import { configSection, DeferredError, type EngineConfig, NeedsAttentionError, periodAt, type StepContext } from '../../engine/sdk.ts';
+import { Type } from '@sinclair/typebox';
+import { configSection, DeferredError, DURATION_PATTERN, parseDuration, type EngineConfig, NeedsAttentionError, periodAt, type StepContext } from '../../engine/sdk.ts';
 import type { LinkedinConfig } from './select.ts';
 
 /**
@@ -28,6 +29,21 @@ import type { LinkedinConfig } from './select.ts';
  *
  * What the caller gets is a finished run whose outcome is ok, empty or failed.
  */
+
+/** The inputs every launching step takes: how long LinkedIn's rate limit holds the account, and how long one launch holds it. */
+export const launchInputs = {
+  rate_limited_wait: Type.Optional(Type.String({ pattern: DURATION_PATTERN, default: '6h', description: 'How long to wait when LinkedIn rate-limits the account, like "6h".' })),
+  lease: Type.Optional(
+    Type.String({ pattern: DURATION_PATTERN, default: '40m', description: "How long one launch holds its account at most (longer than the connector's timeout): a lease left by a crash expires then." }),
+  ),
+};
+
+/** The `account` input of a LinkedIn step: a configured account, default the only one. */
+export const accountInput = (description = 'The Phantombuster account (connectors.phantombuster.accounts); default: the only one configured.') =>
+  Type.Optional(Type.String({ pattern: '^[a-z0-9_-]+$', 'x-hint': 'an account name is lower-case letters, digits, dashes and underscores', description }));
+
+/** launchInputs as milliseconds (their patterns and defaults are checked and filled before a step runs). */
+export const launchTimes = (input: { rate_limited_wait?: string; lease?: string }) => ({ leaseMs: parseDuration(input.lease!)!, rateLimitedMs: parseDuration(input.rate_limited_wait!)! });
 
 export interface LaunchSpec {
   account: string;

@@ -1,7 +1,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { normaliseProfileUrl } from '../../connectors/phantombuster/profile-url.ts';
-import { DURATION_PATTERN, defineStep, parseDuration, type Queryable, SkipItemError, type StepContext } from '../../engine/sdk.ts';
-import { launchOnce } from './launch.ts';
+import { defineStep, type Queryable, SkipItemError, type StepContext } from '../../engine/sdk.ts';
+import { launchInputs, launchOnce, launchTimes } from './launch.ts';
 import { noteTemplatesResource } from './plan_invitations.ts';
 
 /**
@@ -43,8 +43,7 @@ const Input = Type.Object(
     report_url: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: "The prospect's report page, given to the template as report_url." })),
     report_id: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'The report the link opens: a view of it stops the follow-ups that ask so.' })),
     stop_on_view: Type.Optional(Type.Boolean({ default: false, description: 'Not sent once the report has been viewed (a follow-up).' })),
-    rate_limited_wait: Type.Optional(Type.String({ pattern: DURATION_PATTERN, default: '6h', description: 'How long to wait when LinkedIn rate-limits the account.' })),
-    lease: Type.Optional(Type.String({ pattern: DURATION_PATTERN, default: '40m', description: 'How long one launch holds its account at most.' })),
+    ...launchInputs,
   },
   { additionalProperties: false },
 );
@@ -161,8 +160,7 @@ export const linkedinMessage = defineStep({
       key,
       // The text stored with the row: a retry sends what was planned, whatever the template says now.
       bonusArgument: { spreadsheetUrl: to.profile_url, message: row.text, profilesPerLaunch: 1 },
-      leaseMs: parseDuration(input.lease!)!,
-      rateLimitedMs: parseDuration(input.rate_limited_wait!)!,
+      ...launchTimes(input),
     });
     const outcome = run.outcome;
     if (outcome.kind !== 'ok') throw new Error(`the message agent of account "${to.account}" did not message ${to.profile_url}: ${outcome.message}`);

@@ -5,6 +5,7 @@ import { Liquid, type Template } from 'liquidjs';
 import { phantombusterConnector } from '../../connectors/phantombuster/connector.ts';
 import { normaliseProfileUrl } from '../../connectors/phantombuster/profile-url.ts';
 import { defineResource, defineStep, errorMessage, NonRetriableError, periodAt, type Queryable, type StepContext } from '../../engine/sdk.ts';
+import { accountInput } from './launch.ts';
 import { chooseVariant } from '../email/compose.ts';
 import { insightOf } from '../email/deliver.ts';
 import { accountHealth, dailyVolume } from './health.ts';
@@ -47,7 +48,7 @@ const Input = Type.Object(
   {
     campaign: Type.String({ pattern: NAME, description: "The campaign's name: attribution of the invitations." }),
     daily: Type.Integer({ minimum: 0, description: 'Connection requests a day.' }),
-    account: Type.Optional(Type.String({ pattern: '^[a-z0-9_-]+$', 'x-hint': 'an account name is lower-case letters, digits, dashes and underscores', description: 'The Phantombuster account (connectors.phantombuster.accounts) that sends them; default: the only one configured.' })),
+    account: accountInput('The Phantombuster account (connectors.phantombuster.accounts) that sends them; default: the only one configured.'),
     quota: Type.Optional(Type.String({ default: 'linkedin-connect', description: "The quota the invitations go under: the day's plan never exceeds its room." })),
     variants: Type.Array(Variant, { minItems: 1, description: "The note's A/B variants; a prospect's variant is chosen from its id." }),
   },

@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { phantombusterConnector } from '../../connectors/phantombuster/connector.ts';
-import { DURATION_PATTERN, defineStep, parseDuration, type Queryable, type StepContext } from '../../engine/sdk.ts';
-import { launchOnce } from './launch.ts';
+import { defineStep, type Queryable, type StepContext } from '../../engine/sdk.ts';
+import { accountInput, launchInputs, launchOnce, launchTimes } from './launch.ts';
 import { accountFor } from './plan_invitations.ts';
 import { type InboundMessage, inboundOf } from './rows.ts';
 
@@ -21,10 +21,9 @@ import { type InboundMessage, inboundOf } from './rows.ts';
 
 const Input = Type.Object(
   {
-    account: Type.Optional(Type.String({ pattern: '^[a-z0-9_-]+$', 'x-hint': 'an account name is lower-case letters, digits, dashes and underscores', description: 'The Phantombuster account; default: the only one configured.' })),
+    account: accountInput(),
     threads: Type.Optional(Type.Integer({ minimum: 1, default: 100, description: 'How many of the most recent threads the scraper reads (numberOfThreadsToScrape).' })),
-    rate_limited_wait: Type.Optional(Type.String({ pattern: DURATION_PATTERN, default: '6h', description: 'How long to wait when LinkedIn rate-limits the account.' })),
-    lease: Type.Optional(Type.String({ pattern: DURATION_PATTERN, default: '40m', description: 'How long one launch holds its account at most.' })),
+    ...launchInputs,
   },
   { additionalProperties: false },
 );
@@ -124,8 +123,7 @@ export const linkedinReplies = defineStep({
       kind: 'inbox',
       key: `linkedin-inbox:${account}:${ctx.run.id}`,
       bonusArgument: { numberOfThreadsToScrape: input.threads ?? 100 },
-      leaseMs: parseDuration(input.lease!)!,
-      rateLimitedMs: parseDuration(input.rate_limited_wait!)!,
+      ...launchTimes(input),
     });
     // An inbox without threads scrapes nothing: no replies, not a failure.
     if (run.outcome.kind === 'failed') throw new Error(`the inbox scraper of account "${account}" failed: ${run.outcome.message}`);

@@ -1,9 +1,9 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { phantombusterConnector } from '../../connectors/phantombuster/connector.ts';
 import { normaliseProfileUrl } from '../../connectors/phantombuster/profile-url.ts';
-import { DURATION_PATTERN, defineStep, localDate, parseDuration, type StepContext } from '../../engine/sdk.ts';
+import { defineStep, localDate, type StepContext } from '../../engine/sdk.ts';
 import { healthSettings } from './health.ts';
-import { accountPause, launchOnce } from './launch.ts';
+import { accountPause, launchInputs, launchOnce, launchTimes } from './launch.ts';
 import { accountFor } from './plan_invitations.ts';
 
 /**
@@ -38,8 +38,7 @@ const Input = Type.Object(
       }),
     ),
     limit: Type.Optional(Type.Integer({ minimum: 1, default: 50, description: 'At most this many in one launch, the oldest first; the rest go the next day.' })),
-    rate_limited_wait: Type.Optional(Type.String({ pattern: DURATION_PATTERN, default: '6h', description: 'How long to wait when LinkedIn rate-limits the account, like "6h".' })),
-    lease: Type.Optional(Type.String({ pattern: DURATION_PATTERN, default: '40m', description: "How long the launch holds its account at most (longer than the connector's timeout): a lease left by a crash expires then." })),
+    ...launchInputs,
   },
   { additionalProperties: false },
 );
@@ -156,8 +155,7 @@ async function withdraw(ctx: StepContext, input: WithdrawInput): Promise<Withdra
     kind: 'withdraw',
     key: `linkedin-withdraw:${account}:${day}`,
     bonusArgument: { spreadsheetUrl: rows.map((r) => r.profile_url).join('\n') },
-    leaseMs: parseDuration(input.lease!)!,
-    rateLimitedMs: parseDuration(input.rate_limited_wait!)!,
+    ...launchTimes(input),
   });
   if (run.outcome.kind !== 'ok') {
     const what = run.outcome.kind === 'empty' ? 'finished without withdrawing anything' : 'failed';
