@@ -242,7 +242,12 @@ export interface LinkedinAccountLeasesTable {
   until: Timestamp | null;
 }
 
-/** Every Phantombuster launch on a LinkedIn account, by the key of what it does: reserved before it is made, its container recorded as soon as it exists. */
+/**
+ * Every Phantombuster launch on a LinkedIn account, by the key of what it does: reserved before
+ * it is made, its container recorded as soon as it exists. A launch that did nothing is kept
+ * under "<key>#<container id>" (its key free for the next attempt), so its container is never
+ * taken for a lost one.
+ */
 export interface LinkedinLaunchesTable {
   key: string;
   account: string;

@@ -8,6 +8,7 @@ import { ManualClock } from '../engine/clock.ts';
 import { openConnector } from '../engine/connector-open.ts';
 import { NonRetriableError } from '../engine/errors.ts';
 import { silentLogger } from '../engine/log.ts';
+import { eventually } from './helpers/eventually.ts';
 
 const KEY = 'pb-test-key-81f2c4';
 const DAY = 86_400_000;
@@ -218,6 +219,23 @@ describe('the client against the sandbox', () => {
     expect(await client.isRunning(IDS.connect)).toBe(false);
     expect((await client.containers(IDS.connect)).map((c) => c.id)[0]).toBe(containerId);
     expect(sandbox.launches).toHaveLength(2);
+  });
+
+  it('holds a launch answer for launchAnswerMs: a client gone meanwhile never gets the container id, which runs and is listed', async () => {
+    await start({ launchAnswerMs: 200 });
+    const agent = client.agentFor('main', 'connect');
+    const gone = new AbortController();
+    const launching = client.launch(agent.id, { argument: { ...agent.argument, spreadsheetUrl: 'https://www.linkedin.com/in/killed-while-waiting-1/' } }, { signal: gone.signal });
+    await eventually(() => sandbox.requests.some((r) => r.route === 'agents/launch' && r.containerId), 'the launch to be made');
+    gone.abort(new Error('the process died'));
+    expect((await failure(launching)).message).toBe('the process died');
+    const [request] = sandbox.requests.filter((r) => r.route === 'agents/launch');
+    expect(request).toMatchObject({ method: 'POST', id: IDS.connect, containerId: sandbox.launches[0]!.containerId });
+    await eventually(() => request!.status === 200, 'the held answer to be let go');
+    expect(request!.answered).toBe(false);
+    expect((await client.launchedSince(IDS.connect, new Date(clock.now().getTime() - 1))).map((c) => c.id)).toEqual([request!.containerId]);
+    expect(sandbox.invitations().map((i) => i.person.profileUrl)).toEqual(['https://www.linkedin.com/in/killed-while-waiting-1/']);
+    expect(sandbox.requests.filter((r) => r.route === 'containers/fetch-all').every((r) => r.answered && r.id === IDS.connect)).toBe(true);
   });
 
   it('gives up waiting at the configured timeout as a retriable error, leaving the launch running', async () => {

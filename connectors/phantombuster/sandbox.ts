@@ -42,6 +42,12 @@ export interface PhantombusterSandboxOptions {
   now?: () => Date;
   /** How long a launch runs on that clock (default 60 s). */
   runMs?: number;
+  /**
+   * How long agents/launch holds its answer once the launch is made, in real milliseconds
+   * (default 0). The container exists and runs meanwhile, so a client that dies while it waits
+   * (a crash test's SIGKILL) never learns its id and must find it again among the agent's containers.
+   */
+  launchAnswerMs?: number;
   /** LinkedIn's behaviour: acceptance and reply rates, the note and weekly limits, the seed. */
   linkedin?: LinkedInWorldOptions;
   /** Agents there from the start. */
@@ -68,6 +74,22 @@ export interface SandboxLaunch {
   /** What the run used: the launch's argument (or the saved one) with the bonus argument over it. */
   argument: Record<string, unknown>;
   bonusArgument?: Record<string, unknown>;
+}
+
+/** One API request as the sandbox saw it (the result files and hosted sheets are not counted). */
+export interface SandboxRequest {
+  method: string;
+  /** Below /api/v2/, like "containers/fetch". */
+  route: string;
+  /** What it names: ?id=, else ?agentId=, else a launch's agent. */
+  id: string;
+  /** The container a launch made. */
+  containerId?: string;
+  /** The status answered; 0 until then. */
+  status: number;
+  /** Whether the answer reached the connection: false when the client went away first (killed while it waited). */
+  answered: boolean;
+  at: Date;
 }
 
 export interface SandboxContainer {
@@ -108,6 +130,8 @@ export interface PhantombusterSandbox {
   messages(account?: string): SentMessage[];
   readonly launches: readonly SandboxLaunch[];
   readonly containers: readonly SandboxContainer[];
+  /** Every API request, in the order they came. */
+  readonly requests: readonly SandboxRequest[];
   /** Launches refused because the agent was running. */
   readonly overlaps: number;
   close(): Promise<void>;
@@ -142,12 +166,16 @@ export async function startPhantombusterSandbox(options: PhantombusterSandboxOpt
   const apiKey = options.apiKey ?? SANDBOX_API_KEY;
   const now = () => (options.now ?? (() => new Date()))().getTime();
   const runMs = options.runMs ?? 60_000;
+  const launchAnswerMs = options.launchAnswerMs ?? 0;
   const world = new LinkedInWorld(options.linkedin);
   const agents = new Map<string, Agent>();
   const flags = new Map<string, AccountFlags>();
   const sheets: string[] = [];
   const launches: SandboxLaunch[] = [];
   const containers: SandboxContainer[] = [];
+  const requests: SandboxRequest[] = [];
+  /** Answers held back by launchAnswerMs, let go at close. */
+  const heldAnswers = new Set<() => void>();
   let overlaps = 0;
   let empties = 0;
   let nextAgent = 4_000_000_000_000_001;
@@ -366,7 +394,13 @@ export async function startPhantombusterSandbox(options: PhantombusterSandboxOpt
     }
 
     const route = u.pathname.replace(/^\/api\/v2\//, '');
-    const reply = (status: number, body: unknown, fault?: ReturnType<typeof faults.decide>) => faults.send(res, json(status, body), fault);
+    const seen: SandboxRequest = { method: req.method ?? 'GET', route, id: u.searchParams.get('id') ?? u.searchParams.get('agentId') ?? '', status: 0, answered: false, at: new Date(now()) };
+    requests.push(seen);
+    res.on('finish', () => void (seen.answered = true));
+    const reply = (status: number, body: unknown, fault?: ReturnType<typeof faults.decide>) => {
+      seen.status = status;
+      faults.send(res, json(status, body), fault);
+    };
     const key = req.headers['x-phantombuster-key'] ?? req.headers['x-phantombuster-key-1'];
     if (!key) return reply(401, { status: 'error', error: 'Missing API key: set the X-Phantombuster-Key header' });
     if (key !== apiKey) return reply(401, { status: 'error', error: 'Invalid API key' });
@@ -383,7 +417,10 @@ export async function startPhantombusterSandbox(options: PhantombusterSandboxOpt
       } catch {
         return reply(400, { status: 'error', error: 'Body is not valid JSON' });
       }
+      seen.id = String(body.id ?? '');
       const answer = await launch(body, at);
+      if (answer.status === 200) seen.containerId = (answer.body as { containerId: string }).containerId;
+      if (launchAnswerMs > 0) await holdAnswer(launchAnswerMs);
       return reply(answer.status, answer.body, fault);
     }
     if (req.method !== 'GET') return reply(405, { status: 'error', error: `${req.method} not allowed` });
@@ -412,6 +449,17 @@ export async function startPhantombusterSandbox(options: PhantombusterSandboxOpt
         return reply(404, { status: 'error', error: `No endpoint at ${u.pathname}` });
     }
   }
+
+  const holdAnswer = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const release = () => {
+        clearTimeout(timer);
+        heldAnswers.delete(release);
+        resolve();
+      };
+      const timer = setTimeout(release, ms);
+      heldAnswers.add(release);
+    });
 
   const server = createServer((req, res) => {
     handle(req, res).catch((err: Error) => {
@@ -447,11 +495,13 @@ export async function startPhantombusterSandbox(options: PhantombusterSandboxOpt
     messages: (account) => forAccount(world.messages, account),
     launches,
     containers,
+    requests,
     get overlaps() {
       return overlaps;
     },
     close: () =>
       new Promise<void>((resolve) => {
+        for (const release of [...heldAnswers]) release();
         faults.close();
         server.close(() => resolve());
         server.closeAllConnections();

@@ -24,8 +24,9 @@ import type { LinkedinConfig } from './select.ts';
  *   resumes them), and while any of them is paused every launch on the account stops with
  *   the reason, whatever step asks.
  * - LinkedIn's rate limit waits `rateLimitedMs`; the weekly invitation limit waits for the
- *   next day. A launch that did nothing (those, an empty run, a failure) is forgotten so the
- *   next attempt launches again.
+ *   next day. A launch that did nothing (those, an empty run, a failure) gives up its key so
+ *   the next attempt launches again; its container stays recorded, so no lost launch is
+ *   ever taken for it.
  *
  * What the caller gets is a finished run whose outcome is ok, empty or failed.
  */
@@ -122,8 +123,17 @@ async function lostLaunch(ctx: StepContext, client: PhantombusterClient, agentId
   return newer.find((c) => !recorded.has(c.id))?.id;
 }
 
-/** A launch that did nothing: its reservation is dropped, so the next attempt launches again. */
-const forget = (ctx: StepContext, key: string) => ctx.db.query('DELETE FROM linkedin_launches WHERE key = $1', [key]);
+/**
+ * A launch that did nothing: its key is given up, so the next attempt launches again, but its
+ * container stays recorded (the row kept under "<key>#<container id>", with its outcome). A
+ * dropped row would leave the container held by no launch, and the next lost launch on the
+ * agent within the minute of slack (this key's retry above all) would take it for its own:
+ * the lost one, which did happen, would then be launched again.
+ */
+async function forget(ctx: StepContext, key: string, outcome: string): Promise<void> {
+  await ctx.db.query("UPDATE linkedin_launches SET key = key || '#' || container_id, finished_at = $2, outcome = $3 WHERE key = $1 AND container_id IS NOT NULL", [key, ctx.clock.now(), outcome]);
+  await ctx.db.query('DELETE FROM linkedin_launches WHERE key = $1', [key]);
+}
 
 // The pauses and their linkedin.account_paused event in one statement (the webhook's record
 // writes the same event beside its own pauses). A pause without an end, a person's or an
@@ -191,7 +201,7 @@ export async function launchOnce(ctx: StepContext, spec: LaunchSpec): Promise<Ru
     }
     const outcome = run.outcome;
     if (outcome.kind === 'ok') await ctx.db.query("UPDATE linkedin_launches SET finished_at = $2, outcome = 'ok' WHERE key = $1", [key, ctx.clock.now()]);
-    else await forget(ctx, key);
+    else await forget(ctx, key, outcome.kind);
   } finally {
     await releaseLease(ctx, account, key);
   }

@@ -10,10 +10,18 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Starts `flows <args>` as a child process; the caller may signal it before it ends. */
-export function startCli(args: string[], options: { cwd: string; env?: Record<string, string | undefined> }): { child: ChildProcess; done: Promise<CliResult>; output: () => string } {
+/**
+ * Starts `flows <args>` as a child process; the caller may signal it before it ends. With
+ * `group` it leads a process group of its own, so `process.kill(-child.pid, signal)` reaches
+ * whatever it started too.
+ */
+export function startCli(
+  args: string[],
+  options: { cwd: string; env?: Record<string, string | undefined>; group?: boolean },
+): { child: ChildProcess; done: Promise<CliResult>; output: () => string } {
   const child = spawn(process.execPath, [FLOWS_BIN, ...args], {
     cwd: options.cwd,
+    detached: options.group === true,
     env: { ...process.env, FLOWS_LOG_LEVEL: 'warn', DATABASE_URL: '', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
