@@ -77,7 +77,8 @@ export class LinkedInWorld {
   readonly invitations: Invitation[] = [];
   readonly messages: SentMessage[] = [];
   private readonly initial = new Map<string, { person: Person; connectedAt: number }[]>();
-  private readonly o: Required<LinkedInWorldOptions>;
+  private readonly scripted: Map<string, ScriptedPerson>;
+  private readonly o: Required<Omit<LinkedInWorldOptions, 'scripted'>>;
 
   constructor(options: LinkedInWorldOptions = {}) {
     this.o = {
@@ -89,9 +90,14 @@ export class LinkedInWorld {
       replyAfterDays: [0.25, 3],
       noteLimit: 300,
       weeklyInvitationLimit: 100,
-      scripted: {},
       ...options,
     };
+    this.scripted = new Map(Object.entries(options.scripted ?? {}));
+  }
+
+  /** From now on this person does as told (as the `scripted` option says), by canonical profile URL. */
+  script(profileUrl: string, person: ScriptedPerson): void {
+    this.scripted.set(profileUrl, person);
   }
 
   get noteLimit(): number {
@@ -142,7 +148,7 @@ export class LinkedInWorld {
     if (this.invitations.some((i) => i.account === account && i.person.profileUrl === person.profileUrl && this.stateOf(i, now) === 'pending')) {
       return 'Invitation already pending';
     }
-    const accepts = this.o.scripted[person.profileUrl]?.acceptAfterDays;
+    const accepts = this.scripted.get(person.profileUrl)?.acceptAfterDays;
     const roll = this.draw('invite', account, person.profileUrl);
     const fate = accepts !== undefined || roll < this.o.acceptRate ? 'accept' : roll < this.o.acceptRate + this.o.declineRate ? 'decline' : 'ignore';
     const [min, max] = this.o.decideAfterDays;
@@ -191,7 +197,7 @@ export class LinkedInWorld {
 
   /** Days until the reply to the account's `index`th message to this profile, or undefined when none comes. */
   private replyAfter(account: string, profileUrl: string, index: number): number | undefined {
-    const scripted = this.o.scripted[profileUrl]?.replyAfterDays;
+    const scripted = this.scripted.get(profileUrl)?.replyAfterDays;
     if (scripted !== undefined) return scripted !== false && index === 0 ? scripted : undefined;
     if (this.draw('reply', account, profileUrl, index) >= this.o.replyRate) return undefined;
     const [min, max] = this.o.replyAfterDays;
