@@ -1,0 +1,382 @@
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { ManualClock } from '../../clock.ts';
+import type { EngineConfig } from '../../config.ts';
+import { firesBetween } from '../../daemon/scheduler.ts';
+import { type Database, openDatabase } from '../../db/connect.ts';
+import { executeRun, type RunResult } from '../../executor/run.ts';
+import { parseDuration } from '../../duration.ts';
+import { table } from '../../format.ts';
+import type { Pipeline } from '../../pipeline/types.ts';
+import { Resources } from '../../resources.ts';
+import { RunStore } from '../../store/index.ts';
+import type { Project } from '../project.ts';
+import { copySelection, topUpSelection } from './demo-linkedin-selection.ts';
+
+/**
+ * The demo's LinkedIn week: linkedin-daily as shipped, Monday to Friday of the week
+ * weekly-enrich chose its prospects for, three of the schedule's hourly fires a day, on a
+ * simulated clock against the Phantombuster sandbox (LinkedIn simulated: who accepts and
+ * when, who answers, drawn from a seed). Before each run a dry run says what the run will
+ * send; the summary compares the two.
+ *
+ * The week has a database of its own (beside the demo's, made afresh each time): its runs
+ * are dated in the week they simulate, and an invitation goes to a person once ever, so a
+ * second demo's week could invite nobody in the demo's database. Into it go the week's
+ * selection and its Sunday reports, filled up to the configured week with prospects of the
+ * demo's own, whose reports are made when they accept.
+ *
+ * Two of Monday's invitees are scripted, so the week shows every case whatever the seed
+ * draws: one accepts the next day and never answers (the day-3 follow-up goes on Friday),
+ * the other accepts the next day and answers the report link a day later (its day-3 is
+ * stopped by the reply).
+ */
+
+/** What a scripted person does instead of what the seed draws. */
+export interface ScriptedPerson {
+  acceptAfterDays?: number;
+  /** Answers the first message this many days after it; false: answers none. */
+  replyAfterDays?: number | false;
+}
+
+/** LinkedIn for the week: the Phantombuster sandbox, given by the composition root. */
+export interface DemoLinkedIn {
+  /** connectors.phantombuster settings that reach it: its key, its URLs, its one account and the agents. */
+  readonly connector: Record<string, unknown>;
+  /** From now on this person (by canonical profile URL) does as told. */
+  script(profileUrl: string, person: ScriptedPerson): void;
+  close(): Promise<void>;
+}
+
+export type StartLinkedIn = (options: { now: () => Date; seed: string }) => Promise<DemoLinkedIn>;
+
+const DAY = 86_400_000;
+/** Of the schedule's fires each day, the demo runs every fourth (08:45, 12:45, 16:45 as shipped). */
+const FIRE_STEP = 4;
+const SCRIPTS: readonly ScriptedPerson[] = [
+  { acceptAfterDays: 1, replyAfterDays: false },
+  { acceptAfterDays: 1, replyAfterDays: 1 },
+];
+
+/** One day of the week as the summary counts it. */
+interface DayFigures {
+  day: string;
+  runs: string[];
+  invited: number;
+  accepted: number;
+  reportLinks: number;
+  followUps: number;
+  stoppedByReply: number;
+  predicted: number;
+  asPredicted: number;
+}
+
+/** A dry run against the run after it: what it said, what happened, and why the rest differs. */
+interface Comparison {
+  predicted: number;
+  asPredicted: number;
+  /** Report links to acceptances the run's own export found (the dry run reads the last one). */
+  newerAcceptances: number;
+  /** Predicted messages not sent: the run's own inbox scrape found the prospect's reply. */
+  newerReplies: number;
+  unexplained: string[];
+}
+
+/** The week under way: its database, its clock, LinkedIn, and what every run needs. */
+interface Week {
+  db: Database;
+  pipeline: Pipeline;
+  tz: string;
+  clock: ManualClock;
+  linkedin: DemoLinkedIn;
+  base: Omit<Parameters<typeof executeRun>[0], 'clock'>;
+  dryRoot: string;
+  /** The step ids the summary reads outputs of. */
+  steps: { plan?: string; followUps?: string };
+}
+
+export async function demoLinkedIn(
+  p: Project,
+  db: Database,
+  say: (s?: string) => void,
+  start: StartLinkedIn | undefined,
+  noReports: string | undefined,
+  /** The week's own embedded database. */
+  weekData: string,
+): Promise<void> {
+  const pipeline = p.pipeline('linkedin-daily');
+  if (noReports || !start) {
+    say(`\n11. The LinkedIn week (linkedin-daily): skipped, ${noReports ?? 'this build has no LinkedIn sandbox'}.`);
+    return;
+  }
+  const began = performance.now();
+  if (pipeline.trigger.kind !== 'schedule') throw new Error(`${pipeline.file}: the demo runs linkedin-daily on its schedule, and it has none`);
+  const tz = pipeline.trigger.timezone;
+  rmSync(weekData, { recursive: true, force: true });
+  const weekDb = await openDatabase({ dataDir: weekData, migrations: p.registry.migrations });
+  const open: { close(): Promise<void> }[] = [];
+  try {
+    const chosen = await copySelection(db, weekDb, tz);
+    const weekly = (p.config as { linkedin?: { weekly?: number } }).linkedin?.weekly ?? chosen.prospects;
+    const added = await topUpSelection(weekDb, chosen.week, weekly - chosen.prospects);
+    const days = byDay(weekFires(pipeline.trigger, chosen.monday), tz);
+    const clock = new ManualClock(new Date(days[0]!.fires[0]!.getTime() - 15 * 60_000));
+    const linkedin = await start({ now: () => clock.now(), seed: 'demo-week' });
+    open.push(linkedin);
+    const config: EngineConfig = { ...p.config, connectors: { ...p.config.connectors, phantombuster: { ...p.config.connectors?.phantombuster, ...linkedin.connector } } };
+    const log = p.log.child({}, { level: 'error' });
+    const resources = new Resources({ config, env: p.env, log, clock, projectDir: p.dir, stateDir: '.flows' });
+    open.push(resources);
+    const stepOf = (uses: string) => pipeline.steps.find((s) => s.uses === uses)?.id;
+    const week: Week = {
+      db: weekDb,
+      pipeline,
+      tz,
+      clock,
+      linkedin,
+      base: { pipeline, config, store: new RunStore(weekDb, p.scrub), env: p.env, log, scrub: p.scrub, resources, projectDir: p.dir, parkAfterMs: DAY },
+      dryRoot: join('.flows', 'demo', 'linkedin-dry-run'),
+      steps: { plan: stepOf('linkedin.plan_invitations'), followUps: stepOf('linkedin.follow_ups') },
+    };
+    rmSync(week.dryRoot, { recursive: true, force: true });
+
+    const monday = days[0]!.fires;
+    const times = monday.filter((_, i) => i % FIRE_STEP === 0).map((at) => localTime(at, tz));
+    say(
+      `\n11. The LinkedIn week (linkedin-daily: ${monday.length} runs a weekday, ${localTime(monday[0]!, tz)}-${localTime(monday.at(-1)!, tz)}): ${days[0]!.label} to ${days.at(-1)!.label} (${chosen.week}) on a simulated clock, the runs at ${times.join(', ')} each day, against LinkedIn simulated by the Phantombuster sandbox.`,
+    );
+    say(`   the week's ${chosen.prospects + added} prospects: ${chosen.prospects} chosen by weekly-enrich (their reports made on Sunday)${added ? `, ${added} of the demo's own to make the week's ${weekly} (their reports made when they accept)` : ''}, in a database of its own`);
+    const scripted: Scripted[] = [];
+    const figures: DayFigures[] = [];
+    const totals: Totals = { stopped: 0, newerAcceptances: 0, newerReplies: 0, unexplained: [], failed: [] };
+    for (const day of days) {
+      const dayBegan = performance.now();
+      figures.push(await runDay(week, day, totals, scripted, say));
+      say(`   ${day.label}: ${figures.at(-1)!.runs.length} runs done (${((performance.now() - dayBegan) / 1000).toFixed(1)}s)`);
+    }
+    await summarise(week, figures, totals, scripted, say);
+    say(`   the week took ${((performance.now() - began) / 1000).toFixed(1)}s; its runs: npx flows runs --db ${weekData}; what each dry run would send: ${week.dryRoot}/`);
+  } finally {
+    try {
+      for (const r of open.reverse()) await r.close();
+    } finally {
+      await weekDb.close();
+    }
+  }
+}
+
+interface Scripted {
+  profile: string;
+  company: string;
+  script: ScriptedPerson;
+}
+
+/** The week so far, beyond the days' figures. */
+interface Totals {
+  /** Follow-ups withheld for a reply, as the latest run counted them. */
+  stopped: number;
+  newerAcceptances: number;
+  newerReplies: number;
+  unexplained: string[];
+  failed: RunResult[];
+}
+
+/** One day's runs, each after its dry run; Monday's first dry run picks the scripted people. */
+async function runDay(week: Week, day: { label: string; fires: Date[] }, totals: Totals, scripted: Scripted[], say: (s?: string) => void): Promise<DayFigures> {
+  const today: DayFigures = { day: day.label, runs: [], invited: 0, accepted: 0, reportLinks: 0, followUps: 0, stoppedByReply: 0, predicted: 0, asPredicted: 0 };
+  for (const at of day.fires.filter((_, i) => i % FIRE_STEP === 0)) {
+    const { clock } = week;
+    if (at > clock.now()) clock.advance(at.getTime() - clock.now().getTime());
+    // The dry run on a clock of its own: it plans the run's slots without moving the week's time.
+    const dry = await executeRun({ ...week.base, clock: new ManualClock(clock.now()), dryRun: true, outDir: join(week.dryRoot, localStamp(at, week.tz)) });
+    if (!scripted.length) {
+      scripted.push(...(await scriptFirstInvitees(week, dry)));
+      say(`   scripted, so the week shows each case: ${scripted.map((s) => `${s.company} ${describeScript(s.script)}`).join('; ')} (everyone else as the sandbox's seed draws)`);
+    }
+    const real = await executeRun({ ...week.base, clock });
+    if (real.status !== 'completed') totals.failed.push(real);
+    const compared = await compare(week.db, dry, real);
+    const counts = await countsOf(week.db, real.run_id);
+    const stopped = week.steps.followUps ? await stoppedCount(week.db, real.run_id, week.steps.followUps) : 0;
+    today.runs.push(localTime(at, week.tz));
+    today.invited += counts.invited;
+    today.accepted += counts.accepted;
+    today.reportLinks += counts.reportLinks;
+    today.followUps += counts.followUps;
+    // A follow-up withheld stays withheld on every later run: the count grows by the new ones.
+    today.stoppedByReply += Math.max(0, stopped - totals.stopped);
+    totals.stopped = Math.max(totals.stopped, stopped);
+    today.predicted += compared.predicted;
+    today.asPredicted += compared.asPredicted;
+    totals.newerAcceptances += compared.newerAcceptances;
+    totals.newerReplies += compared.newerReplies;
+    totals.unexplained.push(...compared.unexplained);
+  }
+  return today;
+}
+
+const describeScript = (s: ScriptedPerson) =>
+  [
+    s.acceptAfterDays !== undefined ? `accepts ${s.acceptAfterDays} day${s.acceptAfterDays === 1 ? '' : 's'} after the invitation` : '',
+    s.replyAfterDays === false ? 'never answers' : s.replyAfterDays !== undefined ? `answers the report link ${s.replyAfterDays} day${s.replyAfterDays === 1 ? '' : 's'} later` : '',
+  ]
+    .filter(Boolean)
+    .join(' and ');
+
+async function summarise(week: Week, figures: DayFigures[], totals: Totals, scripted: Scripted[], say: (s?: string) => void): Promise<void> {
+  say('\n   Before each run a dry run said what it would send (invitations and messages); "as predicted" is how many of those the run then sent:\n');
+  const sum = (k: keyof DayFigures) => figures.reduce((n, f) => n + (f[k] as number), 0);
+  const cols: (keyof DayFigures)[] = ['invited', 'accepted', 'reportLinks', 'followUps', 'stoppedByReply', 'predicted', 'asPredicted'];
+  say(
+    indent(
+      table(
+        ['day', 'invitations', 'acceptances', 'report links', 'follow-ups', 'stopped by a reply', 'predicted', 'as predicted'],
+        [...figures.map((f) => [f.day, ...cols.map((k) => f[k] as number)]), ['week', ...cols.map(sum)]],
+      ),
+    ),
+  );
+  const matched = totals.unexplained.length === 0 && sum('predicted') === sum('asPredicted') + totals.newerReplies;
+  const newerReplies = totals.newerReplies ? `, but for ${totals.newerReplies} to prospects whose reply its own inbox scrape found` : '';
+  const newerAcceptances = totals.newerAcceptances ? `; besides, ${totals.newerAcceptances} report links for acceptances its own connections export found (a dry run launches nothing: it reads the last export)` : '';
+  say(`\n   the dry runs ${matched ? 'matched' : 'did not match'}: each run sent what its dry run predicted${newerReplies}${newerAcceptances}`);
+  for (const u of totals.unexplained) say(`     not as predicted: ${u}`);
+  const [made] = await week.db.query<{ n: number }>("SELECT count(*)::int AS n FROM flow_events WHERE type = 'report.generated'");
+  if (sum('reportLinks')) say(`   each acceptance got its report link in the run that saw it: ${sum('reportLinks') - (made?.n ?? 0)} with the report made on Sunday, ${made?.n ?? 0} with one made there and then (they had none)`);
+  const skipped = week.steps.plan ? await neverInvited(week.db, week.steps.plan) : [];
+  if (skipped.length) say(`   not invited: ${skipped.length} of the week's prospects, whose note would not go (${skipped[0]!.company}: ${skipped[0]!.reason})`);
+  for (const s of scripted) say(`   ${await storyOf(week, s)}`);
+  for (const r of totals.failed) say(`   run ${r.run_id}: ${r.status}${r.error ? `: ${r.error}` : ''}`);
+}
+
+/**
+ * The schedule's fires in the week that starts on `monday` (YYYY-MM-DD, in the pipeline's
+ * timezone). The window, Monday 00:00 UTC less 12 hours to Saturday 12:00 UTC, holds that
+ * week's weekdays in any timezone and no weekday of another week.
+ */
+function weekFires(trigger: { cron: string; timezone: string }, monday: string): Date[] {
+  const from = Date.parse(`${monday}T00:00:00Z`) - DAY / 2;
+  return firesBetween(trigger.cron, trigger.timezone, new Date(from), new Date(from + 5.5 * DAY), 1000);
+}
+
+function byDay(fires: Date[], tz: string): { label: string; fires: Date[] }[] {
+  const days = new Map<string, Date[]>();
+  const label = new Intl.DateTimeFormat('en-GB', { timeZone: tz, weekday: 'short', day: '2-digit', month: 'short' });
+  for (const at of fires) days.set(label.format(at), [...(days.get(label.format(at)) ?? []), at]);
+  return [...days].map(([l, f]) => ({ label: l.replace(',', ''), fires: f }));
+}
+
+const localTime = (at: Date, tz: string) => new Intl.DateTimeFormat('en-GB', { timeZone: tz, hour: '2-digit', minute: '2-digit' }).format(at);
+const localStamp = (at: Date, tz: string) => new Intl.DateTimeFormat('sv-SE', { timeZone: tz, dateStyle: 'short', timeStyle: 'short' }).format(at).replace(/[^0-9]/g, '');
+
+/** The first invitees of Monday's dry run (its plan step's output, in order) get the scripts. */
+async function scriptFirstInvitees(week: Week, dry: RunResult): Promise<Scripted[]> {
+  const first = await week.db.query<{ profile: string; company: string }>(
+    `SELECT i.value->>'profile_url' AS profile, coalesce(p.company_name, p.domain) AS company
+       FROM flow_steps s, jsonb_array_elements(s.output->'invitations') WITH ORDINALITY AS i(value, n)
+       JOIN prospects p ON p.id::text = i.value->>'prospect_id'
+      WHERE s.run_id = $1 AND s.step_id = $2 ORDER BY i.n LIMIT $3`,
+    [dry.run_id, week.steps.plan, SCRIPTS.length],
+  );
+  return first.map(({ profile, company }, i) => {
+    week.linkedin.script(profile, SCRIPTS[i]!);
+    return { profile, company, script: SCRIPTS[i]! };
+  });
+}
+
+/** The sends (effects under a quota) a dry run predicted against those the run performed, with why any differ. */
+async function compare(week: Database, dry: RunResult, real: RunResult): Promise<Comparison> {
+  const predicted = new Set(dry.effects.filter((e) => e.quota && !e.skipped).map((e) => e.key));
+  const done = new Set((await week.query<{ key: string }>("SELECT e.key FROM flow_effects e WHERE e.run_id = $1 AND e.status = 'done' AND EXISTS (SELECT 1 FROM flow_quota_ledger q WHERE q.effect_key = e.key)", [real.run_id])).map((r) => r.key));
+  const extra = [...done].filter((k) => !predicted.has(k));
+  const missing = [...predicted].filter((k) => !done.has(k));
+  // Which invitation an effect is for: its key names it (linkedin-message:<invitation>:<step>).
+  const why = async (keys: string[]) =>
+    keys.length
+      ? week.query<{ key: string; accepted: boolean; replied: boolean }>(
+          `SELECT k.key,
+                  EXISTS (SELECT 1 FROM linkedin_invitations i JOIN flow_events e ON e.type = 'linkedin.accepted' AND e.run_id = $1 AND e.payload->>'invitation_id' = i.id::text
+                           WHERE position(i.id::text IN k.key) > 0) AS accepted,
+                  EXISTS (SELECT 1 FROM linkedin_invitations i JOIN flow_events e ON e.type = 'linkedin.replied' AND e.run_id = $1 AND e.key = i.prospect_id::text
+                           WHERE position(i.id::text IN k.key) > 0) AS replied
+             FROM unnest($2::text[]) AS k(key)`,
+          [real.run_id, keys],
+        )
+      : [];
+  const extras = await why(extra);
+  const missed = await why(missing);
+  return {
+    predicted: predicted.size,
+    asPredicted: [...predicted].filter((k) => done.has(k)).length,
+    newerAcceptances: extras.filter((e) => e.accepted).length,
+    newerReplies: missed.filter((m) => m.replied).length,
+    unexplained: [...extras.filter((e) => !e.accepted).map((e) => `${e.key} sent, not predicted`), ...missed.filter((m) => !m.replied).map((m) => `${m.key} predicted, not sent`)],
+  };
+}
+
+/** What the run did, from the events it recorded beside each effect. */
+async function countsOf(week: Database, runId: string): Promise<{ invited: number; accepted: number; reportLinks: number; followUps: number }> {
+  const rows = await week.query<{ type: string; step: string | null; n: number }>(
+    "SELECT type, payload->>'sequence_step' AS step, count(*)::int AS n FROM flow_events WHERE run_id = $1 AND type LIKE 'linkedin.%' GROUP BY 1, 2",
+    [runId],
+  );
+  const n = (type: string, step?: (s: string | null) => boolean) => rows.filter((r) => r.type === type && (!step || step(r.step))).reduce((a, r) => a + r.n, 0);
+  return {
+    invited: n('linkedin.invited'),
+    accepted: n('linkedin.accepted'),
+    reportLinks: n('linkedin.messaged', (s) => s === 'report-link'),
+    followUps: n('linkedin.messaged', (s) => s !== 'report-link'),
+  };
+}
+
+/** Follow-ups due but withheld at this run, as the pipeline's follow-up step counted them (nobody opens a report in the demo: each is a reply). */
+async function stoppedCount(week: Database, runId: string, stepId: string): Promise<number> {
+  const [row] = await week.query<{ n: number | null }>("SELECT (output->'counts'->>'stopped')::int AS n FROM flow_steps WHERE run_id = $1 AND step_id = $2", [runId, stepId]);
+  return row?.n ?? 0;
+}
+
+/** The prospects the plan skipped every time (with why) and never invited. */
+async function neverInvited(db: Database, planStep: string): Promise<{ company: string; reason: string }[]> {
+  return db.query<{ company: string; reason: string }>(
+    `SELECT DISTINCT ON (p.id) coalesce(p.company_name, p.domain) AS company, s.value->>'reason' AS reason
+       FROM flow_steps f, jsonb_array_elements(f.output->'skipped') AS s(value)
+       JOIN prospects p ON p.id::text = s.value->>'prospect_id'
+      WHERE f.step_id = $1 AND NOT EXISTS (SELECT 1 FROM linkedin_invitations i WHERE i.prospect_id = p.id)
+      ORDER BY p.id`,
+    [planStep],
+  );
+}
+
+/** One scripted person's week, from what the runs recorded: a withheld follow-up is due at its time after the acceptance. */
+async function storyOf(week: Week, { profile, company }: Scripted): Promise<string> {
+  const when = (d: Date | string | number) => new Intl.DateTimeFormat('en-GB', { timeZone: week.tz, weekday: 'short', hour: '2-digit', minute: '2-digit' }).format(new Date(d));
+  const [i] = await week.db.query<{ sent_at: Date | null; accepted_at: Date | null; replied_at: Date | null; reply: string | null }>(
+    `SELECT i.sent_at, i.accepted_at, p.replied_at, (SELECT r.text FROM linkedin_replies r WHERE r.profile_url = i.profile_url ORDER BY r.message_at LIMIT 1) AS reply
+       FROM linkedin_invitations i JOIN prospects p ON p.id = i.prospect_id WHERE i.profile_url = $1`,
+    [profile],
+  );
+  if (!i?.sent_at) return `${company}: not invited`;
+  const messages = await week.db.query<{ sequence_step: string; state: string; sent_at: Date | null }>(
+    'SELECT m.sequence_step, m.state, m.sent_at FROM linkedin_messages m JOIN linkedin_invitations i ON i.id = m.invitation_id WHERE i.profile_url = $1 ORDER BY m.planned_at',
+    [profile],
+  );
+  const parts = [`invited ${when(i.sent_at)}`, ...(i.accepted_at ? [`accepted ${when(i.accepted_at)}`] : [])];
+  for (const m of messages) parts.push(m.state === 'sent' ? `${m.sequence_step} sent ${when(m.sent_at!)}` : `${m.sequence_step} ${m.state}`);
+  if (i.replied_at) parts.push(`replied ${when(i.replied_at)} ("${i.reply}")`);
+  const next = followUpSequence(week.pipeline).find((f) => !messages.some((m) => m.sequence_step === f.name));
+  const due = next && i.accepted_at ? new Date(i.accepted_at).getTime() + next.afterMs : undefined;
+  if (i.replied_at && next && due !== undefined && due <= week.clock.now().getTime()) parts.push(`${next.name} due ${when(due)}: stopped by the reply`);
+  return `${company} (${profile}): ${parts.join(', ')}`;
+}
+
+/** The follow-up sequence as the pipeline's YAML gives it to linkedin.follow_ups. */
+function followUpSequence(pipeline: Pipeline): { name: string; afterMs: number }[] {
+  const sequence = pipeline.steps.find((s) => s.uses === 'linkedin.follow_ups')?.with.sequence;
+  return Array.isArray(sequence) ? sequence.map((f: { name: string; after: string }) => ({ name: f.name, afterMs: parseDuration(f.after) ?? Infinity })) : [];
+}
+
+function indent(text: string): string {
+  return text
+    .split('\n')
+    .map((l) => (l ? `   ${l}` : l))
+    .join('\n');
+}
