@@ -20,9 +20,10 @@ import { copySelection, topUpSelection } from './demo-linkedin-selection.ts';
  * when, who answers, drawn from a seed). Before each run a dry run says what the run will
  * send; the summary compares the two.
  *
- * The week has a database of its own (beside the demo's, made afresh each time): its runs
- * are dated in the week they simulate, and an invitation goes to a person once ever, so a
- * second demo's week could invite nobody in the demo's database. Into it go the week's
+ * The week has a database of its own (beside the demo's, made afresh each time, while the
+ * demo's earlier parts run): its runs are dated in the week they simulate, and an invitation
+ * goes to a person once ever, so a second demo's week could invite nobody in the demo's
+ * database. Into it go the week's
  * selection and its Sunday reports, filled up to the configured week with prospects of the
  * demo's own, whose reports are made when they accept.
  *
@@ -95,25 +96,29 @@ interface Week {
   steps: { plan?: string; followUps?: string };
 }
 
+/** The week's own embedded database, made afresh (its folder removed first); the caller closes it. */
+export function openWeekDatabase(p: Project, dataDir: string): Promise<Database> {
+  rmSync(dataDir, { recursive: true, force: true });
+  return openDatabase({ dataDir, migrations: p.registry.migrations });
+}
+
 export async function demoLinkedIn(
   p: Project,
   db: Database,
   say: (s?: string) => void,
-  start: StartLinkedIn | undefined,
+  /** LinkedIn, and the week's own database (openWeekDatabase) in its folder, when the build has them. */
+  given: { start: StartLinkedIn; db: Promise<Database>; dataDir: string } | undefined,
   noReports: string | undefined,
-  /** The week's own embedded database. */
-  weekData: string,
 ): Promise<void> {
-  const pipeline = p.pipeline('linkedin-daily');
-  if (noReports || !start) {
+  if (noReports || !given) {
     say(`\n11. The LinkedIn week (linkedin-daily): skipped, ${noReports ?? 'this build has no LinkedIn sandbox'}.`);
     return;
   }
   const began = performance.now();
+  const pipeline = p.pipeline('linkedin-daily');
   if (pipeline.trigger.kind !== 'schedule') throw new Error(`${pipeline.file}: the demo runs linkedin-daily on its schedule, and it has none`);
   const tz = pipeline.trigger.timezone;
-  rmSync(weekData, { recursive: true, force: true });
-  const weekDb = await openDatabase({ dataDir: weekData, migrations: p.registry.migrations });
+  const weekDb = await given.db;
   const open: { close(): Promise<void> }[] = [];
   try {
     const chosen = await copySelection(db, weekDb, tz);
@@ -121,7 +126,7 @@ export async function demoLinkedIn(
     const added = await topUpSelection(weekDb, chosen.week, weekly - chosen.prospects);
     const days = byDay(weekFires(pipeline.trigger, chosen.monday), tz);
     const clock = new ManualClock(new Date(days[0]!.fires[0]!.getTime() - 15 * 60_000));
-    const linkedin = await start({ now: () => clock.now(), seed: 'demo-week' });
+    const linkedin = await given.start({ now: () => clock.now(), seed: 'demo-week' });
     open.push(linkedin);
     const config: EngineConfig = { ...p.config, connectors: { ...p.config.connectors, phantombuster: { ...p.config.connectors?.phantombuster, ...linkedin.connector } } };
     const log = p.log.child({}, { level: 'error' });
@@ -155,13 +160,9 @@ export async function demoLinkedIn(
       say(`   ${day.label}: ${figures.at(-1)!.runs.length} runs done (${((performance.now() - dayBegan) / 1000).toFixed(1)}s)`);
     }
     await summarise(week, figures, totals, scripted, say);
-    say(`   the week took ${((performance.now() - began) / 1000).toFixed(1)}s; its runs: npx flows runs --db ${weekData}; what each dry run would send: ${week.dryRoot}/`);
+    say(`   the week took ${((performance.now() - began) / 1000).toFixed(1)}s; its runs: npx flows runs --db ${given.dataDir}; what each dry run would send: ${week.dryRoot}/`);
   } finally {
-    try {
-      for (const r of open.reverse()) await r.close();
-    } finally {
-      await weekDb.close();
-    }
+    for (const r of open.reverse()) await r.close();
   }
 }
 
@@ -337,11 +338,13 @@ async function stoppedCount(week: Database, runId: string, stepId: string): Prom
 /** The prospects the plan skipped every time (with why) and never invited. */
 async function neverInvited(db: Database, planStep: string): Promise<{ company: string; reason: string }[]> {
   return db.query<{ company: string; reason: string }>(
-    `SELECT DISTINCT ON (p.id) coalesce(p.company_name, p.domain) AS company, s.value->>'reason' AS reason
-       FROM flow_steps f, jsonb_array_elements(f.output->'skipped') AS s(value)
-       JOIN prospects p ON p.id::text = s.value->>'prospect_id'
-      WHERE f.step_id = $1 AND NOT EXISTS (SELECT 1 FROM linkedin_invitations i WHERE i.prospect_id = p.id)
-      ORDER BY p.id`,
+    `SELECT company, reason FROM (
+       SELECT DISTINCT ON (p.id) coalesce(p.company_name, p.domain) AS company, s.value->>'reason' AS reason
+         FROM flow_steps f, jsonb_array_elements(f.output->'skipped') AS s(value)
+         JOIN prospects p ON p.id::text = s.value->>'prospect_id'
+        WHERE f.step_id = $1 AND NOT EXISTS (SELECT 1 FROM linkedin_invitations i WHERE i.prospect_id = p.id)
+        ORDER BY p.id
+     ) AS skipped ORDER BY company`,
     [planStep],
   );
 }

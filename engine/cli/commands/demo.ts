@@ -15,7 +15,7 @@ import { table, usd } from '../../format.ts';
 import { showProgress } from '../progress.ts';
 import type { Project } from '../project.ts';
 import { demoEmail } from './demo-email.ts';
-import { demoLinkedIn, type StartLinkedIn } from './demo-linkedin.ts';
+import { demoLinkedIn, openWeekDatabase, type StartLinkedIn } from './demo-linkedin.ts';
 import { exitCodeOf } from './run.ts';
 import type { Wrap } from './types.ts';
 
@@ -49,6 +49,10 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
         say(`1. Validated ${p.display(pipeline.file)} and ${p.display(p.configFile)}: ${pipeline.steps.length} steps, all expressions and references resolve.`);
         const api = await deps.startApi();
         const db = await openDatabase({ dataDir: resolve(opts.data), migrations: p.registry.migrations });
+        // The LinkedIn week's own database is made meanwhile: the parts before it mostly wait on sandboxes.
+        const weekData = join(dirname(opts.data), 'linkedin-week');
+        const linkedinWeek = deps.startLinkedIn && !deps.reportsUnavailable?.() ? openWeekDatabase(p, weekData) : undefined;
+        linkedinWeek?.catch(() => {}); // awaited, and so reported, by the LinkedIn week
         say(`2. Started the search-visibility sandbox at ${api.url}; database: ${db.description}.`);
         try {
           const store = new RunStore(db, p.scrub);
@@ -81,13 +85,14 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
           await demoDaemon(p, db, say, deps, example);
           await demoWeekly(p, db, say, deps.reportsUnavailable?.());
           await demoEmail(p, db, say, deps.pages ?? [], deps.reportsUnavailable?.());
-          await demoLinkedIn(p, db, say, deps.startLinkedIn, deps.reportsUnavailable?.(), join(dirname(opts.data), 'linkedin-week'));
+          await demoLinkedIn(p, db, say, deps.startLinkedIn && linkedinWeek && { start: deps.startLinkedIn, db: linkedinWeek, dataDir: weekData }, deps.reportsUnavailable?.());
           say(`\nInspect: npx flows runs --db ${opts.data}    npx flows show ${real.run_id} --db ${opts.data}`);
           say(`Dry-run artifacts: ${dry.artifacts}/`);
           return exitCodeOf(real);
         } finally {
           await api.close();
           await db.close();
+          await (await linkedinWeek?.catch(() => undefined))?.close();
         }
       }),
     );
