@@ -1,6 +1,6 @@
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openDatabase } from '../engine/db/connect.ts';
 import { createRegistry } from '../steps/index.ts';
@@ -10,6 +10,7 @@ describe('flows demo', () => {
   it('runs end to end on a fresh embedded database, twice', async () => {
     const data = join(mkdtempSync(join(tmpdir(), 'flows-demo-')), 'db');
     const root = resolve(import.meta.dirname, '..');
+    const weeks: string[] = [];
     for (const round of [1, 2]) {
       const r = await cli(['demo', '--data', data], { cwd: root });
       expect(r.stderr).toBe('');
@@ -63,8 +64,32 @@ describe('flows demo', () => {
         else expect(weekly).toContain('(Claude batch at half price)');
         expect(r.stdout).toMatch(/LinkedIn \d{4}-W\d\d: 14 prospects chosen, 14 reports ready/);
         expect(r.stdout, `round ${round}`).toMatch(/click-report run r-\S+: completed in/);
+        // The LinkedIn week, every time the same: 17 invitations on Monday, each acceptance its report
+        // link, a day-3 follow-up sent, one stopped by a reply, and the dry runs as the runs.
+        const week = r.stdout.slice(r.stdout.indexOf('11. The LinkedIn week'), r.stdout.indexOf('\nInspect:'));
+        expect(week, `round ${round}`).toMatch(/^11\. The LinkedIn week \(linkedin-daily: 10 runs a weekday, 08:45-17:45\): Mon \d\d \w{3} to Fri \d\d \w{3} \(\d{4}-W\d\d\)/);
+        expect(week).toMatch(/the week's 85 prospects: 14 chosen by weekly-enrich \(their reports made on Sunday\), 71 of the demo's own/);
+        const day = (label: string) => new RegExp(`^ {3}${label}(?: \\d\\d \\w{3})?((?:\\s+\\d+){7})$`, 'm').exec(week)?.[1]!.trim().split(/\s+/).map(Number);
+        const [invited, accepted, links, followUps, stopped, predicted, asPredicted] = day('week')!;
+        expect(day('Mon')![0]).toBe(17);
+        for (const d of ['Tue', 'Wed', 'Thu', 'Fri']) expect(day(d)![0]).toBeLessThanOrEqual(17);
+        expect(invited).toBeGreaterThan(4 * 17);
+        expect(links).toBeGreaterThanOrEqual(1);
+        expect(links).toBe(accepted);
+        expect(followUps).toBeGreaterThanOrEqual(1);
+        expect(stopped).toBeGreaterThanOrEqual(1);
+        expect(asPredicted).toBe(predicted);
+        expect(week).toMatch(/the dry runs matched: each run sent what its dry run predicted/);
+        expect(week).not.toContain('not as predicted');
+        expect(week).toMatch(/invited Mon \d\d:\d\d, accepted Tue \d\d:\d\d, report-link sent Tue \d\d:\d\d, day-3 sent Fri \d\d:\d\d$/m);
+        expect(week).toMatch(/report-link sent Tue \d\d:\d\d, replied Wed \d\d:\d\d \("[^"]+"\), day-3 due Fri \d\d:\d\d: stopped by the reply$/m);
+        weeks.push(week.replace(/\(\d+\.\ds\)|took \d+\.\ds/g, ''));
+      } else {
+        expect(r.stdout).toMatch(/11\. The LinkedIn week \(linkedin-daily\): skipped, Chromium/);
       }
     }
+    // The same week both times: its database is made afresh, and LinkedIn is drawn from one seed.
+    if (weeks.length === 2) expect(weeks[1]).toBe(weeks[0]);
     // Every run is stored at the time it ran: none in the future, none that took no time at all.
     const runs = JSON.parse((await cli(['runs', '--db', data, '--json', '--limit', '200'], { cwd: root })).stdout) as { id: string; pipeline: string; started_at: string; finished_at: string | null }[];
     expect(runs.length).toBeGreaterThan(10);
@@ -81,6 +106,20 @@ describe('flows demo', () => {
       expect(sends[0]!.n).toBe(2);
     } finally {
       await db.close();
+    }
+    if (!weeks.length) return;
+    // The week's own database holds what its table said: Monday's 17 invitations, one report link per acceptance.
+    const week = await openDatabase({ dataDir: join(dirname(data), 'linkedin-week'), migrations: createRegistry().migrations });
+    try {
+      const [monday] = await week.query<{ day: string; n: number }>("SELECT to_char(sent_at, 'Dy') AS day, count(*)::int AS n FROM linkedin_invitations WHERE state <> 'planned' GROUP BY 1 ORDER BY min(sent_at) LIMIT 1");
+      expect(monday).toEqual({ day: 'Mon', n: 17 });
+      const [links] = await week.query<{ accepted: number; links: number }>(
+        "SELECT count(*)::int AS accepted, count(*) FILTER (WHERE EXISTS (SELECT 1 FROM linkedin_messages m WHERE m.invitation_id = i.id AND m.sequence_step = 'report-link' AND m.state = 'sent'))::int AS links FROM linkedin_invitations i WHERE i.state = 'accepted'",
+      );
+      expect(links!.links).toBe(links!.accepted);
+      expect(links!.accepted).toBeGreaterThan(0);
+    } finally {
+      await week.close();
     }
   }, 300_000);
 });

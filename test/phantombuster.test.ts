@@ -189,6 +189,34 @@ describe('the client against the sandbox', () => {
     expect(replied[0]).toMatchObject({ lastMessageFromUrl: replied[0]!.profileUrl, threadUrl: expect.stringContaining('linkedin.com/messaging/thread/') });
   });
 
+  it('scripted people do as told whatever the seed draws; everyone else as drawn', async () => {
+    const [early, quiet, drawn] = people(3).map((p) => normaliseProfileUrl(p.url)!) as [string, string, string];
+    // Nobody would accept or reply by the draws: only the script makes it happen.
+    await start({ linkedin: { acceptRate: 0, replyRate: 0, scripted: { [early]: { acceptAfterDays: 1, replyAfterDays: 0.5 }, [quiet]: { acceptAfterDays: 2, replyAfterDays: false } } } });
+    await connect({ spreadsheetUrl: sheet(people(3)) });
+    expect(sandbox.invitations().map((i) => [i.fate, i.decidesAt - i.sentAt])).toEqual([['accept', DAY], ['accept', 2 * DAY], [expect.not.stringMatching('accept'), expect.any(Number)]]);
+    clock.advance(2 * DAY);
+    for (const to of [early, quiet]) await client.run(IDS.message, { argument: { spreadsheetUrl: to, message: 'Here is your report.' } });
+    await client.run(IDS.message, { argument: { spreadsheetUrl: early, message: 'And again.' } });
+    const replies = sandbox.messages('main').map((m) => [m.profileUrl, m.reply ? m.reply.at - m.sentAt : null]);
+    // The first message is answered half a day later; the ones after it, and the quiet person's, never.
+    expect(replies).toEqual([[early, DAY / 2], [quiet, null], [early, null]]);
+    expect(sandbox.invitations().find((i) => i.person.profileUrl === drawn)?.state).not.toBe('accepted');
+  });
+
+  it('a person scripted later does as told from then on', async () => {
+    const later = normaliseProfileUrl(people(1)[0]!.url)!;
+    await start({ linkedin: { acceptRate: 0, replyRate: 0 } });
+    sandbox.world.script(later, { acceptAfterDays: 3, replyAfterDays: 1 });
+    await connect({ spreadsheetUrl: later });
+    clock.advance(3 * DAY);
+    await client.run(IDS.message, { argument: { spreadsheetUrl: later, message: 'Your report.' } });
+    const [invitation] = sandbox.invitations();
+    expect([invitation!.state, invitation!.decidesAt - invitation!.sentAt]).toEqual(['accepted', 3 * DAY]);
+    const [message] = sandbox.messages('main');
+    expect(message!.reply!.at - message!.sentAt).toBe(DAY);
+  });
+
   it('withdraws pending invitations: named ones, or all but the newest kept', async () => {
     await start({ linkedin: { acceptRate: 0, declineRate: 0 } });
     await connect({ spreadsheetUrl: sheet(people(3)) });

@@ -4,9 +4,9 @@ import { normaliseProfileUrl } from './profile-url.ts';
 /**
  * LinkedIn as the sandbox's phantoms see it: invitations that are accepted (after a few
  * days), ignored or declined, connections, messages and the replies that come later. Every
- * fate is drawn from a sha256 of the seed, the account and the profile, so a run is the same
- * every time; states are read at a given time, so a test moves its clock days ahead and
- * reads again.
+ * fate is drawn from a sha256 of the seed, the account and the profile (or set for the people
+ * a script names), so a run is the same every time; states are read at a given time, so a
+ * test moves its clock days ahead and reads again.
  */
 export interface LinkedInWorldOptions {
   /** Seeds every draw (default "linkedin"). */
@@ -25,6 +25,19 @@ export interface LinkedInWorldOptions {
   noteLimit?: number;
   /** Invitations LinkedIn takes in any 7 days of one account (default 100). */
   weeklyInvitationLimit?: number;
+  /**
+   * People who do as told instead of as drawn, by canonical profile URL: for a demo or a test
+   * that must show a case (an early acceptance, a reply) whatever the seed draws. What a
+   * script leaves unset is drawn as for anyone else.
+   */
+  scripted?: Readonly<Record<string, ScriptedPerson>>;
+}
+
+export interface ScriptedPerson {
+  /** Accepts the invitation this many days after it is sent. */
+  acceptAfterDays?: number;
+  /** Answers the first message they get this many days after it, and no later one; false: answers none. */
+  replyAfterDays?: number | false;
 }
 
 export interface Person {
@@ -64,7 +77,8 @@ export class LinkedInWorld {
   readonly invitations: Invitation[] = [];
   readonly messages: SentMessage[] = [];
   private readonly initial = new Map<string, { person: Person; connectedAt: number }[]>();
-  private readonly o: Required<LinkedInWorldOptions>;
+  private readonly scripted: Map<string, ScriptedPerson>;
+  private readonly o: Required<Omit<LinkedInWorldOptions, 'scripted'>>;
 
   constructor(options: LinkedInWorldOptions = {}) {
     this.o = {
@@ -78,6 +92,12 @@ export class LinkedInWorld {
       weeklyInvitationLimit: 100,
       ...options,
     };
+    this.scripted = new Map(Object.entries(options.scripted ?? {}));
+  }
+
+  /** From now on this person does as told (as the `scripted` option says), by canonical profile URL. */
+  script(profileUrl: string, person: ScriptedPerson): void {
+    this.scripted.set(profileUrl, person);
   }
 
   get noteLimit(): number {
@@ -128,10 +148,11 @@ export class LinkedInWorld {
     if (this.invitations.some((i) => i.account === account && i.person.profileUrl === person.profileUrl && this.stateOf(i, now) === 'pending')) {
       return 'Invitation already pending';
     }
+    const accepts = this.scripted.get(person.profileUrl)?.acceptAfterDays;
     const roll = this.draw('invite', account, person.profileUrl);
-    const fate = roll < this.o.acceptRate ? 'accept' : roll < this.o.acceptRate + this.o.declineRate ? 'decline' : 'ignore';
+    const fate = accepts !== undefined || roll < this.o.acceptRate ? 'accept' : roll < this.o.acceptRate + this.o.declineRate ? 'decline' : 'ignore';
     const [min, max] = this.o.decideAfterDays;
-    const decidesAt = now + Math.round((min + this.draw('delay', account, person.profileUrl) * (max - min)) * DAY);
+    const decidesAt = now + Math.round((accepts ?? min + this.draw('delay', account, person.profileUrl) * (max - min)) * DAY);
     this.invitations.push({ account, person, note, sentAt: now, fate, decidesAt });
     return undefined;
   }
@@ -149,11 +170,8 @@ export class LinkedInWorld {
     if (!this.isConnected(account, profileUrl, now)) return 'Not a 1st-degree connection: the message was not sent';
     const index = this.messages.filter((m) => m.account === account && m.profileUrl === profileUrl).length;
     const sent: SentMessage = { account, profileUrl, text, sentAt: now };
-    if (this.draw('reply', account, profileUrl, index) < this.o.replyRate) {
-      const [min, max] = this.o.replyAfterDays;
-      const at = now + Math.round((min + this.draw('reply-delay', account, profileUrl, index) * (max - min)) * DAY);
-      sent.reply = { text: REPLIES[Math.floor(this.draw('reply-text', account, profileUrl, index) * REPLIES.length)]!, at };
-    }
+    const after = this.replyAfter(account, profileUrl, index);
+    if (after !== undefined) sent.reply = { text: REPLIES[Math.floor(this.draw('reply-text', account, profileUrl, index) * REPLIES.length)]!, at: now + Math.round(after * DAY) };
     this.messages.push(sent);
     return undefined;
   }
@@ -175,6 +193,15 @@ export class LinkedInWorld {
         return { person: people.get(url) ?? personOf({ profileUrl: url }), lastMessage: last.text, lastMessageAt: last.at, fromMe: last.fromMe };
       })
       .sort((a, b) => b.lastMessageAt - a.lastMessageAt);
+  }
+
+  /** Days until the reply to the account's `index`th message to this profile, or undefined when none comes. */
+  private replyAfter(account: string, profileUrl: string, index: number): number | undefined {
+    const scripted = this.scripted.get(profileUrl)?.replyAfterDays;
+    if (scripted !== undefined) return scripted !== false && index === 0 ? scripted : undefined;
+    if (this.draw('reply', account, profileUrl, index) >= this.o.replyRate) return undefined;
+    const [min, max] = this.o.replyAfterDays;
+    return min + this.draw('reply-delay', account, profileUrl, index) * (max - min);
   }
 
   private draw(...parts: (string | number)[]): number {

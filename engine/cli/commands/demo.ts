@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { createHmac, randomBytes } from 'node:crypto';
 import { systemClock } from '../../clock.ts';
 import { Daemon, type Page } from '../../daemon/daemon.ts';
@@ -15,6 +15,7 @@ import { table, usd } from '../../format.ts';
 import { showProgress } from '../progress.ts';
 import type { Project } from '../project.ts';
 import { demoEmail } from './demo-email.ts';
+import { demoLinkedIn, openWeekDatabase, type StartLinkedIn } from './demo-linkedin.ts';
 import { exitCodeOf } from './run.ts';
 import type { Wrap } from './types.ts';
 
@@ -27,12 +28,14 @@ export interface DemoDeps {
   reportsUnavailable?(): string | undefined;
   /** The Stripe-Signature header Stripe would send with `payload` (test mode), for the payment part. */
   signStripe?(payload: string, secret: string, at: Date): string;
+  /** LinkedIn simulated (the Phantombuster sandbox) on the given clock, for the LinkedIn week. */
+  startLinkedIn?: StartLinkedIn;
 }
 
 export function demoCommand(program: Command, project: (defaults?: { logLevel?: string }) => Project, wrap: Wrap, deps?: DemoDeps): void {
   program
     .command('demo')
-    .description('Run the sample pipeline end to end on the embedded database and local sandboxes (no keys needed)')
+    .description('Run the sample pipeline, the daemon, the weekly run, an email day and a LinkedIn week end to end on the embedded database and local sandboxes (no keys needed)')
     .option('--data <folder>', 'embedded database folder for the demo', join('.flows', 'demo', 'db'))
     .option('--examples <folder>', "the demo's own pipelines (the business ones stay in --dir)", 'examples')
     .action(
@@ -46,6 +49,10 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
         say(`1. Validated ${p.display(pipeline.file)} and ${p.display(p.configFile)}: ${pipeline.steps.length} steps, all expressions and references resolve.`);
         const api = await deps.startApi();
         const db = await openDatabase({ dataDir: resolve(opts.data), migrations: p.registry.migrations });
+        // The LinkedIn week's own database is made meanwhile: the parts before it mostly wait on sandboxes.
+        const weekData = join(dirname(opts.data), 'linkedin-week');
+        const linkedinWeek = deps.startLinkedIn && !deps.reportsUnavailable?.() ? openWeekDatabase(p, weekData) : undefined;
+        linkedinWeek?.catch(() => {}); // awaited, and so reported, by the LinkedIn week
         say(`2. Started the search-visibility sandbox at ${api.url}; database: ${db.description}.`);
         try {
           const store = new RunStore(db, p.scrub);
@@ -78,12 +85,14 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
           await demoDaemon(p, db, say, deps, example);
           await demoWeekly(p, db, say, deps.reportsUnavailable?.());
           await demoEmail(p, db, say, deps.pages ?? [], deps.reportsUnavailable?.());
+          await demoLinkedIn(p, db, say, deps.startLinkedIn && linkedinWeek && { start: deps.startLinkedIn, db: linkedinWeek, dataDir: weekData }, deps.reportsUnavailable?.());
           say(`\nInspect: npx flows runs --db ${opts.data}    npx flows show ${real.run_id} --db ${opts.data}`);
           say(`Dry-run artifacts: ${dry.artifacts}/`);
           return exitCodeOf(real);
         } finally {
           await api.close();
           await db.close();
+          await (await linkedinWeek?.catch(() => undefined))?.close();
         }
       }),
     );
