@@ -31,17 +31,17 @@ const setup = (open: () => Promise<Database>): Setup => linkedinProject(open, { 
 /** 100 selected prospects; some must get nothing: a reply, a link in the note, a note too long, a profile twice, no profile. */
 async function seed(db: Database): Promise<void> {
   for (let i = 0; i < COUNT; i++) {
-    const category = i === 2 ? 'competitor-ahead' : i % 2 ? 'striking-distance' : 'growth';
+    const category = i === 6 ? 'competitor-ahead' : i % 2 ? 'striking-distance' : 'growth';
     const url = i === 5 ? 'linkedin.com/in/Person-5' : i === 99 ? 'https://uk.linkedin.com/in/PERSON-3?trk=x' : i === 98 ? null : `https://www.linkedin.com/in/person-${i}/`;
     await db.query(
       `INSERT INTO prospects (domain, company_name, contact_name, linkedin_url, category, metrics) VALUES ($1, $2, $3, $4, $5, $6)`,
       [
         `site-${i}.test`,
-        i === 4 ? 'An Extraordinarily Long Company Name Holdings International Limited Partnership' : `Company ${i}`,
+        i === 4 ? 'An Extraordinarily Long Company Name Holdings International Limited Partnership' : i === 2 ? 'shop.example Ltd' : `Company ${i}`,
         `Person${i} Surname`,
         url,
         category,
-        JSON.stringify({ organic_traffic: 1000, top_competitor: i === 2 ? 'rival.com' : undefined, competitor_gap: 2, page2_keywords: 7 }),
+        JSON.stringify({ organic_traffic: 1000, top_competitor: i === 6 ? 'rival.com' : undefined, competitor_gap: 2, page2_keywords: 7 }),
       ],
     );
   }
@@ -94,6 +94,10 @@ describe.each(testDatabases)('linkedin-daily on $name', ({ open }) => {
     expect(domains).toContain('site-5.test'); // its profile URL normalised
     expect(rows.find((r) => r.domain === 'site-5.test')!.profile_url).toBe('https://www.linkedin.com/in/person-5/');
     expect(new Set(rows.map((r) => r.variant))).toEqual(new Set(['a', 'b']));
+    // A prospect whose competitor is ahead is invited, its note naming the competitor by no domain.
+    const ahead = rows.find((r) => r.domain === 'site-6.test')!;
+    expect(ahead.note).toMatch(/closest search competitor gets about 2x/);
+    expect(ahead.note).not.toContain('rival');
   }, 120_000);
 
   it('run again the same day: nothing new is planned or launched', async () => {

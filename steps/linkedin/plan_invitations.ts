@@ -211,7 +211,7 @@ async function planDay(ctx: StepContext, input: PlanInput) {
     const metrics = typeof c.metrics === 'string' ? (JSON.parse(c.metrics) as Record<string, unknown>) : c.metrics;
     const data = {
       prospect: { company_name: c.company_name ?? c.domain ?? '', contact_name: c.contact_name ?? '', first_name: firstName(c.contact_name), category: c.category ?? '' },
-      insight: insightOf(c.category, metrics),
+      insight: insightOf(c.category, metrics, { nameRival: false }), // a note carries no domain
     };
     const note = await templates.render(variant.template, data);
     const problem = noteProblem(note);
