@@ -5,6 +5,7 @@ import { ManualClock } from '../engine/clock.ts';
 import type { Database } from '../engine/db/connect.ts';
 import { executeRun, type RunResult } from '../engine/executor/run.ts';
 import { RunStore } from '../engine/store/index.ts';
+import { messageIdFor } from '../steps/email/message-id.ts';
 import { readLink } from '../steps/email/tokens.ts';
 import { testDatabases } from './helpers/db.ts';
 import { type EmailProject, emailProject } from './helpers/email-project.ts';
@@ -181,5 +182,38 @@ describe.each(testDatabases)('email-daily on $name', ({ open }) => {
     const again = await run(new ManualClock(new Date('2026-11-26T15:00:00Z')));
     expect(again.status).toBe('completed');
     expect(t.smtp.messages).toHaveLength(0);
+  }, 120_000);
+
+  it('a send a person confirmed after a crash (flows effects resolve --happened) is recorded as sent, never sent again, and its thread goes on', async () => {
+    const campaign = (await t.db.query<{ campaign: string }>('SELECT campaign FROM email_outbox LIMIT 1'))[0]!.campaign;
+    const [p] = await t.db.query<{ id: string }>(
+      `INSERT INTO prospects (domain, company_name, contact_name, email, category, category_reason, metrics)
+       VALUES ('site-77.test', 'Company 77', 'Person 77', 'owner77@site-77.test', 'growth', 'steady', '{"organic_traffic": 99000}') RETURNING id::text`,
+    );
+    const key = `${campaign}:${p!.id}:teaser`;
+    const mailbox = 'ana.ruiz@intel-mail-one.example';
+    const at = new Date('2026-11-27T10:00:00Z');
+    // What a crash mid-send left, then a person's --happened: the effect done, its mailbox slot taken.
+    await t.db.query("INSERT INTO flow_effects (key, run_id, step_id, item_key, kind, status, summary, output, reserved_at, done_at) VALUES ($1, 'r-crashed', 'send', $2, 'email', 'done', 'teaser', '{\"resolved\": \"happened\"}', $3, $3)", [`send:${key}`, key, at]);
+    await t.db.query("INSERT INTO flow_quota_ledger (quota, quota_key, at, run_id, step_id, item_key, effect_key) VALUES ('mailbox', $1, $2, 'r-crashed', 'send', $3, $4)", [mailbox, at, key, `send:${key}`]);
+    t.smtp.clear();
+    const monday = await run(new ManualClock(new Date('2026-11-30T07:30:00Z')));
+    expect(monday.status, monday.error).toBe('completed');
+    expect(t.smtp.messages.map((m) => m.envelope.to[0])).not.toContain('owner77@site-77.test');
+    const [row] = await t.db.query<{ state: string; mailbox: string; message_id: string; subject: string; sent_at: Date }>('SELECT state, mailbox, message_id, subject, sent_at FROM email_outbox WHERE idempotency_key = $1', [key]);
+    expect(row).toMatchObject({ state: 'sent', mailbox, message_id: messageIdFor(key, 'intel-mail-one.example') });
+    expect(new Date(row!.sent_at).toISOString()).toBe(at.toISOString());
+    expect(row!.subject).not.toContain('{{');
+    expect(row!.subject).toContain('site-77.test');
+    const [sent] = await t.db.query<{ payload: Record<string, unknown> | string }>("SELECT payload FROM flow_events WHERE type = 'email.sent' AND key = $1", [p!.id]);
+    expect(typeof sent!.payload === 'string' ? JSON.parse(sent!.payload) : sent!.payload).toMatchObject({ mailbox, confirmed: 'flows effects resolve --happened' });
+    // Three days after it: its follow-up goes in its thread, from its mailbox.
+    t.smtp.clear();
+    const thursday = await run(new ManualClock(new Date('2026-12-03T07:30:00Z')));
+    expect(thursday.status, thursday.error).toBe('completed');
+    const follow = t.smtp.messages.find((m) => m.envelope.to[0] === 'owner77@site-77.test')!;
+    expect(follow.from?.email).toBe(mailbox);
+    expect(follow.headers['in-reply-to']).toBe(row!.message_id);
+    expect(follow.subject).toBe(`Re: ${row!.subject}`);
   }, 120_000);
 });

@@ -428,7 +428,10 @@ export const emailCampaign = defineStep({
   },
   async run(ctx, input) {
     const { rows, counts } = await planDay(ctx, input, false);
-    const emails = await writeDay(ctx.db, input, rows, ctx.run.id, today(ctx).end);
+    // Sends a person confirmed after a crash are recorded, not sent again (nor left planned).
+    // Imported here: email.deliver's module imports this one for its input schema.
+    const { settleConfirmedSends } = await import('./deliver.ts');
+    const emails = await settleConfirmedSends(ctx, await writeDay(ctx.db, input, rows, ctx.run.id, today(ctx).end));
     ctx.note(`${counts.teasers} teasers and ${counts.follow_ups} follow-ups planned (room today ${counts.room}, audience ${counts.audience}); ${counts.stopped} sequences stopped`);
     const clicks = await clicksSince(ctx.db, input.campaign, new Date(ctx.clock.now().getTime() - 86_400_000));
     if (clicks) ctx.note(`link fetches of this campaign's emails in the last 24 hours, by class: ${clicks}`);

@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { EmailMessage, EmailSender } from '../../connectors/smtp/client.ts';
 import { smtpConnector } from '../../connectors/smtp/connector.ts';
-import { DeferredError, defineStep, type EngineConfig, NonRetriableError, type Queryable, SkipItemError, type StepContext } from '../../engine/sdk.ts';
+import { DeferredError, defineStep, type EngineConfig, errorMessage, NonRetriableError, type Queryable, SkipItemError, type StepContext } from '../../engine/sdk.ts';
 import { publicBase } from '../report/publish.ts';
 import { type CampaignEmail, CampaignEmailSchema } from './campaign.ts';
 import { emailComposerResource } from './compose.ts';
@@ -356,6 +356,53 @@ export const emailDeliver = defineStep({
     return { message_id: result.messageId, mailbox: mailbox.address, domain: mailbox.domain, response: result.response };
   },
 });
+
+/**
+ * Sends a person confirmed (`flows effects resolve <key> --happened` after a crash mid-send):
+ * the engine will never perform them again, so their outbox rows would stay planned and their
+ * threads would never go on. Each is recorded as its send would have: from the mailbox its
+ * reservation took, with the subject rendered as then, its Message-ID, at the time it was
+ * reserved, with email.sent (marked `confirmed`). Returns the emails that still need a send.
+ */
+export async function settleConfirmedSends(ctx: StepContext, emails: CampaignEmail[]): Promise<CampaignEmail[]> {
+  if (!emails.length) return emails;
+  const confirmed = await ctx.db.query<{ idempotency_key: string; reserved_at: Date | string; quota_key: string | null }>(
+    `SELECT k.key AS idempotency_key, f.reserved_at, (SELECT q.quota_key FROM flow_quota_ledger q WHERE q.effect_key = f.key LIMIT 1) AS quota_key
+       FROM unnest($1::text[]) AS k(key)
+       JOIN flow_effects f ON f.status = 'done' AND f.output->>'resolved' = 'happened' AND right(f.key, length(k.key) + 1) = ':' || k.key`,
+    [emails.map((e) => e.idempotency_key)],
+  );
+  if (!confirmed.length) return emails;
+  const byKey = new Map(confirmed.map((c) => [c.idempotency_key, c]));
+  for (const email of emails.filter((e) => byKey.has(e.idempotency_key))) {
+    const c = byKey.get(email.idempotency_key)!;
+    const input: DeliverInput = { ...email, mailbox: email.mailbox || c.quota_key || '' };
+    if (!input.mailbox) {
+      ctx.log.warn({ key: email.idempotency_key }, 'a send confirmed by a person has no mailbox on record: left planned');
+      continue;
+    }
+    let composed: Composed;
+    try {
+      composed = await compose(ctx, input, await prospectOf(ctx.db, input), placeholderLinks(ctx.config), {});
+    } catch (err) {
+      // One record never fails the day: it stays planned, listed in the log for a person.
+      ctx.log.warn({ key: email.idempotency_key, err: errorMessage(err) }, 'a send confirmed by a person could not be recorded: left planned');
+      continue;
+    }
+    const { message, mailbox } = composed;
+    const at = new Date(c.reserved_at);
+    const payload = { prospect_id: input.prospect_id, channel: 'email', campaign: input.campaign, variant: input.variant, sequence_step: input.sequence_step, mailbox: mailbox.address, domain: mailbox.domain, outbox_id: input.outbox_id, message_id: message.messageId, confirmed: 'flows effects resolve --happened' };
+    await ctx.db.query(
+      `WITH sent AS (
+         UPDATE email_outbox SET state = 'sent', mailbox = $2, domain = $3, message_id = $4, subject = $5, sent_at = $6, reason = 'a person confirmed it was sent' WHERE id = $1 AND state = 'planned' RETURNING id
+       )
+       INSERT INTO flow_events (type, key, payload, run_id, occurred_at) SELECT 'email.sent', $7, $8, $9, $6 FROM sent`,
+      [input.outbox_id, mailbox.address, mailbox.domain, message.messageId, message.subject, at, input.prospect_id, JSON.stringify(payload), ctx.run.id],
+    );
+  }
+  ctx.note(`${byKey.size} emails a person confirmed as sent (flows effects resolve --happened) recorded as sent`);
+  return emails.filter((e) => !byKey.has(e.idempotency_key));
+}
 
 /** A dry run's email for a row not written yet: the prospect's data as the run would read it. */
 async function plannedProspect(db: Queryable, input: DeliverInput): Promise<ProspectRow> {
