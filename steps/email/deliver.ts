@@ -129,7 +129,8 @@ async function prepareSend(db: Queryable, input: DeliverInput, targets: LinkTarg
   return { ...rest, links: (link_purposes ?? []).map((purpose, i) => ({ purpose, id: link_ids![i]!, created_at: link_times![i]! })) };
 }
 
-const firstName = (name: string | null) => (name ?? '').trim().split(/\s+/)[0] ?? '';
+/** The first word of a contact's name, as templates greet them (`first_name`). */
+export const firstName = (name: string | null) => (name ?? '').trim().split(/\s+/)[0] ?? '';
 
 /** One sentence about the prospect's search, from the figures its category came from. */
 export function insightOf(category: string | null, metrics: Record<string, unknown> | null, options: { nameRival?: boolean } = {}): string {

@@ -1,7 +1,9 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { phantombusterConnector } from '../../connectors/phantombuster/connector.ts';
 import { defineStep, type Queryable, type StepContext } from '../../engine/sdk.ts';
-import { accountInput, launchInputs, launchOnce, launchTimes } from './launch.ts';
+import { accountInput, launchInputs, readOnce } from './launch.ts';
+import { firstName } from '../email/deliver.ts';
+import { MessageSchema } from './message.ts';
 import { accountFor } from './plan_invitations.ts';
 import { type Connection, connectionsOf } from './rows.ts';
 
@@ -26,18 +28,8 @@ const Input = Type.Object(
   { additionalProperties: false },
 );
 
-export const AcceptedSchema = Type.Object({
-  invitation_id: Type.String(),
-  prospect_id: Type.String(),
-  account: Type.String(),
-  campaign: Type.String(),
-  variant: Type.String(),
-  profile_url: Type.String(),
-  domain: Type.String(),
-  company: Type.String(),
-  first_name: Type.String(),
-  accepted_at: Type.String(),
-});
+/** A connection owed its report link: whom linkedin.message writes to, with what the report needs. */
+export const AcceptedSchema = Type.Composite([MessageSchema, Type.Object({ domain: Type.String(), accepted_at: Type.String() })]);
 export type Accepted = Static<typeof AcceptedSchema>;
 
 const Output = Type.Object({
@@ -47,7 +39,6 @@ const Output = Type.Object({
   counts: Type.Object({ connections: Type.Integer(), newly_accepted: Type.Integer(), unreadable: Type.Integer() }),
 });
 
-const firstName = (name: string | null) => (name ?? '').trim().split(/\s+/)[0] ?? '';
 
 /**
  * The invitations of the account that the export shows accepted and that are not marked yet:
@@ -125,16 +116,7 @@ export const linkedinAcceptances = defineStep({
   },
   async run(ctx, input) {
     const account = await accountFor(ctx, input.account);
-    const run = await launchOnce(ctx, {
-      account,
-      kind: 'connections',
-      key: `linkedin-connections:${account}:${ctx.run.id}`,
-      bonusArgument: { numberOfProfiles: input.profiles ?? 200, sortBy: 'Recently added' },
-      ...launchTimes(input),
-    });
-    // An account with no connections yet exports nothing: that is an empty list, not a failure.
-    if (run.outcome.kind === 'failed') throw new Error(`the connections export of account "${account}" failed: ${run.outcome.message}`);
-    const rows = Array.isArray(run.result) ? (run.result as Record<string, unknown>[]) : [];
+    const rows = await readOnce(ctx, account, 'connections', { numberOfProfiles: input.profiles ?? 200, sortBy: 'Recently added' }, input);
     const { connections, unreadable } = connectionsOf(rows);
     const newly = await markAccepted(ctx, account, connections);
     const accepted = await toMessage(ctx.db, account);

@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import { DURATION_PATTERN, defineStep, NonRetriableError, parseDuration, type StepContext } from '../../engine/sdk.ts';
+import { firstName } from '../email/deliver.ts';
 import { reportLinks } from '../report/publish.ts';
 import { MessageSchema, type MessageTarget, stopReasons } from './message.ts';
 import { accountInput } from './launch.ts';
@@ -38,7 +39,6 @@ const Due = Type.Object({
   idempotency_key: Type.String(),
 });
 
-const firstName = (name: string | null) => (name ?? '').trim().split(/\s+/)[0] ?? '';
 
 type Sequence = { name: string; after: string; template: string; stop_on_view?: boolean }[];
 

@@ -223,3 +223,21 @@ export async function launchOnce(ctx: StepContext, spec: LaunchSpec): Promise<Ru
       return run;
   }
 }
+
+/**
+ * A read of the account's own LinkedIn (the connections export, the inbox scraper), once per
+ * run: launched through launchOnce under a key of this run, its rows returned. A read that
+ * finds nothing is an empty list, not a failure; a failed one is an error (retried). The dry
+ * run reads the agent's last result file instead (`client.resultFile`), launching nothing.
+ */
+export async function readOnce(
+  ctx: StepContext,
+  account: string,
+  kind: 'connections' | 'inbox',
+  bonusArgument: Record<string, unknown>,
+  input: { rate_limited_wait?: string; lease?: string },
+): Promise<Record<string, unknown>[]> {
+  const run = await launchOnce(ctx, { account, kind, key: `linkedin-${kind}:${account}:${ctx.run.id}`, bonusArgument, ...launchTimes(input) });
+  if (run.outcome.kind === 'failed') throw new Error(`the ${kind} agent of account "${account}" failed: ${run.outcome.message}`);
+  return Array.isArray(run.result) ? (run.result as Record<string, unknown>[]) : [];
+}

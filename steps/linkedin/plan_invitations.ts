@@ -7,7 +7,7 @@ import { normaliseProfileUrl } from '../../connectors/phantombuster/profile-url.
 import { defineResource, defineStep, errorMessage, NonRetriableError, periodAt, type Queryable, type StepContext } from '../../engine/sdk.ts';
 import { accountInput } from './launch.ts';
 import { chooseVariant } from '../email/compose.ts';
-import { insightOf } from '../email/deliver.ts';
+import { firstName, insightOf } from '../email/deliver.ts';
 import { accountHealth, dailyVolume } from './health.ts';
 
 /**
@@ -174,7 +174,6 @@ async function candidates(db: Queryable, week: string): Promise<Candidate[]> {
   );
 }
 
-const firstName = (name: string | null) => (name ?? '').trim().split(/\s+/)[0] ?? '';
 
 interface Planned extends Omit<Invitation, 'invitation_id'> {}
 

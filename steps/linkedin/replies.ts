@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { phantombusterConnector } from '../../connectors/phantombuster/connector.ts';
 import { defineStep, type Queryable, type StepContext } from '../../engine/sdk.ts';
-import { accountInput, launchInputs, launchOnce, launchTimes } from './launch.ts';
+import { accountInput, launchInputs, readOnce } from './launch.ts';
 import { accountFor } from './plan_invitations.ts';
 import { type InboundMessage, inboundOf } from './rows.ts';
 
@@ -118,16 +118,7 @@ export const linkedinReplies = defineStep({
   },
   async run(ctx, input) {
     const account = await accountFor(ctx, input.account);
-    const run = await launchOnce(ctx, {
-      account,
-      kind: 'inbox',
-      key: `linkedin-inbox:${account}:${ctx.run.id}`,
-      bonusArgument: { numberOfThreadsToScrape: input.threads ?? 100 },
-      ...launchTimes(input),
-    });
-    // An inbox without threads scrapes nothing: no replies, not a failure.
-    if (run.outcome.kind === 'failed') throw new Error(`the inbox scraper of account "${account}" failed: ${run.outcome.message}`);
-    const rows = Array.isArray(run.result) ? (run.result as Record<string, unknown>[]) : [];
+    const rows = await readOnce(ctx, account, 'inbox', { numberOfThreadsToScrape: input.threads ?? 100 }, input);
     const { messages, unreadable } = inboundOf(rows);
     const replies = await fromInvited(ctx.db, account, messages);
     const { recorded, stopped } = await record(ctx, account, replies);
