@@ -33,16 +33,15 @@ export abstract class SqlLedger implements EffectLedger {
     if (!gates.length) return effect ? this.reserveKey(this.db, effect, now) : { state: 'reserved', holds: [] };
     try {
       return await inTransaction(this.db, async (sql) => {
-        // A key that exists answers first: a repeat waits for no gate and counts against none.
-        if (effect) {
-          const earlier = await this.earlier(sql, effect.key);
-          if (earlier) throw new Declined(earlier);
-        }
-        const holds = await this.reserveGates(sql, gates, now, effect?.key);
+        // The key first. One that exists answers at once: a repeat waits for no gate and
+        // counts against none. A new one is held (another reservation of it waits for this
+        // transaction) before any gate's lock is taken, so the locks, which every call of a
+        // quota queues on, are held for the gates' own statements and the commit only.
         if (effect) {
           const key = await this.reserveKey(sql, effect, now);
           if (key.state !== 'reserved') throw new Declined(key);
         }
+        const holds = await this.reserveGates(sql, gates, now, effect?.key);
         return { state: 'reserved', holds } satisfies Reserved;
       });
     } catch (err) {
