@@ -1,9 +1,11 @@
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { inspect } from 'node:util';
-import { afterEach, describe, expect, it } from 'vitest';
+import { inspect, promisify } from 'node:util';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type EmailMessage, parseSmtpConfig, RecipientRefusedError, SmtpMailer, smtpSettingsFromUrl } from '../connectors/smtp/client.ts';
+import { composer } from '../connectors/smtp/composer.ts';
 import { type SmtpSandbox, type SmtpSandboxOptions, startSmtpSandbox } from '../connectors/smtp/sandbox.ts';
 import { NonRetriableError } from '../engine/errors.ts';
 
@@ -24,6 +26,7 @@ function report(overrides: Partial<EmailMessage> = {}): EmailMessage {
   };
 }
 
+const run = promisify(execFile);
 const opened: { close(): Promise<void> }[] = [];
 
 async function sandbox(options: SmtpSandboxOptions = {}): Promise<SmtpSandbox> {
@@ -181,6 +184,45 @@ describe('SmtpMailer against the sandbox', () => {
     expect(err).toBeInstanceOf(NonRetriableError);
     expect((err as Error).message).toBe('email header X-Report: the value contains a line break, which would start a new header; remove it');
   });
+});
+
+describe('the message composer (a worker thread builds and signs)', () => {
+  it('a worker that dies fails the send it was building as retriable, and the next send gets a new one', async () => {
+    const sb = await sandbox();
+    const m = mailer(sb);
+    await m.send(report());
+    // A large attachment keeps the worker busy long enough to be stopped mid-build.
+    const big = { filename: 'big.pdf', content: Buffer.alloc(40 * 1024 * 1024, 1), contentType: 'application/pdf' };
+    const sending = m.send(report({ messageId: '<lost@intel-mail-one.example>', attachments: [big] })).catch((e: unknown) => e);
+    await vi.waitFor(() => expect(composer.building).toBe(1), { interval: 1 });
+    await composer.stop();
+    const err = await sending;
+    expect(err).toBeInstanceOf(Error);
+    expect(err).not.toBeInstanceOf(NonRetriableError);
+    expect((err as Error).message).toMatch(/^smtp 127\.0\.0\.1:\d+: the message composer exited/);
+    await m.send(report({ messageId: '<next@intel-mail-one.example>' }));
+    expect(sb.messages.map((x) => x.messageId)).toEqual([expect.any(String), '<next@intel-mail-one.example>']);
+  });
+
+  it('an idle worker never keeps the process alive: a script that sends and never closes its mailer exits', async () => {
+    const sb = await sandbox();
+    const script = `
+      import { SmtpMailer } from ${JSON.stringify(join(process.cwd(), 'connectors/smtp/client.ts'))};
+      const m = new SmtpMailer({ host: '127.0.0.1', port: ${sb.port}, socket_timeout: '1s' });
+      await m.send({ from: { email: 'reports@intel-mail-one.example' }, to: 'buyer@acme.example', subject: 's', html: '<p>h</p>', text: 'h' });
+      console.log('sent');`;
+    const dir = await mkdtemp(join(tmpdir(), 'flows-composer-'));
+    try {
+      await writeFile(join(dir, 'send.mts'), script);
+      const started = Date.now();
+      const { stdout } = await run(process.execPath, ['--import', 'tsx', join(dir, 'send.mts')], { timeout: 20_000 });
+      expect(stdout.trim()).toBe('sent');
+      expect(Date.now() - started).toBeLessThan(20_000);
+      expect(sb.messages).toHaveLength(1);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
 
 describe('SMTP settings', () => {

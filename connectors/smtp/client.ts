@@ -2,10 +2,12 @@ import { type Static, type TObject, Type } from '@sinclair/typebox';
 import { Value, ValueErrorType } from '@sinclair/typebox/value';
 import type { Mail, NodemailerError, SMTPPoolOptions, SMTPPoolSentMessageInfo } from 'nodemailer';
 import { DURATION_PATTERN, NonRetriableError, parseDuration } from '../../engine/sdk.ts';
+import { composer } from './composer.ts';
 
 /**
  * Sends report emails over SMTP through a pool of open connections. nodemailer is loaded
- * on the first send, so reading the schema or the types costs nothing.
+ * on the first send, so reading the schema or the types costs nothing. Each message is
+ * built and DKIM-signed on a worker thread (composer.ts) and sent as built.
  *
  * Retry is a property of the error: a refused connection, a timeout or a 4xx reply (421,
  * 450, 451, 452) throws a plain Error, which the engine retries; a 5xx reply (550 unknown
@@ -224,6 +226,7 @@ export class SmtpMailer implements EmailSender {
   /** A true private field: it holds the password, and a logged or serialised mailer must not show it. */
   readonly #config: ResolvedSmtpConfig;
   private pool: Promise<Pool> | undefined;
+  private releaseComposer: (() => Promise<void>) | undefined;
   private closed = false;
 
   constructor(config: Partial<SmtpConfig>, where = 'connectors.smtp') {
@@ -241,7 +244,7 @@ export class SmtpMailer implements EmailSender {
     checkHeaders(message.headers ?? {});
     const pool = await this.open();
     try {
-      const info = await pool.sendMail({
+      const composed = await composer.compose({
         from: { name: message.from.name ?? '', address: message.from.email },
         to: (Array.isArray(message.to) ? message.to : [message.to]).map((r) =>
           typeof r === 'string' ? r : { name: r.name ?? '', address: r.email },
@@ -255,9 +258,10 @@ export class SmtpMailer implements EmailSender {
         inReplyTo: message.inReplyTo,
         references: message.references,
         dkim: message.dkim ? { domainName: message.dkim.domain, keySelector: message.dkim.selector, privateKey: message.dkim.privateKey, headerFieldNames: DKIM_SIGNED_HEADERS } : undefined,
-        signal: options.signal,
       });
-      return { messageId: info.messageId, accepted: info.accepted.map(String), rejected: info.rejected.map(String), response: info.response };
+      options.signal?.throwIfAborted();
+      const info = await pool.sendMail({ envelope: composed.envelope, raw: composed.raw, signal: options.signal });
+      return { messageId: composed.messageId, accepted: info.accepted.map(String), rejected: info.rejected.map(String), response: info.response };
     } catch (err) {
       if (options.signal?.aborted) throw options.signal.reason;
       throw this.mapError(err as NodemailerError);
@@ -269,10 +273,12 @@ export class SmtpMailer implements EmailSender {
     const pool = this.pool;
     this.pool = undefined;
     if (pool) (await pool).close();
+    await this.releaseComposer?.();
   }
 
   private open(): Promise<Pool> {
     const c = this.#config;
+    this.releaseComposer ??= composer.use();
     this.pool ??= import('nodemailer').then(({ createTransport }) =>
       createTransport({
         pool: true,
