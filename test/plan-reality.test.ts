@@ -120,6 +120,21 @@ describe.each(testDatabases)('plan equals reality on $name', ({ open }) => {
     expect(new Set(firstThree).size).toBe(3);
   });
 
+  it('where some effects are done already: the plan skips them without taking a slot, as the run does', async () => {
+    // Keys that span runs (as email-daily's do): x0-x2 done by the first run, x3-x5 to send.
+    const key = 'key: "send-${{ item }}"';
+    const first = await run(sends('rotation', { n: 3, extra: key }), start('2026-11-23T09:00:00Z'));
+    expect(first.status).toBe('completed');
+    const yaml = sends('rotation', { n: 6, extra: key });
+    const dry = await dryRun(yaml, '2026-11-23T09:05:00Z');
+    expect(dry.effects.filter((e) => e.skipped).map((e) => e.item).sort()).toEqual(['x0', 'x1', 'x2']);
+    const plan = Object.fromEntries(dry.effects.filter((e) => !e.skipped).map((e) => [e.item, `${e.slot!.at} ${e.slot!.key}`]));
+    const real = await run(yaml, start('2026-11-23T09:05:00Z'));
+    expect(real.status).toBe('completed');
+    const rows = await db.query<{ item_key: string; at: Date; quota_key: string }>('SELECT item_key, at, quota_key FROM flow_quota_ledger WHERE run_id = $1', [real.run_id]);
+    expect(Object.fromEntries(rows.map((r) => [r.item_key, `${new Date(r.at).toISOString()} ${r.quota_key}`]))).toEqual(plan);
+  });
+
   it("over windows read in each recipient's timezone: New York's 09:00 is 14:00 in London; no timezone, or a wrong one, keeps the quota's", async () => {
     const zone = "\${{ ['America/New_York', '', 'Not/A_Zone'][item % 3] }}";
     const yaml = sends('local', { n: 6, extra: `quota_timezone: "${zone}"` });

@@ -15,6 +15,7 @@ const idle = new AbortController().signal;
 export async function planCall(rc: RunContext, call: Call, lane: Lane | undefined): Promise<unknown> {
   const { step, input } = call;
   const at = lane ?? { at: rc.clock.now() };
+  const from = at.at;
   // A picking quota's key first: the plan shows the mailbox the run would send from.
   const picked = call.gated ? await rc.planner!.pick(call.gated, at) : undefined;
   const ctx = stepContext(rc, call, { attempt: { number: 1, signal: idle }, db: rc.db, quotaKey: picked?.key });
@@ -31,6 +32,11 @@ export async function planCall(rc: RunContext, call: Call, lane: Lane | undefine
   if (call.effectKey) {
     const earlier = await rc.store.effects.find(call.effectKey);
     if (earlier?.status === 'done') {
+      // The run answers a done key before any gate: it takes no slot and waits for none.
+      if (picked) {
+        rc.planner!.unpick(picked);
+        at.at = from;
+      }
       rc.sink!.add({ step: step.id, item: call.itemKey, kind, key, summary: `${planned.summary} (already done by run ${earlier.run_id}: would be skipped)`, skipped: true, cost: {}, usd: 0 });
       return earlier.output;
     }
