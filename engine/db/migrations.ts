@@ -263,6 +263,14 @@ const migrations: Migrations = {
       await db.schema.alterTable('flow_runs').addColumn('cost', 'jsonb').execute();
     },
   },
+  // Numbered after the steps' migrations (0011-0019): one history, ordered by name.
+  '0020_effects_resolved_happened': {
+    async up(db: Kysely<any>) {
+      // The effects a person confirmed (flows effects resolve --happened): few, and looked up
+      // by every campaign run (email.deliver records those sends), so only they are indexed.
+      await sql`CREATE INDEX flow_effects_resolved_happened ON flow_effects (key) WHERE status = 'done' AND (output->>'resolved') = 'happened'`.execute(db);
+    },
+  },
 };
 
 /**
