@@ -135,20 +135,34 @@ async function forget(ctx: StepContext, key: string, outcome: string): Promise<v
   await ctx.db.query('DELETE FROM linkedin_launches WHERE key = $1', [key]);
 }
 
-// The pauses and their linkedin.account_paused event in one statement (the webhook's record
-// writes the same event beside its own pauses). A pause without an end, a person's or an
-// earlier one, is kept as it is.
-const PAUSE_ACCOUNT = `
-WITH paused AS (
+/**
+ * The pause of a LinkedIn account as common table expressions, `paused` and `paused_event`,
+ * for a statement that writes it with what else it records (a launch's alone, the webhook's
+ * with the run it heard of), so that the pauses and their linkedin.account_paused event
+ * commit together. Each value is a placeholder or SQL expression of that statement; `after`
+ * names an expression the pauses join, so that they are written only when it holds a row
+ * (the webhook's newly recorded run). A pause without an end, a person's or an earlier one,
+ * is kept as it is; a timed one becomes indefinite, since only a person renews a cookie.
+ */
+export function accountPauseCtes(v: { account: string; reason: string; by: string; at: string; quotas: string; keys: string; runId: string; payload?: string; after?: string }): string {
+  const from = v.after ? `${v.after}, ` : '';
+  const payload = `jsonb_build_object('channel', 'linkedin', 'account', ${v.account}::text, 'reason', ${v.reason}::text, 'quotas', to_jsonb(array_agg(quota ORDER BY quota)))${v.payload ? ` || ${v.payload}` : ''}`;
+  return `paused AS (
   INSERT INTO flow_quota_pauses (quota, quota_key, reason, paused_by, paused_at, until)
-  SELECT p.quota, p.quota_key, $2, $3, $4, NULL FROM unnest($5::text[], $6::text[]) AS p(quota, quota_key)
+  SELECT p.quota, p.quota_key, ${v.reason}, ${v.by}, ${v.at}, NULL FROM ${from}unnest(${v.quotas}::text[], ${v.keys}::text[]) AS p(quota, quota_key)
   ON CONFLICT (quota, quota_key) DO UPDATE SET reason = EXCLUDED.reason, paused_by = EXCLUDED.paused_by, paused_at = EXCLUDED.paused_at, until = NULL
     WHERE flow_quota_pauses.until IS NOT NULL
-  RETURNING quota
-)
-INSERT INTO flow_events (type, key, payload, run_id, occurred_at)
-SELECT 'linkedin.account_paused', $1, jsonb_build_object('channel', 'linkedin', 'account', $1::text, 'reason', $2::text, 'quotas', to_jsonb(array_agg(quota ORDER BY quota))), $7, $4
-  FROM paused HAVING count(*) > 0`;
+  RETURNING quota, quota_key
+), paused_event AS (
+  INSERT INTO flow_events (type, key, payload, run_id, occurred_at)
+  SELECT 'linkedin.account_paused', ${v.account}, ${payload}, ${v.runId}, ${v.at}
+    FROM paused HAVING count(*) > 0
+  RETURNING id
+)`;
+}
+
+const PAUSE_ACCOUNT = `WITH ${accountPauseCtes({ account: '$1', reason: '$2', by: '$3', at: '$4', quotas: '$5', keys: '$6', runId: '$7' })}
+SELECT (SELECT count(*) FROM paused)::int AS paused`;
 
 /** Pauses the account's quotas for a person and stops the step. */
 async function needsPerson(ctx: StepContext, account: string, kind: 'session_expired' | 'disconnected', message: string): Promise<never> {

@@ -3,7 +3,7 @@ import { type PhantombusterApi, PhantombusterNotFoundError, WEBHOOK_SECRET_MIN_L
 import { classify, type RunOutcome } from '../../connectors/phantombuster/classify.ts';
 import { phantombusterConnector } from '../../connectors/phantombuster/connector.ts';
 import { type EngineConfig, errorMessage, type Page, type PageAnswer, type PageContext } from '../../engine/sdk.ts';
-import { accountQuotas, keyFor } from './launch.ts';
+import { accountPauseCtes, accountQuotas, keyFor } from './launch.ts';
 
 /**
  * POST /hooks/phantombuster/<secret>: Phantombuster's end-of-run webhook, the URL set as each
@@ -112,10 +112,8 @@ function pausesFor(config: EngineConfig, run: FetchedRun, account: string | unde
   return accountQuotas({ config }).map((quota) => ({ quota, key: keyFor({ config }, quota, account), reason }));
 }
 
-// One statement, so the row, its event and the pauses commit together; each CTE joins `run`,
-// so a container recorded before (no row inserted) changes nothing. A pause already there
-// without an end (a person's, or a launch's) is kept with its reason; a timed one becomes
-// indefinite, since only a person can renew a cookie.
+// One statement, so the row, its event and the pauses commit together; the pauses join
+// `run`, so a container recorded before (no row inserted) changes nothing.
 const RECORD = `
 WITH run AS (
   INSERT INTO phantombuster_runs (container_id, agent_id, account, kind, status, exit_code, outcome, received_at, fetched_at)
@@ -126,18 +124,7 @@ WITH run AS (
   INSERT INTO flow_events (type, key, payload, run_id, occurred_at)
   SELECT 'linkedin.run_finished', container_id, $10::jsonb, NULL, $9 FROM run
   RETURNING id
-), paused AS (
-  INSERT INTO flow_quota_pauses (quota, quota_key, reason, paused_by, paused_at, until)
-  SELECT p.quota, p.quota_key, $11, $12, $9, NULL FROM run, unnest($13::text[], $14::text[]) AS p(quota, quota_key)
-  ON CONFLICT (quota, quota_key) DO UPDATE SET reason = EXCLUDED.reason, paused_by = EXCLUDED.paused_by, paused_at = EXCLUDED.paused_at, until = NULL
-    WHERE flow_quota_pauses.until IS NOT NULL
-  RETURNING quota, quota_key
-), paused_event AS (
-  INSERT INTO flow_events (type, key, payload, run_id, occurred_at)
-  SELECT 'linkedin.account_paused', $3, jsonb_build_object('channel', 'linkedin', 'account', $3::text, 'reason', $11::text, 'quotas', to_jsonb(array_agg(quota ORDER BY quota)), 'container_id', $1::text), NULL, $9
-    FROM paused HAVING count(*) > 0
-  RETURNING id
-)
+), ${accountPauseCtes({ account: '$3', reason: '$11', by: '$12', at: '$9', quotas: '$13', keys: '$14', runId: 'NULL', payload: "jsonb_build_object('container_id', $1::text)", after: 'run' })}
 SELECT (SELECT count(*) FROM run)::int AS recorded, (SELECT count(*) FROM event)::int AS events,
        ARRAY(SELECT CASE WHEN quota_key = '' THEN quota ELSE quota || ':' || quota_key END FROM paused ORDER BY 1) AS paused`;
 
