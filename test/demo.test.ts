@@ -11,62 +11,79 @@ describe('flows demo', () => {
     const data = join(mkdtempSync(join(tmpdir(), 'flows-demo-')), 'db');
     const root = resolve(import.meta.dirname, '..');
     const weeks: string[] = [];
+    const firstRuns: string[] = [];
     for (const round of [1, 2]) {
-      const r = await cli(['demo', '--data', data], { cwd: root });
-      expect(r.stderr).toBe('');
+      // The second time with --json: the story goes to stderr, the runs it made to stdout as JSON.
+      const r = await cli(['demo', '--data', data, ...(round === 2 ? ['--json'] : [])], { cwd: root });
       expect(r.code).toBe(0);
-      expect(r.stdout).toMatch(/1\. Validated examples\/demo\.yaml and pipelines\/flows\.config\.yaml/); // the demo's own folder
-      expect(r.stdout).toMatch(/3\. The run:/);
-      expect(r.stdout).toMatch(/notify effects performed this time: 0/);
-      expect(r.stdout).toMatch(/POST \/hooks\/demo-signup \(signed\):\s+200 started, run r-\S+/);
-      expect(r.stdout).toMatch(/the same event again \(a replay\):\s+200 duplicate/);
-      expect(r.stdout).toMatch(/a forged signature:\s+400 bad x-demo-signature signature/);
-      expect(r.stdout).toMatch(/the event started demo-welcome:\s+run r-\S+: completed/);
-      expect(r.stdout).toMatch(/demo-welcome runs for it: 1 \(dedupe/);
-      expect(r.stdout).toMatch(/a missed fire \(\S+, no daemon ran then\) caught up once: demo-nightly run r-\S+: completed/);
-      expect(r.stdout).not.toContain('shown as skipped'); // the dry run's notify has nothing to go over, and the demo says why
-      expect(r.stdout).toMatch(/notify\s+event\.emit\s+completed\s+0 ok \/ 0/);
-      expect(r.stdout).toContain('notify, which goes over the rows categorise returns, has none to go over');
-      expect(r.stdout).toMatch(/flows_webhook_responses_total\{route="\/hooks\/demo-signup",status="400"\} 1/);
-      expect(r.stdout, `round ${round}`).toMatch(/flows_queue_depth 0/);
+      const story = round === 2 ? r.stderr : r.stdout;
+      if (round === 1) expect(r.stderr).toBe('');
+      else {
+        const summary = JSON.parse(r.stdout) as { exit_code: number; runs: { run_id: string; pipeline: string; status: string; dry_run: boolean }[]; linkedin_week: { runs: { pipeline: string }[] } | null };
+        expect(summary.exit_code).toBe(0);
+        const pipelines = new Set(summary.runs.map((run) => run.pipeline));
+        for (const name of ['demo', 'demo-signup', 'demo-welcome', 'email-daily', 'click-report']) expect(pipelines, name).toContain(name);
+        expect(summary.runs.some((run) => run.dry_run)).toBe(true);
+        if (summary.linkedin_week) expect(summary.linkedin_week.runs.filter((run) => run.pipeline === 'linkedin-daily').length).toBeGreaterThan(5);
+        // Only this demo's runs: the first one's stay in the database, not in the list.
+        expect(firstRuns.length).toBeGreaterThan(3);
+        for (const id of firstRuns) expect(summary.runs.map((run) => run.run_id)).not.toContain(id);
+        const shown = /npx flows show (\S+)/.exec(story)![1];
+        expect(summary.runs.find((run) => run.run_id === shown)).toMatchObject({ pipeline: 'demo', status: 'completed', dry_run: false });
+      }
+      if (round === 1) firstRuns.push(...new Set(story.match(/\br-\d{8}T\d{6}-[0-9a-f]+/g)));
+      expect(story).toMatch(/1\. Validated examples\/demo\.yaml and pipelines\/flows\.config\.yaml/); // the demo's own folder
+      expect(story).toMatch(/3\. The run:/);
+      expect(story).toMatch(/notify effects performed this time: 0/);
+      expect(story).toMatch(/POST \/hooks\/demo-signup \(signed\):\s+200 started, run r-\S+/);
+      expect(story).toMatch(/the same event again \(a replay\):\s+200 duplicate/);
+      expect(story).toMatch(/a forged signature:\s+400 bad x-demo-signature signature/);
+      expect(story).toMatch(/the event started demo-welcome:\s+run r-\S+: completed/);
+      expect(story).toMatch(/demo-welcome runs for it: 1 \(dedupe/);
+      expect(story).toMatch(/a missed fire \(\S+, no daemon ran then\) caught up once: demo-nightly run r-\S+: completed/);
+      expect(story).not.toContain('shown as skipped'); // the dry run's notify has nothing to go over, and the demo says why
+      expect(story).toMatch(/notify\s+event\.emit\s+completed\s+0 ok \/ 0/);
+      expect(story).toContain('notify, which goes over the rows categorise returns, has none to go over');
+      expect(story).toMatch(/flows_webhook_responses_total\{route="\/hooks\/demo-signup",status="400"\} 1/);
+      expect(story, `round ${round}`).toMatch(/flows_queue_depth 0/);
       // The email day, every time: teasers sent, a person's press is email.clicked.
-      expect(r.stdout, `round ${round}`).toMatch(/10\. The email day[\s\S]*run r-\S+: completed; [1-9]\d* sent from/);
-      expect(r.stdout, `round ${round}`).toMatch(/the button 303: email\.clicked events: 1/);
+      expect(story, `round ${round}`).toMatch(/10\. The email day[\s\S]*run r-\S+: completed; [1-9]\d* sent from/);
+      expect(story, `round ${round}`).toMatch(/the button 303: email\.clicked events: 1/);
       if (existsSync(process.env.CHROMIUM_PATH || '/usr/bin/chromium')) {
-        expect(r.stdout).toMatch(/8\. A Stripe payment by new-signup-\S+/);
-        expect(r.stdout).toMatch(/run r-\S+: completed in [\d.]+s: SEMrush and SpyFu data/);
-        expect(r.stdout).toMatch(/\/reports\/[A-Za-z0-9_-]{32} \(200, HTML\) and \.pdf \(200, \d+ KiB\); an unknown token: 404/);
-        expect(r.stdout).toMatch(/payments row: \$49\.00, channel email, campaign demo-week, variant B/);
-        expect(r.stdout).toMatch(/another event for the same session: duplicate/);
-        expect(r.stdout).toMatch(/a payment naming no prospect and no domain: Stripe got 200; run r-\S+: needs_attention/);
-        expect(r.stdout).toMatch(/9\. The weekly run \(weekly-enrich, Sundays 22:00 Europe\/London\)/);
-        expect(r.stdout).toMatch(/read: 25 records from weekly-list, linkedin-search: 20 prospects, 3 duplicates merged, 2 invalid/);
-        expect(r.stdout).toMatch(round === 1 ? /census: \d+ new \(\d+ from this import, \d+ saved earlier and never enriched\), 0 stale \(to enrich\), 0 fresh/ : /census: 1 new \(0 from this import, 1 saved earlier and never enriched\), 0 stale \(to enrich\), \d+ fresh/); // the new signup of round 2
+        expect(story).toMatch(/8\. A Stripe payment by new-signup-\S+/);
+        expect(story).toMatch(/run r-\S+: completed in [\d.]+s: SEMrush and SpyFu data/);
+        expect(story).toMatch(/\/reports\/[A-Za-z0-9_-]{32} \(200, HTML\) and \.pdf \(200, \d+ KiB\); an unknown token: 404/);
+        expect(story).toMatch(/payments row: \$49\.00, channel email, campaign demo-week, variant B/);
+        expect(story).toMatch(/another event for the same session: duplicate/);
+        expect(story).toMatch(/a payment naming no prospect and no domain: Stripe got 200; run r-\S+: needs_attention/);
+        expect(story).toMatch(/9\. The weekly run \(weekly-enrich, Sundays 22:00 Europe\/London\)/);
+        expect(story).toMatch(/read: 25 records from weekly-list, linkedin-search: 20 prospects, 3 duplicates merged, 2 invalid/);
+        expect(story).toMatch(round === 1 ? /census: \d+ new \(\d+ from this import, \d+ saved earlier and never enriched\), 0 stale \(to enrich\), 0 fresh/ : /census: 1 new \(0 from this import, 1 saved earlier and never enriched\), 0 stale \(to enrich\), \d+ fresh/); // the new signup of round 2
         // The numbers agree with each other: the new ones are this import's (at most the 18 read with a domain) and
         // earlier ones; every prospect with search data has a category, and the categories add up.
-        const census = /census: (\d+) new \((\d+) from this import(?:, (\d+) saved earlier and never enriched)?\), 0 stale \(to enrich\), (\d+) fresh/.exec(r.stdout)!;
+        const census = /census: (\d+) new \((\d+) from this import(?:, (\d+) saved earlier and never enriched)?\), 0 stale \(to enrich\), (\d+) fresh/.exec(story)!;
         const [news, imported, earlier, fresh] = [census[1], census[2], census[3] ?? '0', census[4]].map(Number);
         expect(imported).toBeLessThanOrEqual(18);
         expect(imported! + earlier!).toBe(news);
-        const teasers = /teaser categories of the (\d+) prospects with search data: (.+)/.exec(r.stdout)!;
+        const teasers = /teaser categories of the (\d+) prospects with search data: (.+)/.exec(story)!;
         const sum = teasers[2]!.split(', ').reduce((n, part) => n + Number(part.split(' ').at(-1)), 0);
         expect(sum).toBe(Number(teasers[1]));
         expect(Number(teasers[1])).toBe(news! + fresh!);
         // The dry run chooses as many for LinkedIn (and so plans as many reports) as the run does.
         if (round === 1) {
-          const chosen = [...r.stdout.matchAll(/select: LinkedIn \S+: (\d+) of (\d+) eligible/g)].map((m) => `${m[1]} of ${m[2]}`);
+          const chosen = [...story.matchAll(/select: LinkedIn \S+: (\d+) of (\d+) eligible/g)].map((m) => `${m[1]} of ${m[2]}`);
           expect(chosen).toHaveLength(2);
           expect(chosen[0]).toBe(chosen[1]);
         }
         // Say why a run took long and what the money bought only when it applies: round 2 makes no batch.
-        const weekly = /run r-\S+: completed in [\d.]+s.*spent.*/.exec(r.stdout.slice(r.stdout.indexOf('9. The weekly run')))![0];
+        const weekly = /run r-\S+: completed in [\d.]+s.*spent.*/.exec(story.slice(story.indexOf('9. The weekly run')))![0];
         if (round === 2) expect(weekly).not.toContain('Claude batch');
         else expect(weekly).toContain('(Claude batch at half price)');
-        expect(r.stdout).toMatch(/LinkedIn \d{4}-W\d\d: 14 prospects chosen, 14 reports ready/);
-        expect(r.stdout, `round ${round}`).toMatch(/click-report run r-\S+: completed in/);
+        expect(story).toMatch(/LinkedIn \d{4}-W\d\d: 14 prospects chosen, 14 reports ready/);
+        expect(story, `round ${round}`).toMatch(/click-report run r-\S+: completed in/);
         // The LinkedIn week, every time the same: 17 invitations on Monday, each acceptance its report
         // link, a day-3 follow-up sent, one stopped by a reply, and the dry runs as the runs.
-        const week = r.stdout.slice(r.stdout.indexOf('11. The LinkedIn week'), r.stdout.indexOf('\nInspect:'));
+        const week = story.slice(story.indexOf('11. The LinkedIn week'), story.indexOf('\nInspect:'));
         expect(week, `round ${round}`).toMatch(/^11\. The LinkedIn week \(linkedin-daily: 10 runs a weekday, 08:45-17:45\): Mon \d\d \w{3} to Fri \d\d \w{3} \(\d{4}-W\d\d\)/);
         expect(week).toMatch(/the week's 85 prospects: 14 chosen by weekly-enrich \(their reports made on Sunday\), 71 of the demo's own/);
         const day = (label: string) => new RegExp(`^ {3}${label}(?: \\d\\d \\w{3})?((?:\\s+\\d+){7})$`, 'm').exec(week)?.[1]!.trim().split(/\s+/).map(Number);
@@ -85,7 +102,7 @@ describe('flows demo', () => {
         expect(week).toMatch(/report-link sent Tue \d\d:\d\d, replied Wed \d\d:\d\d \("[^"]+"\), day-3 due Fri \d\d:\d\d: stopped by the reply$/m);
         weeks.push(week.replace(/\(\d+\.\ds\)|took \d+\.\ds/g, ''));
       } else {
-        expect(r.stdout).toMatch(/11\. The LinkedIn week \(linkedin-daily\): skipped, Chromium/);
+        expect(story).toMatch(/11\. The LinkedIn week \(linkedin-daily\): skipped, Chromium/);
       }
     }
     // The same week both times: its database is made afresh, and LinkedIn is drawn from one seed.

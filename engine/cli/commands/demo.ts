@@ -38,12 +38,13 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
     .description('Run the sample pipeline, the daemon, the weekly run, an email day and a LinkedIn week end to end on the embedded database and local sandboxes (no keys needed)')
     .option('--data <folder>', 'embedded database folder for the demo', join('.flows', 'demo', 'db'))
     .option('--examples <folder>', "the demo's own pipelines (the business ones stay in --dir)", 'examples')
+    .option('--json', 'tell the story on stderr and print, on stdout, one JSON object: every run the demo made (in both its databases), where to look, and the exit code')
     .action(
-      wrap(async (opts: { data: string; examples: string }) => {
+      wrap(async (opts: { data: string; examples: string; json?: boolean }) => {
         if (!deps) throw new Error('this build has no demo sandboxes');
         // The demo tells its own story on stdout; logs only for what went wrong (or --log-level).
         const p = project({ logLevel: 'warn' });
-        const say = (s = '') => process.stdout.write(`${s}\n`);
+        const say = (s = '') => (opts.json ? process.stderr : process.stdout).write(`${s}\n`);
         const example = (name: string) => p.pipeline(join(opts.examples, `${name}.yaml`));
         const pipeline = example('demo');
         say(`1. Validated ${p.display(pipeline.file)} and ${p.display(p.configFile)}: ${pipeline.steps.length} steps, all expressions and references resolve.`);
@@ -53,6 +54,8 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
         const weekData = join(dirname(opts.data), 'linkedin-week');
         const linkedinWeek = deps.startLinkedIn && !deps.reportsUnavailable?.() ? openWeekDatabase(p, weekData) : undefined;
         linkedinWeek?.catch(() => {}); // awaited, and so reported, by the LinkedIn week
+        // The database keeps earlier demos' runs; --json lists this one's (some are dated in a simulated week).
+        const before = new Set((await db.query<{ id: string }>('SELECT id FROM flow_runs')).map((r) => r.id));
         say(`2. Started the search-visibility sandbox at ${api.url}; database: ${db.description}.`);
         try {
           const store = new RunStore(db, p.scrub);
@@ -88,7 +91,20 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
           await demoLinkedIn(p, db, say, deps.startLinkedIn && linkedinWeek && { start: deps.startLinkedIn, db: linkedinWeek, dataDir: weekData }, deps.reportsUnavailable?.());
           say(`\nInspect: npx flows runs --db ${opts.data}    npx flows show ${real.run_id} --db ${opts.data}`);
           say(`Dry-run artifacts: ${dry.artifacts}/`);
-          return exitCodeOf(real);
+          const exitCode = exitCodeOf(real);
+          if (opts.json) {
+            const week = await linkedinWeek?.catch(() => undefined);
+            // The week's database is made afresh each time: all its runs are this demo's.
+            const summary = {
+              exit_code: exitCode,
+              runs: (await demoRuns(db)).filter((r) => !before.has(r.run_id)),
+              linkedin_week: week ? { database: weekData, runs: await demoRuns(week) } : null,
+              database: opts.data,
+              dry_run_artifacts: dry.artifacts,
+            };
+            process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+          }
+          return exitCode;
         } finally {
           await api.close();
           await db.close();
@@ -96,6 +112,15 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
         }
       }),
     );
+}
+
+/** The runs of a demo database, oldest first. */
+async function demoRuns(db: Database): Promise<{ run_id: string; pipeline: string; status: string; dry_run: boolean; started_at: string; finished_at: string | null }[]> {
+  const rows = await db.query<{ id: string; pipeline: string; status: string; dry_run: boolean; started_at: Date | string; finished_at: Date | string | null }>(
+    'SELECT id, pipeline, status, dry_run, started_at, finished_at FROM flow_runs ORDER BY started_at, id',
+  );
+  const iso = (v: Date | string) => new Date(v).toISOString();
+  return rows.map((r) => ({ run_id: r.id, pipeline: r.pipeline, status: r.status, dry_run: r.dry_run, started_at: iso(r.started_at), finished_at: r.finished_at ? iso(r.finished_at) : null }));
 }
 
 /**
