@@ -19,7 +19,7 @@ describe('flows demo', () => {
       const story = round === 2 ? r.stderr : r.stdout;
       if (round === 1) expect(r.stderr).toBe('');
       else {
-        const summary = JSON.parse(r.stdout) as { exit_code: number; runs: { run_id: string; pipeline: string; status: string; dry_run: boolean }[]; linkedin_week: { runs: { pipeline: string }[] } | null };
+        const summary = JSON.parse(r.stdout) as { exit_code: number; runs: { id: string; pipeline: string; status: string; dry_run: boolean }[]; linkedin_week: { runs: { pipeline: string }[] } | null };
         expect(summary.exit_code).toBe(0);
         const pipelines = new Set(summary.runs.map((run) => run.pipeline));
         for (const name of ['demo', 'demo-signup', 'demo-welcome', 'email-daily', 'click-report']) expect(pipelines, name).toContain(name);
@@ -27,9 +27,9 @@ describe('flows demo', () => {
         if (summary.linkedin_week) expect(summary.linkedin_week.runs.filter((run) => run.pipeline === 'linkedin-daily').length).toBeGreaterThan(5);
         // Only this demo's runs: the first one's stay in the database, not in the list.
         expect(firstRuns.length).toBeGreaterThan(3);
-        for (const id of firstRuns) expect(summary.runs.map((run) => run.run_id)).not.toContain(id);
+        for (const id of firstRuns) expect(summary.runs.map((run) => run.id)).not.toContain(id);
         const shown = /npx flows show (\S+)/.exec(story)![1];
-        expect(summary.runs.find((run) => run.run_id === shown)).toMatchObject({ pipeline: 'demo', status: 'completed', dry_run: false });
+        expect(summary.runs.find((run) => run.id === shown)).toMatchObject({ pipeline: 'demo', status: 'completed', dry_run: false });
       }
       if (round === 1) firstRuns.push(...new Set(story.match(/\br-\d{8}T\d{6}-[0-9a-f]+/g)));
       expect(story).toMatch(/1\. Validated examples\/demo\.yaml and pipelines\/flows\.config\.yaml/); // the demo's own folder

@@ -214,10 +214,10 @@ describe('the message composer (a worker thread builds and signs)', () => {
     const dir = await mkdtemp(join(tmpdir(), 'flows-composer-'));
     try {
       await writeFile(join(dir, 'send.mts'), script);
-      const started = Date.now();
+      // The pool's idle connection ends after its 1 s socket timeout; then only the worker could
+      // keep the process alive, and a process kept alive is killed at the timeout (the run rejects).
       const { stdout } = await run(process.execPath, ['--import', 'tsx', join(dir, 'send.mts')], { timeout: 20_000 });
       expect(stdout.trim()).toBe('sent');
-      expect(Date.now() - started).toBeLessThan(20_000);
       expect(sb.messages).toHaveLength(1);
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -18,7 +18,7 @@ import { Worker } from 'node:worker_threads';
 /** What nodemailer's composer takes (the fields SmtpMailer gives it). */
 export interface ComposeInput {
   from: { name: string; address: string };
-  to: { name: string; address: string }[] | string[] | (string | { name: string; address: string })[];
+  to: (string | { name: string; address: string })[];
   subject: string;
   html: string;
   text: string;

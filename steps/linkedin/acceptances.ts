@@ -1,8 +1,8 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { phantombusterConnector } from '../../connectors/phantombuster/connector.ts';
 import { defineStep, type Queryable, type StepContext } from '../../engine/sdk.ts';
-import { accountInput, launchInputs, readOnce } from './launch.ts';
 import { firstName } from '../email/deliver.ts';
+import { accountInput, launchInputs, readOnce } from './launch.ts';
 import { MessageSchema } from './message.ts';
 import { accountFor } from './plan_invitations.ts';
 import { type Connection, connectionsOf } from './rows.ts';
@@ -38,7 +38,6 @@ const Output = Type.Object({
   accepted: Type.Array(AcceptedSchema),
   counts: Type.Object({ connections: Type.Integer(), newly_accepted: Type.Integer(), unreadable: Type.Integer() }),
 });
-
 
 /**
  * The invitations of the account that the export shows accepted and that are not marked yet:

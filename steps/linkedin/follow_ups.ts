@@ -39,7 +39,6 @@ const Due = Type.Object({
   idempotency_key: Type.String(),
 });
 
-
 type Sequence = { name: string; after: string; template: string; stop_on_view?: boolean }[];
 
 function checkSequence(sequence: Sequence): number[] {

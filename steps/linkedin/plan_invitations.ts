@@ -174,7 +174,6 @@ async function candidates(db: Queryable, week: string): Promise<Candidate[]> {
   );
 }
 
-
 interface Planned extends Omit<Invitation, 'invitation_id'> {}
 
 /** The day's plan, read only: what the run writes and what the dry run shows are this. */

@@ -32,13 +32,16 @@ export interface DemoDeps {
   startLinkedIn?: StartLinkedIn;
 }
 
+/** More than one demo makes: the listing of a demo's runs is never cut short. */
+const RUNS_LISTED = 10_000;
+
 export function demoCommand(program: Command, project: (defaults?: { logLevel?: string }) => Project, wrap: Wrap, deps?: DemoDeps): void {
   program
     .command('demo')
     .description('Run the sample pipeline, the daemon, the weekly run, an email day and a LinkedIn week end to end on the embedded database and local sandboxes (no keys needed)')
     .option('--data <folder>', 'embedded database folder for the demo', join('.flows', 'demo', 'db'))
     .option('--examples <folder>', "the demo's own pipelines (the business ones stay in --dir)", 'examples')
-    .option('--json', 'tell the story on stderr and print, on stdout, one JSON object: every run the demo made (in both its databases), where to look, and the exit code')
+    .option('--json', 'tell the story on stderr and print, on stdout, one JSON object: every run the demo made in both its databases (newest first, as flows runs --json prints them), where to look, and the exit code')
     .action(
       wrap(async (opts: { data: string; examples: string; json?: boolean }) => {
         if (!deps) throw new Error('this build has no demo sandboxes');
@@ -97,8 +100,8 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
             // The week's database is made afresh each time: all its runs are this demo's.
             const summary = {
               exit_code: exitCode,
-              runs: (await demoRuns(db)).filter((r) => !before.has(r.run_id)),
-              linkedin_week: week ? { database: weekData, runs: await demoRuns(week) } : null,
+              runs: (await store.runs.list({ limit: RUNS_LISTED })).filter((r) => !before.has(r.id)),
+              linkedin_week: week ? { database: weekData, runs: await new RunStore(week).runs.list({ limit: RUNS_LISTED }) } : null,
               database: opts.data,
               dry_run_artifacts: dry.artifacts,
             };
@@ -112,15 +115,6 @@ export function demoCommand(program: Command, project: (defaults?: { logLevel?: 
         }
       }),
     );
-}
-
-/** The runs of a demo database, oldest first. */
-async function demoRuns(db: Database): Promise<{ run_id: string; pipeline: string; status: string; dry_run: boolean; started_at: string; finished_at: string | null }[]> {
-  const rows = await db.query<{ id: string; pipeline: string; status: string; dry_run: boolean; started_at: Date | string; finished_at: Date | string | null }>(
-    'SELECT id, pipeline, status, dry_run, started_at, finished_at FROM flow_runs ORDER BY started_at, id',
-  );
-  const iso = (v: Date | string) => new Date(v).toISOString();
-  return rows.map((r) => ({ run_id: r.id, pipeline: r.pipeline, status: r.status, dry_run: r.dry_run, started_at: iso(r.started_at), finished_at: r.finished_at ? iso(r.finished_at) : null }));
 }
 
 /**
