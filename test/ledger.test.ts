@@ -94,6 +94,49 @@ describe.each(testDatabases)('the effect ledger on $name', ({ open }) => {
     expect(settled).toEqual(['z-last confirm {"widget_units":2}']);
   });
 
+  it('reserves concurrent calls of one quota together: the cap holds, a call turned away keeps no key', async () => {
+    const quota = new CompiledQuota('tiny', { caps: { day: 20 } }, 'Europe/London');
+    const effects = Array.from({ length: 30 }, () => effect());
+    // Two are repeats: one done already, one in doubt (reserved by a run that stopped).
+    await ledger().confirm(effects[3]!, (await ledger().reserve(effects[3]!, [], now)) as never, 'sent', now);
+    await ledger().reserve(effects[7]!, [], now);
+    const gate = (e: EffectRecord) => new QuotaGate(store.quotas, quota.rulesFor(''), 0, { runId: 'r-1', stepId: 'send', itemKey: e.itemKey });
+    const outcomes = await Promise.all(effects.map((e) => ledger().reserve(e, [gate(e)], now)));
+    expect(outcomes.map((o) => o.state).filter((s) => s === 'reserved')).toHaveLength(20);
+    expect(outcomes[3]!.state).toBe('done');
+    expect(outcomes[7]!.state).toBe('in-doubt');
+    expect(outcomes.filter((o) => o.state === 'wait')).toHaveLength(8);
+    const slots = await db.query<{ effect_key: string }>('SELECT effect_key FROM flow_quota_ledger');
+    const reserved = effects.filter((_, i) => outcomes[i]!.state === 'reserved').map((e) => e.key);
+    expect(slots.map((r) => r.effect_key).sort()).toEqual([...reserved].sort());
+    const keys = await db.query<{ key: string }>('SELECT key FROM flow_effects');
+    expect(keys.map((r) => r.key).sort()).toEqual([...reserved, effects[3]!.key, effects[7]!.key].sort());
+    // Confirmed together, each with its own output.
+    await Promise.all(effects.map((e, i) => (outcomes[i]!.state === 'reserved' ? ledger().confirm(e, outcomes[i] as never, { n: i }, now) : undefined)));
+    for (const [i, e] of effects.entries()) if (outcomes[i]!.state === 'reserved') expect((await ledger().find(e.key))).toMatchObject({ status: 'done', output: { n: i } });
+  });
+
+  it('decides concurrent calls of one group in few transactions, and one alone at once', async () => {
+    const sizes: number[] = [];
+    const groupable = (): Gate => ({
+      label: 'g',
+      group: 'g',
+      reserve: async () => ({ ok: true }),
+      async reserveGroup(sql, _now, calls) {
+        await sql.query('SELECT 1');
+        sizes.push(calls.length);
+        return calls.map(() => ({ ok: true }));
+      },
+    });
+    expect((await ledger().reserve(effect(), [groupable()], now)).state).toBe('reserved');
+    expect(sizes).toEqual([1]);
+    sizes.length = 0;
+    const outcomes = await Promise.all(Array.from({ length: 40 }, () => ledger().reserve(effect(), [groupable()], now)));
+    expect(outcomes.every((o) => o.state === 'reserved')).toBe(true);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(40);
+    expect(sizes.length).toBeLessThan(10);
+  });
+
   it('does not ask the gates about a key that exists: nothing is counted twice', async () => {
     const e = effect();
     await ledger().confirm(e, (await ledger().reserve(e, [], now)) as never, 'sent', now);

@@ -102,6 +102,38 @@ describe.each(testDatabases)('a picking quota on $name', ({ open }) => {
     expect(verdict).toMatchObject({ ok: false, until: new Date('2026-11-24T08:00:00Z') });
   });
 
+  it('decides concurrent calls together exactly as one after the other would be: one lock, one read, one insert', async () => {
+    // Some keys sent already; calls of several items, some with a spacing gap of their own.
+    const history = Object.fromEntries(KEYS.map((k, i) => [k, i % 4 === 0 ? [200, 100] : i % 4 === 1 ? [30 + i] : []]));
+    const gates = Array.from({ length: 40 }, (_, i) => new PickGate(ledger, pool(), i % 3 === 0 ? 0 : 600_000, { ...ref, itemKey: `item-${i}` }));
+    const picks = (verdicts: { ok: boolean; hold?: { picked?: string }; until?: Date }[]) => verdicts.map((v) => (v.ok ? v.hold!.picked : `wait ${v.until!.toISOString()}`));
+    await spent(history);
+    const oneByOne = [];
+    for (const [i, gate] of gates.entries()) oneByOne.push(await inTransaction(db, (sql) => gate.reserve(sql, MONDAY_NOON, `effect-${i}`)));
+    await db.query('DELETE FROM flow_quota_ledger');
+    await spent(history);
+    const together = await inTransaction(db, async (sql) => {
+      const seen = counting(sql);
+      const verdicts = await gates[0]!.reserveGroup(seen, MONDAY_NOON, gates.map((gate, i) => ({ gate, effectKey: `effect-${i}` })));
+      return { verdicts, sent: seen.sent };
+    });
+    expect(picks(together.verdicts)).toEqual(picks(oneByOne));
+    // The first 18 calls take a key each (idle longest first); of the rest, those with a gap
+    // wait for it, those without take a key's next slot while its day cap has room.
+    expect(new Set(picks(together.verdicts).slice(0, 18)).size).toBe(18);
+    const rest = picks(together.verdicts).slice(18);
+    expect(rest.filter((p) => p!.startsWith('wait')).length).toBeGreaterThan(0);
+    expect(rest.filter((p) => !p!.startsWith('wait')).length).toBeGreaterThan(0);
+    expect(together.sent).toHaveLength(3);
+    const rows = await db.query<{ effect_key: string; quota_key: string }>("SELECT effect_key, quota_key FROM flow_quota_ledger WHERE at = $1 ORDER BY id", [MONDAY_NOON]);
+    const admitted = together.verdicts.flatMap((v, i) => (v.ok ? [{ effect_key: `effect-${i}`, quota_key: v.hold!.picked }] : []));
+    expect(rows).toEqual(admitted);
+    // A hold frees its own entry.
+    const last = together.verdicts.findLast((v) => v.ok)!;
+    if (last.ok) await last.hold!.release(db, {});
+    expect(await db.query('SELECT effect_key FROM flow_quota_ledger WHERE at = $1 ORDER BY id', [MONDAY_NOON])).toEqual(admitted.slice(0, -1).map(({ effect_key }) => ({ effect_key })));
+  });
+
   it('holds every key\'s lock until its transaction ends: a send from one of its keys waits for it', async () => {
     if (db.kind === 'pglite') return; // one connection: transactions take turns anyway
     let release!: () => void;

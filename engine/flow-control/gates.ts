@@ -1,9 +1,9 @@
 import { priceOf } from '../cost.ts';
-import type { Gate, GateVerdict, Sql } from '../ledger/types.ts';
+import type { Gate, GateVerdict, GroupedCall, Sql } from '../ledger/types.ts';
 import type { BudgetLedger } from './budget-ledger.ts';
 import { type BudgetConfig, budgetPeriod, budgetRefusal } from './budget-spec.ts';
 import type { QuotaLedger } from './quota-ledger.ts';
-import { decide, type PickCandidate, pickKey } from './quota-policy.ts';
+import { decide, type PickCandidate, pickKey, withEffectAt } from './quota-policy.ts';
 import { type QuotaRules, quotaLabel } from './quota-spec.ts';
 
 /** Which run, step and item a gated call belongs to (recorded with each reservation). */
@@ -16,10 +16,12 @@ export interface CallRef {
 /**
  * A quota as a gate: under the quota's lock, count what the caps count, decide with the pure
  * policy, and record the call in the quota ledger. Work that does not fit waits (the item
- * only): never dropped, never done early.
+ * only): never dropped, never done early. Concurrent calls of one key are decided together
+ * (reserveGroup), each in turn as if alone.
  */
 export class QuotaGate implements Gate {
   readonly label: string;
+  readonly group: string;
 
   constructor(
     private readonly ledger: QuotaLedger,
@@ -28,20 +30,23 @@ export class QuotaGate implements Gate {
     private readonly ref: CallRef,
   ) {
     this.label = `quota ${quotaLabel(rules.quota, rules.key)}`;
+    this.group = `${this.label}\u001fone`;
   }
 
   async reserve(sql: Sql, now: Date, effectKey: string | undefined): Promise<GateVerdict> {
+    return (await this.reserveGroup(sql, now, [{ gate: this, effectKey }]))[0]!;
+  }
+
+  async reserveGroup(sql: Sql, now: Date, calls: readonly GroupedCall[]): Promise<GateVerdict[]> {
     await this.ledger.lock(sql, this.rules.quota, this.rules.key);
-    const decision = decide(this.rules, await this.ledger.use(sql, this.rules, now), now, this.gapMs);
-    if (!decision.ok) return { ok: false, until: decision.until, reason: decision.reason, scope: 'item' };
-    const id = await this.ledger.record(sql, { quota: this.rules.quota, key: this.rules.key, at: now, ...this.ref, effectKey });
-    return {
-      ok: true,
-      hold: {
-        confirm: async () => {},
-        release: (on) => this.ledger.remove(on, id),
-      },
-    };
+    let use = await this.ledger.use(sql, this.rules, now);
+    return decideInTurn(sql, this.ledger, now, calls, (call) => {
+      const gate = call.gate as QuotaGate;
+      const decision = decide(gate.rules, use, now, gate.gapMs);
+      if (!decision.ok) return decision;
+      use = withEffectAt(use, now);
+      return { ok: true, rules: gate.rules, ref: gate.ref };
+    });
   }
 }
 
@@ -49,10 +54,12 @@ export class QuotaGate implements Gate {
  * A quota whose key the engine picks (rotation across mailboxes): under every key's lock, in
  * key order, each key decides as a QuotaGate would, and the key with room that is idle
  * longest takes the call. The hold says which key it was, for the step to use. The locks
- * are one statement and what every key has spent one more, however many keys there are.
+ * are one statement and what every key has spent one more, however many keys there are and
+ * however many concurrent calls are decided together (each in turn, seeing the ones before).
  */
 export class PickGate implements Gate {
   readonly label: string;
+  readonly group: string;
 
   constructor(
     private readonly ledger: QuotaLedger,
@@ -61,26 +68,58 @@ export class PickGate implements Gate {
     private readonly ref: CallRef,
   ) {
     this.label = `quota ${pool[0]!.quota}`;
+    this.group = `${this.label}\u001fpick\u001f${pool.map((r) => r.key).join('\u001f')}`;
   }
 
   async reserve(sql: Sql, now: Date, effectKey: string | undefined): Promise<GateVerdict> {
+    return (await this.reserveGroup(sql, now, [{ gate: this, effectKey }]))[0]!;
+  }
+
+  async reserveGroup(sql: Sql, now: Date, calls: readonly GroupedCall[]): Promise<GateVerdict[]> {
     const sorted = this.pool.map((r) => r.key).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     await this.ledger.lockAll(sql, this.pool[0]!.quota, sorted);
+    // The keys' windows may be read in each call's own timezone; what they count is the same.
     const uses = await this.ledger.useAll(sql, this.pool, now);
-    const candidates: PickCandidate[] = this.pool.map((rules, i) => ({ rules, use: uses[i]! }));
-    const decision = pickKey(candidates, now, this.gapMs);
-    if (!decision.ok) return { ok: false, until: decision.until, reason: decision.reason, scope: 'item' };
-    const rules = this.pool[decision.index]!;
-    const id = await this.ledger.record(sql, { quota: rules.quota, key: rules.key, at: now, ...this.ref, effectKey });
+    return decideInTurn(sql, this.ledger, now, calls, (call) => {
+      const gate = call.gate as PickGate;
+      const candidates: PickCandidate[] = gate.pool.map((rules, i) => ({ rules, use: uses[i]! }));
+      const decision = pickKey(candidates, now, gate.gapMs);
+      if (!decision.ok) return decision;
+      uses[decision.index] = withEffectAt(uses[decision.index]!, now);
+      return { ok: true, rules: gate.pool[decision.index]!, ref: gate.ref, picked: true };
+    });
+  }
+}
+
+type TurnDecision = { ok: true; rules: QuotaRules; ref: CallRef; picked?: boolean } | { ok: false; until: Date; reason: string };
+
+/** Decides each call in turn and records those admitted in one statement; their holds free their entries. */
+async function decideInTurn(
+  sql: Sql,
+  ledger: QuotaLedger,
+  now: Date,
+  calls: readonly GroupedCall[],
+  decideOne: (call: GroupedCall) => TurnDecision,
+): Promise<GateVerdict[]> {
+  const decisions = calls.map(decideOne);
+  const admitted = decisions.flatMap((d, i) => (d.ok ? [{ d, effectKey: calls[i]!.effectKey }] : []));
+  const ids = await ledger.recordAll(
+    sql,
+    admitted.map(({ d, effectKey }) => ({ quota: d.rules.quota, key: d.rules.key, at: now, ...d.ref, effectKey })),
+  );
+  let next = 0;
+  return decisions.map((d): GateVerdict => {
+    if (!d.ok) return { ok: false, until: d.until, reason: d.reason, scope: 'item' };
+    const id = ids[next++]!;
     return {
       ok: true,
       hold: {
-        picked: rules.key,
+        picked: d.picked ? d.rules.key : undefined,
         confirm: async () => {},
-        release: (on) => this.ledger.remove(on, id),
+        release: (on) => ledger.remove(on, id),
       },
     };
-  }
+  });
 }
 
 /**

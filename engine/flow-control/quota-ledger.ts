@@ -126,6 +126,18 @@ export class QuotaLedger {
     return String(row!.id);
   }
 
+  /** record() for several entries, in one statement; their ids in the order given. */
+  async recordAll(sql: Sql, entries: readonly QuotaEntry[]): Promise<string[]> {
+    if (entries.length <= 1) return Promise.all(entries.map((e) => this.record(sql, e)));
+    const values = entries.map((_, i) => `(${Array.from({ length: 7 }, (_, j) => `$${1 + i * 7 + j}`).join(', ')})`).join(', ');
+    const rows = await sql.query<{ id: string }>(
+      `INSERT INTO flow_quota_ledger (quota, quota_key, at, run_id, step_id, item_key, effect_key) VALUES ${values} RETURNING id`,
+      entries.flatMap((e) => [e.quota, e.key, e.at, e.runId, e.stepId, e.itemKey, e.effectKey ?? null]),
+    );
+    // A statement's rows take the sequence's values in the order of its VALUES.
+    return rows.map((r) => BigInt(r.id)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map(String);
+  }
+
   async remove(sql: Sql, id: string): Promise<void> {
     await sql.query('DELETE FROM flow_quota_ledger WHERE id = $1', [id]);
   }

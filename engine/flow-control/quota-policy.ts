@@ -26,6 +26,18 @@ export interface QuotaUse {
 
 export type QuotaDecision = { ok: true } | { ok: false; until: Date; reason: string };
 
+/**
+ * The use after one more effect at `now`, as the ledger would count it at `now` (each cap's
+ * span holds `now`): a group of calls decided in one pass sees its earlier members so.
+ */
+export function withEffectAt(use: QuotaUse, now: Date): QuotaUse {
+  return {
+    caps: use.caps.map((c) => ({ count: c.count + 1, oldest: c.oldest && c.oldest < now ? c.oldest : now })),
+    last: use.last && use.last > now ? use.last : now,
+    pause: use.pause,
+  };
+}
+
 /** A paused quota without an end is looked at again this often. */
 export const PAUSE_RECHECK_MS = 15 * 60_000;
 

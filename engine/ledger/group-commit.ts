@@ -2,6 +2,7 @@ import type { Database } from '../db/connect.ts';
 import { insertSql, shapeKey } from '../sql-insert.ts';
 import type { EffectRow } from '../store/records.ts';
 import type { DatabaseStatement } from '../types.ts';
+import { Batcher } from './batcher.ts';
 import { inTransaction } from './sql.ts';
 import type { EffectRecord, Sql, Write, WriteOutcome } from './types.ts';
 
@@ -9,8 +10,6 @@ interface Pending {
   effect: EffectRecord;
   write: Write;
   now: Date;
-  resolve(result: WriteOutcome): void;
-  reject(err: unknown): void;
 }
 
 export interface GroupCommitStore {
@@ -27,57 +26,19 @@ export interface GroupCommitStore {
  * fails alone.
  */
 export class GroupCommit {
-  private queue: Pending[] = [];
-  private running = 0;
+  private readonly batcher: Batcher<Pending, WriteOutcome>;
 
   constructor(
     private readonly db: Database,
     private readonly store: GroupCommitStore,
     /** Transactions at once: one on the embedded database (one connection), a few on Postgres. */
-    private readonly parallel: number,
-    private readonly maxBatch = 100,
-  ) {}
+    parallel: number,
+  ) {
+    this.batcher = new Batcher({ commit: (batch) => this.commit(batch), parallel, keyOf: (p) => p.effect.key });
+  }
 
   perform(effect: EffectRecord, write: Write, now: Date): Promise<WriteOutcome> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ effect, write, now, resolve, reject });
-      if (this.running < this.parallel) void this.drain();
-    });
-  }
-
-  private async drain(): Promise<void> {
-    this.running += 1;
-    try {
-      while (this.queue.length) {
-        // Let pending I/O callbacks run first: writes about to be ready join this batch.
-        await new Promise((resolve) => setImmediate(resolve));
-        const batch = this.take();
-        try {
-          const results = await this.commit(batch);
-          batch.forEach((p, i) => p.resolve(results[i]!));
-        } catch (err) {
-          if (batch.length === 1) batch[0]!.reject(err);
-          else for (const p of batch) await this.commit([p]).then(([r]) => p.resolve(r!), p.reject);
-        }
-      }
-    } finally {
-      this.running -= 1;
-    }
-  }
-
-  /** Up to maxBatch pending writes with distinct keys; a repeated key waits for the next batch. */
-  private take(): Pending[] {
-    const batch: Pending[] = [];
-    const keys = new Set<string>();
-    const rest: Pending[] = [];
-    for (const p of this.queue) {
-      if (batch.length < this.maxBatch && !keys.has(p.effect.key)) {
-        keys.add(p.effect.key);
-        batch.push(p);
-      } else rest.push(p);
-    }
-    this.queue = rest;
-    return batch;
+    return this.batcher.submit({ effect, write, now });
   }
 
   /**
@@ -85,7 +46,7 @@ export class GroupCommit {
    * recorded meanwhile by another process makes the final insert fail, the transaction roll
    * back, and each write be replayed alone (then seen as done).
    */
-  private commit(batch: Pending[]): Promise<WriteOutcome[]> {
+  private commit(batch: readonly Pending[]): Promise<WriteOutcome[]> {
     return inTransaction(this.db, async (sql) => {
       const earlier = new Map((await this.store.earlier(sql, batch.map((p) => p.effect.key))).map((r) => [r.key, r]));
       const fresh = batch.filter((p) => !earlier.has(p.effect.key));
@@ -118,7 +79,7 @@ export class GroupCommit {
 type Mergeable = DatabaseStatement & { key: string; insert: NonNullable<DatabaseStatement['insert']> };
 
 /** Plain inserts grouped by shape, where a shape has more than one. */
-function mergeable(pending: Pending[]): Mergeable[][] {
+function mergeable(pending: readonly Pending[]): Mergeable[][] {
   const groups = new Map<string, Mergeable[]>();
   for (const { effect, write } of pending) {
     const s = write.statement;

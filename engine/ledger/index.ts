@@ -12,7 +12,7 @@ abstract class GroupingLedger extends SqlLedger {
   protected readonly groups: GroupCommit;
 
   constructor(db: Database, scrub: Scrubber, parallel: number) {
-    super(db, scrub);
+    super(db, scrub, parallel);
     this.groups = new GroupCommit(db, { earlier: (sql, keys) => this.keysIn(sql, keys), insertDone: (sql, done, at) => this.insertDone(sql, done, at) }, parallel);
   }
 

@@ -41,6 +41,22 @@ export interface Gate {
    * reservations never pass a cap together and never deadlock.
    */
   reserve(sql: Sql, now: Date, effectKey: string | undefined): Promise<GateVerdict>;
+  /**
+   * Set on gates that can decide several calls in one pass: calls whose gates have the same
+   * group (a quota's key, the keys a picking quota chooses from) are reserved together.
+   */
+  readonly group?: string;
+  /**
+   * The verdicts of calls through gates of this gate's group, each decided in turn exactly as
+   * reserve() would one after the other, under one lock and one read; in the order given.
+   */
+  reserveGroup?(sql: Sql, now: Date, calls: readonly GroupedCall[]): Promise<GateVerdict[]>;
+}
+
+/** One call of a group: its own gate (its key's rules, its spacing) and effect key. */
+export interface GroupedCall {
+  gate: Gate;
+  effectKey: string | undefined;
 }
 
 export type GateVerdict =
