@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { EmailMessage, EmailSender } from '../../connectors/smtp/client.ts';
 import { smtpConnector } from '../../connectors/smtp/connector.ts';
-import { DeferredError, defineStep, type EngineConfig, errorMessage, NonRetriableError, type Queryable, SkipItemError, type StepContext } from '../../engine/sdk.ts';
+import { Batcher, DeferredError, defineStep, type EngineConfig, errorMessage, NonRetriableError, type Queryable, SkipItemError, type StepContext } from '../../engine/sdk.ts';
 import { publicBase } from '../report/publish.ts';
 import { type CampaignEmail, CampaignEmailSchema } from './campaign.ts';
 import { emailComposerResource } from './compose.ts';
@@ -196,7 +196,48 @@ async function compose(ctx: StepContext, input: DeliverInput, prospect: Prospect
   };
 }
 
-/** The sent email and its events (email.sent, and sent_event when given), in one statement. */
+/** A sent email as recordSent writes it. */
+interface SentRecord {
+  outboxId: string;
+  mailbox: string;
+  domain: string;
+  messageId: string;
+  subject: string;
+  at: string;
+  prospectId: string;
+  payload: string;
+  runId: string;
+  types: string[];
+}
+
+/**
+ * The sent emails of concurrent sends, recorded together: each email's outbox row and its
+ * events in one statement (so neither is ever recorded without the other), one statement for
+ * all that arrive while the last one runs.
+ */
+const SENT = `
+WITH v AS (
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::text[], $9::text[])
+    WITH ORDINALITY AS v(id, mailbox, domain, message_id, subject, at, key, payload, run_id, n)
+), sent AS (
+  UPDATE email_outbox o SET state = 'sent', mailbox = v.mailbox, domain = v.domain, message_id = v.message_id, subject = v.subject, sent_at = v.at, reason = NULL
+    FROM v WHERE o.id = v.id RETURNING o.id
+)
+INSERT INTO flow_events (type, key, payload, run_id, occurred_at)
+SELECT t.type, v.key, v.payload::jsonb, v.run_id, v.at
+  FROM unnest($10::int[], $11::text[]) WITH ORDINALITY AS t(n, type, m) JOIN v ON v.n = t.n JOIN sent ON sent.id = v.id
+ ORDER BY t.m`;
+
+const sentRecorders = new WeakMap<Queryable, Batcher<SentRecord, void>>();
+
+function recordSentTogether(db: Queryable, batch: readonly SentRecord[]): Promise<void[]> {
+  const col = <K extends keyof SentRecord>(k: K) => batch.map((r) => r[k]);
+  const types = batch.flatMap((r, i) => r.types.map((type) => ({ n: i + 1, type })));
+  const params = [col('outboxId'), col('mailbox'), col('domain'), col('messageId'), col('subject'), col('at'), col('prospectId'), col('payload'), col('runId')];
+  return db.query(SENT, [...params, types.map((t) => t.n), types.map((t) => t.type)]).then(() => batch.map(() => undefined));
+}
+
+/** The sent email and its events (email.sent, and sent_event when given). */
 async function recordSent(ctx: StepContext, input: DeliverInput, mailbox: Mailbox, messageId: string, subject: string): Promise<void> {
   const now = ctx.clock.now();
   const payload = {
@@ -211,14 +252,23 @@ async function recordSent(ctx: StepContext, input: DeliverInput, mailbox: Mailbo
     message_id: messageId,
     ...(input.report_url ? { report_url: input.report_url } : {}),
   };
-  const types = ['email.sent', ...(input.sent_event ? [input.sent_event] : [])];
-  await ctx.db.query(
-    `WITH sent AS (
-       UPDATE email_outbox SET state = 'sent', mailbox = $2, domain = $3, message_id = $4, subject = $5, sent_at = $6, reason = NULL WHERE id = $1 RETURNING id
-     )
-     INSERT INTO flow_events (type, key, payload, run_id, occurred_at) SELECT t.type, $7, $8, $9, $10 FROM sent, unnest($11::text[]) WITH ORDINALITY AS t(type, n) ORDER BY t.n`,
-    [input.outbox_id, mailbox.address, mailbox.domain, messageId, subject, now, input.prospect_id, JSON.stringify(payload), ctx.run.id, now, types],
-  );
+  let recorder = sentRecorders.get(ctx.db);
+  if (!recorder) {
+    const db = ctx.db;
+    sentRecorders.set(db, (recorder = new Batcher({ commit: (batch) => recordSentTogether(db, batch), parallel: 1 })));
+  }
+  await recorder.submit({
+    outboxId: input.outbox_id,
+    mailbox: mailbox.address,
+    domain: mailbox.domain,
+    messageId,
+    subject,
+    at: now.toISOString(),
+    prospectId: input.prospect_id,
+    payload: JSON.stringify(payload),
+    runId: ctx.run.id,
+    types: ['email.sent', ...(input.sent_event ? [input.sent_event] : [])],
+  });
 }
 
 /** A refusal for now (4xx): tried again later, a bounded number of times; the last gives up. */

@@ -148,9 +148,14 @@ export function mailboxesOf(config: EngineConfig): Mailbox[] {
   return out;
 }
 
+/** Mailboxes by address, per config (every send looks its mailbox up). */
+const byAddress = new WeakMap<EngineConfig, Map<string, Mailbox>>();
+
 export function mailboxOf(config: EngineConfig, address: string): Mailbox {
   const wanted = address.toLowerCase();
-  const found = mailboxesOf(config).find((m) => m.address === wanted);
+  let known = byAddress.get(config);
+  if (!known?.has(wanted)) byAddress.set(config, (known = new Map(mailboxesOf(config).map((m) => [m.address, m]))));
+  const found = known.get(wanted);
   if (!found) throw new NonRetriableError(`no mailbox ${address} under email.domains in the config (a mailbox that sent earlier emails of a thread was removed?)`);
   return found;
 }
