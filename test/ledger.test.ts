@@ -137,6 +137,17 @@ describe.each(testDatabases)('the effect ledger on $name', ({ open }) => {
     expect(sizes.length).toBeLessThan(10);
   });
 
+  it('fails only the call a database refuses when reservations share a transaction', async () => {
+    const quota = new CompiledQuota('tiny', { caps: { day: 50 } }, 'Europe/London');
+    // Text with a NUL character: the database refuses to store it.
+    const effects = Array.from({ length: 12 }, (_, i) => effect(i === 5 ? { summary: 'email to \u0000' } : {}));
+    const gate = (e: EffectRecord) => new QuotaGate(store.quotas, quota.rulesFor(''), 0, { runId: 'r-1', stepId: 'send', itemKey: e.itemKey });
+    const outcomes = await Promise.allSettled(effects.map((e) => ledger().reserve(e, [gate(e)], now)));
+    expect(outcomes.map((o) => o.status)).toEqual(effects.map((_, i) => (i === 5 ? 'rejected' : 'fulfilled')));
+    expect(await db.query('SELECT count(*)::int AS n FROM flow_quota_ledger')).toEqual([{ n: 11 }]);
+    expect(await ledger().find(effects[5]!.key)).toBeUndefined();
+  });
+
   it('does not ask the gates about a key that exists: nothing is counted twice', async () => {
     const e = effect();
     await ledger().confirm(e, (await ledger().reserve(e, [], now)) as never, 'sent', now);
