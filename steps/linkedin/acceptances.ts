@@ -1,7 +1,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { phantombusterConnector } from '../../connectors/phantombuster/connector.ts';
 import { defineStep, type Queryable, type StepContext } from '../../engine/sdk.ts';
-import { firstName } from '../email/deliver.ts';
+import { firstName } from '../prospects/insight.ts';
 import { accountInput, launchInputs, readOnce } from './launch.ts';
 import { MessageSchema } from './message.ts';
 import { accountFor } from './plan_invitations.ts';

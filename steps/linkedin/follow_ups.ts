@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import { DURATION_PATTERN, defineStep, NonRetriableError, parseDuration, type StepContext } from '../../engine/sdk.ts';
-import { firstName } from '../email/deliver.ts';
+import { firstName } from '../prospects/insight.ts';
 import { reportLinks } from '../report/publish.ts';
 import { MessageSchema, type MessageTarget, stopReasons } from './message.ts';
 import { accountInput } from './launch.ts';

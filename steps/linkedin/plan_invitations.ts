@@ -5,10 +5,10 @@ import { Liquid, type Template } from 'liquidjs';
 import { phantombusterConnector } from '../../connectors/phantombuster/connector.ts';
 import { normaliseProfileUrl } from '../../connectors/phantombuster/profile-url.ts';
 import { defineResource, defineStep, errorMessage, NonRetriableError, periodAt, type Queryable, type StepContext } from '../../engine/sdk.ts';
-import { accountInput } from './launch.ts';
 import { chooseVariant } from '../email/compose.ts';
-import { firstName, insightOf } from '../email/deliver.ts';
+import { firstName, insightOf } from '../prospects/insight.ts';
 import { accountHealth, dailyVolume } from './health.ts';
+import { accountInput } from './launch.ts';
 
 /**
  * `linkedin.plan_invitations`: the day's LinkedIn connection requests, written to
