@@ -1,12 +1,14 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { EngineConfig } from '../engine/config.ts';
-import type { Database } from '../engine/db/connect.ts';
+import { type Database, openDatabase } from '../engine/db/connect.ts';
 import { PickGate, QuotaGate } from '../engine/flow-control/gates.ts';
 import { flowControlOf } from '../engine/flow-control/index.ts';
 import { QuotaLedger } from '../engine/flow-control/quota-ledger.ts';
 import { inTransaction } from '../engine/ledger/sql.ts';
 import type { Sql } from '../engine/ledger/types.ts';
-import { testDatabases } from './helpers/db.ts';
+import { RunStore } from '../engine/store/index.ts';
+import { businessMigrations } from '../steps/tables.ts';
+import { createPostgresDatabase, testDatabases } from './helpers/db.ts';
 
 /**
  * A quota that picks its key (rotation across mailboxes) decides under every key's lock from
@@ -154,5 +156,45 @@ describe.each(testDatabases)('a picking quota on $name', ({ open }) => {
     release();
     await Promise.all([pick, one]);
     expect(order).toEqual(['picked', 'pick committed', 'one key']);
+  });
+});
+
+/**
+ * Several processes (or machines) on one Postgres, each grouping its own concurrent
+ * reservations: the groups of one take the keys' locks like a single call does, so the caps
+ * hold across all of them.
+ */
+describe.runIf(process.env.TEST_DATABASE_URL)('a picking quota shared by processes on Postgres', () => {
+  const flow = flowControlOf(config);
+  let created: Awaited<ReturnType<typeof createPostgresDatabase>>;
+  let processes: { db: Database; store: RunStore }[];
+  beforeAll(async () => {
+    created = await createPostgresDatabase(process.env.TEST_DATABASE_URL!);
+    processes = [];
+    for (let i = 0; i < 3; i++) {
+      const db = await openDatabase({ url: created.url, migrations: businessMigrations });
+      processes.push({ db, store: new RunStore(db) });
+    }
+  });
+  afterAll(async () => {
+    for (const p of processes ?? []) await p.db.close();
+    await created?.drop();
+  });
+
+  it('never passes a cap when the groups of three processes reserve at once', async () => {
+    // 17 keys with room for 3 today and one for 1: 52 sends, asked for 90 times.
+    const calls = Array.from({ length: 90 }, (_, i) => ({ i, at: processes[i % 3]! }));
+    const outcomes = await Promise.all(
+      calls.map(({ i, at }) => {
+        const e = { key: `send-${i}`, runId: ref.runId, stepId: 'send', itemKey: `item-${i}`, kind: 'email', summary: `email ${i}` };
+        return at.store.effects.reserve(e, [new PickGate(at.store.quotas, flow.pool('rotation', undefined)!, 0, { ...ref, itemKey: e.itemKey })], MONDAY_NOON);
+      }),
+    );
+    expect(outcomes.filter((o) => o.state === 'reserved')).toHaveLength(52);
+    expect(outcomes.filter((o) => o.state === 'wait')).toHaveLength(38);
+    const perKey = await processes[0]!.db.query<{ quota_key: string; n: number }>('SELECT quota_key, count(*)::int AS n FROM flow_quota_ledger GROUP BY 1');
+    expect(perKey).toHaveLength(18);
+    for (const { quota_key, n } of perKey) expect(n).toBe(quota_key === KEYS[17] ? 1 : 3);
+    expect(await processes[0]!.db.query("SELECT count(*)::int AS n FROM flow_effects WHERE status = 'reserved'")).toEqual([{ n: 52 }]);
   });
 });
