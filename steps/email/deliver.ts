@@ -100,34 +100,73 @@ interface SendRow extends ProspectRow {
   links: LinkRow[];
 }
 
+/** What prepareSend reads and makes for one email. */
+interface SendRequest {
+  outboxId: string;
+  address: string;
+  targets: LinkTarget[];
+  now: Date;
+}
+
+type PreparedRow = Omit<SendRow, 'links'> & { n: number; link_purposes: string[] | null; link_ids: (string | number)[] | null; link_times: (Date | string)[] | null };
+
 /**
- * Everything a send reads and makes before it goes, in one statement: the outbox row and its
- * prospect, whether the address is suppressed and, only when the email is planned, due by `now`
- * and not suppressed, the address's id and the email's link rows (made on first use).
+ * Everything a send reads and makes before it goes, in one statement for the emails of
+ * concurrent sends: each outbox row and its prospect, whether the address is suppressed and,
+ * only when the email is planned, due by its send's `now` and not suppressed, the address's id
+ * and the email's link rows (made on first use).
  */
+const PREPARE = `
+WITH input AS (
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) WITH ORDINALITY AS i(outbox_id, address, now, n)
+), email AS (
+  SELECT i.n, i.address AS to_address, i.now, o.id, o.state, o.due_at, o.reason, o.soft_bounces,
+         p.company_name, p.contact_name, p.domain, p.category, p.category_reason, p.metrics,
+         (SELECT reason FROM email_suppressions s WHERE s.address = i.address) AS suppressed
+    FROM input i JOIN email_outbox o ON o.id = i.outbox_id JOIN prospects p ON p.id = o.prospect_id
+), sendable AS (
+  SELECT id, n, now, to_address FROM email WHERE state = 'planned' AND suppressed IS NULL AND due_at <= now
+), address AS (
+  INSERT INTO email_addresses (address) SELECT DISTINCT to_address FROM sendable
+  ON CONFLICT (address) DO UPDATE SET address = EXCLUDED.address RETURNING id, address
+), links AS (${linkRowsInsert('sendable', 4)})
+SELECT e.n, e.id, e.state, e.due_at, e.reason, e.soft_bounces, e.company_name, e.contact_name, e.domain, e.category, e.category_reason, e.metrics, e.suppressed,
+       (SELECT a.id FROM address a JOIN sendable s ON s.to_address = a.address WHERE s.n = e.n) AS address_id,
+       (SELECT array_agg(l.purpose ORDER BY l.purpose) FROM links l WHERE l.outbox_id = e.id) AS link_purposes,
+       (SELECT array_agg(l.id ORDER BY l.purpose) FROM links l WHERE l.outbox_id = e.id) AS link_ids,
+       (SELECT array_agg(l.created_at ORDER BY l.purpose) FROM links l WHERE l.outbox_id = e.id) AS link_times
+  FROM email e`;
+
+async function prepareTogether(db: Queryable, batch: readonly SendRequest[]): Promise<(SendRow | undefined)[]> {
+  const rows = await db.query<PreparedRow>(PREPARE, [
+    batch.map((r) => r.outboxId),
+    batch.map((r) => normalAddress(r.address)),
+    batch.map((r) => r.now.toISOString()),
+    ...linkRowsParams(batch.map((r) => r.targets)),
+  ]);
+  const byNumber = new Map(rows.map((row) => [Number(row.n), row]));
+  return batch.map((_, i) => {
+    const row = byNumber.get(i + 1);
+    if (!row) return undefined;
+    const { n: _n, link_purposes, link_ids, link_times, ...rest } = row;
+    return { ...rest, links: (link_purposes ?? []).map((purpose, j) => ({ purpose, id: link_ids![j]!, created_at: link_times![j]! })) };
+  });
+}
+
+/** A batcher per database, for statements concurrent sends share. */
+function batcherOn<P, R>(cache: WeakMap<Queryable, Batcher<P, R>>, db: Queryable, commit: (db: Queryable, batch: readonly P[]) => Promise<R[]>, keyOf?: (item: P) => string): Batcher<P, R> {
+  let batcher = cache.get(db);
+  if (!batcher) cache.set(db, (batcher = new Batcher({ commit: (batch) => commit(db, batch), parallel: 1, keyOf })));
+  return batcher;
+}
+
+const preparers = new WeakMap<Queryable, Batcher<SendRequest, SendRow | undefined>>();
+
 async function prepareSend(db: Queryable, input: DeliverInput, targets: LinkTarget[], now: Date): Promise<SendRow> {
   checkLinkTargets(targets);
-  const [row] = await db.query<Omit<SendRow, 'links'> & { link_purposes: string[] | null; link_ids: (string | number)[] | null; link_times: (Date | string)[] | null }>(
-    `WITH email AS (
-       SELECT o.id, o.state, o.due_at, o.reason, o.soft_bounces, p.company_name, p.contact_name, p.domain, p.category, p.category_reason, p.metrics,
-              (SELECT reason FROM email_suppressions WHERE address = $2) AS suppressed
-         FROM email_outbox o JOIN prospects p ON p.id = o.prospect_id WHERE o.id = $1
-     ), sendable AS (
-       SELECT id FROM email WHERE state = 'planned' AND suppressed IS NULL AND due_at <= $5
-     ), address AS (
-       INSERT INTO email_addresses (address) SELECT $2 FROM sendable
-       ON CONFLICT (address) DO UPDATE SET address = EXCLUDED.address RETURNING id
-     ), links AS (${linkRowsInsert('sendable', 3)})
-     SELECT email.*, (SELECT id FROM address) AS address_id,
-            (SELECT array_agg(purpose ORDER BY purpose) FROM links) AS link_purposes,
-            (SELECT array_agg(id ORDER BY purpose) FROM links) AS link_ids,
-            (SELECT array_agg(created_at ORDER BY purpose) FROM links) AS link_times
-       FROM email`,
-    [input.outbox_id, normalAddress(input.address), ...linkRowsParams(targets, now)],
-  );
+  const row = await batcherOn(preparers, db, prepareTogether, (r) => r.outboxId).submit({ outboxId: input.outbox_id, address: input.address, targets, now });
   if (!row) throw new SkipItemError('its outbox row is gone');
-  const { link_purposes, link_ids, link_times, ...rest } = row;
-  return { ...rest, links: (link_purposes ?? []).map((purpose, i) => ({ purpose, id: link_ids![i]!, created_at: link_times![i]! })) };
+  return row;
 }
 
 interface Composed {
@@ -230,12 +269,7 @@ async function recordSent(ctx: StepContext, input: DeliverInput, mailbox: Mailbo
     message_id: messageId,
     ...(input.report_url ? { report_url: input.report_url } : {}),
   };
-  let recorder = sentRecorders.get(ctx.db);
-  if (!recorder) {
-    const db = ctx.db;
-    sentRecorders.set(db, (recorder = new Batcher({ commit: (batch) => recordSentTogether(db, batch), parallel: 1 })));
-  }
-  await recorder.submit({
+  await batcherOn(sentRecorders, ctx.db, recordSentTogether).submit({
     outboxId: input.outbox_id,
     mailbox: mailbox.address,
     domain: mailbox.domain,

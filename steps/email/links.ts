@@ -37,20 +37,24 @@ export function checkLinkTargets(targets: readonly LinkTarget[]): void {
 }
 
 /**
- * The statement part that makes an email's link rows on first use and finds them after: one
- * row per purpose for the outbox id that `source` (a CTE with a column `id`) gives, or none
- * when it gives no row. Its parameters are the purposes (text[]), the targets (text[]) and the
- * creation time, numbered from `first`. It returns purpose, id and created_at.
+ * The statement part that makes emails' link rows on first use and finds them after: one row
+ * per purpose for each outbox id that `source` (a CTE with columns `id`, `n` and `now`, the
+ * email's number in the statement and the time its rows are made at) gives, none for an email it
+ * gives no row. Its parameters, numbered from `first`, are linkRowsParams'. It returns
+ * outbox_id, purpose, id and created_at.
  */
 export function linkRowsInsert(source: string, first: number): string {
   return `INSERT INTO email_links (outbox_id, purpose, target, created_at)
-          SELECT s.id, t.purpose, t.target, $${first + 2} FROM ${source} s, unnest($${first}::text[], $${first + 1}::text[]) AS t(purpose, target)
+          SELECT s.id, t.purpose, t.target, s.now FROM ${source} s JOIN unnest($${first}::int[], $${first + 1}::text[], $${first + 2}::text[]) AS t(n, purpose, target) ON t.n = s.n
           ON CONFLICT (outbox_id, purpose) DO UPDATE SET purpose = EXCLUDED.purpose
-          RETURNING purpose, id, created_at`;
+          RETURNING outbox_id, purpose, id, created_at`;
 }
 
-/** The parameters linkRowsInsert numbers: purposes, targets, the creation time. */
-export const linkRowsParams = (targets: readonly LinkTarget[], now: Date): unknown[] => [targets.map((t) => t.purpose), targets.map((t) => t.target), now];
+/** The parameters linkRowsInsert numbers: each email's targets, the emails numbered from 1 in the order given. */
+export function linkRowsParams(emails: readonly (readonly LinkTarget[])[]): unknown[] {
+  const rows = emails.flatMap((targets, i) => targets.map((t) => ({ n: i + 1, ...t })));
+  return [rows.map((r) => r.n), rows.map((r) => r.purpose), rows.map((r) => r.target)];
+}
 
 /**
  * The click URL of each link row, `${public_url}/c/<token>`. The token is signed with the row's
@@ -75,7 +79,7 @@ export async function signedLinks(
 ): Promise<Record<string, string>> {
   checkLinkTargets(targets);
   signingSecret(config);
-  const rows = await db.query<LinkRow>(`WITH source AS (SELECT $1::uuid AS id) ${linkRowsInsert('source', 2)}`, [outboxId, ...linkRowsParams(targets, now)]);
+  const rows = await db.query<LinkRow>(`WITH source AS (SELECT $1::uuid AS id, 1 AS n, $2::timestamptz AS now) ${linkRowsInsert('source', 3)}`, [outboxId, now, ...linkRowsParams([targets])]);
   return linkUrls(config, rows);
 }
 
