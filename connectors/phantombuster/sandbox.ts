@@ -132,6 +132,11 @@ export interface PhantombusterSandbox {
   readonly containers: readonly SandboxContainer[];
   /** Every API request, in the order they came. */
   readonly requests: readonly SandboxRequest[];
+  /**
+   * Calls `listener` as each API request arrives and as it is answered (a test that must act at
+   * an exact moment, between two requests, sees every one); returns the unsubscribe.
+   */
+  onRequest(listener: (request: SandboxRequest) => void): () => void;
   /** Launches refused because the agent was running. */
   readonly overlaps: number;
   close(): Promise<void>;
@@ -176,6 +181,10 @@ export async function startPhantombusterSandbox(options: PhantombusterSandboxOpt
   const requests: SandboxRequest[] = [];
   /** Answers held back by launchAnswerMs, let go at close. */
   const heldAnswers = new Set<() => void>();
+  const listeners = new Set<(request: SandboxRequest) => void>();
+  const notify = (request: SandboxRequest) => {
+    for (const listener of [...listeners]) listener(request);
+  };
   let overlaps = 0;
   let empties = 0;
   let nextAgent = 4_000_000_000_000_001;
@@ -396,7 +405,11 @@ export async function startPhantombusterSandbox(options: PhantombusterSandboxOpt
     const route = u.pathname.replace(/^\/api\/v2\//, '');
     const seen: SandboxRequest = { method: req.method ?? 'GET', route, id: u.searchParams.get('id') ?? u.searchParams.get('agentId') ?? '', status: 0, answered: false, at: new Date(now()) };
     requests.push(seen);
-    res.on('finish', () => void (seen.answered = true));
+    res.on('finish', () => {
+      seen.answered = true;
+      notify(seen);
+    });
+    notify(seen);
     const reply = (status: number, body: unknown, fault?: ReturnType<typeof faults.decide>) => {
       seen.status = status;
       faults.send(res, json(status, body), fault);
@@ -496,6 +509,10 @@ export async function startPhantombusterSandbox(options: PhantombusterSandboxOpt
     launches,
     containers,
     requests,
+    onRequest(listener) {
+      listeners.add(listener);
+      return () => void listeners.delete(listener);
+    },
     get overlaps() {
       return overlaps;
     },
