@@ -40,7 +40,7 @@ export { usd } from './format.ts';
 export { isAlive } from './processes.ts';
 export { type Clock, systemClock } from './clock.ts';
 export { defineResource, type Resource, type ResourceEnv, Resources, type Usable } from './resources.ts';
-export { Batcher } from './ledger/batcher.ts';
+export { Batcher } from './batcher.ts';
 export {
   type AnyConnector,
   type ClientOf,

@@ -119,16 +119,12 @@ export class QuotaLedger {
   }
 
   async record(sql: Sql, entry: QuotaEntry): Promise<string> {
-    const [row] = await sql.query<{ id: string }>(
-      'INSERT INTO flow_quota_ledger (quota, quota_key, at, run_id, step_id, item_key, effect_key) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id',
-      [entry.quota, entry.key, entry.at, entry.runId, entry.stepId, entry.itemKey, entry.effectKey ?? null],
-    );
-    return String(row!.id);
+    return (await this.recordAll(sql, [entry]))[0]!;
   }
 
-  /** record() for several entries, in one statement; their ids in the order given. */
+  /** Several entries in one statement; their ids in the order given. */
   async recordAll(sql: Sql, entries: readonly QuotaEntry[]): Promise<string[]> {
-    if (entries.length <= 1) return Promise.all(entries.map((e) => this.record(sql, e)));
+    if (!entries.length) return [];
     const values = entries.map((_, i) => `(${Array.from({ length: 7 }, (_, j) => `$${1 + i * 7 + j}`).join(', ')})`).join(', ');
     const rows = await sql.query<{ id: string }>(
       `INSERT INTO flow_quota_ledger (quota, quota_key, at, run_id, step_id, item_key, effect_key) VALUES ${values} RETURNING id`,

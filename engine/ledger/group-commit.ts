@@ -2,7 +2,7 @@ import type { Database } from '../db/connect.ts';
 import { insertSql, shapeKey } from '../sql-insert.ts';
 import type { EffectRow } from '../store/records.ts';
 import type { DatabaseStatement } from '../types.ts';
-import { Batcher } from './batcher.ts';
+import { Batcher } from '../batcher.ts';
 import { inTransaction } from './sql.ts';
 import type { EffectRecord, Sql, Write, WriteOutcome } from './types.ts';
 

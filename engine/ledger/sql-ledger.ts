@@ -1,6 +1,6 @@
 import type { Database } from '../db/connect.ts';
 import type { EffectRow, Scrubber } from '../store/records.ts';
-import { Batcher } from './batcher.ts';
+import { Batcher } from '../batcher.ts';
 import { inTransaction } from './sql.ts';
 import type { ConfirmOptions, EffectLedger, EffectRecord, Gate, Hold, Reservation, Sql, Write, WriteOutcome } from './types.ts';
 
@@ -11,11 +11,8 @@ type Answer = Wait | Extract<Reservation, { state: 'done' | 'in-doubt' }>;
 
 /** Thrown inside a transaction to roll it back with its answers. */
 class Declined extends Error {
-  readonly outcome: Answer;
-
   constructor(readonly outcomes: Answer[]) {
     super('declined');
-    this.outcome = outcomes[0]!;
   }
 }
 
@@ -79,7 +76,7 @@ export abstract class SqlLedger implements EffectLedger {
    * if alone, one insert of their slots.
    */
   async reserve(effect: EffectRecord | undefined, gates: readonly Gate[], now: Date): Promise<Reservation> {
-    if (!gates.length) return effect ? this.reserveKey(this.db, effect, now) : { state: 'reserved', holds: [] };
+    if (!gates.length) return effect ? ((await this.reserveKeys(this.db, [{ effect, gates, now }], now))[0] ?? { state: 'reserved', holds: [] }) : { state: 'reserved', holds: [] };
     const sorted = [...gates].sort(byLabel);
     const pending: PendingReservation = { effect, gates: sorted, now };
     const lane = sorted.every((g) => g.group && g.reserveGroup) ? sorted.map((g) => g.group).join('\u001e') : undefined;
@@ -112,14 +109,18 @@ export abstract class SqlLedger implements EffectLedger {
       return await inTransaction(this.db, async (sql) => {
         const earlier = await this.earlier(sql, effect.key);
         if (earlier) throw new Declined([earlier]);
-        const holds = await this.reserveGates(sql, gates, now, effect.key);
+        const pending = { effect, gates: [...gates].sort(byLabel), now };
+        const outcomes: (Reservation | undefined)[] = [undefined];
+        const [holds] = await this.passGates(sql, [pending], outcomes, now);
+        if (outcomes[0]) throw new Declined([outcomes[0] as Answer]);
         const output = write.statement ? { rows: await sql.query(write.statement.sql, write.statement.params) } : await write.run!(sql);
         await this.insertDone(sql, [{ effect, output }], now);
-        for (const hold of holds) await hold.confirm(sql, {});
+        for (const hold of holds!) await hold.confirm(sql, {});
         return { state: 'written', output } satisfies WriteOutcome;
       });
     } catch (err) {
-      if (err instanceof Declined) return err.outcome.state === 'in-doubt' ? { state: 'done', row: err.outcome.row } : (err.outcome as WriteOutcome);
+      const [answer] = err instanceof Declined ? err.outcomes : [];
+      if (answer) return answer.state === 'in-doubt' ? { state: 'done', row: answer.row } : (answer as WriteOutcome);
       throw err;
     }
   }
@@ -188,24 +189,8 @@ export abstract class SqlLedger implements EffectLedger {
     try {
       return await inTransaction(this.db, async (sql) => {
         const now = new Date(Math.max(...batch.map((p) => p.now.getTime())));
-        const outcomes: (Reservation | undefined)[] = await this.reserveKeys(sql, batch, now);
-        const holds: Hold[][] = batch.map(() => []);
-        for (let j = 0; j < batch[0]!.gates.length; j++) {
-          const live = batch.flatMap((p, i) => (outcomes[i] ? [] : [i]));
-          if (!live.length) break;
-          const calls = live.map((i) => ({ gate: batch[i]!.gates[j]!, effectKey: batch[i]!.effect?.key }));
-          const first = calls[0]!.gate;
-          const verdicts = first.reserveGroup ? await first.reserveGroup(sql, now, calls) : await sequentially(calls, (c) => c.gate.reserve(sql, now, c.effectKey));
-          for (const [n, i] of live.entries()) {
-            const verdict = verdicts[n]!;
-            if (verdict.ok) {
-              if (verdict.hold) holds[i]!.push(verdict.hold);
-              continue;
-            }
-            outcomes[i] = { state: 'wait', until: verdict.until, reason: verdict.reason, scope: verdict.scope };
-            for (const hold of holds[i]!) await hold.release(sql, {});
-          }
-        }
+        const outcomes = await this.reserveKeys(sql, batch, now);
+        const holds = await this.passGates(sql, batch, outcomes, now);
         const turnedAway = batch.flatMap((p, i) => (outcomes[i]?.state === 'wait' && p.effect ? [p.effect.key] : []));
         if (outcomes.every((o) => o)) throw new Declined(outcomes as Answer[]);
         if (turnedAway.length) await sql.query("DELETE FROM flow_effects WHERE key = ANY($1::text[]) AND status = 'reserved'", [turnedAway]);
@@ -252,24 +237,30 @@ export abstract class SqlLedger implements EffectLedger {
     return batch.map(() => undefined);
   }
 
-  private async reserveGates(sql: Sql, gates: readonly Gate[], now: Date, key: string | undefined) {
-    const holds = [];
-    for (const gate of [...gates].sort(byLabel)) {
-      const verdict = await gate.reserve(sql, now, key);
-      if (!verdict.ok) throw new Declined([{ state: 'wait', until: verdict.until, reason: verdict.reason, scope: verdict.scope }]);
-      if (verdict.hold) holds.push(verdict.hold);
+  /**
+   * The gates of calls that have no answer yet (`outcomes[i]` undefined), gate by gate in lock
+   * order, a gate deciding its calls together when it can. A call a gate turns away gets its
+   * wait in `outcomes` and its earlier holds given back; the holds of each call are returned.
+   */
+  private async passGates(sql: Sql, batch: readonly PendingReservation[], outcomes: (Reservation | undefined)[], now: Date): Promise<Hold[][]> {
+    const holds: Hold[][] = batch.map(() => []);
+    for (let j = 0; j < batch[0]!.gates.length; j++) {
+      const live = batch.flatMap((_, i) => (outcomes[i] ? [] : [i]));
+      if (!live.length) break;
+      const calls = live.map((i) => ({ gate: batch[i]!.gates[j]!, effectKey: batch[i]!.effect?.key }));
+      const first = calls[0]!.gate;
+      const verdicts = first.reserveGroup ? await first.reserveGroup(sql, now, calls) : await sequentially(calls, (c) => c.gate.reserve(sql, now, c.effectKey));
+      for (const [n, i] of live.entries()) {
+        const verdict = verdicts[n]!;
+        if (verdict.ok) {
+          if (verdict.hold) holds[i]!.push(verdict.hold);
+          continue;
+        }
+        outcomes[i] = { state: 'wait', until: verdict.until, reason: verdict.reason, scope: verdict.scope };
+        for (const hold of holds[i]!) await hold.release(sql, {});
+      }
     }
     return holds;
-  }
-
-  private async reserveKey(sql: Sql, effect: EffectRecord, now: Date): Promise<Reservation> {
-    const inserted = await sql.query(
-      `INSERT INTO flow_effects (key, run_id, step_id, item_key, kind, status, summary, identity, output, reserved_at)
-       VALUES ($1, $2, $3, $4, $5, 'reserved', $6, $7, 'null', $8) ON CONFLICT (key) DO NOTHING RETURNING key`,
-      [effect.key, effect.runId, effect.stepId, effect.itemKey, effect.kind, this.scrub(effect.summary), effect.identity ? json(this.scrub(effect.identity)) : null, now],
-    );
-    if (inserted.length) return { state: 'reserved', holds: [] };
-    return (await this.earlier(sql, effect.key)) ?? { state: 'reserved', holds: [] };
   }
 
   protected async earlier(sql: Sql, key: string): Promise<Extract<Reservation, { state: 'done' | 'in-doubt' }> | undefined> {
