@@ -1,8 +1,10 @@
 import { execFile } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { inspect, promisify } from 'node:util';
+import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type EmailMessage, parseSmtpConfig, RecipientRefusedError, SmtpMailer, smtpSettingsFromUrl } from '../connectors/smtp/client.ts';
 import { composer } from '../connectors/smtp/composer.ts';
@@ -202,6 +204,38 @@ describe('the message composer (a worker thread builds and signs)', () => {
     expect((err as Error).message).toMatch(/^smtp 127\.0\.0\.1:\d+: the message composer exited/);
     await m.send(report({ messageId: '<next@intel-mail-one.example>' }));
     expect(sb.messages.map((x) => x.messageId)).toEqual([expect.any(String), '<next@intel-mail-one.example>']);
+  });
+
+  it('a DKIM key that does not parse fails the send as non-retriable, naming the domain; nothing goes out unsigned', async () => {
+    const sb = await sandbox();
+    const m = mailer(sb);
+    const dkim = { domain: 'intel-mail-one.example', selector: 's1', privateKey: '-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n' };
+    const err = await m.send(report({ dkim })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NonRetriableError);
+    expect((err as Error).message).toMatch(/^smtp 127\.0\.0\.1:\d+: the DKIM private key of intel-mail-one\.example \(selector s1\) is not a PEM private key: /);
+    const ed = generateKeyPairSync('ed25519', { publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
+    const notRsa = await m.send(report({ dkim: { ...dkim, privateKey: ed.privateKey } })).catch((e: unknown) => e);
+    expect(notRsa).toBeInstanceOf(NonRetriableError);
+    expect((notRsa as Error).message).toMatch(/is an ed25519 key; messages are signed with rsa-sha256/);
+    expect(sb.messages).toHaveLength(0);
+  });
+
+  it('signs with a key parsed once per worker: many sends, every one signed by the same key', async () => {
+    const sb = await sandbox();
+    const m = mailer(sb);
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
+    const dkim = { domain: 'intel-mail-one.example', selector: 's1', privateKey };
+    const record = `v=DKIM1; k=rsa; p=${publicKey.replace(/-----[^-]+-----/g, '').replace(/\s+/g, '')}`;
+    const resolver = async (name: string, type: string) => {
+      if (type === 'TXT' && name === 's1._domainkey.intel-mail-one.example') return [[record]];
+      throw Object.assign(new Error(`no ${type} record for ${name}`), { code: 'ENOTFOUND' });
+    };
+    await Promise.all(['a', 'b', 'c'].map((x) => m.send(report({ to: `buyer-${x}@acme.example`, dkim }))));
+    const got = await sb.waitFor(3, 2000);
+    for (const g of got) {
+      const verified = await dkimVerify(g.raw, { resolver });
+      expect(verified.results.map((r: { status: { result: string } }) => r.status.result)).toEqual(['pass']);
+    }
   });
 
   it('an idle worker never keeps the process alive: a script that sends and never closes its mailer exits', async () => {

@@ -218,7 +218,7 @@ const HEADER_NAME = /^[!-9;-~]+$/;
  * are wrong, so another attempt fails the same way. Every other failure without a reply is
  * about the connection (refused, timed out, dropped) and is retried.
  */
-const PERMANENT_CODES = new Set(['EAUTH', 'ENOAUTH', 'EENVELOPE', 'ECONFIG', 'EFILEACCESS', 'EURLACCESS', 'EMAXRECIPIENTS', 'EOTP', 'EREQUIRETLS']);
+const PERMANENT_CODES = new Set(['EAUTH', 'ENOAUTH', 'EENVELOPE', 'ECONFIG', 'EFILEACCESS', 'EURLACCESS', 'EMAXRECIPIENTS', 'EOTP', 'EREQUIRETLS', 'EDKIMKEY']);
 
 type Pool = Mail<SMTPPoolSentMessageInfo, SMTPPoolOptions>;
 

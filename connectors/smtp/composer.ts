@@ -50,9 +50,37 @@ export class ComposeError extends Error {
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { createTransport } = require(workerData.nodemailer);
+const { createPrivateKey } = require('node:crypto');
 const transport = createTransport({ streamTransport: true, buffer: true, newline: 'windows', disableFileAccess: true, disableUrlAccess: true });
+// A PEM key handed to the signer is parsed again for every signature, which costs twice the
+// RSA operation itself; parsed once here, each signature is the operation alone.
+const keys = new Map();
+// nodemailer's signer sends a message unsigned when the key fails; a key that does not parse
+// fails the message here instead (EDKIMKEY, permanent: sending it again would not help).
+const keyOf = (dkim) => {
+  let key = keys.get(dkim.privateKey);
+  if (!key) {
+    try {
+      key = createPrivateKey(dkim.privateKey);
+    } catch (err) {
+      throw Object.assign(new Error('the DKIM private key of ' + dkim.domainName + ' (selector ' + dkim.keySelector + ') is not a PEM private key: ' + err.message), { code: 'EDKIMKEY' });
+    }
+    if (key.asymmetricKeyType !== 'rsa') {
+      throw Object.assign(new Error('the DKIM private key of ' + dkim.domainName + ' (selector ' + dkim.keySelector + ') is an ' + key.asymmetricKeyType + ' key; messages are signed with rsa-sha256, so give an RSA key (2048 bits)'), { code: 'EDKIMKEY' });
+    }
+    keys.set(dkim.privateKey, key);
+  }
+  return key;
+};
 parentPort.on('message', ({ id, mail }) => {
-  transport.sendMail(mail).then(
+  let composed;
+  try {
+    if (mail.dkim) mail.dkim.privateKey = keyOf(mail.dkim);
+    composed = transport.sendMail(mail);
+  } catch (err) {
+    composed = Promise.reject(err);
+  }
+  composed.then(
     (info) => {
       const raw = info.message;
       parentPort.postMessage({ id, raw, messageId: info.messageId, envelope: info.envelope });
