@@ -105,8 +105,12 @@ async function profiled(): Promise<{ start: () => Promise<() => Promise<void>>; 
   };
 }
 
-async function sendRounds(kind: DbKind): Promise<{ rounds: Round[]; profile?: string }> {
+type ByText = Map<string, { n: number; ms: number }>;
+
+async function sendRounds(kind: DbKind): Promise<{ rounds: Round[]; profile?: string; byText: ByText }> {
   await countStatements(kind);
+  // Each database's statements apart: the table is printed after every database has run.
+  statements.byText.clear();
   const state = mkdtempSync(join(tmpdir(), 'flows-bench-email-'));
   const smtp = await startSmtpSandbox();
   try {
@@ -141,7 +145,7 @@ async function sendRounds(kind: DbKind): Promise<{ rounds: Round[]; profile?: st
       const fields = await baselineRun({ ...base, mode: 'fields' });
       rounds.push({ raw, run, fields });
     }
-    return { rounds, profile: sampler?.summary() };
+    return { rounds, profile: sampler?.summary(), byText: new Map(statements.byText) };
   } finally {
     await smtp.close();
     rmSync(state, { recursive: true, force: true });
@@ -149,7 +153,7 @@ async function sendRounds(kind: DbKind): Promise<{ rounds: Round[]; profile?: st
 }
 
 // ------------------------------------------------------------ measure
-const sends: { kind: DbKind; rounds: Round[]; profile?: string }[] = [];
+const sends: { kind: DbKind; rounds: Round[]; profile?: string; byText: ByText }[] = [];
 if (!clickOnly) for (const kind of dbs) sends.push({ kind, ...(await sendRounds(kind)) });
 
 let fill: FillFigures | undefined;
@@ -194,9 +198,8 @@ for (const s of sends) {
   const m = median(ratios);
   goals.push({ goal: `${s.kind}: time per email / nodemailer prebuilt (median of ${ratios.length})`, value: m, limit: GOAL_SEND, met: m <= GOAL_SEND });
   if (statements.timing) {
-    const top = [...statements.byText.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, 20);
+    const top = [...s.byText.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, 20);
     out.push('', `statements by text, all ${s.kind} runs (count, total ms incl. waiting):`, ...top.map(([k, v]) => `  ${String(v.n).padStart(8)} ${v.ms.toFixed(0).padStart(8)}  ${k}`));
-    statements.byText.clear();
   }
   if (s.profile) out.push('', `CPU profile of the last ${s.kind} run: ${s.profile}`);
 }

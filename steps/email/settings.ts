@@ -33,7 +33,7 @@ export const DkimSchema = Type.Object(
   {
     selector: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$', description: 'The DNS selector: the public key is published at <selector>._domainkey.<domain>.', 'x-hint': 'a selector is letters, digits, dots, dashes and underscores, like s1 or mail-2026' }),
     private_key: Type.Optional(
-      Type.String({ description: 'The PEM private key, through ${{ env.NAME }}. Unset with sandboxes: auto, a key is generated under .flows/dkim (the sandbox and the demo); with sandboxes: never, nothing is sent.' }),
+      Type.String({ description: 'The PEM private key (RSA, 2048 bits), through ${{ env.NAME }}; a key that does not parse, or is not RSA, fails each send from the domain without sending it (nothing goes out unsigned). Unset with sandboxes: auto, a key is generated under .flows/dkim (the sandbox and the demo); with sandboxes: never, nothing is sent.' }),
     ),
   },
   { additionalProperties: false, description: 'DKIM signing of every email from this domain (List-Unsubscribe and List-Unsubscribe-Post are among the signed headers).' },
