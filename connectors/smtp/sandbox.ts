@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { AddressObject } from 'mailparser';
@@ -175,7 +175,11 @@ export async function startSmtpSandbox(options: SmtpSandboxOptions = {}): Promis
     const parsed = await simpleParser(raw);
     seq += 1;
     const file = options.outDir ? join(options.outDir, emlName(new Date())) : undefined;
-    if (file) await writeFile(file, raw, { flag: 'wx' });
+    if (file) {
+      // Written beside its name, then renamed: whoever watches the folder never reads half a message.
+      await writeFile(`${file}.part`, raw, { flag: 'wx' });
+      await rename(`${file}.part`, file);
+    }
     const mailFrom = session.envelope.mailFrom;
     messages.push({
       seq,
