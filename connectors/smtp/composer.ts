@@ -57,19 +57,17 @@ const transport = createTransport({ streamTransport: true, buffer: true, newline
 const keys = new Map();
 // nodemailer's signer sends a message unsigned when the key fails; a key that does not parse
 // fails the message here instead (EDKIMKEY, permanent: sending it again would not help).
+const badKey = (dkim, why) => Object.assign(new Error('the DKIM private key of ' + dkim.domainName + ' (selector ' + dkim.keySelector + ') ' + why), { code: 'EDKIMKEY' });
 const keyOf = (dkim) => {
   let key = keys.get(dkim.privateKey);
-  if (!key) {
-    try {
-      key = createPrivateKey(dkim.privateKey);
-    } catch (err) {
-      throw Object.assign(new Error('the DKIM private key of ' + dkim.domainName + ' (selector ' + dkim.keySelector + ') is not a PEM private key: ' + err.message), { code: 'EDKIMKEY' });
-    }
-    if (key.asymmetricKeyType !== 'rsa') {
-      throw Object.assign(new Error('the DKIM private key of ' + dkim.domainName + ' (selector ' + dkim.keySelector + ') is an ' + key.asymmetricKeyType + ' key; messages are signed with rsa-sha256, so give an RSA key (2048 bits)'), { code: 'EDKIMKEY' });
-    }
-    keys.set(dkim.privateKey, key);
+  if (key) return key;
+  try {
+    key = createPrivateKey(dkim.privateKey);
+  } catch (err) {
+    throw badKey(dkim, 'is not a PEM private key: ' + err.message);
   }
+  if (key.asymmetricKeyType !== 'rsa') throw badKey(dkim, 'is an ' + key.asymmetricKeyType + ' key; messages are signed with rsa-sha256, so give an RSA key (2048 bits)');
+  keys.set(dkim.privateKey, key);
   return key;
 };
 parentPort.on('message', ({ id, mail }) => {
